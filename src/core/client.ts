@@ -1,0 +1,214 @@
+import pLimit from 'p-limit';
+import pg from 'pg';
+import type { DbPool } from './db.js';
+import type { DecodeOptions } from './decode.js';
+import { BulkError } from './errors.js';
+import { createLedger, type Ledger } from './ledger.js';
+import { defaultLogger, type Logger, redact } from './logger.js';
+import { loadTableMeta, type TableMeta } from './meta.js';
+import { BulkModel } from './model.js';
+import { DEFAULT_RETRY, type RetryPolicy, transientRule, withRetry } from './retry.js';
+import type { Engine } from './runner.js';
+import { type Row, Signals } from './signals.js';
+
+export interface BulkClientOptions {
+  /** postgres://user:pass@host:port/db. Default: DATABASE_URL, else postgres://127.0.0.1:5432/postgres. */
+  connectionString?: string;
+  /** Use an existing pg.Pool instead (it is not ended by close()). */
+  pool?: DbPool;
+  /** Connections in the pool this client creates. Default 10. */
+  poolSize?: number;
+  /** Client-wide cap on connections writing chunks at once, over all calls. Default: poolSize (4 with `pool`). */
+  maxConcurrentBatchWrites?: number;
+  /** The chunk ledger (exactly-once chunks). Default on, in schema `bulkmodel`. */
+  ledger?: boolean | { schema?: string };
+  /** Retry policy for transient failures (merged over the defaults). */
+  retry?: Partial<RetryPolicy>;
+  /** How rows read back are shaped. Default: like node-postgres (timestamps as Date). */
+  decode?: DecodeOptions;
+  logger?: Logger;
+  /** Connection timeout for new connections. Default 10000. */
+  connectTimeoutMs?: number;
+}
+
+export interface ConnectionCheck {
+  ok: true;
+  latencyMs: number;
+  /** Pooled connections found broken and replaced. */
+  replaced: number;
+  serverVersion: string;
+}
+
+/**
+ * Direct mode: bulk operations against Postgres with no queue. `model(table)` gives the
+ * operations of one table; metadata is read from the catalog once per table and cached.
+ */
+export class BulkClient {
+  readonly signals: Signals;
+  readonly logger: Logger;
+  /** @internal */ readonly engine: Engine;
+  /** @internal */ readonly decode: DecodeOptions;
+  private readonly ownsPool: boolean;
+  private readonly metaCache = new Map<string, Promise<TableMeta>>();
+  private closed = false;
+
+  constructor(options: BulkClientOptions = {}) {
+    this.logger = options.logger ?? defaultLogger;
+    this.signals = new Signals(this.logger);
+    this.decode = { ...options.decode };
+    const poolSize = options.poolSize ?? 10;
+    if (!Number.isInteger(poolSize) || poolSize < 1)
+      throw new BulkError('INVALID_OPTION', 'poolSize must be a positive integer');
+    let pool: DbPool;
+    if (options.pool) {
+      pool = options.pool;
+      this.ownsPool = false;
+    } else {
+      const connectionString =
+        options.connectionString ??
+        process.env.DATABASE_URL ??
+        'postgres://127.0.0.1:5432/postgres';
+      pool = new pg.Pool({
+        connectionString,
+        max: poolSize,
+        connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+        application_name: 'bulkmodel',
+      }) as unknown as DbPool;
+      this.ownsPool = true;
+    }
+    // An idle connection dropped by the server must never crash the process.
+    pool.on('error', (err) =>
+      this.logger.warn(
+        { err: redact(String(err?.message ?? err)) },
+        'idle Postgres connection lost; it will be replaced',
+      ),
+    );
+    const cap = options.maxConcurrentBatchWrites ?? (options.pool ? 4 : poolSize);
+    if (!Number.isInteger(cap) || cap < 1)
+      throw new BulkError('INVALID_OPTION', 'maxConcurrentBatchWrites must be a positive integer');
+    const ledgerOpt = options.ledger ?? true;
+    const ledger: Ledger | null =
+      ledgerOpt === false
+        ? null
+        : createLedger((ledgerOpt === true ? undefined : ledgerOpt.schema) ?? 'bulkmodel');
+    this.engine = {
+      pool,
+      ledger,
+      retry: { ...DEFAULT_RETRY, ...options.retry },
+      logger: this.logger,
+      writeSlots: pLimit(cap),
+    };
+  }
+
+  /** The bulk operations of one table (`name` or `schema.name`). */
+  model<T extends Row = Row>(table: string): BulkModel<T> {
+    return new BulkModel<T>(this, table);
+  }
+
+  /** Table metadata from the catalog, cached; `refresh` reads it again (after a migration). */
+  meta(table: string, refresh = false): Promise<TableMeta> {
+    this.assertOpen();
+    let p = refresh ? undefined : this.metaCache.get(table);
+    if (!p) {
+      p = withRetry(() => loadTableMeta(this.engine.pool, table), this.engine.retry);
+      this.metaCache.set(table, p);
+      p.catch(() => this.metaCache.delete(table));
+    }
+    return p;
+  }
+
+  /** Forget cached table metadata (all tables, or one). */
+  clearMetaCache(table?: string): void {
+    if (table === undefined) this.metaCache.clear();
+    else this.metaCache.delete(table);
+  }
+
+  /**
+   * Check that Postgres answers within `timeoutMs`: every idle pooled connection is tried and a
+   * broken one is destroyed (the pool opens a fresh one). Retries transient failures until the
+   * time is up, then throws CONNECTION_FAILED.
+   */
+  async ensureConnected(options: { timeoutMs?: number } = {}): Promise<ConnectionCheck> {
+    this.assertOpen();
+    const timeoutMs = options.timeoutMs ?? 5_000;
+    const started = Date.now();
+    let replaced = 0;
+    const probe = async (): Promise<string> => {
+      const client = await this.engine.pool.connect();
+      const onError = () => {};
+      client.on('error', onError);
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const remaining = Math.max(1, timeoutMs - (Date.now() - started));
+        const r = await Promise.race([
+          client.query({ text: 'SELECT current_setting($1) AS v', values: ['server_version'] }),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () =>
+                reject(
+                  Object.assign(new Error('connection timeout: no answer'), { code: 'ETIMEDOUT' }),
+                ),
+              remaining,
+            );
+          }),
+        ]);
+        client.removeListener('error', onError);
+        client.release();
+        return (r.rows[0] as { v: string }).v;
+      } catch (err) {
+        client.removeListener('error', onError);
+        client.release(err instanceof Error ? err : new Error(String(err)));
+        replaced++;
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    try {
+      const idle = Math.max(1, this.engine.pool.idleCount ?? 1);
+      const versions = await withRetry(
+        async () => {
+          // Borrow as many connections as are idle at once, so each idle one is probed.
+          const results = await Promise.allSettled(Array.from({ length: idle }, probe));
+          const good = results.find((r) => r.status === 'fulfilled');
+          if (good) return (good as PromiseFulfilledResult<string>).value;
+          throw (results[0] as PromiseRejectedResult).reason;
+        },
+        {
+          ...this.engine.retry,
+          maxElapsedMs: timeoutMs,
+          maxDelayMs: Math.min(this.engine.retry.maxDelayMs, 1000),
+        },
+      );
+      return { ok: true, latencyMs: Date.now() - started, replaced, serverVersion: versions };
+    } catch (err) {
+      if (err instanceof BulkError && err.code === 'CONNECTION_FAILED') throw err;
+      const transient = transientRule(err) !== undefined;
+      throw new BulkError(
+        transient ? 'CONNECTION_FAILED' : 'DATABASE_ERROR',
+        `cannot reach Postgres: ${redact(String((err as Error)?.message ?? err))}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Delete ledger rows older than `olderThanMs` (default 7 days); returns how many. */
+  async pruneLedger(olderThanMs = 7 * 24 * 3600_000): Promise<number> {
+    const l = this.engine.ledger;
+    if (!l) return 0;
+    await l.ensure(this.engine.pool);
+    return l.prune(this.engine.pool, olderThanMs);
+  }
+
+  /** End the pool (when this client created it). Later calls fail with CLOSED. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsPool) await this.engine.pool.end();
+  }
+
+  /** @internal */
+  assertOpen(): void {
+    if (this.closed) throw new BulkError('CLOSED', 'this BulkClient is closed');
+  }
+}

@@ -1,0 +1,240 @@
+import { BulkError } from './errors.js';
+import type { ColumnMeta, TableMeta, ValueKind } from './meta.js';
+
+/**
+ * Values to Postgres text literals. Every write path (INSERT, UPDATE, COPY) starts from the
+ * literal Postgres's own input function reads, so one encoder per type serves them all, and a
+ * value is checked once, in JS, where its row and column are still known.
+ *
+ * An encoder returns the literal, or null for SQL NULL. It throws ValueProblem for bad input;
+ * the caller wraps it as a BulkError naming table, column and row.
+ */
+export class ValueProblem extends Error {}
+
+export type Encoder = (value: unknown) => string | null;
+
+const INT_RANGE: Record<'int2' | 'int4' | 'int8', [bigint, bigint]> = {
+  int2: [-32768n, 32767n],
+  int4: [-2147483648n, 2147483647n],
+  int8: [-9223372036854775808n, 9223372036854775807n],
+};
+
+const INT_TEXT = /^[+-]?\d+$/;
+const NUMERIC_TEXT =
+  /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
+const FLOAT_TEXT = /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (Buffer.isBuffer(v)) return 'Buffer';
+  if (v instanceof Date) return 'Date';
+  return typeof v;
+}
+
+function wrong(expected: string, v: unknown): never {
+  throw new ValueProblem(`expected ${expected}, got ${typeName(v)}`);
+}
+
+/** Text that Postgres can store: no NUL byte, no lone surrogate (which UTF-8 cannot carry). */
+export function checkText(s: string): string {
+  if (s.indexOf('\u0000') !== -1)
+    throw new ValueProblem('text contains a NUL byte (\\u0000), which Postgres cannot store');
+  if (!s.isWellFormed())
+    throw new ValueProblem('text contains a lone UTF-16 surrogate, which is not valid Unicode');
+  return s;
+}
+
+function intLiteral(kind: 'int2' | 'int4' | 'int8', v: unknown): string {
+  let b: bigint;
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v)) throw new ValueProblem(`expected an integer, got ${v}`);
+    if (!Number.isSafeInteger(v))
+      throw new ValueProblem(
+        `${v} is beyond 2^53 and may have lost precision: pass a BigInt or a string`,
+      );
+    if (kind !== 'int8' && (v < Number(INT_RANGE[kind][0]) || v > Number(INT_RANGE[kind][1]))) {
+      throw new ValueProblem(`${v} is out of range for ${kind}`);
+    }
+    return String(v);
+  }
+  if (typeof v === 'bigint') b = v;
+  else if (typeof v === 'string' && INT_TEXT.test(v)) b = BigInt(v);
+  else if (typeof v === 'string')
+    throw new ValueProblem(`${JSON.stringify(v.slice(0, 40))} is not an integer`);
+  else wrong('an integer (number, BigInt or string)', v);
+  const [lo, hi] = INT_RANGE[kind];
+  if (b < lo || b > hi) throw new ValueProblem(`${b} is out of range for ${kind}`);
+  return b.toString();
+}
+
+function pad(n: number, w = 2): string {
+  return String(n).padStart(w, '0');
+}
+
+/** A Date as local time with its offset, exactly as node-postgres sends Dates. */
+export function dateToLiteral(d: Date): string {
+  const t = d.getTime();
+  if (Number.isNaN(t)) throw new ValueProblem('invalid Date');
+  let year = d.getFullYear();
+  const bc = year < 1;
+  if (bc) year = -year + 1;
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const a = Math.abs(off);
+  return (
+    `${pad(year, 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:` +
+    `${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}${sign}${pad(Math.floor(a / 60))}:${pad(a % 60)}${bc ? ' BC' : ''}`
+  );
+}
+
+/** JSON text for a json/jsonb value, refusing what Postgres's jsonb refuses. */
+export function jsonLiteral(v: unknown): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch (e) {
+    throw new ValueProblem(`value cannot be serialized as JSON: ${(e as Error).message}`);
+  }
+  if (s === undefined) throw new ValueProblem(`${typeName(v)} is not a JSON value`);
+  // JSON.stringify escapes NUL as \u0000 and lone surrogates as \udXXX; jsonb refuses both.
+  if (s.includes('\\u')) checkJsonStrings(v, 0);
+  return s;
+}
+
+function checkJsonStrings(v: unknown, depth: number): void {
+  if (depth > 200) throw new ValueProblem('JSON nested too deeply');
+  if (typeof v === 'string') {
+    checkText(v);
+  } else if (Array.isArray(v)) {
+    for (const x of v) checkJsonStrings(x, depth + 1);
+  } else if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      checkText(k);
+      checkJsonStrings(x, depth + 1);
+    }
+  }
+}
+
+function scalar(kind: ValueKind, v: unknown): string {
+  switch (kind) {
+    case 'text':
+      if (typeof v !== 'string') wrong('a string', v);
+      return checkText(v);
+    case 'int2':
+    case 'int4':
+    case 'int8':
+      return intLiteral(kind, v);
+    case 'float':
+      if (typeof v === 'number')
+        return Number.isNaN(v)
+          ? 'NaN'
+          : v === Infinity
+            ? 'Infinity'
+            : v === -Infinity
+              ? '-Infinity'
+              : String(v);
+      if (typeof v === 'string' && FLOAT_TEXT.test(v)) return v;
+      if (typeof v === 'bigint') return v.toString();
+      return wrong('a number', v);
+    case 'numeric':
+      if (typeof v === 'number') {
+        if (Number.isNaN(v)) return 'NaN';
+        if (!Number.isFinite(v)) return v > 0 ? 'Infinity' : '-Infinity';
+        return String(v);
+      }
+      if (typeof v === 'bigint') return v.toString();
+      if (typeof v === 'string' && NUMERIC_TEXT.test(v)) return v;
+      if (typeof v === 'string')
+        throw new ValueProblem(`${JSON.stringify(v.slice(0, 40))} is not a number`);
+      return wrong('a number, BigInt or numeric string', v);
+    case 'bool':
+      if (typeof v === 'boolean') return v ? 't' : 'f';
+      return wrong('a boolean', v);
+    case 'bytea':
+      if (v instanceof Uint8Array)
+        return `\\x${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
+      return wrong('a Buffer or Uint8Array', v);
+    case 'json':
+      return jsonLiteral(v);
+    case 'timestamp':
+    case 'date':
+      if (v instanceof Date) return dateToLiteral(v);
+      if (typeof v === 'string') return checkText(v);
+      return wrong('a Date or an ISO string', v);
+    case 'uuid':
+      if (typeof v !== 'string') wrong('a string', v);
+      return checkText(v);
+    default:
+      if (typeof v === 'string') return checkText(v);
+      if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+      if (typeof v === 'boolean') return v ? 't' : 'f';
+      if (v instanceof Date) return dateToLiteral(v);
+      return wrong('a string', v);
+  }
+}
+
+/** Quote one element of an array literal. */
+function arrayElem(lit: string): string {
+  return `"${lit.replace(/[\\"]/g, '\\$&')}"`;
+}
+
+function arrayLiteral(kind: ValueKind, v: unknown[], depth: number): string {
+  if (depth > 6) throw new ValueProblem('array nested more than 6 deep');
+  let out = '{';
+  for (let i = 0; i < v.length; i++) {
+    if (i > 0) out += ',';
+    const x = v[i];
+    if (x === null || x === undefined) out += 'NULL';
+    else if (Array.isArray(x) && kind !== 'json') out += arrayLiteral(kind, x, depth + 1);
+    else out += arrayElem(scalar(kind, x));
+  }
+  return `${out}}`;
+}
+
+/** The encoder of one column. */
+export function encoderFor(col: ColumnMeta): Encoder {
+  if (col.isArray) {
+    const ek = col.elemKind;
+    return (v) => {
+      if (v === null) return null;
+      if (!Array.isArray(v)) wrong('an array', v);
+      return arrayLiteral(ek, v, 0);
+    };
+  }
+  const k = col.kind;
+  return (v) => (v === null ? null : scalar(k, v));
+}
+
+const encoderCache = new WeakMap<ColumnMeta, Encoder>();
+
+export function cachedEncoder(col: ColumnMeta): Encoder {
+  let e = encoderCache.get(col);
+  if (!e) {
+    e = encoderFor(col);
+    encoderCache.set(col, e);
+  }
+  return e;
+}
+
+/** Wrap an encoder failure as the BulkError users see. */
+export function valueError(meta: TableMeta, col: string, row: number, err: unknown): BulkError {
+  if (err instanceof BulkError) return err;
+  const msg = err instanceof ValueProblem ? err.message : String((err as Error)?.message ?? err);
+  return new BulkError('INVALID_VALUE', `${meta.displayName}.${col}, row ${row}: ${msg}`, {
+    table: meta.displayName,
+    column: col,
+    row,
+    cause: err instanceof ValueProblem ? undefined : err,
+  });
+}
+
+/** Escape a literal for COPY text format; null is \N. */
+export function copyEscape(lit: string | null): string {
+  if (lit === null) return '\\N';
+  // Fast path: most values hold none of the four specials.
+  if (!/[\\\n\r\t]/.test(lit)) return lit;
+  return lit.replace(/[\\\n\r\t]/g, (c) =>
+    c === '\\' ? '\\\\' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t',
+  );
+}

@@ -1,0 +1,190 @@
+/**
+ * One error class for everything bulkmodel rejects or fails at, with a stable `code`.
+ * Every code is documented in docs/errors.md (a test checks that each one is).
+ */
+
+export const ERROR_CODES = {
+  UNKNOWN_TABLE: 'The table does not exist (or is not visible to this role).',
+  UNKNOWN_COLUMN: 'A row, option or filter names a column the table does not have.',
+  INVALID_IDENTIFIER: 'A table or column name is not a valid identifier.',
+  INVALID_VALUE:
+    'A value has the wrong JavaScript type for its column, is out of range, or cannot be stored (a NUL byte, a lone UTF-16 surrogate).',
+  INVALID_ROW: 'A row is not a plain object.',
+  INVALID_OPTION: 'An option is missing, unknown or out of range.',
+  READ_ONLY_COLUMN: 'A row writes a generated column, which Postgres computes itself.',
+  NO_KEY: 'The operation needs a key (primary key or `key` option) and the table has none.',
+  MISSING_KEY: 'An updateFields row lacks a value for a key column.',
+  DUPLICATE_KEY: 'Two rows of one call carry the same key.',
+  NOT_NULL_VIOLATION: 'Postgres refused NULL in a NOT NULL column (23502).',
+  UNIQUE_VIOLATION: 'Postgres refused a duplicate of a unique key (23505).',
+  FOREIGN_KEY_VIOLATION: 'Postgres refused a row whose reference does not exist (23503).',
+  CHECK_VIOLATION: 'Postgres refused a row that fails a CHECK or domain constraint (23514).',
+  CONSTRAINT_VIOLATION: 'Postgres refused a row for another integrity constraint (class 23).',
+  DATA_ERROR: 'Postgres refused a value while parsing or converting it (class 22).',
+  DATABASE_ERROR: 'Any other error Postgres reported; `pgCode` tells which.',
+  CONNECTION_FAILED: 'Postgres could not be reached, or the connection broke, and retries ran out.',
+  RETRIES_EXHAUSTED:
+    'A transient failure (deadlock, serialization failure, lost connection) outlived the retry budget.',
+  SIGNAL_REJECTED: 'A pre-signal listener threw or rejected, which stops the operation.',
+  TABLE_NOT_ALLOWED: "The table is not in the worker's allowlist.",
+  INVALID_PAYLOAD: 'A queue job payload is malformed or of an unknown version.',
+  PAYLOAD_TOO_LARGE: 'A chunk is larger than the payload size limit.',
+  OPERATION_CONFLICT: 'An operation id was reused for a different operation.',
+  CANCELLED: 'The operation was cancelled.',
+  CLOSED: 'The client, producer or worker was closed.',
+} as const;
+
+export type BulkErrorCode = keyof typeof ERROR_CODES;
+
+export interface BulkErrorDetails {
+  table?: string | undefined;
+  column?: string | undefined;
+  /** Index of the offending row in the operation's input (0-based). */
+  row?: number | undefined;
+  /** Postgres SQLSTATE when the error came from Postgres. */
+  pgCode?: string | undefined;
+  constraint?: string | undefined;
+  detail?: string | undefined;
+  /** For an operation that failed part way: chunks and rows that had committed before. */
+  committedChunks?: number | undefined;
+  committedRows?: number | undefined;
+  cause?: unknown;
+}
+
+export class BulkError extends Error {
+  override readonly name = 'BulkError';
+  readonly code: BulkErrorCode;
+  table?: string | undefined;
+  column?: string | undefined;
+  row?: number | undefined;
+  pgCode?: string | undefined;
+  constraint?: string | undefined;
+  detail?: string | undefined;
+  committedChunks?: number | undefined;
+  committedRows?: number | undefined;
+
+  constructor(code: BulkErrorCode, message: string, details: BulkErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.code = code;
+    for (const k of [
+      'table',
+      'column',
+      'row',
+      'pgCode',
+      'constraint',
+      'detail',
+      'committedChunks',
+      'committedRows',
+    ] as const) {
+      if (details[k] !== undefined) (this as Record<string, unknown>)[k] = details[k];
+    }
+  }
+
+  /** A plain object that survives JSON (queue results) and can be turned back into a BulkError. */
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+    };
+    for (const k of [
+      'table',
+      'column',
+      'row',
+      'pgCode',
+      'constraint',
+      'detail',
+      'committedChunks',
+      'committedRows',
+    ] as const) {
+      if (this[k] !== undefined) out[k] = this[k];
+    }
+    return out;
+  }
+
+  static fromJSON(value: unknown): BulkError {
+    const v = (value ?? {}) as Record<string, unknown>;
+    const code = (
+      typeof v.code === 'string' && v.code in ERROR_CODES ? v.code : 'DATABASE_ERROR'
+    ) as BulkErrorCode;
+    return new BulkError(
+      code,
+      typeof v.message === 'string' ? v.message : 'unknown error',
+      v as BulkErrorDetails,
+    );
+  }
+}
+
+export function isBulkError(e: unknown): e is BulkError {
+  return e instanceof BulkError;
+}
+
+/** The shape of a node-postgres DatabaseError that we read. */
+export interface PgErrorLike {
+  code?: string;
+  message: string;
+  detail?: string;
+  constraint?: string;
+  column?: string;
+  table?: string;
+  where?: string;
+}
+
+function pgCodeToBulk(code: string): BulkErrorCode {
+  switch (code) {
+    case '23502':
+      return 'NOT_NULL_VIOLATION';
+    case '23505':
+      return 'UNIQUE_VIOLATION';
+    case '23503':
+      return 'FOREIGN_KEY_VIOLATION';
+    case '23514':
+      return 'CHECK_VIOLATION';
+    case '21000':
+      return 'DUPLICATE_KEY';
+    case '42P01':
+      return 'UNKNOWN_TABLE';
+    case '42703':
+      return 'UNKNOWN_COLUMN';
+  }
+  if (code.startsWith('23')) return 'CONSTRAINT_VIOLATION';
+  if (code.startsWith('22')) return 'DATA_ERROR';
+  return 'DATABASE_ERROR';
+}
+
+/**
+ * Wrap a Postgres error as a BulkError naming the table, the column and, where Postgres says
+ * (COPY reports a line), the row. `rowOffset` turns a line within a chunk into an input index.
+ */
+export function fromPgError(
+  err: unknown,
+  ctx: { table: string; rowOffset?: number; rowIndexOfLine?: (line: number) => number | undefined },
+): BulkError {
+  if (err instanceof BulkError) return err;
+  const e = err as PgErrorLike;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  const bulkCode = code ? pgCodeToBulk(code) : 'DATABASE_ERROR';
+  let column = e?.column;
+  let row: number | undefined;
+  // COPY errors carry a context like: COPY items, line 3, column name: "..."
+  const where = typeof e?.where === 'string' ? e.where : '';
+  const m = /COPY [^,]+, line (\d+)(?:, column ([^:]+))?/.exec(where);
+  if (m) {
+    const line = Number(m[1]);
+    row = ctx.rowIndexOfLine ? ctx.rowIndexOfLine(line) : (ctx.rowOffset ?? 0) + line - 1;
+    if (!column && m[2]) column = m[2];
+  }
+  const parts = [`${ctx.table}: ${e?.message ?? String(err)}`];
+  if (column) parts.push(`column ${column}`);
+  if (row !== undefined) parts.push(`row ${row}`);
+  if (e?.detail) parts.push(e.detail);
+  return new BulkError(bulkCode, parts.join('; '), {
+    table: ctx.table,
+    column,
+    row,
+    pgCode: code || undefined,
+    constraint: e?.constraint,
+    detail: e?.detail,
+    cause: err,
+  });
+}

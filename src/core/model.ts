@@ -1,0 +1,294 @@
+import type { Readable } from 'node:stream';
+import type { BulkClient } from './client.js';
+import { BulkError } from './errors.js';
+import type { TableMeta } from './meta.js';
+import { bulkCreateSteps } from './ops/bulkCreate.js';
+import type { OpContext } from './ops/context.js';
+import { copyFromSteps } from './ops/copyFrom.js';
+import { type CopyToOptions, copyToIterate } from './ops/copyTo.js';
+import type { InsertChunkResult } from './ops/insertCommon.js';
+import { planInsert } from './ops/insertCommon.js';
+import { keyBatches, planUpdate, type UpdateArgs, updateSteps } from './ops/update.js';
+import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
+import {
+  type InsertLikeOptions,
+  type ResolvedWrite,
+  resolveWrite,
+  type WriteOptions,
+} from './options.js';
+import {
+  type ChunkResultBase,
+  type ChunkSteps,
+  chunked,
+  runChunks,
+  runInOneTransaction,
+} from './runner.js';
+import type { Row } from './signals.js';
+
+export type RowsInput<T> = readonly T[] | Iterable<T> | AsyncIterable<T>;
+
+export interface BulkCreateOptions extends InsertLikeOptions {}
+export interface CopyFromOptions extends InsertLikeOptions {}
+
+export interface UpdateFieldsOptions extends WriteOptions {
+  /** Columns to write (default: every column the rows carry, except the key). */
+  fields?: string[];
+  /** Columns that match rows (default: the primary key). */
+  key?: string[];
+}
+
+export interface CreateResult<T> {
+  /** Rows inserted (or, with onConflict update, inserted or updated). */
+  count: number;
+  /** With `returning`: the rows written, in input order; rows skipped by ON CONFLICT are absent. */
+  rows?: T[];
+}
+
+export interface UpdateFieldsResult {
+  count: number;
+  /** Keys (as given) that matched no row. */
+  missing: Row[];
+}
+
+function isRowsInput(v: unknown): v is RowsInput<unknown> {
+  return (
+    Array.isArray(v) ||
+    (v !== null &&
+      typeof v === 'object' &&
+      (typeof (v as Iterable<unknown>)[Symbol.iterator] === 'function' ||
+        typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function'))
+  );
+}
+
+/** The bulk operations of one table. Every write splits its input into chunks of `batchSize`. */
+export class BulkModel<T extends Row = Row> {
+  constructor(
+    private readonly db: BulkClient,
+    readonly table: string,
+  ) {}
+
+  /** Table metadata (columns, types, primary key) from the catalog. */
+  meta(): Promise<TableMeta> {
+    return this.db.meta(this.table);
+  }
+
+  private context(op: ResolvedWrite): OpContext {
+    return {
+      engine: this.db.engine,
+      op,
+      signals: op.signals ? this.db.signals : null,
+      decode: this.db.decode,
+    };
+  }
+
+  private async run<P, R extends ChunkResultBase>(
+    meta: TableMeta,
+    op: ResolvedWrite,
+    input: RowsInput<Row>,
+    steps: ChunkSteps<P, R>,
+  ): Promise<R[]> {
+    if (!isRowsInput(input)) {
+      throw new BulkError(
+        'INVALID_OPTION',
+        `${meta.displayName}: rows must be an array or an (async) iterable of row objects`,
+        {
+          table: meta.displayName,
+        },
+      );
+    }
+    const engine = this.db.engine;
+    if (engine.ledger) await engine.ledger.ensure(engine.pool);
+    const runOpts = {
+      operationId: op.operationId,
+      concurrency: op.concurrency,
+      transaction: op.transaction,
+      table: meta.displayName,
+      onChunk: op.onProgress,
+    };
+    const results =
+      op.transaction === 'operation'
+        ? await runInOneTransaction(
+            engine,
+            () => chunked(input as Iterable<Row>, op.batchSize),
+            Array.isArray(input),
+            steps,
+            runOpts,
+          )
+        : await runChunks(engine, chunked(input as Iterable<Row>, op.batchSize), steps, runOpts);
+    if (engine.ledger && op.ephemeralId && results.length > 0) {
+      // The call is over: its ledger rows only mattered while a chunk could still be retried.
+      await engine.ledger.forget(engine.pool, op.operationId).catch((err) => {
+        this.db.logger.warn(
+          { err, operationId: op.operationId },
+          'could not clear ledger rows; pruneLedger() will',
+        );
+      });
+    }
+    return results;
+  }
+
+  private static gather<T>(results: InsertChunkResult[], returning: boolean): CreateResult<T> {
+    let count = 0;
+    const rows: T[] = [];
+    for (const r of results) {
+      count += r.count;
+      if (r.returned) for (const x of r.returned) if (x !== undefined) rows.push(x as T);
+    }
+    return returning ? { count, rows } : { count };
+  }
+
+  /**
+   * INSERT rows, one statement per chunk (values travel as one JSON document, so there is no
+   * parameter limit). Rows that omit a column get its default. With `returning`, the created rows
+   * come back in input order with their generated keys and defaults, paired by key.
+   */
+  async bulkCreate(
+    rows: RowsInput<Partial<T>>,
+    options: BulkCreateOptions = {},
+  ): Promise<CreateResult<T>> {
+    this.db.assertOpen();
+    const op = resolveWrite(options);
+    const meta = await this.meta();
+    const plan = planInsert(meta, options, this.db.decode);
+    const results = await this.run(
+      meta,
+      op,
+      rows as RowsInput<Row>,
+      bulkCreateSteps(this.context(op), plan),
+    );
+    return BulkModel.gather<T>(results, plan.returning !== undefined);
+  }
+
+  /**
+   * COPY rows in with `COPY ... FROM STDIN` (text format), streamed chunk by chunk: an async
+   * iterable of any length uses memory bounded by batchSize and concurrency. `returning` and
+   * `onConflict` work as for bulkCreate.
+   */
+  async copyFrom(
+    rows: RowsInput<Partial<T>>,
+    options: CopyFromOptions = {},
+  ): Promise<CreateResult<T>> {
+    this.db.assertOpen();
+    const op = resolveWrite(options);
+    const meta = await this.meta();
+    const plan = planInsert(meta, options, this.db.decode);
+    const results = await this.run(
+      meta,
+      op,
+      rows as RowsInput<Row>,
+      copyFromSteps(this.context(op), plan),
+    );
+    return BulkModel.gather<T>(results, plan.returning !== undefined);
+  }
+
+  /**
+   * Heterogeneous update: every row gets its own values, one UPDATE ... FROM per chunk, rows
+   * matched by primary key (or `key`). `null` writes NULL. Reports keys that matched no row.
+   */
+  async updateFields(
+    rows: RowsInput<Partial<T>>,
+    options: UpdateFieldsOptions = {},
+  ): Promise<UpdateFieldsResult> {
+    this.db.assertOpen();
+    const { fields, key, ...rest } = options;
+    const op = resolveWrite(rest);
+    const meta = await this.meta();
+    const plan = planUpdateFields(meta, { fields, key });
+    const results = await this.run(
+      meta,
+      op,
+      rows as RowsInput<Row>,
+      updateFieldsSteps(this.context(op), plan),
+    );
+    let count = 0;
+    const missing: Row[] = [];
+    for (const r of results) {
+      count += r.count;
+      missing.push(...r.missing);
+    }
+    return { count, missing };
+  }
+
+  /**
+   * Homogeneous update: set the same values on every row the filter matches, in batches of
+   * `batchSize` primary keys (each batch its own transaction), so no single lock is held long.
+   */
+  async update(args: UpdateArgs, options: WriteOptions = {}): Promise<{ count: number }> {
+    this.db.assertOpen();
+    const op = resolveWrite(options);
+    const meta = await this.meta();
+    let plan = planUpdate(meta, args);
+    const signals = op.signals ? this.db.signals : null;
+    const base = {
+      table: meta.displayName,
+      operationId: op.operationId,
+      chunkIndex: -1,
+      batchSize: op.batchSize,
+    };
+    if (signals) {
+      const ev = { ...base, where: args.where, set: { ...args.set } };
+      await signals.emitPre('preUpdate', ev);
+      plan = planUpdate(meta, { where: ev.where, set: ev.set });
+    }
+    const engine = this.db.engine;
+    if (engine.ledger) await engine.ledger.ensure(engine.pool);
+    const runOpts = {
+      operationId: op.operationId,
+      concurrency: op.concurrency,
+      transaction: op.transaction,
+      table: meta.displayName,
+      onChunk: op.onProgress,
+    };
+    const steps = updateSteps(plan);
+    const results =
+      op.transaction === 'operation'
+        ? await runInOneTransaction(
+            engine,
+            () => keyBatches(engine, plan, op.batchSize),
+            true,
+            steps,
+            runOpts,
+          )
+        : await runChunks(engine, keyBatches(engine, plan, op.batchSize), steps, runOpts);
+    if (engine.ledger && op.ephemeralId && results.length > 0) {
+      await engine.ledger.forget(engine.pool, op.operationId).catch(() => {});
+    }
+    const count = results.reduce((n, r) => n + r.count, 0);
+    if (signals)
+      await signals.emitPost('postUpdate', { ...base, where: plan.where, set: args.set, count });
+    return { count };
+  }
+
+  /**
+   * Stream rows out with COPY TO STDOUT: decoded row objects (default), or with
+   * `format: 'csv' | 'text'` the raw output as Buffers, for export.
+   */
+  copyTo(options?: CopyToOptions & { format?: 'rows' }): AsyncIterable<T>;
+  copyTo(options: CopyToOptions & { format: 'csv' | 'text' }): AsyncIterable<Buffer>;
+  copyTo(options: CopyToOptions = {}): AsyncIterable<T> | AsyncIterable<Buffer> {
+    const db = this.db;
+    const table = this.table;
+    const { signals: sig, ...rest } = options;
+    const gen = async function* () {
+      db.assertOpen();
+      const meta = await db.meta(table);
+      yield* copyToIterate(
+        {
+          engine: db.engine,
+          signals: sig === false ? null : db.signals,
+          decode: db.decode,
+          meta,
+          operationId: globalThis.crypto.randomUUID(),
+        },
+        rest,
+      );
+    };
+    return gen() as AsyncIterable<T>;
+  }
+
+  /** copyTo as a Node Readable of raw CSV (header included) or COPY text, to pipe to a file. */
+  async copyToStream(options: CopyToOptions & { format: 'csv' | 'text' }): Promise<Readable> {
+    const { Readable } = await import('node:stream');
+    return Readable.from(this.copyTo(options));
+  }
+}

@@ -1,0 +1,70 @@
+import { RAW_TEXT_TYPES } from '../decode.js';
+import type { ChunkSteps } from '../runner.js';
+import type { Row } from '../signals.js';
+import { buildInsert, jsonSource } from '../sql/insert.js';
+import type { OpContext } from './context.js';
+import {
+  collectReturned,
+  type InsertChunkResult,
+  type InsertPlan,
+  insertLedger,
+  type PreparedInsert,
+  prepareInsert,
+  rawKeysOf,
+  recoverInsert,
+} from './insertCommon.js';
+
+/** bulkCreate's chunk: one INSERT ... SELECT FROM jsonb_array_elements($1) per group of rows. */
+export function bulkCreateSteps(
+  ctx: OpContext,
+  plan: InsertPlan,
+): ChunkSteps<PreparedInsert, InsertChunkResult> {
+  return {
+    prepare: (chunk) =>
+      prepareInsert(
+        ctx.engine,
+        ctx.signals,
+        'preBulkCreate',
+        plan,
+        chunk,
+        ctx.op.operationId,
+        ctx.op.batchSize,
+      ),
+    async write(client, p) {
+      let count = 0;
+      const returned: (Row | undefined)[] | undefined = plan.returning ? [] : undefined;
+      const keys: (string | number)[][] = [];
+      for (const g of p.groups) {
+        const text = buildInsert(plan.meta, g.columns, jsonSource(g.columns), {
+          onConflict: plan.onConflict,
+          overriding: p.overriding,
+          returning: plan.returning,
+        });
+        const values = [JSON.stringify(g.values)];
+        if (returned) {
+          const r = await client.query({ text, values, rowMode: 'array', types: RAW_TEXT_TYPES });
+          collectReturned(plan, g, r.rows, returned);
+          rawKeysOf(plan, g, r.rows, keys);
+          count += r.rows.length;
+        } else {
+          const r = await client.query({ text, values });
+          count += r.rowCount ?? 0;
+        }
+      }
+      const result: InsertChunkResult = returned ? { count, returned } : { count };
+      return { result, ledger: insertLedger(plan, result, keys) };
+    },
+    recover: (client, _p, value) => recoverInsert(client, plan, value),
+    async after(p, r) {
+      await ctx.signals?.emitPost('postBulkCreate', {
+        table: plan.meta.displayName,
+        operationId: ctx.op.operationId,
+        chunkIndex: p.chunk.index,
+        batchSize: ctx.op.batchSize,
+        rows: p.inputRows,
+        count: r.count,
+        ...(r.returned ? { returned: r.returned.filter((x): x is Row => x !== undefined) } : {}),
+      });
+    },
+  };
+}

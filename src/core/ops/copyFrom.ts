@@ -1,0 +1,171 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFromStdin } from 'pg-copy-streams';
+import type { DbClient } from '../db.js';
+import { RAW_TEXT_TYPES } from '../decode.js';
+import { copyEscape } from '../encode.js';
+import { fromPgError } from '../errors.js';
+import type { EncodedGroup } from '../rows.js';
+import type { ChunkSteps } from '../runner.js';
+import type { Row } from '../signals.js';
+import { buildCopyIn } from '../sql/copy.js';
+import { buildInsert, stageSource } from '../sql/insert.js';
+import type { OpContext } from './context.js';
+import {
+  collectReturned,
+  type InsertChunkResult,
+  type InsertPlan,
+  insertLedger,
+  type PreparedInsert,
+  prepareInsert,
+  rawKeysOf,
+  recoverInsert,
+  selectByKeys,
+} from './insertCommon.js';
+
+/** COPY text format: one line per row, tab-separated, escaped; `ordinal` prefixes each row's 1-based index. */
+export function copyText(group: EncodedGroup, ordinal: boolean): string {
+  let out = '';
+  for (let i = 0; i < group.values.length; i++) {
+    const lits = group.values[i]!;
+    let line = ordinal ? `${i + 1}` : '';
+    for (let j = 0; j < lits.length; j++) {
+      if (j > 0 || ordinal) line += '\t';
+      line += copyEscape(lits[j]!);
+    }
+    out += `${line}\n`;
+  }
+  return out;
+}
+
+/** Stream `text` into `COPY ... FROM STDIN`; a COPY error names the row it came from. */
+export async function copyIn(
+  client: DbClient,
+  sql: string,
+  text: string,
+  table: string,
+  group: EncodedGroup,
+  offset: number,
+): Promise<void> {
+  const stream = client.query(copyFromStdin(sql));
+  try {
+    await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
+  } catch (err) {
+    throw fromPgError(err, {
+      table,
+      rowIndexOfLine: (line) =>
+        group.rowIdx[line - 1] === undefined ? undefined : offset + group.rowIdx[line - 1]!,
+    });
+  }
+}
+
+/**
+ * copyFrom's chunk. Without onConflict each group is COPYed straight into the table; keys for
+ * returning were reserved up front, so keys come back without a query and whole rows with one
+ * SELECT by key. With onConflict the group is COPYed into a temporary staging table and moved
+ * with INSERT ... SELECT ... ON CONFLICT (RETURNING when asked), in the same transaction.
+ */
+export function copyFromSteps(
+  ctx: OpContext,
+  plan: InsertPlan,
+): ChunkSteps<PreparedInsert, InsertChunkResult> {
+  const table = plan.meta.displayName;
+  const ret = plan.returning;
+  const keysOnly = ret?.columns.every((c) => ret.pairKey.includes(c.name)) ?? false;
+  return {
+    prepare: (chunk) =>
+      prepareInsert(
+        ctx.engine,
+        ctx.signals,
+        'preCopyFrom',
+        plan,
+        chunk,
+        ctx.op.operationId,
+        ctx.op.batchSize,
+      ),
+    async write(client, p) {
+      let count = 0;
+      const returned: (Row | undefined)[] | undefined = ret ? [] : undefined;
+      const keys: (string | number)[][] = [];
+      for (let gi = 0; gi < p.groups.length; gi++) {
+        const g = p.groups[gi]!;
+        if (plan.onConflict === undefined) {
+          await copyIn(
+            client,
+            buildCopyIn(plan.meta, g.columns),
+            copyText(g, false),
+            table,
+            g,
+            p.chunk.offset,
+          );
+          count += g.values.length;
+          if (ret) {
+            const kidx = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
+            for (let i = 0; i < g.values.length; i++)
+              keys.push([g.rowIdx[i]!, ...kidx.map((j) => g.values[i]![j] as string)]);
+          }
+          continue;
+        }
+        const stage = `bulkmodel_stage_${gi}`;
+        const cols = g.columns.map((c, j) => `t.${c.sqlName} AS c${j}`).join(', ');
+        await client.query({
+          text: `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT NULL::int8 AS i, ${cols} FROM ${plan.meta.sqlName} AS t LIMIT 0`,
+        });
+        const stageCols = ['i', ...g.columns.map((_, j) => `c${j}`)].join(', ');
+        await copyIn(
+          client,
+          `COPY ${stage} (${stageCols}) FROM STDIN`,
+          copyText(g, true),
+          table,
+          g,
+          p.chunk.offset,
+        );
+        const text = buildInsert(plan.meta, g.columns, stageSource(stage, g.columns), {
+          onConflict: plan.onConflict,
+          overriding: p.overriding,
+          returning: ret,
+        });
+        if (ret) {
+          const r = await client.query({ text, rowMode: 'array', types: RAW_TEXT_TYPES });
+          collectReturned(plan, g, r.rows, returned!);
+          rawKeysOf(plan, g, r.rows, keys);
+          count += r.rows.length;
+        } else {
+          const r = await client.query({ text });
+          count += r.rowCount ?? 0;
+        }
+        await client.query({ text: `DROP TABLE ${stage}` });
+      }
+      if (ret && plan.onConflict === undefined) {
+        if (keysOnly) {
+          for (const k of keys) {
+            const obj: Row = {};
+            ret.columns.forEach((c, j) => {
+              obj[c.name] = plan.decoders[j]!(k[1 + ret.pairKey.indexOf(c.name)] as string);
+            });
+            returned![k[0] as number] = obj;
+          }
+        } else {
+          const got = await selectByKeys(client, plan, keys);
+          got.forEach((r, i) => {
+            returned![i] = r;
+          });
+        }
+      }
+      const result: InsertChunkResult = returned ? { count, returned } : { count };
+      return { result, ledger: insertLedger(plan, result, keys) };
+    },
+    recover: (client, _p, value) => recoverInsert(client, plan, value),
+    async after(p, r) {
+      await ctx.signals?.emitPost('postCopyFrom', {
+        table,
+        operationId: ctx.op.operationId,
+        chunkIndex: p.chunk.index,
+        batchSize: ctx.op.batchSize,
+        rows: p.inputRows,
+        count: r.count,
+        ...(r.returned ? { returned: r.returned.filter((x): x is Row => x !== undefined) } : {}),
+      });
+    },
+  };
+}

@@ -1,0 +1,205 @@
+import type { Readable } from 'node:stream';
+import { to as copyToStdout } from 'pg-copy-streams';
+import type { DbClient } from '../db.js';
+import { type DecodeOptions, decoderFor } from '../decode.js';
+import { BulkError, fromPgError } from '../errors.js';
+import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
+import type { Engine } from '../runner.js';
+import type { Row, Signals } from '../signals.js';
+import { buildCopyOut } from '../sql/copy.js';
+import { buildWhere, settingParams, type Where } from '../sql/where.js';
+
+export interface CopyToOptions {
+  /** Columns to read, in this order (default: all). */
+  columns?: string[];
+  /** Structured filter, as for update(). */
+  where?: Where;
+  /** 'rows' (default): decoded row objects. 'text' or 'csv': the raw COPY output as Buffers (CSV has a header line). */
+  format?: 'rows' | 'text' | 'csv';
+  signals?: boolean;
+}
+
+const ESC: Record<string, string> = {
+  b: '\b',
+  f: '\f',
+  n: '\n',
+  r: '\r',
+  t: '\t',
+  v: '\v',
+  '\\': '\\',
+};
+
+/** Undo COPY text escaping (backslash sequences, octal and hex bytes). */
+export function copyUnescape(s: string): string {
+  if (s.indexOf('\\') === -1) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c !== '\\' || i + 1 >= s.length) {
+      out += c;
+      continue;
+    }
+    const n = s[++i]!;
+    if (n in ESC) out += ESC[n];
+    else if (n >= '0' && n <= '7') {
+      const m = /^[0-7]{1,3}/.exec(s.slice(i))![0];
+      i += m.length - 1;
+      out += String.fromCharCode(Number.parseInt(m, 8));
+    } else if (n === 'x' && /^[0-9a-fA-F]/.test(s[i + 1] ?? '')) {
+      const m = /^[0-9a-fA-F]{1,2}/.exec(s.slice(i + 1))![0];
+      i += m.length;
+      out += String.fromCharCode(Number.parseInt(m, 16));
+    } else out += n;
+  }
+  return out;
+}
+
+/** Split COPY text output into decoded rows, across chunk boundaries. */
+export class CopyTextParser {
+  private rest = '';
+  private readonly decoders: ((s: string | null) => unknown)[];
+  constructor(
+    private readonly columns: ColumnMeta[],
+    decode: DecodeOptions,
+  ) {
+    this.decoders = columns.map((c) => decoderFor(c, decode));
+  }
+
+  push(chunk: string, out: Row[]): void {
+    const text = this.rest + chunk;
+    let start = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', start);
+      if (nl === -1) break;
+      out.push(this.line(text.slice(start, nl)));
+      start = nl + 1;
+    }
+    this.rest = text.slice(start);
+  }
+
+  end(): void {
+    if (this.rest.length > 0) throw new Error('COPY output ended in the middle of a row');
+  }
+
+  private line(line: string): Row {
+    const fields = line.split('\t');
+    const row: Row = {};
+    const cols = this.columns;
+    if (fields.length !== cols.length)
+      throw new Error(`COPY row has ${fields.length} fields, expected ${cols.length}`);
+    for (let j = 0; j < cols.length; j++) {
+      const f = fields[j]!;
+      row[cols[j]!.name] = this.decoders[j]!(f === '\\N' ? null : copyUnescape(f));
+    }
+    return row;
+  }
+}
+
+export interface CopyToContext {
+  engine: Engine;
+  signals: Signals | null;
+  decode: DecodeOptions;
+  meta: TableMeta;
+  operationId: string;
+}
+
+function planCopyTo(meta: TableMeta, opts: CopyToOptions) {
+  const format = opts.format ?? 'rows';
+  if (!['rows', 'text', 'csv'].includes(format)) {
+    throw new BulkError(
+      'INVALID_OPTION',
+      `format must be 'rows', 'text' or 'csv', got ${String(format)}`,
+      { table: meta.displayName },
+    );
+  }
+  const columns = (opts.columns ?? meta.columns.map((c) => c.name)).map((n) => columnOf(meta, n));
+  if (columns.length === 0)
+    throw new BulkError('INVALID_OPTION', `${meta.displayName}: columns is empty`, {
+      table: meta.displayName,
+    });
+  const where = buildWhere(meta, opts.where, settingParams, 't');
+  const sql = buildCopyOut(meta, columns, where.sql, format === 'csv' ? 'csv' : 'text');
+  return { format, columns, where, sql };
+}
+
+/** Start COPY TO on a client in a read-only transaction; filter values travel as local settings. */
+async function startCopy(client: DbClient, sql: string, values: unknown[]): Promise<Readable> {
+  await client.query({ text: 'BEGIN READ ONLY' });
+  for (let n = 0; n < values.length; n++) {
+    await client.query({
+      text: 'SELECT set_config($1, $2, true)',
+      values: [`bulkmodel.w${n}`, values[n]],
+    });
+  }
+  return client.query(copyToStdout(sql)) as unknown as Readable;
+}
+
+/**
+ * Stream a table out with COPY TO STDOUT. The client is held until the iteration ends; backpressure
+ * comes from the stream (a slow consumer pauses the socket). Breaking out early, or any error,
+ * destroys the client instead of returning it to the pool.
+ */
+export async function* copyToIterate(
+  ctx: CopyToContext,
+  opts: CopyToOptions,
+): AsyncGenerator<Row | Buffer> {
+  const { meta } = ctx;
+  const plan = planCopyTo(meta, opts);
+  const base = {
+    table: meta.displayName,
+    operationId: ctx.operationId,
+    chunkIndex: -1,
+    batchSize: 0,
+  };
+  const colNames = plan.columns.map((c) => c.name);
+  if (ctx.signals)
+    await ctx.signals.emitPre('preCopyTo', { ...base, columns: colNames, where: opts.where });
+  const client = await ctx.engine.pool.connect();
+  const onError = () => {};
+  client.on('error', onError);
+  let ok = false;
+  let count = 0;
+  let stream: Readable | undefined;
+  try {
+    stream = await startCopy(client, plan.sql, plan.where.values);
+    if (plan.format === 'rows') {
+      const parser = new CopyTextParser(plan.columns, ctx.decode);
+      const rows: Row[] = [];
+      stream.setEncoding('utf8');
+      for await (const chunk of stream) {
+        parser.push(chunk as string, rows);
+        for (const r of rows) {
+          count++;
+          yield r;
+        }
+        rows.length = 0;
+      }
+      parser.end();
+    } else {
+      for await (const chunk of stream) {
+        const b = chunk as Buffer;
+        for (let i = 0; i < b.length; i++) if (b[i] === 10) count++;
+        yield b;
+      }
+      if (plan.format === 'csv' && count > 0) count--; // header line
+    }
+    await client.query({ text: 'COMMIT' });
+    ok = true;
+  } catch (err) {
+    throw fromPgError(err, { table: meta.displayName });
+  } finally {
+    client.removeListener('error', onError);
+    if (ok) client.release();
+    else {
+      stream?.destroy();
+      client.release(new Error('copyTo did not finish'));
+    }
+  }
+  if (ctx.signals)
+    await ctx.signals.emitPost('postCopyTo', {
+      ...base,
+      columns: colNames,
+      where: opts.where,
+      count,
+    });
+}

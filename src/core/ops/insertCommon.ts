@@ -1,0 +1,275 @@
+import type { DbClient } from '../db.js';
+import { type DecodeOptions, type Decoder, decoderFor, RAW_TEXT_TYPES } from '../decode.js';
+import { BulkError } from '../errors.js';
+import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
+import type { InsertLikeOptions } from '../options.js';
+import { type EncodedGroup, encodeRows } from '../rows.js';
+import { type Chunk, type Engine, queryWithRetry } from '../runner.js';
+import type { Row, Signals } from '../signals.js';
+import type { OnConflict } from '../sql/insert.js';
+
+/** What bulkCreate and copyFrom decide once per call. */
+export interface InsertPlan {
+  meta: TableMeta;
+  onConflict: OnConflict | undefined;
+  /** Columns returned (pairing key included), or undefined when nothing is returned. */
+  returning: { columns: ColumnMeta[]; pairKey: string[] } | undefined;
+  /** The single pairing-key column whose default we evaluate up front for rows that lack it. */
+  reserve: ColumnMeta | undefined;
+  decoders: Decoder[];
+}
+
+export interface PreparedInsert {
+  chunk: Chunk;
+  /** Rows as written (after pre-signal listeners and key reservation). */
+  rows: Row[];
+  /** Rows as the caller gave them (after pre-signal listeners), for post signals. */
+  inputRows: Row[];
+  groups: EncodedGroup[];
+  overriding: boolean;
+}
+
+/** What the ledger keeps of an insert chunk: the count and, with returning, each row's key. */
+export interface InsertLedger {
+  count: number;
+  /** [row index within chunk, ...pairing key as text] */
+  keys?: (string | number)[][];
+}
+
+export interface InsertChunkResult {
+  count: number;
+  /** Returned rows by row index within the chunk (holes for rows skipped by ON CONFLICT). */
+  returned?: (Row | undefined)[];
+}
+
+function checkNames(meta: TableMeta, names: unknown, what: string): string[] {
+  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
+    throw new BulkError(
+      'INVALID_OPTION',
+      `${meta.displayName}: ${what} must be an array of column names`,
+      { table: meta.displayName },
+    );
+  }
+  for (const n of names) columnOf(meta, n);
+  return names as string[];
+}
+
+export function planInsert(
+  meta: TableMeta,
+  opts: InsertLikeOptions,
+  decode: DecodeOptions,
+): InsertPlan {
+  let onConflict: OnConflict | undefined;
+  if (opts.onConflict !== undefined) {
+    if (opts.onConflict === 'ignore') onConflict = 'ignore';
+    else if (opts.onConflict && typeof opts.onConflict === 'object') {
+      const target = checkNames(meta, opts.onConflict.target, 'onConflict.target');
+      if (target.length === 0)
+        throw new BulkError('INVALID_OPTION', `${meta.displayName}: onConflict.target is empty`, {
+          table: meta.displayName,
+        });
+      onConflict = {
+        target,
+        update: checkNames(meta, opts.onConflict.update ?? [], 'onConflict.update'),
+      };
+    } else {
+      throw new BulkError('INVALID_OPTION', `onConflict must be 'ignore' or { target, update }`, {
+        table: meta.displayName,
+      });
+    }
+  }
+  const ret = opts.returning ?? false;
+  if (ret === false)
+    return { meta, onConflict, returning: undefined, reserve: undefined, decoders: [] };
+  const pairKey =
+    opts.key !== undefined
+      ? checkNames(meta, opts.key, 'key')
+      : onConflict && onConflict !== 'ignore'
+        ? onConflict.target
+        : meta.primaryKey;
+  if (pairKey.length === 0) {
+    throw new BulkError(
+      'NO_KEY',
+      `${meta.displayName} has no primary key: pass \`key\` (unique columns the rows carry) to pair returned rows`,
+      {
+        table: meta.displayName,
+      },
+    );
+  }
+  const names = ret === true ? meta.columns.map((c) => c.name) : checkNames(meta, ret, 'returning');
+  const columns = [...new Set([...pairKey, ...names])].map((n) => columnOf(meta, n));
+  const only = pairKey.length === 1 ? columnOf(meta, pairKey[0]!) : undefined;
+  return {
+    meta,
+    onConflict,
+    returning: { columns, pairKey },
+    reserve: only?.defaultExpr ? only : undefined,
+    decoders: columns.map((c) => decoderFor(c, decode)),
+  };
+}
+
+/** Evaluate the key column's default for each row that lacks it (nextval, gen_random_uuid(), ...). */
+async function reserveKeys(
+  engine: Engine,
+  plan: InsertPlan,
+  rows: Row[],
+  offset: number,
+): Promise<{ rows: Row[]; reserved: boolean }> {
+  const col = plan.reserve;
+  const pairKey = plan.returning?.pairKey ?? [];
+  const lacking: number[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i];
+    if (r === null || typeof r !== 'object') continue; // encodeRows reports it
+    for (const k of pairKey) {
+      const v = r[k];
+      if (v === undefined || v === null) {
+        if (!col) {
+          throw new BulkError(
+            'MISSING_KEY',
+            `${plan.meta.displayName}: row ${offset + i} lacks key column ${JSON.stringify(k)}, needed to pair returned rows`,
+            {
+              table: plan.meta.displayName,
+              column: k,
+              row: offset + i,
+            },
+          );
+        }
+        lacking.push(i);
+        break;
+      }
+    }
+  }
+  if (!col || lacking.length === 0) return { rows, reserved: false };
+  const got = await queryWithRetry(engine, (c) =>
+    c.query({
+      text: `SELECT (${col.defaultExpr})::text AS k FROM generate_series(1, $1::int)`,
+      values: [lacking.length],
+    }),
+  );
+  const out = rows.slice();
+  lacking.forEach((i, n) => {
+    out[i] = { ...rows[i], [col.name]: (got.rows[n] as { k: string }).k };
+  });
+  return { rows: out, reserved: true };
+}
+
+export async function prepareInsert(
+  engine: Engine,
+  signals: Signals | null,
+  signal: 'preBulkCreate' | 'preCopyFrom',
+  plan: InsertPlan,
+  chunk: Chunk,
+  operationId: string,
+  batchSize: number,
+): Promise<PreparedInsert> {
+  let rows = chunk.rows;
+  if (signals) {
+    const ev = {
+      table: plan.meta.displayName,
+      operationId,
+      chunkIndex: chunk.index,
+      batchSize,
+      rows,
+    };
+    await signals.emitPre(signal, ev);
+    rows = ev.rows;
+  }
+  let toWrite = rows;
+  let overriding = false;
+  if (plan.returning) {
+    const r = await reserveKeys(engine, plan, rows, chunk.offset);
+    toWrite = r.rows;
+    overriding = r.reserved && plan.reserve?.identity === 'a';
+  }
+  const groups = encodeRows(plan.meta, toWrite, chunk.offset, {
+    allowIdentity: overriding && plan.reserve ? new Set([plan.reserve.name]) : undefined,
+  });
+  return { chunk, rows: toWrite, inputRows: rows, groups, overriding };
+}
+
+/** Turn RETURNING rows ([ordinal, ...text]) of one group into decoded rows by chunk row index. */
+export function collectReturned(
+  plan: InsertPlan,
+  group: EncodedGroup,
+  result: unknown[],
+  into: (Row | undefined)[],
+): void {
+  const cols = plan.returning!.columns;
+  for (const r of result as unknown[][]) {
+    const rowIdx = group.rowIdx[Number(r[0]) - 1]!;
+    const obj: Row = {};
+    for (let j = 0; j < cols.length; j++)
+      obj[cols[j]!.name] = plan.decoders[j]!(r[j + 1] as string | null);
+    into[rowIdx] = obj;
+  }
+}
+
+/** The ledger value for a chunk: its count and the key text of each returned row. */
+export function insertLedger(
+  plan: InsertPlan,
+  res: InsertChunkResult,
+  rawKeys: (string | number)[][],
+): InsertLedger {
+  return plan.returning ? { count: res.count, keys: rawKeys } : { count: res.count };
+}
+
+/** Key texts of returned rows, read from the raw RETURNING arrays, for the ledger. */
+export function rawKeysOf(
+  plan: InsertPlan,
+  group: EncodedGroup,
+  result: unknown[],
+  into: (string | number)[][],
+): void {
+  const p = plan.returning!;
+  const idx = p.pairKey.map((k) => p.columns.findIndex((c) => c.name === k));
+  for (const r of result as unknown[][]) {
+    into.push([group.rowIdx[Number(r[0]) - 1]!, ...idx.map((j) => r[j + 1] as string)]);
+  }
+}
+
+/**
+ * Read rows back by key: `keys` are [row index within chunk, ...key text]. Used to recover the
+ * result of a chunk that had committed before, and by COPY, which has no RETURNING.
+ */
+export async function selectByKeys(
+  client: DbClient,
+  plan: InsertPlan,
+  keys: (string | number)[][],
+): Promise<(Row | undefined)[]> {
+  const p = plan.returning!;
+  const out: (Row | undefined)[] = [];
+  if (keys.length === 0) return out;
+  const match = p.pairKey
+    .map((k, j) => {
+      const col = columnOf(plan.meta, k);
+      return `t.${col.sqlName} = (x.e->>${j + 1})::${col.typeSql}`;
+    })
+    .join(' AND ');
+  const cols = p.columns.map((c) => `, t.${c.sqlName}::text`).join('');
+  const r = await client.query({
+    text: `SELECT (x.e->>0)::int${cols} FROM jsonb_array_elements($1::jsonb) AS x(e) JOIN ${plan.meta.sqlName} AS t ON ${match}`,
+    values: [JSON.stringify(keys.map((k) => [String(k[0]), ...k.slice(1)]))],
+    rowMode: 'array',
+    types: RAW_TEXT_TYPES,
+  });
+  for (const row of r.rows as unknown[][]) {
+    const obj: Row = {};
+    for (let j = 0; j < p.columns.length; j++)
+      obj[p.columns[j]!.name] = plan.decoders[j]!(row[j + 1] as string | null);
+    out[Number(row[0])] = obj;
+  }
+  return out;
+}
+
+/** Recover a committed chunk's result from its ledger value. */
+export async function recoverInsert(
+  client: DbClient,
+  plan: InsertPlan,
+  value: unknown,
+): Promise<InsertChunkResult> {
+  const v = (value ?? {}) as Partial<InsertLedger>;
+  const count = typeof v.count === 'number' ? v.count : 0;
+  if (!plan.returning) return { count };
+  return { count, returned: await selectByKeys(client, plan, v.keys ?? []) };
+}

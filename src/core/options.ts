@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import { BulkError } from './errors.js';
+import type { OnConflict } from './sql/insert.js';
+
+/** Options every write method takes. */
+export interface WriteOptions {
+  /** Rows per chunk; each chunk commits in its own transaction. Default 5000. */
+  batchSize?: number;
+  /** Write chunks on several connections at once. Default false. */
+  concurrent?: boolean;
+  /** With `concurrent`: chunks in flight for this call. Default 4 (capped client-wide). */
+  maxConcurrentWorkers?: number;
+  /** Send signals for this call. Default true. */
+  signals?: boolean;
+  /** 'chunk' (default): each chunk commits alone. 'operation': the whole call in one transaction. */
+  transaction?: 'chunk' | 'operation';
+  /** Name the operation: a call repeated with the same id skips chunks that already committed. */
+  operationId?: string;
+  /** Called after each committed chunk with totals so far. */
+  onProgress?: (progress: { chunks: number; rows: number }) => void;
+}
+
+export interface InsertLikeOptions extends WriteOptions {
+  /** true: every column; string[]: those columns; false (default): nothing. Rows pair to input by key. */
+  returning?: boolean | string[];
+  onConflict?: OnConflict;
+  /** Columns that pair returned rows to input rows (default: the conflict target, else the primary key). */
+  key?: string[];
+}
+
+export interface ResolvedWrite {
+  batchSize: number;
+  concurrency: number;
+  signals: boolean;
+  transaction: 'chunk' | 'operation';
+  operationId: string;
+  /** The id was generated here, so its ledger rows can go when the call ends. */
+  ephemeralId: boolean;
+  onProgress: ((p: { chunks: number; rows: number }) => void) | undefined;
+}
+
+export const DEFAULT_BATCH_SIZE = 5000;
+export const DEFAULT_MAX_CONCURRENT_WORKERS = 4;
+const OP_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+
+function positiveInt(name: string, v: unknown, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+    throw new BulkError(
+      'INVALID_OPTION',
+      `${name} must be an integer from 1 to ${max}, got ${String(v)}`,
+    );
+  }
+  return v;
+}
+
+const KNOWN = new Set([
+  'batchSize',
+  'concurrent',
+  'maxConcurrentWorkers',
+  'signals',
+  'transaction',
+  'operationId',
+  'onProgress',
+  'returning',
+  'onConflict',
+  'key',
+  'fields',
+  'format',
+  'strategy',
+]);
+
+export function resolveWrite(opts: WriteOptions = {}): ResolvedWrite {
+  if (opts === null || typeof opts !== 'object')
+    throw new BulkError('INVALID_OPTION', 'options must be an object');
+  for (const k of Object.keys(opts)) {
+    if (!KNOWN.has(k)) throw new BulkError('INVALID_OPTION', `unknown option ${JSON.stringify(k)}`);
+  }
+  const batchSize =
+    opts.batchSize === undefined
+      ? DEFAULT_BATCH_SIZE
+      : positiveInt('batchSize', opts.batchSize, 1_000_000);
+  const maxWorkers =
+    opts.maxConcurrentWorkers === undefined
+      ? DEFAULT_MAX_CONCURRENT_WORKERS
+      : positiveInt('maxConcurrentWorkers', opts.maxConcurrentWorkers, 1000);
+  const transaction = opts.transaction ?? 'chunk';
+  if (transaction !== 'chunk' && transaction !== 'operation') {
+    throw new BulkError(
+      'INVALID_OPTION',
+      `transaction must be 'chunk' or 'operation', got ${String(transaction)}`,
+    );
+  }
+  if (
+    opts.operationId !== undefined &&
+    (typeof opts.operationId !== 'string' || !OP_ID.test(opts.operationId))
+  ) {
+    throw new BulkError(
+      'INVALID_OPTION',
+      'operationId must be 1-200 characters of letters, digits and ._:-',
+    );
+  }
+  return {
+    batchSize,
+    concurrency: opts.concurrent && transaction === 'chunk' ? maxWorkers : 1,
+    signals: opts.signals !== false,
+    transaction,
+    operationId: opts.operationId ?? randomUUID(),
+    ephemeralId: opts.operationId === undefined,
+    onProgress: opts.onProgress,
+  };
+}

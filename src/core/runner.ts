@@ -1,0 +1,237 @@
+import type { DbClient, DbPool } from './db.js';
+import { BulkError, fromPgError } from './errors.js';
+import type { Ledger } from './ledger.js';
+import type { Logger } from './logger.js';
+import { type RetryPolicy, withRetry } from './retry.js';
+import type { Row } from './signals.js';
+import { withClient, withTransaction } from './tx.js';
+
+/** What an operation runs on: the pool, the ledger, the retry policy and the client-wide cap. */
+export interface Engine {
+  pool: DbPool;
+  ledger: Ledger | null;
+  retry: RetryPolicy;
+  logger: Logger;
+  /** Client-wide cap on connections used by chunk writes (MAX_CONCURRENT_BATCH_WRITES). */
+  writeSlots: <T>(fn: () => Promise<T>) => Promise<T>;
+}
+
+export interface Chunk {
+  index: number;
+  /** Index of the chunk's first row in the operation's input. */
+  offset: number;
+  rows: Row[];
+}
+
+export interface ChunkResultBase {
+  count: number;
+}
+
+/**
+ * The steps of one operation's chunk, as the runner calls them:
+ * - prepare: outside any transaction (pre signal, validation, encoding, key reservation);
+ *   it may fail with a BulkError before anything is written;
+ * - write: inside the chunk's transaction, after the ledger claim; returns the result and
+ *   what the ledger keeps of it;
+ * - recover: the chunk had committed before (ledger row found): rebuild the result from it;
+ * - after: once committed (post signal).
+ */
+export interface ChunkSteps<P, R extends ChunkResultBase> {
+  prepare(chunk: Chunk): Promise<P>;
+  write(client: DbClient, prepared: P): Promise<{ result: R; ledger: unknown }>;
+  recover(client: DbClient, prepared: P, ledgerValue: unknown): Promise<R>;
+  after?(prepared: P, result: R): Promise<void>;
+}
+
+export interface RunOptions {
+  operationId: string;
+  /** Chunks written at once (1 unless `concurrent`). */
+  concurrency: number;
+  /** 'chunk': each chunk commits alone; 'operation': all chunks in one transaction. */
+  transaction: 'chunk' | 'operation';
+  table: string;
+  /** Called after each committed chunk (progress). */
+  onChunk?: (done: { chunks: number; rows: number }) => void;
+}
+
+type Source = AsyncIterable<Row[]> | Iterable<Row[]>;
+
+function annotate(err: unknown, table: string, chunks: number, rows: number): BulkError {
+  const e =
+    err instanceof BulkError
+      ? err
+      : new BulkError('DATABASE_ERROR', `${table}: ${(err as Error)?.message ?? String(err)}`, {
+          table,
+          cause: err,
+        });
+  e.committedChunks = chunks;
+  e.committedRows = rows;
+  if (chunks > 0 && !e.message.includes('already committed')) {
+    e.message += ` (${chunks} chunk${chunks === 1 ? '' : 's'} with ${rows} rows had already committed)`;
+  }
+  return e;
+}
+
+/** Run one chunk in its own transaction, with the ledger, retrying transient failures. */
+async function runChunk<P, R extends ChunkResultBase>(
+  engine: Engine,
+  opId: string,
+  table: string,
+  steps: ChunkSteps<P, R>,
+  prepared: P,
+  index: number,
+): Promise<R> {
+  return withRetry(
+    () =>
+      engine
+        .writeSlots(() =>
+          withTransaction(engine.pool, async (client) => {
+            if (engine.ledger) {
+              const claim = await engine.ledger.claim(client, opId, index);
+              if (!claim.claimed) return steps.recover(client, prepared, claim.result);
+            }
+            const { result, ledger } = await steps.write(client, prepared);
+            if (engine.ledger) await engine.ledger.complete(client, opId, index, ledger);
+            return result;
+          }),
+        )
+        .catch((err) => {
+          throw fromPgError(err, { table });
+        }),
+    engine.retry,
+    {
+      onRetry: ({ attempt, delayMs, why }) =>
+        engine.logger.warn(
+          { operationId: opId, chunk: index, attempt, delayMs, why },
+          'chunk failed transiently; retrying',
+        ),
+    },
+  );
+}
+
+/**
+ * Split-and-write: pull chunks from the source, prepare and write up to `concurrency` at once,
+ * stop scheduling at the first failure, and return results in chunk order.
+ */
+export async function runChunks<P, R extends ChunkResultBase>(
+  engine: Engine,
+  source: Source,
+  steps: ChunkSteps<P, R>,
+  opts: RunOptions,
+): Promise<R[]> {
+  const results: R[] = [];
+  let committedChunks = 0;
+  let committedRows = 0;
+  let failure: unknown;
+  const inflight = new Set<Promise<void>>();
+  let index = 0;
+  let offset = 0;
+  for await (const rows of source as AsyncIterable<Row[]>) {
+    if (failure !== undefined) break;
+    if (rows.length === 0) continue;
+    const chunk: Chunk = { index: index++, offset, rows };
+    offset += rows.length;
+    const p = (async () => {
+      const prepared = await steps.prepare(chunk);
+      const r = await runChunk(engine, opts.operationId, opts.table, steps, prepared, chunk.index);
+      results[chunk.index] = r;
+      committedChunks++;
+      committedRows += r.count;
+      opts.onChunk?.({ chunks: committedChunks, rows: committedRows });
+      await steps.after?.(prepared, r);
+    })().catch((err) => {
+      failure ??= err;
+    });
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+    while (inflight.size >= opts.concurrency && failure === undefined) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  if (failure !== undefined) throw annotate(failure, opts.table, committedChunks, committedRows);
+  return results;
+}
+
+/**
+ * All chunks in one transaction on one client: all or nothing. Post steps run after COMMIT.
+ * A transient failure retries the whole operation when the source can be read again.
+ */
+export async function runInOneTransaction<P, R extends ChunkResultBase>(
+  engine: Engine,
+  source: () => Source,
+  replayable: boolean,
+  steps: ChunkSteps<P, R>,
+  opts: RunOptions,
+): Promise<R[]> {
+  const attempt = async (): Promise<{ results: R[]; prepared: P[] }> => {
+    const results: R[] = [];
+    const prepared: P[] = [];
+    await engine.writeSlots(() =>
+      withTransaction(engine.pool, async (client) => {
+        let index = 0;
+        let offset = 0;
+        for await (const rows of source() as AsyncIterable<Row[]>) {
+          if (rows.length === 0) continue;
+          const chunk: Chunk = { index: index++, offset, rows };
+          offset += rows.length;
+          const p = await steps.prepare(chunk);
+          prepared.push(p);
+          let r: R | undefined;
+          if (engine.ledger) {
+            const claim = await engine.ledger.claim(client, opts.operationId, chunk.index);
+            if (!claim.claimed) r = await steps.recover(client, p, claim.result);
+          }
+          if (!r) {
+            const w = await steps.write(client, p);
+            if (engine.ledger)
+              await engine.ledger.complete(client, opts.operationId, chunk.index, w.ledger);
+            r = w.result;
+          }
+          results.push(r);
+        }
+      }),
+    );
+    return { results, prepared };
+  };
+  const wrapped = () =>
+    attempt().catch((err) => {
+      throw fromPgError(err, { table: opts.table });
+    });
+  const { results, prepared } = replayable
+    ? await withRetry(wrapped, engine.retry)
+    : await wrapped();
+  let rows = 0;
+  for (let i = 0; i < results.length; i++) {
+    rows += results[i]!.count;
+    opts.onChunk?.({ chunks: i + 1, rows });
+    await steps.after?.(prepared[i]!, results[i]!);
+  }
+  return results;
+}
+
+/** Split an array or (async) iterable of rows into arrays of `size`, lazily. */
+export async function* chunked(
+  input: AsyncIterable<Row> | Iterable<Row>,
+  size: number,
+): AsyncGenerator<Row[]> {
+  if (Array.isArray(input)) {
+    for (let i = 0; i < input.length; i += size) yield input.slice(i, i + size);
+    return;
+  }
+  let buf: Row[] = [];
+  for await (const row of input as AsyncIterable<Row>) {
+    buf.push(row);
+    if (buf.length >= size) {
+      yield buf;
+      buf = [];
+    }
+  }
+  if (buf.length) yield buf;
+}
+
+/** Run one read-only or setup query with retry (outside chunk transactions). */
+export function queryWithRetry<T>(
+  engine: Engine,
+  fn: (client: DbClient) => Promise<T>,
+): Promise<T> {
+  return withRetry(() => withClient(engine.pool, fn), engine.retry);
+}

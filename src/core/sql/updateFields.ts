@@ -1,0 +1,32 @@
+import type { TableMeta } from '../meta.js';
+import type { EncodedGroup } from '../rows.js';
+import { castField, chunkDocument, type Statement } from './insert.js';
+
+/**
+ * One UPDATE ... FROM for one group whose first `keyCount` columns are the key and the rest the
+ * fields to write. Returns the 1-based ordinals of the rows that matched (rows as arrays), so
+ * the caller can report the keys that matched nothing.
+ */
+export function buildUpdateFields(
+  meta: TableMeta,
+  group: EncodedGroup,
+  keyCount: number,
+): Statement {
+  const cols = group.columns;
+  const src = cols.map((c, j) => `${castField(j, c)} AS c${j}`).join(', ');
+  const set = cols
+    .slice(keyCount)
+    .map((c, j) => `${c.sqlName} = v.c${j + keyCount}`)
+    .join(', ');
+  const match = cols
+    .slice(0, keyCount)
+    .map((c, j) => `t.${c.sqlName} = v.c${j}`)
+    .join(' AND ');
+  return {
+    text:
+      `UPDATE ${meta.sqlName} AS t SET ${set} ` +
+      `FROM (SELECT x.i, ${src} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)) AS v ` +
+      `WHERE ${match} RETURNING v.i`,
+    values: [chunkDocument(group)],
+  };
+}

@@ -1,0 +1,39 @@
+import type { DbClient, DbPool } from './db.js';
+
+const noop = () => {};
+
+/**
+ * Borrow a client for fn. An error listener is attached for the duration (a backend dying
+ * between queries must not crash the process). If fn fails the client is destroyed rather than
+ * returned: after a failed COPY or a lost connection its protocol state cannot be trusted.
+ */
+export async function withClient<T>(
+  pool: DbPool,
+  fn: (client: DbClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  client.on('error', noop);
+  try {
+    const out = await fn(client);
+    client.removeListener('error', noop);
+    client.release();
+    return out;
+  } catch (err) {
+    client.removeListener('error', noop);
+    client.release(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  }
+}
+
+/** BEGIN, fn, COMMIT on one client; ROLLBACK is implied by destroying the client on failure. */
+export async function withTransaction<T>(
+  pool: DbPool,
+  fn: (client: DbClient) => Promise<T>,
+): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query({ text: 'BEGIN' });
+    const out = await fn(client);
+    await client.query({ text: 'COMMIT' });
+    return out;
+  });
+}

@@ -1,0 +1,30 @@
+// The public surface of bulkmodel. Everything not exported here is internal.
+export { BulkClient, type BulkClientOptions, type ConnectionCheck } from './core/client.js';
+export type { DbClient, DbPool, Queryable } from './core/db.js';
+export type { DecodeOptions } from './core/decode.js';
+export { BulkError, type BulkErrorCode, ERROR_CODES, isBulkError } from './core/errors.js';
+export { defaultLogger, type Logger, redact, silentLogger } from './core/logger.js';
+export type { ColumnMeta, TableMeta } from './core/meta.js';
+export {
+  type BulkCreateOptions,
+  BulkModel,
+  type CopyFromOptions,
+  type CreateResult,
+  type RowsInput,
+  type UpdateFieldsOptions,
+  type UpdateFieldsResult,
+} from './core/model.js';
+export type { CopyToOptions } from './core/ops/copyTo.js';
+export type { UpdateArgs } from './core/ops/update.js';
+export type { InsertLikeOptions, WriteOptions } from './core/options.js';
+export { DEFAULT_RETRY, type RetryPolicy, type RetryRule, TRANSIENT_RULES } from './core/retry.js';
+export {
+  type Row,
+  SIGNAL_NAMES,
+  type SignalListener,
+  type SignalMap,
+  type SignalName,
+  Signals,
+} from './core/signals.js';
+export type { OnConflict } from './core/sql/insert.js';
+export type { Where } from './core/sql/where.js';
