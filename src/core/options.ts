@@ -41,7 +41,7 @@ export interface ResolvedWrite {
 
 export const DEFAULT_BATCH_SIZE = 5000;
 export const DEFAULT_MAX_CONCURRENT_WORKERS = 4;
-const OP_ID = /^[A-Za-z0-9._:-]{1,200}$/;
+const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
 function positiveInt(name: string, v: unknown, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
@@ -96,7 +96,7 @@ export function resolveWrite(opts: WriteOptions = {}): ResolvedWrite {
   ) {
     throw new BulkError(
       'INVALID_OPTION',
-      'operationId must be 1-200 characters of letters, digits and ._:-',
+      'operationId must be 1-200 characters of letters, digits and ._-',
     );
   }
   return {

@@ -235,3 +235,15 @@ export function queryWithRetry<T>(
 ): Promise<T> {
   return withRetry(() => withClient(engine.pool, fn), engine.retry);
 }
+
+/**
+ * Run one chunk of a larger operation whose other chunks run elsewhere (a queue worker):
+ * prepare, write in its own transaction under the ledger (a replay is recovered, not rewritten),
+ * then the post step.
+ */
+export async function runOneChunk<P, R extends ChunkResultBase>(engine: Engine, chunk: Chunk, steps: ChunkSteps<P, R>, opts: { operationId: string; table: string }): Promise<R> {
+  const prepared = await steps.prepare(chunk);
+  const r = await runChunk(engine, opts.operationId, opts.table, steps, prepared, chunk.index);
+  await steps.after?.(prepared, r);
+  return r;
+}
