@@ -7,7 +7,7 @@ import { createLedger, type Ledger } from './ledger.js';
 import { defaultLogger, type Logger, redact } from './logger.js';
 import { loadTableMeta, type TableMeta } from './meta.js';
 import { BulkModel } from './model.js';
-import { DEFAULT_RETRY, type RetryPolicy, transientRule, withRetry } from './retry.js';
+import { type RetryPolicy, resolveRetry, transientRule, withRetry } from './retry.js';
 import type { Engine } from './runner.js';
 import { type Row, Signals } from './signals.js';
 
@@ -86,15 +86,19 @@ export class BulkClient {
     const cap = options.maxConcurrentBatchWrites ?? (options.pool ? 4 : poolSize);
     if (!Number.isInteger(cap) || cap < 1)
       throw new BulkError('INVALID_OPTION', 'maxConcurrentBatchWrites must be a positive integer');
+    const retry = resolveRetry(options.retry);
     const ledgerOpt = options.ledger ?? true;
-    const ledger: Ledger | null =
-      ledgerOpt === false
-        ? null
-        : createLedger((ledgerOpt === true ? undefined : ledgerOpt.schema) ?? 'bulkmodel');
+    let ledger: Ledger | null = null;
+    if (ledgerOpt !== false) {
+      const l = createLedger((ledgerOpt === true ? undefined : ledgerOpt.schema) ?? 'bulkmodel');
+      // Creating the ledger table is the first query of a call: retry it like any other.
+      const ensure = l.ensure.bind(l);
+      ledger = { ...l, ensure: (db) => withRetry(() => ensure(db), retry) };
+    }
     this.engine = {
       pool,
       ledger,
-      retry: { ...DEFAULT_RETRY, ...options.retry },
+      retry,
       logger: this.logger,
       writeSlots: pLimit(cap),
     };
@@ -133,33 +137,49 @@ export class BulkClient {
     const timeoutMs = options.timeoutMs ?? 5_000;
     const started = Date.now();
     let replaced = 0;
+    const timeoutError = () =>
+      Object.assign(new Error('connection timeout: no answer within the time allowed'), {
+        code: 'ETIMEDOUT',
+      });
     const probe = async (): Promise<string> => {
-      const client = await this.engine.pool.connect();
-      const onError = () => {};
-      client.on('error', onError);
+      const remaining = Math.max(1, timeoutMs - (Date.now() - started));
       let timer: NodeJS.Timeout | undefined;
+      let timedOut = false;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          timedOut = true;
+          reject(timeoutError());
+        }, remaining);
+      });
+      deadline.catch(() => {});
       try {
-        const remaining = Math.max(1, timeoutMs - (Date.now() - started));
-        const r = await Promise.race([
-          client.query({ text: 'SELECT current_setting($1) AS v', values: ['server_version'] }),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () =>
-                reject(
-                  Object.assign(new Error('connection timeout: no answer'), { code: 'ETIMEDOUT' }),
-                ),
-              remaining,
-            );
-          }),
-        ]);
-        client.removeListener('error', onError);
-        client.release();
-        return (r.rows[0] as { v: string }).v;
-      } catch (err) {
-        client.removeListener('error', onError);
-        client.release(err instanceof Error ? err : new Error(String(err)));
-        replaced++;
-        throw err;
+        // connect() is bounded too: a server that accepts but never answers must not hold us
+        // past the timeout (the pool's own connect timeout may be much longer).
+        const connecting = this.engine.pool.connect();
+        connecting.then(
+          (late) => {
+            // The deadline passed first: this connection is not trusted, destroy it.
+            if (timedOut) late.release(timeoutError());
+          },
+          () => {},
+        );
+        const client = await Promise.race([connecting, deadline]);
+        const onError = () => {};
+        client.on('error', onError);
+        try {
+          const r = await Promise.race([
+            client.query({ text: 'SELECT current_setting($1) AS v', values: ['server_version'] }),
+            deadline,
+          ]);
+          client.removeListener('error', onError);
+          client.release();
+          return (r.rows[0] as { v: string }).v;
+        } catch (err) {
+          client.removeListener('error', onError);
+          client.release(err instanceof Error ? err : new Error(String(err)));
+          replaced++;
+          throw err;
+        }
       } finally {
         clearTimeout(timer);
       }
@@ -172,12 +192,21 @@ export class BulkClient {
           const results = await Promise.allSettled(Array.from({ length: idle }, probe));
           const good = results.find((r) => r.status === 'fulfilled');
           if (good) return (good as PromiseFulfilledResult<string>).value;
-          throw (results[0] as PromiseRejectedResult).reason;
+          const reason = (results[0] as PromiseRejectedResult).reason;
+          if (Date.now() - started >= timeoutMs && transientRule(reason) !== undefined) {
+            // Out of time: stop here rather than let the retry loop start another round.
+            throw new BulkError(
+              'CONNECTION_FAILED',
+              `cannot reach Postgres within ${timeoutMs} ms: ${redact(String(reason?.message ?? reason))}`,
+              { cause: reason },
+            );
+          }
+          throw reason;
         },
         {
           ...this.engine.retry,
           maxElapsedMs: timeoutMs,
-          maxDelayMs: Math.min(this.engine.retry.maxDelayMs, 1000),
+          maxDelayMs: Math.max(1, Math.min(this.engine.retry.maxDelayMs, 1000, timeoutMs / 4)),
         },
       );
       return { ok: true, latencyMs: Date.now() - started, replaced, serverVersion: versions };

@@ -31,6 +31,7 @@ export const TRANSIENT_RULES: readonly RetryRule[] = [
   { errno: 'EAI_AGAIN', why: 'DNS lookup failed' },
   { message: 'Connection terminated', why: 'connection terminated' },
   { message: 'connection timeout', why: 'connect timed out' },
+  { message: 'timeout exceeded when trying to connect', why: 'pool connect timed out' },
   { message: 'Client has encountered a connection error', why: 'connection error' },
   { message: 'Client was closed and is not queryable', why: 'connection closed' },
 ];
@@ -43,6 +44,33 @@ export interface RetryPolicy {
   maxDelayMs: number;
   /** Stop retrying once this much time has passed since the first failure. */
   maxElapsedMs: number;
+}
+
+/** Resolve a partial policy over the defaults, checking each number (a plain INVALID_OPTION otherwise). */
+export function resolveRetry(partial: Partial<RetryPolicy> = {}): RetryPolicy {
+  if (partial === null || typeof partial !== 'object')
+    throw new BulkError('INVALID_OPTION', 'retry must be an object');
+  const out: RetryPolicy = { ...DEFAULT_RETRY };
+  for (const [k, v] of Object.entries(partial)) {
+    if (v === undefined) continue;
+    if (k === 'rules') {
+      if (!Array.isArray(v) || v.some((r) => !r || (!r.sqlstate && !r.errno && !r.message)))
+        throw new BulkError(
+          'INVALID_OPTION',
+          'retry.rules must be an array of { sqlstate | errno | message, why }',
+        );
+      out.rules = v as RetryRule[];
+    } else if (k === 'initialDelayMs' || k === 'maxDelayMs' || k === 'maxElapsedMs') {
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+        throw new BulkError('INVALID_OPTION', `retry.${k} must be a number >= 0 (milliseconds)`);
+      out[k] = v;
+    } else {
+      throw new BulkError('INVALID_OPTION', `unknown retry option ${JSON.stringify(k)}`);
+    }
+  }
+  if (out.maxDelayMs < out.initialDelayMs)
+    throw new BulkError('INVALID_OPTION', 'retry.maxDelayMs must be >= retry.initialDelayMs');
+  return out;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = {
@@ -58,7 +86,10 @@ export function transientRule(
   rules: readonly RetryRule[] = TRANSIENT_RULES,
 ): RetryRule | undefined {
   if (err instanceof BulkError) {
-    // A BulkError from Postgres keeps the SQLSTATE; our own validation errors are permanent.
+    // Only a wrapped database or driver failure can be transient. Validation errors, signal
+    // rejections and errors that already gave up (CONNECTION_FAILED, RETRIES_EXHAUSTED) are
+    // permanent, whatever their cause says.
+    if (err.code !== 'DATABASE_ERROR') return undefined;
     if (!err.pgCode) return err.cause ? transientRule(err.cause, rules) : undefined;
     return transientRule({ code: err.pgCode, message: err.message }, rules);
   }
@@ -90,7 +121,23 @@ export function backoffDelayMs(
 
 export interface RetryHooks {
   onRetry?: (info: { attempt: number; delayMs: number; err: unknown; why: string }) => void;
+  /** Once aborted, the next failure is thrown as is and a pending backoff ends at once. */
   signal?: AbortSignal | undefined;
+  /** Source of jitter (tests pass a seeded one). */
+  random?: () => number;
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** Run fn, retrying transient failures with backoff until the policy's time budget runs out. */
@@ -108,7 +155,7 @@ export async function withRetry<T>(
       if (!rule || hooks.signal?.aborted) throw err;
       const now = Date.now();
       if (first === 0) first = now;
-      const delayMs = backoffDelayMs(attempt, policy);
+      const delayMs = backoffDelayMs(attempt, policy, hooks.random);
       if (now - first + delayMs > policy.maxElapsedMs) {
         const msg = (err as Error)?.message ?? String(err);
         const code =
@@ -131,7 +178,8 @@ export async function withRetry<T>(
         );
       }
       hooks.onRetry?.({ attempt, delayMs, err, why: rule.why });
-      await new Promise((r) => setTimeout(r, delayMs));
+      await sleep(delayMs, hooks.signal);
+      if (hooks.signal?.aborted) throw err;
     }
   }
 }

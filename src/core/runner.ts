@@ -80,6 +80,7 @@ async function runChunk<P, R extends ChunkResultBase>(
   steps: ChunkSteps<P, R>,
   prepared: P,
   index: number,
+  signal?: AbortSignal,
 ): Promise<R> {
   return withRetry(
     () =>
@@ -87,6 +88,8 @@ async function runChunk<P, R extends ChunkResultBase>(
         .writeSlots(() =>
           withTransaction(engine.pool, async (client) => {
             if (engine.ledger) {
+              // First statement of the transaction: a replay of a committed chunk stops here,
+              // and a concurrent runner of the same chunk waits on this row.
               const claim = await engine.ledger.claim(client, opId, index);
               if (!claim.claimed) return steps.recover(client, prepared, claim.result);
             }
@@ -100,6 +103,7 @@ async function runChunk<P, R extends ChunkResultBase>(
         }),
     engine.retry,
     {
+      signal,
       onRetry: ({ attempt, delayMs, why }) =>
         engine.logger.warn(
           { operationId: opId, chunk: index, attempt, delayMs, why },
@@ -112,6 +116,10 @@ async function runChunk<P, R extends ChunkResultBase>(
 /**
  * Split-and-write: pull chunks from the source, prepare and write up to `concurrency` at once,
  * stop scheduling at the first failure, and return results in chunk order.
+ *
+ * After a failure no further chunk is pulled from the source or started; chunks already in
+ * flight finish (their retries stop waiting), so the error's committed counts are final and
+ * nothing keeps writing after the call has rejected.
  */
 export async function runChunks<P, R extends ChunkResultBase>(
   engine: Engine,
@@ -122,32 +130,70 @@ export async function runChunks<P, R extends ChunkResultBase>(
   const results: R[] = [];
   let committedChunks = 0;
   let committedRows = 0;
-  let failure: unknown;
+  let failure: { err: unknown } | undefined;
+  const stop = new AbortController();
+  const fail = (err: unknown) => {
+    if (failure) return;
+    failure = { err };
+    stop.abort();
+  };
   const inflight = new Set<Promise<void>>();
+  const iterator =
+    Symbol.asyncIterator in source
+      ? (source as AsyncIterable<Row[]>)[Symbol.asyncIterator]()
+      : (source as Iterable<Row[]>)[Symbol.iterator]();
   let index = 0;
   let offset = 0;
-  for await (const rows of source as AsyncIterable<Row[]>) {
-    if (failure !== undefined) break;
-    if (rows.length === 0) continue;
-    const chunk: Chunk = { index: index++, offset, rows };
-    offset += rows.length;
-    const p = (async () => {
-      const prepared = await steps.prepare(chunk);
-      const r = await runChunk(engine, opts.operationId, opts.table, steps, prepared, chunk.index);
-      results[chunk.index] = r;
-      committedChunks++;
-      committedRows += r.count;
-      opts.onChunk?.({ chunks: committedChunks, rows: committedRows });
-      await steps.after?.(prepared, r);
-    })().catch((err) => {
-      failure ??= err;
-    });
-    inflight.add(p);
-    void p.finally(() => inflight.delete(p));
-    while (inflight.size >= opts.concurrency && failure === undefined) await Promise.race(inflight);
+  let exhausted = false;
+  try {
+    while (!failure) {
+      // Wait for a free place first, so nothing is pulled from the source after a failure.
+      while (inflight.size >= opts.concurrency && !failure) await Promise.race(inflight);
+      if (failure) break;
+      const next = await iterator.next();
+      if (next.done) {
+        exhausted = true;
+        break;
+      }
+      const rows = next.value;
+      if (rows.length === 0) continue;
+      const chunk: Chunk = { index: index++, offset, rows };
+      offset += rows.length;
+      const p: Promise<void> = (async () => {
+        const prepared = await steps.prepare(chunk);
+        if (failure) return; // another chunk failed while this one was being prepared
+        const r = await runChunk(
+          engine,
+          opts.operationId,
+          opts.table,
+          steps,
+          prepared,
+          chunk.index,
+          stop.signal,
+        );
+        results[chunk.index] = r;
+        committedChunks++;
+        committedRows += r.count;
+        opts.onChunk?.({ chunks: committedChunks, rows: committedRows });
+        await steps.after?.(prepared, r);
+      })()
+        .catch(fail)
+        .finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+  } catch (err) {
+    // The source itself failed (a user's iterable threw, or reading keys for update failed).
+    fail(err);
+  } finally {
+    if (!exhausted) {
+      // Let the source clean up (close a cursor, stop a generator); its own error is secondary.
+      try {
+        await iterator.return?.();
+      } catch {}
+    }
+    await Promise.all(inflight);
   }
-  await Promise.all(inflight);
-  if (failure !== undefined) throw annotate(failure, opts.table, committedChunks, committedRows);
+  if (failure) throw annotate(failure.err, opts.table, committedChunks, committedRows);
   return results;
 }
 

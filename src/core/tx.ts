@@ -25,7 +25,11 @@ export async function withClient<T>(
   }
 }
 
-/** BEGIN, fn, COMMIT on one client; ROLLBACK is implied by destroying the client on failure. */
+/**
+ * BEGIN, fn, COMMIT on one client; ROLLBACK is implied by destroying the client on failure.
+ * A failure while COMMIT is in flight leaves the outcome in doubt: callers that retry must make
+ * the replay a no-op (the chunk ledger does).
+ */
 export async function withTransaction<T>(
   pool: DbPool,
   fn: (client: DbClient) => Promise<T>,
@@ -33,7 +37,11 @@ export async function withTransaction<T>(
   return withClient(pool, async (client) => {
     await client.query({ text: 'BEGIN' });
     const out = await fn(client);
-    await client.query({ text: 'COMMIT' });
+    const done = (await client.query({ text: 'COMMIT' })) as { command?: string };
+    // COMMIT of a transaction that already failed answers ROLLBACK instead of an error.
+    if (done.command !== undefined && done.command !== 'COMMIT') {
+      throw new Error(`transaction was rolled back (COMMIT answered ${done.command})`);
+    }
     return out;
   });
 }
