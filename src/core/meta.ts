@@ -22,8 +22,14 @@ export interface ColumnMeta {
   name: string;
   /** Quoted identifier, safe to put in SQL. */
   sqlName: string;
-  /** The declared type as SQL (format_type), for casts: `text[]`, `numeric(12,2)`, `public.mood`. */
+  /** The declared type as SQL (format_type): `text[]`, `numeric(12,2)`, `public.mood`. */
   typeSql: string;
+  /**
+   * The type without its modifier, for casting bound values: `character varying`, `numeric`.
+   * An explicit cast to `varchar(5)` would silently truncate; the assignment to the column then
+   * applies the modifier (and refuses a value that is too long), as COPY does.
+   */
+  castSql: string;
   /** OID of the base type (domains resolved); for arrays, of the array type. */
   baseOid: number;
   kind: ValueKind;
@@ -126,7 +132,7 @@ LIMIT 1`;
 const COLUMNS = `
 WITH RECURSIVE cols AS (
   SELECT a.attnum, a.attname, a.atttypid, a.attnotnull, a.atthasdef, a.attidentity, a.attgenerated,
-         format_type(a.atttypid, a.atttypmod) AS type_sql,
+         format_type(a.atttypid, a.atttypmod) AS type_sql, format_type(a.atttypid, NULL) AS cast_sql,
          pg_get_expr(d.adbin, d.adrelid) AS default_expr,
          CASE WHEN a.attidentity <> '' THEN pg_get_serial_sequence($2, a.attname) END AS identity_seq
   FROM pg_catalog.pg_attribute a
@@ -138,7 +144,7 @@ WITH RECURSIVE cols AS (
   SELECT b.attnum, t.typbasetype, b.depth + 1 FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.oid
   WHERE t.typtype = 'd' AND b.depth < 20
 )
-SELECT c.attname AS name, c.type_sql, c.attnotnull AS not_null, c.atthasdef AS has_default,
+SELECT c.attname AS name, c.type_sql, c.cast_sql, c.attnotnull AS not_null, c.atthasdef AS has_default,
        c.attidentity AS identity, c.attgenerated AS generated, c.default_expr, c.identity_seq,
        bt.oid::int AS base_oid, bt.typname AS base_name, bt.typtype AS base_typtype, bt.typcategory AS base_category,
        et.oid::int AS elem_oid, et.typname AS elem_name, et.typtype AS elem_typtype
@@ -210,6 +216,7 @@ export function kindOf(typname: string, typtype: string): ValueKind {
 interface ColumnRow {
   name: string;
   type_sql: string;
+  cast_sql: string;
   not_null: boolean;
   has_default: boolean;
   identity: string;
@@ -248,6 +255,7 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
       name: r.name,
       sqlName: quoteIdent(r.name),
       typeSql: r.type_sql,
+      castSql: r.cast_sql,
       baseOid: r.base_oid,
       kind,
       isArray,

@@ -243,7 +243,7 @@ export async function selectByKeys(
   const match = p.pairKey
     .map((k, j) => {
       const col = columnOf(plan.meta, k);
-      return `t.${col.sqlName} = (x.e->>${j + 1})::${col.typeSql}`;
+      return `t.${col.sqlName} = (x.e->>${j + 1})::${col.castSql}`;
     })
     .join(' AND ');
   const cols = p.columns.map((c) => `, t.${c.sqlName}::text`).join('');

@@ -7,7 +7,7 @@ export type OnConflict = 'ignore' | { target: string[]; update: string[] };
 
 /** `(x.e->>j)::type`: column j of the JSON document's row, cast by the column's own input function. */
 export function castField(j: number, col: ColumnMeta): string {
-  return `(x.e->>${j})::${col.typeSql}`;
+  return `(x.e->>${j})::${col.castSql}`;
 }
 
 /** The JSON document a chunk travels in: an array of rows, each an array of literals. */
@@ -86,12 +86,15 @@ export function buildInsert(
       return `ins.${quoteIdent(k)} = src.c${j}`;
     })
     .join(' AND ');
+  // A key repeated in the source (ON CONFLICT DO NOTHING kept its first row) pairs once, with
+  // the first source row that carries it, not with every one.
+  const keyList = pairKey.map((k) => `ins.${quoteIdent(k)}`).join(', ');
   const need = [...new Set([...ret.map((c) => c.name), ...pairKey])];
   const insRet = need.map((n) => `t.${quoteIdent(n)}`).join(', ');
   const retList = ret.map((c) => `, ins.${c.sqlName}::text`).join('');
   return (
     `WITH src AS MATERIALIZED (${source}), ` +
     `ins AS (INSERT INTO ${meta.sqlName} AS t (${names})${overriding} SELECT ${srcList} FROM src ORDER BY i${conflict} RETURNING ${insRet}) ` +
-    `SELECT src.i${retList} FROM ins JOIN src ON ${join}`
+    `SELECT DISTINCT ON (${keyList}) src.i${retList} FROM ins JOIN src ON ${join} ORDER BY ${keyList}, src.i`
   );
 }

@@ -21,7 +21,7 @@ export function buildSelectBatch(
   if (after) {
     const params = key.map((c, j) => {
       values.push(after[j]);
-      return `$${values.length}::${c.typeSql}`;
+      return `$${values.length}::${c.castSql}`;
     });
     conds.push(`(${keyList}) > (${params.join(', ')})`);
   }
@@ -43,10 +43,10 @@ export function buildUpdateBatch(
   const values: unknown[] = [...whereValues];
   const assigns = set.map(({ col, lit }) => {
     values.push(lit);
-    return `${col.sqlName} = $${values.length}::${col.typeSql}`;
+    return `${col.sqlName} = $${values.length}::${col.castSql}`;
   });
   values.push(keysDoc);
-  const src = key.map((c, j) => `(x.e->>${j})::${c.typeSql} AS ${quoteIdent(`k${j}`)}`).join(', ');
+  const src = key.map((c, j) => `(x.e->>${j})::${c.castSql} AS ${quoteIdent(`k${j}`)}`).join(', ');
   const match = key.map((c, j) => `t.${c.sqlName} = v.${quoteIdent(`k${j}`)}`).join(' AND ');
   return {
     text:
@@ -65,7 +65,7 @@ export function buildUpdateAll(
   whereValues: unknown[],
 ): Statement {
   const values: unknown[] = set.map((s) => s.lit);
-  const assigns = set.map(({ col }, j) => `${col.sqlName} = $${j + 1}::${col.typeSql}`);
+  const assigns = set.map(({ col }, j) => `${col.sqlName} = $${j + 1}::${col.castSql}`);
   values.push(...whereValues);
   return {
     text: `UPDATE ${meta.sqlName} AS t SET ${assigns.join(', ')}${whereSql ? ` WHERE ${whereSql}` : ''}`,

@@ -62,7 +62,7 @@ export function buildWhere(
       throw valueError(meta, col.name, -1, err);
     }
     values.push(lit);
-    return `${param(values.length - 1)}::${col.typeSql}`;
+    return `${param(values.length - 1)}::${col.castSql}`;
   };
   const bindList = (col: ColumnMeta, list: unknown[]): string => {
     const lits = list.map((v) => {
@@ -79,7 +79,7 @@ export function buildWhere(
       }
     });
     values.push(lits);
-    return `${param(values.length - 1)}::text[]::${col.typeSql}[]`;
+    return `${param(values.length - 1)}::text[]::${col.castSql}[]`;
   };
   for (const [name, cond] of Object.entries(where)) {
     if (cond === undefined) continue;
