@@ -287,7 +287,12 @@ export function queryWithRetry<T>(
  * prepare, write in its own transaction under the ledger (a replay is recovered, not rewritten),
  * then the post step.
  */
-export async function runOneChunk<P, R extends ChunkResultBase>(engine: Engine, chunk: Chunk, steps: ChunkSteps<P, R>, opts: { operationId: string; table: string }): Promise<R> {
+export async function runOneChunk<P, R extends ChunkResultBase>(
+  engine: Engine,
+  chunk: Chunk,
+  steps: ChunkSteps<P, R>,
+  opts: { operationId: string; table: string },
+): Promise<R> {
   const prepared = await steps.prepare(chunk);
   const r = await runChunk(engine, opts.operationId, opts.table, steps, prepared, chunk.index);
   await steps.after?.(prepared, r);
