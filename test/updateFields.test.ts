@@ -1,0 +1,214 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type BulkClient, BulkError } from '../src/index.js';
+import { type TestDb, testDb } from './helpers.js';
+import { createHostileTables, expectedHostile, HOSTILE_COLUMNS, hostileRow } from './hostile.js';
+
+let tdb: TestDb;
+let db: BulkClient;
+beforeAll(async () => {
+  tdb = await testDb('ufields');
+  await createHostileTables(tdb.pool, tdb.schema);
+  await tdb.pool.query(
+    `CREATE TABLE ${tdb.t('withdef')} (id int PRIMARY KEY, v text DEFAULT 'dflt', w int DEFAULT 7)`,
+  );
+  db = tdb.client({ decode: { timestamps: 'string' } });
+});
+afterAll(() => tdb.close());
+beforeEach(async () => {
+  await tdb.pool.query(
+    `TRUNCATE ${tdb.t('hostile')}, ${tdb.t('uniq')}, ${tdb.t('pairs')}, ${tdb.t('withdef')} RESTART IDENTITY`,
+  );
+});
+
+async function rejects(p: Promise<unknown>): Promise<BulkError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(BulkError);
+    return err as BulkError;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function seedUniq(n: number): Promise<void> {
+  await tdb.pool.query(
+    `INSERT INTO ${tdb.t('uniq')} (code, name, n) SELECT 'c' || g, 'name' || g, g FROM generate_series(1, $1) g`,
+    [n],
+  );
+}
+
+async function uniqRows(): Promise<
+  { id: number; code: string; name: string | null; n: number | null }[]
+> {
+  return (await tdb.pool.query(`SELECT id, code, name, n FROM ${tdb.t('uniq')} ORDER BY id`)).rows;
+}
+
+describe('updateFields', () => {
+  it('writes every hostile value, each row its own, matched by primary key', async () => {
+    await tdb.pool.query(
+      `INSERT INTO ${tdb.t('hostile')} (t) SELECT 'before' FROM generate_series(1, 21)`,
+    );
+    // rows in shuffled order, every column written
+    const input = Array.from({ length: 21 }, (_, i) => ({ id: String(21 - i), ...hostileRow(i) }));
+    const res = await db.model(tdb.t('hostile')).updateFields(input, { batchSize: 4 });
+    expect(res).toEqual({ count: 21, missing: [] });
+    const back = await tdb.pool.query(`SELECT ${HOSTILE_COLUMNS} FROM ${tdb.t('hostile')}`);
+    const byId = new Map(back.rows.map((r) => [r.id, r]));
+    for (const row of input) {
+      const { id, ...rest } = row;
+      const { id: _id, ...stored } = byId.get(id)!;
+      expect(stored).toEqual(expectedHostile(rest));
+    }
+  });
+
+  it('writes only `fields`; other columns of the rows are left alone', async () => {
+    await seedUniq(3);
+    const res = await db.model(tdb.t('uniq')).updateFields(
+      [
+        { id: 1, name: 'A', n: 100 },
+        { id: 3, name: 'C', n: 300 },
+      ],
+      { fields: ['name'] },
+    );
+    expect(res).toEqual({ count: 2, missing: [] });
+    expect(await uniqRows()).toEqual([
+      { id: 1, code: 'c1', name: 'A', n: 1 },
+      { id: 2, code: 'c2', name: 'name2', n: 2 },
+      { id: 3, code: 'c3', name: 'C', n: 3 },
+    ]);
+  });
+
+  it('null writes NULL, not the column default', async () => {
+    await tdb.pool.query(
+      `INSERT INTO ${tdb.t('withdef')} (id, v, w) VALUES (1, 'x', 1), (2, 'y', 2)`,
+    );
+    await db.model(tdb.t('withdef')).updateFields([
+      { id: 1, v: null },
+      { id: 2, v: null, w: null },
+    ]);
+    const back = await tdb.pool.query(`SELECT id, v, w FROM ${tdb.t('withdef')} ORDER BY id`);
+    expect(back.rows).toEqual([
+      { id: 1, v: null, w: 1 },
+      { id: 2, v: null, w: null },
+    ]);
+  });
+
+  it('matches by `key` columns and reports keys that matched nothing', async () => {
+    await seedUniq(4);
+    const res = await db.model(tdb.t('uniq')).updateFields(
+      [
+        { code: 'c2', n: 20 },
+        { code: 'nope', n: 1 },
+        { code: 'c4', n: 40 },
+        { code: 'gone', n: 1 },
+      ],
+      { key: ['code'], batchSize: 3 },
+    );
+    expect(res.count).toBe(2);
+    expect(res.missing).toEqual([{ code: 'nope' }, { code: 'gone' }]);
+    expect((await uniqRows()).map((r) => r.n)).toEqual([1, 20, 3, 40]);
+  });
+
+  it('composite keys', async () => {
+    await tdb.pool.query(
+      `INSERT INTO ${tdb.t('pairs')} (a, b, v) VALUES (1, 'x', 'o'), (1, 'y', 'o'), (2, 'x', 'o')`,
+    );
+    const res = await db.model(tdb.t('pairs')).updateFields([
+      { a: 2, b: 'x', v: 'two-x' },
+      { a: 1, b: 'y', v: 'one-y' },
+      { a: 2, b: 'y', v: 'none' },
+    ]);
+    expect(res).toEqual({ count: 2, missing: [{ a: 2, b: 'y' }] });
+    const back = await tdb.pool.query(`SELECT a, b, v FROM ${tdb.t('pairs')} ORDER BY a, b`);
+    expect(back.rows).toEqual([
+      { a: 1, b: 'x', v: 'o' },
+      { a: 1, b: 'y', v: 'one-y' },
+      { a: 2, b: 'x', v: 'two-x' },
+    ]);
+  });
+
+  it('rows with different column sets in one chunk each write their own columns', async () => {
+    await seedUniq(3);
+    await db.model(tdb.t('uniq')).updateFields([
+      { id: 1, name: 'N1' },
+      { id: 2, n: 22 },
+      { id: 3, name: 'N3', n: 33 },
+    ]);
+    expect(await uniqRows()).toEqual([
+      { id: 1, code: 'c1', name: 'N1', n: 1 },
+      { id: 2, code: 'c2', name: 'name2', n: 22 },
+      { id: 3, code: 'c3', name: 'N3', n: 33 },
+    ]);
+  });
+
+  it('takes an async iterable; empty input is a no-op', async () => {
+    await seedUniq(5);
+    async function* gen() {
+      for (let i = 5; i >= 1; i--) yield { id: i, n: i * 10 };
+    }
+    expect(await db.model(tdb.t('uniq')).updateFields(gen(), { batchSize: 2 })).toEqual({
+      count: 5,
+      missing: [],
+    });
+    expect((await uniqRows()).map((r) => r.n)).toEqual([10, 20, 30, 40, 50]);
+    expect(await db.model(tdb.t('uniq')).updateFields([])).toEqual({ count: 0, missing: [] });
+  });
+
+  it("transaction: 'operation' is all-or-nothing; per chunk, earlier chunks stay", async () => {
+    await seedUniq(6);
+    const rows = [1, 2, 3, 4, 5, 6].map((id) => ({ id, n: id === 5 ? -1 : id * 100 }));
+    const e1 = await rejects(
+      db.model(tdb.t('uniq')).updateFields(rows, { batchSize: 2, transaction: 'operation' }),
+    );
+    expect(e1.code).toBe('CHECK_VIOLATION');
+    expect((await uniqRows()).map((r) => r.n)).toEqual([1, 2, 3, 4, 5, 6]);
+    const e2 = await rejects(db.model(tdb.t('uniq')).updateFields(rows, { batchSize: 2 }));
+    expect(e2.code).toBe('CHECK_VIOLATION');
+    expect(e2.table).toBe(tdb.t('uniq'));
+    expect(e2.committedChunks).toBe(2);
+    expect(e2.committedRows).toBe(4);
+    expect((await uniqRows()).map((r) => r.n)).toEqual([100, 200, 300, 400, 5, 6]);
+  });
+
+  it('a too long varchar is refused, not truncated', async () => {
+    await tdb.pool.query(`INSERT INTO ${tdb.t('hostile')} (vc) VALUES ('short')`);
+    const e = await rejects(
+      db.model(tdb.t('hostile')).updateFields([{ id: 1, vc: 'y'.repeat(25) }]),
+    );
+    expect(e.code).toBe('DATA_ERROR');
+    const back = await tdb.pool.query(`SELECT vc FROM ${tdb.t('hostile')}`);
+    expect(back.rows).toEqual([{ vc: 'short' }]);
+  });
+
+  it('MISSING_KEY and DUPLICATE_KEY write nothing of the chunk', async () => {
+    await seedUniq(3);
+    const m = db.model(tdb.t('uniq'));
+    const e1 = await rejects(m.updateFields([{ id: 1, n: 9 }, { n: 9 }]));
+    expect(e1.code).toBe('MISSING_KEY');
+    expect(e1.row).toBe(1);
+    expect(e1.column).toBe('id');
+    const e2 = await rejects(
+      m.updateFields([
+        { id: 1, n: 9 },
+        { id: 2, n: 9 },
+        { id: '1', n: 8 },
+      ]),
+    );
+    expect(e2.code).toBe('DUPLICATE_KEY');
+    expect(e2.row).toBe(2);
+    // a repeated key in a later chunk is refused too
+    const e3 = await rejects(
+      m.updateFields(
+        [
+          { id: 2, n: 9 },
+          { id: 3, n: 9 },
+          { id: 2, n: 8 },
+        ],
+        { batchSize: 2 },
+      ),
+    );
+    expect(e3.code).toBe('DUPLICATE_KEY');
+    expect(e3.committedChunks).toBe(1);
+    expect((await uniqRows()).map((r) => r.n)).toEqual([1, 9, 9]);
+  });
+});
