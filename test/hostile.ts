@@ -101,4 +101,4 @@ export function expectedHostile(row: Record<string, unknown>): Record<string, un
 }
 
 export const HOSTILE_COLUMNS =
-  'id::text AS id, t, vc, i2, i4, i8, num, f8, b, by, jb, js, ta, ia, jba, tz::text AS tz, ts::text AS ts, d::text AS d, u, m, p, gen';
+  'id, t, vc, i2, i4, i8, num, f8, b, by, jb, js, ta, ia, jba, tz::text AS tz, ts::text AS ts, d::text AS d, u, m, p, gen';

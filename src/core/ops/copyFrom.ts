@@ -38,7 +38,10 @@ export function copyText(group: EncodedGroup, ordinal: boolean): string {
   return out;
 }
 
-/** Stream `text` into `COPY ... FROM STDIN`; a COPY error names the row it came from. */
+/**
+ * Stream `text` into `COPY ... FROM STDIN`; a COPY error names the row it came from, and the
+ * table's column (a staging table's columns c0, c1, ... are named back to the group's columns).
+ */
 export async function copyIn(
   client: DbClient,
   sql: string,
@@ -51,11 +54,18 @@ export async function copyIn(
   try {
     await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
   } catch (err) {
-    throw fromPgError(err, {
+    const e = fromPgError(err, {
       table,
       rowIndexOfLine: (line) =>
         group.rowIdx[line - 1] === undefined ? undefined : offset + group.rowIdx[line - 1]!,
     });
+    const staged = e.column === undefined ? null : /^c(\d+)$/.exec(e.column);
+    const real = staged ? group.columns[Number(staged[1])] : undefined;
+    if (real && !group.columns.some((c) => c.name === e.column)) {
+      e.message = e.message.replace(`column ${e.column}`, `column ${real.name}`);
+      e.column = real.name;
+    }
+    throw e;
   }
 }
 

@@ -12,6 +12,8 @@ export function buildCopyOut(
 ): string {
   const cols = columns.map((c) => c.sqlName).join(', ');
   const opts = format === 'csv' ? ' WITH (FORMAT csv, HEADER true)' : '';
-  if (!whereSql) return `COPY ${meta.sqlName} (${cols}) TO STDOUT${opts}`;
-  return `COPY (SELECT ${columns.map((c) => `t.${c.sqlName}`).join(', ')} FROM ${meta.sqlName} AS t WHERE ${whereSql}) TO STDOUT${opts}`;
+  // COPY table (cols) refuses generated columns; COPY (SELECT ...) reads them like any other.
+  if (!whereSql && !columns.some((c) => c.generated))
+    return `COPY ${meta.sqlName} (${cols}) TO STDOUT${opts}`;
+  return `COPY (SELECT ${columns.map((c) => `t.${c.sqlName}`).join(', ')} FROM ${meta.sqlName} AS t${whereSql ? ` WHERE ${whereSql}` : ''}) TO STDOUT${opts}`;
 }
