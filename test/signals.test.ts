@@ -44,7 +44,7 @@ function record(db: BulkClient): { name: SignalName; event: Record<string, unkno
   ];
   for (const name of names)
     db.signals.on(name, (e: SignalMap[typeof name]) => {
-      seen.push({ name, event: structuredClone(e) as Record<string, unknown> });
+      seen.push({ name, event: structuredClone(e) as unknown as Record<string, unknown> });
     });
   return seen;
 }
