@@ -28,3 +28,24 @@ export {
 } from './core/signals.js';
 export type { OnConflict } from './core/sql/insert.js';
 export type { Where } from './core/sql/where.js';
+export {
+  type BulkEventMap,
+  type BulkEventName,
+  BulkEvents,
+  type BulkEventsOptions,
+  type OperationEndEvent,
+  type ProgressEvent,
+} from './producer/events.js';
+export { Operation, type OperationResult, type OperationStatus } from './producer/operation.js';
+export { PAYLOAD_VERSION, validatePayload } from './producer/payload.js';
+export {
+  BulkProducer,
+  type BulkProducerOptions,
+  type QueueCopyToOptions,
+  type QueueInsertOptions,
+  type QueueUpdateFieldsOptions,
+  type QueueWriteOptions,
+} from './producer/producer.js';
+export type { RedisInput } from './producer/redis.js';
+export { PAYLOAD_SCHEMA } from './producer/schema.js';
+export { BulkWorker, type BulkWorkerOptions, type WorkerStats } from './worker/worker.js';

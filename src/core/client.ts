@@ -12,7 +12,7 @@ import type { Engine } from './runner.js';
 import { type Row, Signals } from './signals.js';
 
 export interface BulkClientOptions {
-  /** postgres://user:pass@host:port/db. Default: DATABASE_URL, else postgres://127.0.0.1:5432/postgres. */
+  /** postgres://user:pass@host:port/db. Default: DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres. */
   connectionString?: string;
   /** Use an existing pg.Pool instead (it is not ended by close()). */
   pool?: DbPool;
@@ -67,7 +67,7 @@ export class BulkClient {
       const connectionString =
         options.connectionString ??
         process.env.DATABASE_URL ??
-        'postgres://127.0.0.1:5432/postgres';
+        'postgres://postgres@127.0.0.1:5432/postgres';
       pool = new pg.Pool({
         connectionString,
         max: poolSize,

@@ -261,18 +261,21 @@ export class BulkModel<T extends Row = Row> {
 
   /**
    * Stream rows out with COPY TO STDOUT: decoded row objects (default), or with
-   * `format: 'csv' | 'text'` the raw output as Buffers, for export.
+   * `format: 'csv' | 'text'` the raw output as Buffers, for export. The generator's return
+   * value (seen when iterating by hand) is `{ count }`, the rows Postgres sent.
    */
-  copyTo(options?: CopyToOptions & { format?: 'rows' }): AsyncIterable<T>;
-  copyTo(options: CopyToOptions & { format: 'csv' | 'text' }): AsyncIterable<Buffer>;
-  copyTo(options: CopyToOptions = {}): AsyncIterable<T> | AsyncIterable<Buffer> {
+  copyTo(options?: CopyToOptions & { format?: 'rows' }): AsyncGenerator<T, { count: number }>;
+  copyTo(
+    options: CopyToOptions & { format: 'csv' | 'text' },
+  ): AsyncGenerator<Buffer, { count: number }>;
+  copyTo(options: CopyToOptions = {}): AsyncGenerator<T | Buffer, { count: number }> {
     const db = this.db;
     const table = this.table;
     const { signals: sig, ...rest } = options;
     const gen = async function* () {
       db.assertOpen();
       const meta = await db.meta(table);
-      yield* copyToIterate(
+      return yield* copyToIterate(
         {
           engine: db.engine,
           signals: sig === false ? null : db.signals,
@@ -283,7 +286,7 @@ export class BulkModel<T extends Row = Row> {
         rest,
       );
     };
-    return gen() as AsyncIterable<T>;
+    return gen() as AsyncGenerator<T, { count: number }>;
   }
 
   /** copyTo as a Node Readable of raw CSV (header included) or COPY text, to pipe to a file. */

@@ -142,7 +142,7 @@ async function startCopy(client: DbClient, sql: string, values: unknown[]): Prom
 export async function* copyToIterate(
   ctx: CopyToContext,
   opts: CopyToOptions,
-): AsyncGenerator<Row | Buffer> {
+): AsyncGenerator<Row | Buffer, { count: number }> {
   const { meta } = ctx;
   const plan = planCopyTo(meta, opts);
   const base = {
@@ -176,12 +176,9 @@ export async function* copyToIterate(
       }
       parser.end();
     } else {
-      for await (const chunk of stream) {
-        const b = chunk as Buffer;
-        for (let i = 0; i < b.length; i++) if (b[i] === 10) count++;
-        yield b;
-      }
-      if (plan.format === 'csv' && count > 0) count--; // header line
+      for await (const chunk of stream) yield chunk as Buffer;
+      // Lines are no measure of rows (CSV quotes newlines): Postgres reports the row count.
+      count = (stream as unknown as { rowCount: number }).rowCount;
     }
     await client.query({ text: 'COMMIT' });
     ok = true;
@@ -202,4 +199,5 @@ export async function* copyToIterate(
       where: opts.where,
       count,
     });
+  return { count };
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+import { BulkError } from '../core/errors.js';
+import { redact } from '../core/logger.js';
+import { EXIT, USAGE } from './args.js';
+import { runDemo } from './demo.js';
+import { runStatus } from './status.js';
+import { runWorker } from './worker.js';
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'worker':
+        return await runWorker(rest);
+      case 'demo':
+        return await runDemo(rest);
+      case 'status':
+        return await runStatus(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE);
+        return cmd === undefined ? EXIT.usage : EXIT.ok;
+      default:
+        process.stderr.write(`unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+        return EXIT.usage;
+    }
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`${(err as Error).message}\n(see bulkmodel ${cmd} --help)\n`);
+      return EXIT.usage;
+    }
+    if (err instanceof BulkError) {
+      process.stderr.write(`error ${err.code}: ${redact(err.message)}\n`);
+      if (err.code === 'CONNECTION_FAILED') return EXIT.unreachable;
+      if (err.code === 'INVALID_OPTION') return EXIT.usage;
+      return EXIT.failed;
+    }
+    process.stderr.write(`error: ${redact(String((err as Error)?.stack ?? err))}\n`);
+    return EXIT.failed;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // The worker command keeps running until a signal; every other command ends here.
+    if (code !== -1) process.exit(code);
+  },
+  (err) => {
+    process.stderr.write(`${redact(String(err?.stack ?? err))}\n`);
+    process.exit(EXIT.failed);
+  },
+);

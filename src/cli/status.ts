@@ -1,0 +1,63 @@
+import { Redis } from 'ioredis';
+import type { Operation, OperationStatus } from '../producer/operation.js';
+import { BulkProducer } from '../producer/producer.js';
+import { int, parse, str } from './args.js';
+import { checkServices } from './services.js';
+
+const USAGE = `bulkmodel status — recent operations, or one operation
+
+Usage: bulkmodel status [operation-id] [--queue <name>] [--redis <url>] [--limit <n>] [--json]
+
+Examples:
+  bulkmodel status
+  bulkmodel status 7d5c0a4e-... --json
+`;
+
+export function formatStatus(s: OperationStatus): string {
+  const total = s.totalRows === undefined ? '?' : String(s.totalRows);
+  const err = s.error ? `  ${s.error.code}: ${s.error.message}` : '';
+  return `${s.id}  ${s.kind.padEnd(12)} ${s.table.padEnd(24)} ${s.state.padEnd(10)} ${s.rowsDone}/${total} rows  ${s.chunksDone}/${s.totalChunks ?? '?'} chunks${err}`;
+}
+
+export async function runStatus(argv: string[]): Promise<number> {
+  const p = parse(
+    {
+      usage: USAGE,
+      options: {
+        queue: { type: 'string' },
+        redis: { type: 'string' },
+        prefix: { type: 'string' },
+        limit: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+    },
+    argv,
+  );
+  if (!p) return 0;
+  const redisUrl = str(p, 'redis') ?? process.env.REDIS_URL;
+  await checkServices(process.env.DATABASE_URL, redisUrl).catch((err) => {
+    if (String(err.message).includes('Redis')) throw err;
+  });
+  const redis = new Redis(redisUrl ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+  const producer = new BulkProducer({
+    redis,
+    ...(str(p, 'queue') ? { queue: str(p, 'queue') } : {}),
+    ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
+  });
+  try {
+    const ids =
+      p.positionals.length > 0
+        ? p.positionals
+        : await redis.zrevrange(producer.keys.ops, 0, int(p, 'limit', 20) - 1);
+    const out: OperationStatus[] = [];
+    for (const id of ids) out.push(await (producer.operation(id) as Operation).status());
+    if (p.values.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    else if (out.length === 0)
+      process.stdout.write(`no operations on queue ${producer.keys.queue}\n`);
+    else for (const s of out) process.stdout.write(`${formatStatus(s)}\n`);
+    return out.some((s) => s.state === 'failed') && p.positionals.length > 0 ? 1 : 0;
+  } finally {
+    await producer.close();
+    redis.disconnect();
+  }
+}

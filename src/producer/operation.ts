@@ -1,0 +1,241 @@
+import { EventEmitter } from 'node:events';
+import { Job, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { BulkError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { Row } from '../core/signals.js';
+import type { BulkEvents, OperationEndEvent, ProgressEvent } from './events.js';
+import { jobIds, type QueueKeys } from './redis.js';
+import { decodeRows, decodeValue } from './values.js';
+
+export interface OperationContext {
+  queue: Queue;
+  redis: Redis;
+  keys: QueueKeys;
+  events: () => BulkEvents;
+  logger: Logger;
+}
+
+export interface OperationResult {
+  count: number;
+  /** bulkCreate/copyFrom with returning: the rows written, in input order. */
+  rows?: Row[];
+  /** updateFields: keys that matched no row. */
+  missing?: Row[];
+  /** copyTo: the file written. */
+  path?: string;
+}
+
+export interface OperationStatus {
+  id: string;
+  kind: string;
+  table: string;
+  state: string;
+  rowsDone: number;
+  chunksDone: number;
+  /** Job attempts that failed transiently and were retried. */
+  retries: number;
+  totalRows?: number;
+  totalChunks?: number;
+  createdAt?: number;
+  finishedAt?: number;
+  error?: { code: string; message: string };
+}
+
+/** What a chunk job returns (see the worker). */
+export interface ChunkJobReturn {
+  index: number;
+  count: number;
+  columns?: string[];
+  rows?: unknown[][];
+  missing?: unknown;
+}
+
+/** What the parent job returns once every chunk committed. */
+export interface OperationJobReturn {
+  count: number;
+  chunks?: number;
+  missing?: unknown;
+  path?: string;
+}
+
+function num(v: string | null | undefined): number | undefined {
+  return v === null || v === undefined || v === '' ? undefined : Number(v);
+}
+
+/**
+ * A handle on one queued operation. `done()` resolves with the result once every chunk has
+ * committed, or rejects with the BulkError a worker reported; 'progress' events follow the
+ * chunks as they commit.
+ */
+export class Operation extends EventEmitter {
+  constructor(
+    private readonly ctx: OperationContext,
+    readonly id: string,
+  ) {
+    super();
+  }
+
+  override on(event: 'progress', listener: (p: ProgressEvent) => void): this;
+  override on(event: string, listener: (...args: never[]) => void): this;
+  override on(event: string, listener: (...args: never[]) => void): this {
+    super.on(event, listener as (...args: unknown[]) => void);
+    if (event === 'progress') this.follow();
+    return this;
+  }
+
+  private following = false;
+  private follow(): void {
+    if (this.following) return;
+    this.following = true;
+    const onProgress = (e: ProgressEvent) => {
+      if (e.operationId === this.id) this.emit('progress', e);
+    };
+    this.ctx.events().on('progress', onProgress);
+  }
+
+  /** The operation's counters and state as stored beside the queue. */
+  async status(): Promise<OperationStatus> {
+    const h = await this.ctx.redis.hgetall(this.ctx.keys.op(this.id));
+    if (!h || Object.keys(h).length === 0)
+      throw new BulkError(
+        'INVALID_OPTION',
+        `no operation ${this.id} on queue ${this.ctx.keys.queue}`,
+      );
+    const s: OperationStatus = {
+      id: this.id,
+      kind: h.kind ?? '',
+      table: h.table ?? '',
+      state: h.state ?? 'unknown',
+      rowsDone: num(h.rowsDone) ?? 0,
+      chunksDone: num(h.chunksDone) ?? 0,
+      retries: num(h.retries) ?? 0,
+    };
+    const optional = {
+      totalRows: num(h.totalRows),
+      totalChunks: num(h.totalChunks),
+      createdAt: num(h.createdAt),
+      finishedAt: num(h.finishedAt),
+    };
+    for (const [k, v] of Object.entries(optional))
+      if (v !== undefined) (s as unknown as Record<string, number>)[k] = v;
+    if (h.error) s.error = JSON.parse(h.error);
+    return s;
+  }
+
+  /** Wait for the operation to finish. Rejects with a BulkError (code from the worker). */
+  async done(options: { timeoutMs?: number } = {}): Promise<OperationResult> {
+    const deadline =
+      options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
+    const events = this.ctx.events();
+    let wake: (() => void) | undefined;
+    const onEnd = (e: OperationEndEvent) => {
+      if (e.operationId === this.id) wake?.();
+    };
+    events.on('completed', onEnd);
+    events.on('failed', onEnd);
+    try {
+      await events.waitUntilReady();
+      for (;;) {
+        const r = await this.check();
+        if (r) return r;
+        if (Date.now() >= deadline)
+          throw new BulkError(
+            'CANCELLED',
+            `operation ${this.id} did not finish within ${options.timeoutMs} ms`,
+          );
+        // Events wake us early; the poll covers a missed event.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(1000, Math.max(1, deadline - Date.now())));
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
+    } finally {
+      events.off('completed', onEnd);
+      events.off('failed', onEnd);
+    }
+  }
+
+  /** The result if the operation has ended (throws its error if it failed), else undefined. */
+  private async check(): Promise<OperationResult | undefined> {
+    const h = await this.ctx.redis.hmget(this.ctx.keys.op(this.id), 'state', 'error');
+    if (h[0] === 'failed' || h[0] === 'cancelled') throw this.errorOf(h[1], h[0]);
+    // State first, then the job: a job read before it completed carries no return value yet.
+    const state = await this.ctx.queue.getJobState(jobIds.parent(this.id));
+    if (state === 'unknown') {
+      if (h[0] === null)
+        throw new BulkError(
+          'INVALID_OPTION',
+          `no operation ${this.id} on queue ${this.ctx.keys.queue}`,
+        );
+      return undefined;
+    }
+    if (state !== 'completed' && state !== 'failed') return undefined;
+    const job = await Job.fromId(this.ctx.queue, jobIds.parent(this.id));
+    if (!job) return undefined;
+    if (state === 'failed')
+      throw this.errorOf(
+        (await this.ctx.redis.hget(this.ctx.keys.op(this.id), 'error')) ?? null,
+        job.failedReason,
+      );
+    const ret = (job.returnvalue ?? { count: 0 }) as OperationJobReturn;
+    const out: OperationResult = { count: ret.count };
+    if (ret.missing !== undefined) out.missing = decodeValue(ret.missing, 'missing') as Row[];
+    if (ret.path !== undefined) out.path = ret.path;
+    const data = job.data as { options?: { returning?: unknown } };
+    if (data.options?.returning) out.rows = await this.gatherRows(job);
+    return out;
+  }
+
+  private errorOf(
+    stored: string | null | undefined,
+    fallback: string | null | undefined,
+  ): BulkError {
+    if (stored) return BulkError.fromJSON(JSON.parse(stored));
+    return new BulkError(
+      'DATABASE_ERROR',
+      `operation ${this.id} failed: ${fallback ?? 'unknown reason'}`,
+    );
+  }
+
+  /** Returned rows of every chunk, in chunk order. */
+  private async gatherRows(parent: Job): Promise<Row[]> {
+    const values = (await parent.getChildrenValues()) as Record<
+      string,
+      ChunkJobReturn | { seal: true }
+    >;
+    const chunks = Object.values(values)
+      .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
+      .sort((a, b) => a.index - b.index);
+    const rows: Row[] = [];
+    for (const c of chunks) if (c.columns && c.rows) rows.push(...decodeRows(c.columns, c.rows, 0));
+    return rows;
+  }
+
+  /**
+   * Cancel: chunks not yet started are removed and the operation fails with CANCELLED; chunks
+   * already committed stay committed.
+   */
+  async cancel(): Promise<void> {
+    const key = this.ctx.keys.op(this.id);
+    const error = JSON.stringify({
+      code: 'CANCELLED',
+      message: `operation ${this.id} was cancelled`,
+    });
+    await this.ctx.redis.hset(key, { state: 'cancelled', error, finishedAt: String(Date.now()) });
+    const job = await Job.fromId(this.ctx.queue, jobIds.parent(this.id));
+    if (job) {
+      try {
+        await job.removeUnprocessedChildren();
+      } catch (err) {
+        this.ctx.logger.warn(
+          { err, operationId: this.id },
+          'could not remove unprocessed chunks; workers will skip them',
+        );
+      }
+    }
+  }
+}

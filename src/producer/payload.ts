@@ -1,0 +1,95 @@
+import AjvModule from 'ajv';
+import { BulkError } from '../core/errors.js';
+import { PAYLOAD_SCHEMA } from './schema.js';
+import type { Encoded } from './values.js';
+
+export const PAYLOAD_VERSION = 1;
+
+export type ChunkKind = 'bulkCreate' | 'updateFields' | 'copyFrom';
+export type OperationKind = ChunkKind | 'update' | 'copyTo';
+
+export interface PayloadOptions {
+  returning?: boolean | string[];
+  onConflict?: 'ignore' | { target: string[]; update?: string[] };
+  key?: string[];
+  fields?: string[];
+  signals?: boolean;
+  batchSize?: number;
+}
+
+/** Job 'chunk': rows of one chunk, column names once. */
+export interface ChunkPayload {
+  v: 1;
+  kind: ChunkKind;
+  operationId: string;
+  table: string;
+  chunk: { index: number; offset: number };
+  options: PayloadOptions;
+  columns: string[];
+  rows: Encoded[][];
+}
+
+/** Job 'operation': the parent of an operation's chunks; for update and copyTo, the whole job. */
+export interface OperationPayload {
+  v: 1;
+  kind: OperationKind;
+  operationId: string;
+  table: string;
+  options: PayloadOptions;
+  update?: { where: Record<string, Encoded>; set: Record<string, Encoded> };
+  copyTo?: {
+    path: string;
+    format?: 'csv' | 'text' | 'ndjson';
+    columns?: string[];
+    where?: Record<string, Encoded>;
+  };
+}
+
+/** Job 'seal': completes when enqueueing has finished, letting the parent run. */
+export interface SealPayload {
+  v: 1;
+  operationId: string;
+  seal: true;
+}
+
+export type Payload = ChunkPayload | OperationPayload | SealPayload;
+
+const Ajv = (AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule;
+const ajv = new (Ajv as unknown as new (opts: object) => { compile(s: object): ValidateFn })({
+  allErrors: false,
+  strict: false,
+});
+interface ValidateFn {
+  (data: unknown): boolean;
+  errors?: { instancePath: string; message?: string }[] | null;
+}
+const validateFn = ajv.compile(PAYLOAD_SCHEMA);
+
+/** Validate a job's data against payload v1; INVALID_PAYLOAD says where it is wrong. */
+export function validatePayload(data: unknown, jobName: string): Payload {
+  const v = (data as { v?: unknown } | null)?.v;
+  if (v !== PAYLOAD_VERSION) {
+    throw new BulkError(
+      'INVALID_PAYLOAD',
+      `job ${jobName}: payload version ${JSON.stringify(v)} is not supported (this worker reads version ${PAYLOAD_VERSION})`,
+    );
+  }
+  if (!validateFn(data)) {
+    const e = validateFn.errors?.[0];
+    throw new BulkError(
+      'INVALID_PAYLOAD',
+      `job ${jobName}: invalid payload at ${e?.instancePath || '/'}: ${e?.message ?? 'does not match the schema'}`,
+    );
+  }
+  const p = data as Payload;
+  const expect = 'seal' in p ? 'seal' : 'chunk' in p ? 'chunk' : 'operation';
+  if (expect !== jobName)
+    throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: payload is for a '${expect}' job`);
+  if ('chunk' in p && p.rows.some((r) => r.length !== p.columns.length)) {
+    throw new BulkError(
+      'INVALID_PAYLOAD',
+      `job ${jobName}: every row must hold ${p.columns.length} values`,
+    );
+  }
+  return p;
+}

@@ -1,0 +1,161 @@
+/**
+ * JSON Schema of job payload v1, published as docs/payload.schema.json (a test keeps the two
+ * equal). Producers in other languages build jobs to this schema; the worker validates every
+ * job against it before anything runs.
+ */
+const name = { type: 'string', minLength: 1, maxLength: 200 } as const;
+const names = { type: 'array', items: name, minItems: 1, maxItems: 1600 } as const;
+
+export const PAYLOAD_SCHEMA = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://bulkmodel.dev/schemas/payload-v1.json',
+  title: 'bulkmodel job payload, version 1',
+  description:
+    "Data of the BullMQ jobs bulkmodel enqueues. Job name 'chunk': one chunk of rows. Job name 'operation': the parent job of an operation (and the whole job for update and copyTo). Job name 'seal': closes enqueueing of an operation.",
+  oneOf: [
+    { $ref: '#/definitions/chunk' },
+    { $ref: '#/definitions/operation' },
+    { $ref: '#/definitions/seal' },
+  ],
+  definitions: {
+    operationId: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,200}$' },
+    value: {
+      description:
+        'A value: JSON string, finite number, boolean, null, an array of values, or a tag object for what JSON cannot hold exactly.',
+      anyOf: [
+        { type: ['string', 'number', 'boolean', 'null'] },
+        { type: 'array', items: { $ref: '#/definitions/value' } },
+        { $ref: '#/definitions/tag' },
+      ],
+    },
+    tag: {
+      type: 'object',
+      required: ['$t'],
+      additionalProperties: false,
+      properties: {
+        $t: { enum: ['absent', 'bigint', 'bytes', 'date', 'number', 'object'] },
+        v: {},
+      },
+      allOf: [
+        {
+          if: { properties: { $t: { const: 'bigint' } } },
+          then: { required: ['v'], properties: { v: { type: 'string', pattern: '^-?[0-9]+$' } } },
+        },
+        {
+          if: { properties: { $t: { const: 'bytes' } } },
+          then: { required: ['v'], properties: { v: { type: 'string' } } },
+        },
+        {
+          if: { properties: { $t: { const: 'date' } } },
+          then: { required: ['v'], properties: { v: { type: 'string' } } },
+        },
+        {
+          if: { properties: { $t: { const: 'number' } } },
+          then: { required: ['v'], properties: { v: { enum: ['NaN', 'Infinity', '-Infinity'] } } },
+        },
+        {
+          if: { properties: { $t: { const: 'object' } } },
+          then: {
+            required: ['v'],
+            properties: {
+              v: { type: 'object', additionalProperties: { $ref: '#/definitions/value' } },
+            },
+          },
+        },
+      ],
+    },
+    where: {
+      description:
+        'Structured filter: column -> value, array of values (IN), or {eq, ne, gt, gte, lt, lte, in, isNull} as an object tag.',
+      type: 'object',
+      additionalProperties: { $ref: '#/definitions/value' },
+    },
+    options: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        returning: { anyOf: [{ type: 'boolean' }, { type: 'array', items: name }] },
+        onConflict: {
+          anyOf: [
+            { const: 'ignore' },
+            {
+              type: 'object',
+              required: ['target'],
+              additionalProperties: false,
+              properties: { target: names, update: { type: 'array', items: name } },
+            },
+          ],
+        },
+        key: names,
+        fields: names,
+        signals: { type: 'boolean' },
+        batchSize: { type: 'integer', minimum: 1 },
+      },
+    },
+    chunk: {
+      type: 'object',
+      required: ['v', 'kind', 'operationId', 'table', 'chunk', 'options', 'columns', 'rows'],
+      additionalProperties: false,
+      properties: {
+        v: { const: 1 },
+        kind: { enum: ['bulkCreate', 'updateFields', 'copyFrom'] },
+        operationId: { $ref: '#/definitions/operationId' },
+        table: name,
+        chunk: {
+          type: 'object',
+          required: ['index', 'offset'],
+          additionalProperties: false,
+          properties: {
+            index: { type: 'integer', minimum: 0 },
+            offset: { type: 'integer', minimum: 0 },
+          },
+        },
+        options: { $ref: '#/definitions/options' },
+        columns: { type: 'array', items: name, maxItems: 1600, uniqueItems: true },
+        rows: { type: 'array', items: { type: 'array', items: { $ref: '#/definitions/value' } } },
+      },
+    },
+    operation: {
+      type: 'object',
+      required: ['v', 'kind', 'operationId', 'table', 'options'],
+      additionalProperties: false,
+      properties: {
+        v: { const: 1 },
+        kind: { enum: ['bulkCreate', 'updateFields', 'copyFrom', 'update', 'copyTo'] },
+        operationId: { $ref: '#/definitions/operationId' },
+        table: name,
+        options: { $ref: '#/definitions/options' },
+        update: {
+          type: 'object',
+          required: ['where', 'set'],
+          additionalProperties: false,
+          properties: {
+            where: { $ref: '#/definitions/where' },
+            set: { type: 'object', additionalProperties: { $ref: '#/definitions/value' } },
+          },
+        },
+        copyTo: {
+          type: 'object',
+          required: ['path'],
+          additionalProperties: false,
+          properties: {
+            path: { type: 'string', minLength: 1 },
+            format: { enum: ['csv', 'text', 'ndjson'] },
+            columns: { type: 'array', items: name },
+            where: { $ref: '#/definitions/where' },
+          },
+        },
+      },
+    },
+    seal: {
+      type: 'object',
+      required: ['v', 'operationId', 'seal'],
+      additionalProperties: false,
+      properties: {
+        v: { const: 1 },
+        operationId: { $ref: '#/definitions/operationId' },
+        seal: { const: true },
+      },
+    },
+  },
+} as const;

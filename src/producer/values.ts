@@ -1,0 +1,180 @@
+import { BulkError } from '../core/errors.js';
+
+/**
+ * Values in job payloads. JSON strings, finite numbers, booleans and null travel as themselves;
+ * arrays as arrays of encoded values; everything JSON cannot hold exactly travels as a tag:
+ *
+ *   {"$t":"bigint","v":"9007199254740993"}   BigInt
+ *   {"$t":"bytes","v":"<base64>"}            Buffer / Uint8Array
+ *   {"$t":"date","v":"2026-01-02T03:04:05.678Z"}  Date
+ *   {"$t":"number","v":"NaN" | "Infinity" | "-Infinity"}
+ *   {"$t":"object","v":{ "<key>": <encoded value>, ... }}  a plain object (a json/jsonb value)
+ *   {"$t":"absent"}                          the row does not carry this column (its default applies)
+ *
+ * Every plain object is tagged, so a JSON object in a payload is always a tag, never ambiguous.
+ */
+export type Encoded = string | number | boolean | null | Encoded[] | { $t: string; v?: unknown };
+
+export const ABSENT: Encoded = { $t: 'absent' };
+
+/** Encode one JS value; `path` names it in errors. */
+export function encodeValue(v: unknown, path: string, depth = 0): Encoded {
+  if (depth > 64) throw new BulkError('INVALID_VALUE', `${path}: nested more than 64 deep`);
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v;
+    case 'number':
+      return Number.isFinite(v) ? v : { $t: 'number', v: String(v) };
+    case 'bigint':
+      return { $t: 'bigint', v: v.toString() };
+    case 'undefined':
+      return ABSENT;
+    case 'object': {
+      if (v === null) return null;
+      if (Array.isArray(v))
+        return v.map((x, i) =>
+          x === undefined ? null : encodeValue(x, `${path}[${i}]`, depth + 1),
+        );
+      if (v instanceof Date) {
+        if (Number.isNaN(v.getTime()))
+          throw new BulkError('INVALID_VALUE', `${path}: invalid Date`);
+        return { $t: 'date', v: v.toISOString() };
+      }
+      if (v instanceof Uint8Array)
+        return {
+          $t: 'bytes',
+          v: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64'),
+        };
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) {
+        throw new BulkError(
+          'INVALID_VALUE',
+          `${path}: ${proto?.constructor?.name ?? 'object'} instances cannot be sent; use plain objects`,
+        );
+      }
+      const out: Record<string, Encoded> = {};
+      for (const [k, x] of Object.entries(v))
+        if (x !== undefined) out[k] = encodeValue(x, `${path}.${k}`, depth + 1);
+      return { $t: 'object', v: out };
+    }
+    default:
+      throw new BulkError('INVALID_VALUE', `${path}: a ${typeof v} cannot be sent`);
+  }
+}
+
+function bad(path: string, what: string): never {
+  throw new BulkError('INVALID_PAYLOAD', `${path}: ${what}`);
+}
+
+/** Assign as an own property, even for the key "__proto__" (a legal JSON key and column name). */
+function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__')
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const BIGINT = /^-?\d+$/;
+
+/** Decode one payload value back to JS. `absent` is returned as undefined. */
+export function decodeValue(e: unknown, path: string, depth = 0): unknown {
+  if (depth > 64) bad(path, 'nested more than 64 deep');
+  if (e === null || typeof e === 'string' || typeof e === 'boolean') return e;
+  if (typeof e === 'number') return e;
+  if (Array.isArray(e)) return e.map((x, i) => decodeValue(x, `${path}[${i}]`, depth + 1));
+  if (typeof e !== 'object') bad(path, `unexpected ${typeof e}`);
+  const t = e as { $t?: unknown; v?: unknown };
+  switch (t.$t) {
+    case 'absent':
+      return undefined;
+    case 'bigint':
+      if (typeof t.v !== 'string' || !BIGINT.test(t.v))
+        bad(path, 'bigint tag needs a decimal string');
+      return BigInt(t.v);
+    case 'bytes':
+      if (typeof t.v !== 'string' || !BASE64.test(t.v)) bad(path, 'bytes tag needs base64');
+      return Buffer.from(t.v, 'base64');
+    case 'date': {
+      const d = typeof t.v === 'string' ? new Date(t.v) : new Date(Number.NaN);
+      if (Number.isNaN(d.getTime())) bad(path, 'date tag needs an ISO timestamp');
+      return d;
+    }
+    case 'number':
+      if (t.v === 'NaN') return Number.NaN;
+      if (t.v === 'Infinity') return Number.POSITIVE_INFINITY;
+      if (t.v === '-Infinity') return Number.NEGATIVE_INFINITY;
+      return bad(path, 'number tag needs NaN, Infinity or -Infinity');
+    case 'object': {
+      if (t.v === null || typeof t.v !== 'object' || Array.isArray(t.v))
+        bad(path, 'object tag needs an object');
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(t.v as Record<string, unknown>)) {
+        const d = decodeValue(x, `${path}.${k}`, depth + 1);
+        if (d !== undefined) setOwn(out, k, d);
+      }
+      return out;
+    }
+    default:
+      return bad(path, `unknown tag ${JSON.stringify(t.$t)}`);
+  }
+}
+
+/** Rows to the compact form: column names once, then one array of values per row. */
+export function encodeRows(
+  rows: readonly unknown[],
+  offset: number,
+): { columns: string[]; rows: Encoded[][] } {
+  const index = new Map<string, number>();
+  const columns: string[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i];
+    if (
+      r === null ||
+      typeof r !== 'object' ||
+      Array.isArray(r) ||
+      r instanceof Date ||
+      r instanceof Uint8Array
+    ) {
+      throw new BulkError('INVALID_ROW', `row ${offset + i} is not a plain object`, {
+        row: offset + i,
+      });
+    }
+    for (const k in r as object) {
+      if ((r as Record<string, unknown>)[k] !== undefined && !index.has(k)) {
+        index.set(k, columns.length);
+        columns.push(k);
+      }
+    }
+  }
+  const out: Encoded[][] = new Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] as Record<string, unknown>;
+    const vals: Encoded[] = new Array(columns.length);
+    for (let j = 0; j < columns.length; j++) {
+      const c = columns[j]!;
+      const v = r[c];
+      vals[j] = v === undefined ? ABSENT : encodeValue(v, `row ${offset + i}.${c}`);
+    }
+    out[i] = vals;
+  }
+  return { columns, rows: out };
+}
+
+/** The compact form back to row objects (absent columns left out). */
+export function decodeRows(
+  columns: string[],
+  rows: unknown[][],
+  offset: number,
+): Record<string, unknown>[] {
+  return rows.map((vals, i) => {
+    if (!Array.isArray(vals) || vals.length !== columns.length)
+      bad(`row ${offset + i}`, `expected ${columns.length} values`);
+    const row: Record<string, unknown> = {};
+    for (let j = 0; j < columns.length; j++) {
+      const v = decodeValue(vals[j], `row ${offset + i}.${columns[j]}`);
+      if (v !== undefined) setOwn(row, columns[j]!, v);
+    }
+    return row;
+  });
+}

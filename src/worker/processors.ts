@@ -1,0 +1,262 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { executeChunk } from '../core/chunkJob.js';
+import type { BulkClient } from '../core/client.js';
+import { BulkError } from '../core/errors.js';
+import type { Row } from '../core/signals.js';
+import { type BulkEventName, publishEvent } from '../producer/events.js';
+import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.js';
+import type { ChunkPayload, OperationPayload, SealPayload } from '../producer/payload.js';
+import type { QueueKeys } from '../producer/redis.js';
+import { decodeRows, decodeValue, encodeRows, encodeValue } from '../producer/values.js';
+
+export interface ProcessorContext {
+  db: BulkClient;
+  redis: Redis;
+  keys: QueueKeys;
+  exportDir: string;
+  eventsMaxLen: number;
+}
+
+function decodeObject(o: Record<string, unknown> | undefined, what: string): Row | undefined {
+  if (o === undefined) return undefined;
+  return decodeValue({ $t: 'object', v: o }, what) as Row;
+}
+
+async function publish(ctx: ProcessorContext, name: BulkEventName, event: unknown): Promise<void> {
+  await publishEvent(ctx.redis, ctx.keys, name, event, ctx.eventsMaxLen);
+}
+
+/** Count a chunk once (a replay does not count twice) and publish progress. */
+async function markChunkDone(ctx: ProcessorContext, p: ChunkPayload, count: number): Promise<void> {
+  const key = ctx.keys.op(p.operationId);
+  const before = await ctx.redis.setbit(ctx.keys.opDone(p.operationId), p.chunk.index, 1);
+  if (before === 0) {
+    await ctx.redis
+      .multi()
+      .hincrby(key, 'rowsDone', count)
+      .hincrby(key, 'chunksDone', 1)
+      .hset(key, 'state', 'running')
+      .exec();
+  }
+  const [rowsDone, chunksDone, totalRows, totalChunks] = await ctx.redis.hmget(
+    key,
+    'rowsDone',
+    'chunksDone',
+    'totalRows',
+    'totalChunks',
+  );
+  const ev: Record<string, unknown> = {
+    operationId: p.operationId,
+    table: p.table,
+    kind: p.kind,
+    rowsDone: Number(rowsDone ?? 0),
+    chunksDone: Number(chunksDone ?? 0),
+  };
+  if (totalRows) ev.totalRows = Number(totalRows);
+  if (totalChunks) ev.totalChunks = Number(totalChunks);
+  await publish(ctx, 'progress', ev);
+}
+
+/** Record why an operation failed (first failure wins) and announce it. */
+export async function failOperation(
+  ctx: ProcessorContext,
+  operationId: string,
+  table: string,
+  kind: string,
+  err: BulkError,
+): Promise<void> {
+  const key = ctx.keys.op(operationId);
+  const set = await ctx.redis.hsetnx(key, 'error', JSON.stringify(err.toJSON()));
+  await ctx.redis.hset(key, { state: 'failed', finishedAt: String(Date.now()) });
+  if (set)
+    await publish(ctx, 'failed', {
+      operationId,
+      table,
+      kind,
+      state: 'failed',
+      error: { code: err.code, message: err.message },
+    });
+}
+
+export async function isCancelled(ctx: ProcessorContext, operationId: string): Promise<boolean> {
+  return (await ctx.redis.hget(ctx.keys.op(operationId), 'state')) === 'cancelled';
+}
+
+/** A 'chunk' job: decode the rows and write them with the core, exactly once. */
+export async function processChunk(
+  ctx: ProcessorContext,
+  p: ChunkPayload,
+): Promise<ChunkJobReturn> {
+  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset);
+  const { returning, onConflict, key, fields, signals, batchSize } = p.options;
+  const res = await executeChunk(ctx.db, p.kind, p.table, rows, p.chunk, {
+    operationId: p.operationId,
+    ...(returning !== undefined ? { returning } : {}),
+    ...(onConflict !== undefined
+      ? {
+          onConflict:
+            onConflict === 'ignore'
+              ? 'ignore'
+              : { target: onConflict.target, update: onConflict.update ?? [] },
+        }
+      : {}),
+    ...(key ? { key } : {}),
+    ...(fields ? { fields } : {}),
+    ...(signals === false ? { signals: false } : {}),
+    ...(batchSize ? { batchSize } : {}),
+  });
+  await markChunkDone(ctx, p, res.count);
+  const out: ChunkJobReturn = { index: p.chunk.index, count: res.count };
+  if (res.rows) {
+    const enc = encodeRows(res.rows, 0);
+    out.columns = enc.columns;
+    out.rows = enc.rows;
+  }
+  if (res.missing && res.missing.length > 0) out.missing = encodeValue(res.missing, 'missing');
+  return out;
+}
+
+/** A 'seal' job runs once enqueueing ended; if it runs while the producer never sealed, the producer died. */
+export async function processSeal(ctx: ProcessorContext, p: SealPayload): Promise<{ seal: true }> {
+  const sealed = await ctx.redis.hget(ctx.keys.op(p.operationId), 'sealed');
+  if (sealed !== '1') {
+    throw new BulkError(
+      'CANCELLED',
+      `operation ${p.operationId}: the producer stopped before it finished enqueueing`,
+    );
+  }
+  return { seal: true };
+}
+
+async function finish(ctx: ProcessorContext, p: OperationPayload, count: number): Promise<void> {
+  await ctx.redis.hset(ctx.keys.op(p.operationId), {
+    state: 'completed',
+    finishedAt: String(Date.now()),
+    rowsDone: String(count),
+  });
+  await publish(ctx, 'completed', {
+    operationId: p.operationId,
+    table: p.table,
+    kind: p.kind,
+    state: 'completed',
+    count,
+  });
+}
+
+/** Resolve a copyTo path inside the worker's export directory; anything outside is refused. */
+export function exportPath(exportDir: string, path: string): string {
+  const root = resolve(exportDir);
+  const full = resolve(root, path);
+  const rel = relative(root, full);
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+    throw new BulkError(
+      'INVALID_OPTION',
+      `copyTo path ${JSON.stringify(path)} is outside the worker's export directory ${root}`,
+    );
+  }
+  return full;
+}
+
+async function runCopyTo(
+  ctx: ProcessorContext,
+  p: OperationPayload,
+  job: Job,
+): Promise<OperationJobReturn> {
+  const spec = p.copyTo!;
+  const full = exportPath(ctx.exportDir, spec.path);
+  await mkdir(dirname(full), { recursive: true });
+  const tmp = `${full}.${job.id}.partial`;
+  const model = ctx.db.model(p.table);
+  const where = decodeObject(spec.where, 'where');
+  const base = {
+    ...(spec.columns ? { columns: spec.columns } : {}),
+    ...(where ? { where } : {}),
+    signals: p.options.signals !== false,
+  };
+  let count = 0;
+  try {
+    if (spec.format === 'ndjson') {
+      const rows = model.copyTo({ ...base, format: 'rows' });
+      const lines = Readable.from(
+        (async function* () {
+          for await (const r of rows) {
+            count++;
+            yield `${JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`;
+          }
+        })(),
+      );
+      await pipeline(lines, createWriteStream(tmp));
+    } else {
+      const out = model.copyTo({ ...base, format: spec.format ?? 'csv' });
+      const bytes = Readable.from(
+        (async function* () {
+          for (;;) {
+            const r = await out.next();
+            if (r.done) {
+              count = r.value.count;
+              return;
+            }
+            yield r.value;
+          }
+        })(),
+      );
+      await pipeline(bytes, createWriteStream(tmp));
+    }
+    await rename(tmp, full);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return { count, path: full };
+}
+
+/** An 'operation' job: the parent of a chunked operation (all chunks done), or a whole update/copyTo. */
+export async function processOperation(
+  ctx: ProcessorContext,
+  p: OperationPayload,
+  job: Job,
+): Promise<OperationJobReturn> {
+  if (p.kind === 'update') {
+    const where = decodeObject(p.update!.where, 'where')!;
+    const set = decodeObject(p.update!.set, 'set')!;
+    // A homogeneous update is idempotent; each attempt runs under its own id so that a replay
+    // re-scans the filter instead of trusting batch numbers from the earlier attempt.
+    const r = await ctx.db.model(p.table).update(
+      { where, set },
+      {
+        operationId: `${p.operationId}-a${job.attemptsMade}`,
+        ...(p.options.batchSize ? { batchSize: p.options.batchSize } : {}),
+        signals: p.options.signals !== false,
+      },
+    );
+    await finish(ctx, p, r.count);
+    return { count: r.count };
+  }
+  if (p.kind === 'copyTo') {
+    const r = await runCopyTo(ctx, p, job);
+    await finish(ctx, p, r.count);
+    return r;
+  }
+  const values = (await job.getChildrenValues()) as Record<string, ChunkJobReturn | { seal: true }>;
+  let count = 0;
+  let chunks = 0;
+  const missing: unknown[] = [];
+  const parts = Object.values(values)
+    .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
+    .sort((a, b) => a.index - b.index);
+  for (const c of parts) {
+    count += c.count;
+    chunks++;
+    if (c.missing !== undefined) missing.push(...(c.missing as unknown[]));
+  }
+  await finish(ctx, p, count);
+  const out: OperationJobReturn = { count, chunks };
+  if (p.kind === 'updateFields') out.missing = missing;
+  return out;
+}

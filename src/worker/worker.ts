@@ -1,0 +1,328 @@
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { BulkClient, type BulkClientOptions } from '../core/client.js';
+import { BulkError } from '../core/errors.js';
+import { defaultLogger, type Logger, redact } from '../core/logger.js';
+import { parseTableName } from '../core/meta.js';
+import { transientRule } from '../core/retry.js';
+import type { Signals } from '../core/signals.js';
+import { publishEvent } from '../producer/events.js';
+import {
+  type ChunkPayload,
+  type OperationPayload,
+  type Payload,
+  type SealPayload,
+  validatePayload,
+} from '../producer/payload.js';
+import { connect, describe, QueueKeys, type RedisInput } from '../producer/redis.js';
+import {
+  failOperation,
+  isCancelled,
+  type ProcessorContext,
+  processChunk,
+  processOperation,
+  processSeal,
+} from './processors.js';
+
+export interface BulkWorkerOptions {
+  /** Redis URL, ioredis options or instance. Default: REDIS_URL, else redis://127.0.0.1:6379. */
+  redis?: RedisInput;
+  queue?: string;
+  prefix?: string;
+  /** Postgres: a connection string, or BulkClient options. Default: DATABASE_URL. */
+  database?: string | BulkClientOptions;
+  /** Tables this worker may write (`name` or `schema.name`). Required; ['*'] allows every table. */
+  tables: string[];
+  /** Jobs processed at once. Default 4. */
+  concurrency?: number;
+  /** BullMQ lock duration: a job whose worker is silent this long is handed to another. Default 30000. */
+  lockDurationMs?: number;
+  /** How many times a stalled job is handed out again before it fails. Default 5. */
+  maxStalledCount?: number;
+  /** close() waits this long for in-flight jobs before leaving them to other workers. Default 30000. */
+  closeTimeoutMs?: number;
+  /** copyTo jobs write only inside this directory. Default: the current directory. */
+  exportDir?: string;
+  /** Publish signal payloads with their rows (large); by default events carry counts only. */
+  eventRows?: boolean;
+  /** Approximate cap on the events stream. Default 10000. */
+  eventsMaxLen?: number;
+  /** Ledger rows older than this are pruned (hourly). Default 7 days. */
+  ledgerRetentionMs?: number;
+  logger?: Logger;
+}
+
+/** Job outcomes counted since start (the dashboard and metrics read these). */
+export interface WorkerStats {
+  completed: number;
+  failed: number;
+  retried: number;
+  rows: number;
+}
+
+/**
+ * Pulls chunk jobs from the queue and writes them with the core: allowlisted tables only,
+ * exactly-once through the chunk ledger, transient failures retried, permanent ones failing the
+ * operation at once. Signals run in-process (`worker.signals`) and are published as events.
+ */
+export class BulkWorker {
+  readonly db: BulkClient;
+  readonly logger: Logger;
+  readonly keys: QueueKeys;
+  readonly stats: WorkerStats = { completed: 0, failed: 0, retried: 0, rows: 0 };
+  private readonly redis: Redis;
+  private readonly ownsRedis: boolean;
+  private readonly worker: Worker;
+  private readonly allow: Set<string>;
+  private readonly allowAll: boolean;
+  private readonly resolvedAllow = new Set<string>();
+  private readonly ctx: ProcessorContext;
+  private readonly opts: BulkWorkerOptions;
+  private readonly started: Promise<void>;
+  private pruneTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: BulkWorkerOptions) {
+    this.opts = options;
+    this.logger = options.logger ?? defaultLogger;
+    if (!options || !Array.isArray(options.tables) || options.tables.length === 0) {
+      throw new BulkError(
+        'INVALID_OPTION',
+        'BulkWorker needs `tables`: the tables it may write (or ["*"] for all)',
+      );
+    }
+    this.allowAll = options.tables.includes('*');
+    this.allow = new Set();
+    for (const t of options.tables) {
+      if (t === '*') continue;
+      const p = parseTableName(t);
+      this.allow.add(`${p.schema ?? ''}.${p.name}`);
+    }
+    const dbOpts: BulkClientOptions =
+      typeof options.database === 'string' || options.database === undefined
+        ? { connectionString: options.database }
+        : options.database;
+    const concurrency = options.concurrency ?? 4;
+    if (!Number.isInteger(concurrency) || concurrency < 1)
+      throw new BulkError('INVALID_OPTION', 'concurrency must be a positive integer');
+    this.db = new BulkClient({ logger: this.logger, poolSize: concurrency + 2, ...dbOpts });
+    const c = connect(options.redis);
+    this.redis = c.redis;
+    this.ownsRedis = c.owned;
+    const queue = options.queue ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
+    const prefix = options.prefix ?? 'bull';
+    this.keys = new QueueKeys(prefix, queue);
+    this.ctx = {
+      db: this.db,
+      redis: this.redis,
+      keys: this.keys,
+      exportDir: options.exportDir ?? process.cwd(),
+      eventsMaxLen: options.eventsMaxLen ?? 10_000,
+    };
+    this.db.signals.tap((name, event) => {
+      void publishEvent(
+        this.redis,
+        this.keys,
+        name,
+        this.eventBody(event),
+        this.ctx.eventsMaxLen,
+      ).catch((err) => this.logger.warn({ err, signal: name }, 'could not publish signal event'));
+    });
+    this.worker = new Worker(queue, (job) => this.process(job), {
+      connection: this.redis,
+      prefix,
+      concurrency,
+      autorun: false,
+      lockDuration: options.lockDurationMs ?? 30_000,
+      maxStalledCount: options.maxStalledCount ?? 5,
+    });
+    this.worker.on('error', (err) =>
+      this.logger.warn({ err: redact(String(err?.message ?? err)) }, 'worker connection error'),
+    );
+    this.worker.on('failed', (job, err) => {
+      if (!job) return;
+      const final =
+        err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+      if (final) this.stats.failed++;
+      else this.stats.retried++;
+    });
+    this.started = this.start();
+    this.started.catch(() => {});
+  }
+
+  /** In-process signals; pre listeners may change rows before they are written. */
+  get signals(): Signals {
+    return this.db.signals;
+  }
+
+  /** Resolves once the worker is consuming jobs; rejects if it could not start. */
+  waitUntilReady(): Promise<void> {
+    return this.started;
+  }
+
+  private eventBody(event: unknown): unknown {
+    if (this.opts.eventRows) return event;
+    const e = { ...(event as Record<string, unknown>) };
+    for (const k of ['rows', 'returned', 'missing'] as const) {
+      if (Array.isArray(e[k])) {
+        e[`${k}Count`] = (e[k] as unknown[]).length;
+        delete e[k];
+      }
+    }
+    return e;
+  }
+
+  private async start(): Promise<void> {
+    const policy = (await this.redis.config('GET', 'maxmemory-policy').catch(() => null)) as
+      | string[]
+      | null;
+    if (policy && policy[1] && policy[1] !== 'noeviction') {
+      this.logger.warn(
+        { policy: policy[1] },
+        `Redis maxmemory-policy is ${policy[1]}: set it to noeviction, or Redis may evict queued jobs`,
+      );
+    }
+    await this.db.ensureConnected({ timeoutMs: 30_000 });
+    if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
+    for (const t of this.opts.tables) {
+      if (t === '*') continue;
+      try {
+        const m = await this.db.meta(t);
+        this.resolvedAllow.add(`${m.schema}.${m.name}`);
+      } catch (err) {
+        this.logger.warn(
+          { table: t, err: (err as Error).message },
+          'allowed table not found (yet)',
+        );
+      }
+    }
+    const prune = () =>
+      void this.db
+        .pruneLedger(this.opts.ledgerRetentionMs ?? 7 * 24 * 3600_000)
+        .catch((err) => this.logger.warn({ err }, 'ledger prune failed'));
+    prune();
+    this.pruneTimer = setInterval(prune, 3600_000);
+    this.pruneTimer.unref();
+    void this.worker.run().catch((err) => this.logger.error({ err }, 'worker stopped'));
+    this.logger.info(
+      { queue: this.keys.queue, redis: describe(this.opts.redis), tables: this.opts.tables },
+      'bulkmodel worker started',
+    );
+  }
+
+  /** Is this table allowed? Names are compared as given, then as the catalog resolves them. */
+  private async checkAllowed(table: string): Promise<void> {
+    if (this.allowAll) return;
+    const p = parseTableName(table);
+    if (this.allow.has(`${p.schema ?? ''}.${p.name}`)) return;
+    try {
+      const m = await this.db.meta(table);
+      if (this.resolvedAllow.has(`${m.schema}.${m.name}`)) return;
+    } catch {
+      // unknown table: not allowed either
+    }
+    throw new BulkError(
+      'TABLE_NOT_ALLOWED',
+      `table ${JSON.stringify(table)} is not in this worker's allowlist`,
+      { table },
+    );
+  }
+
+  private async process(job: Job): Promise<unknown> {
+    let p: Payload | undefined;
+    try {
+      p = validatePayload(job.data, job.name);
+      if ('seal' in p) return await processSeal(this.ctx, p as SealPayload);
+      const op = p as ChunkPayload | OperationPayload;
+      await this.checkAllowed(op.table);
+      if (await isCancelled(this.ctx, op.operationId))
+        throw new BulkError('CANCELLED', `operation ${op.operationId} was cancelled`, {
+          table: op.table,
+        });
+      await this.db.ensureConnected({ timeoutMs: 10_000 });
+      const out =
+        job.name === 'chunk'
+          ? await processChunk(this.ctx, op as ChunkPayload)
+          : await processOperation(this.ctx, op as OperationPayload, job);
+      this.stats.completed++;
+      this.stats.rows += (out as { count?: number }).count ?? 0;
+      return out;
+    } catch (err) {
+      const bulk =
+        err instanceof BulkError
+          ? err
+          : new BulkError('DATABASE_ERROR', String((err as Error)?.message ?? err), { cause: err });
+      const transient = transientRule(err) !== undefined;
+      const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      const opId =
+        (p as { operationId?: string } | undefined)?.operationId ??
+        (job.data as { operationId?: unknown })?.operationId;
+      if (!transient || last) {
+        if (typeof opId === 'string') {
+          const table = (p as { table?: string } | undefined)?.table ?? '';
+          await failOperation(
+            this.ctx,
+            opId,
+            table,
+            (p as { kind?: string } | undefined)?.kind ?? job.name,
+            bulk,
+          ).catch(() => {});
+        }
+        this.logger.warn(
+          { jobId: job.id, operationId: opId, code: bulk.code, err: redact(bulk.message) },
+          'job failed',
+        );
+        if (!transient) throw new UnrecoverableError(`${bulk.code}: ${bulk.message}`);
+      } else {
+        if (typeof opId === 'string')
+          await this.redis.hincrby(this.keys.op(opId), 'retries', 1).catch(() => {});
+        this.logger.warn(
+          {
+            jobId: job.id,
+            operationId: opId,
+            attempt: job.attemptsMade + 1,
+            err: redact(bulk.message),
+          },
+          'job failed transiently; BullMQ will retry',
+        );
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Stop taking jobs and wait for in-flight ones, up to closeTimeoutMs; past that, leave them
+   * (their locks expire and another worker replays them, safely, through the ledger).
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.pruneTimer);
+      await this.started.catch(() => {});
+      const timeout = this.opts.closeTimeoutMs ?? 30_000;
+      let timer: NodeJS.Timeout | undefined;
+      const graceful = this.worker.close().then(() => true);
+      const expired = new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), timeout);
+      });
+      const ok = await Promise.race([graceful, expired]);
+      clearTimeout(timer);
+      if (!ok) {
+        this.logger.warn(
+          { timeoutMs: timeout },
+          'in-flight jobs did not finish in time; leaving them to other workers',
+        );
+        await this.worker.close(true);
+      }
+      await this.db.close();
+      if (this.ownsRedis) await this.redis.quit().catch(() => this.redis.disconnect());
+    })();
+    return this.closing;
+  }
+
+  /** Close at once, leaving in-flight jobs to be replayed elsewhere. */
+  async forceClose(): Promise<void> {
+    await this.worker.close(true);
+    await this.db.close();
+    if (this.ownsRedis) this.redis.disconnect();
+  }
+}
