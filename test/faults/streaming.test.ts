@@ -10,7 +10,9 @@ import { DATABASE_URL, type TestDb, testDb } from '../helpers.js';
 const run = promisify(execFile);
 const SCRIPT = fileURLToPath(new URL('./fixtures/stream-copy.ts', import.meta.url));
 const BOUND_MB = 300;
-const SLACK_MB = 40;
+// Peak RSS of the same run varies by ~30 MB (heap sizing, GC timing); keeping the 2M rows
+// would cost hundreds of MB, so 64 MB of slack still catches growth with the row count.
+const SLACK_MB = 64;
 
 let tdb: TestDb;
 beforeAll(async () => {
