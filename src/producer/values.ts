@@ -55,7 +55,7 @@ export function encodeValue(v: unknown, path: string, depth = 0): Encoded {
       }
       const out: Record<string, Encoded> = {};
       for (const [k, x] of Object.entries(v))
-        if (x !== undefined) out[k] = encodeValue(x, `${path}.${k}`, depth + 1);
+        if (x !== undefined) setOwn(out, k, encodeValue(x, `${path}.${k}`, depth + 1));
       return { $t: 'object', v: out };
     }
     default:

@@ -1,0 +1,255 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { BulkError } from '../../src/core/errors.js';
+import { type ChunkPayload, validatePayload } from '../../src/producer/payload.js';
+import { PAYLOAD_SCHEMA } from '../../src/producer/schema.js';
+import { decodeRows, decodeValue, encodeRows, encodeValue } from '../../src/producer/values.js';
+
+/** Through the wire: encode, JSON text (what Redis holds), parse, decode. */
+function roundTrip(v: unknown): unknown {
+  return decodeValue(JSON.parse(JSON.stringify(encodeValue(v, 'v'))), 'v');
+}
+
+function rowsRoundTrip(rows: Record<string, unknown>[]): Record<string, unknown>[] {
+  const enc = JSON.parse(JSON.stringify(encodeRows(rows, 0)));
+  return decodeRows(enc.columns, enc.rows, 0);
+}
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(BulkError);
+    return (err as BulkError).code;
+  }
+  throw new Error('expected a BulkError');
+}
+
+const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+describe('payload values', () => {
+  it('BigInt beyond 2^53 (both signs, int8 limits) round trips exactly', () => {
+    for (const b of [
+      2n ** 53n + 1n,
+      -(2n ** 53n) - 1n,
+      9223372036854775807n,
+      -9223372036854775808n,
+      10n ** 40n,
+      0n,
+    ]) {
+      const back = roundTrip(b);
+      expect(typeof back).toBe('bigint');
+      expect(back).toBe(b);
+    }
+  });
+
+  it('Buffers with every byte value, empty Buffers and Uint8Array views round trip', () => {
+    expect(roundTrip(ALL_BYTES)).toEqual(ALL_BYTES);
+    expect(roundTrip(Buffer.alloc(0))).toEqual(Buffer.alloc(0));
+    const view = new Uint8Array(ALL_BYTES.buffer, ALL_BYTES.byteOffset + 10, 5);
+    expect(roundTrip(view)).toEqual(Buffer.from([10, 11, 12, 13, 14]));
+  });
+
+  it('Dates round trip to the millisecond; an invalid Date is INVALID_VALUE', () => {
+    const d = new Date(Date.UTC(2001, 0, 2, 3, 4, 5, 678));
+    const back = roundTrip(d);
+    expect(back).toBeInstanceOf(Date);
+    expect((back as Date).getTime()).toBe(d.getTime());
+    expect(roundTrip(new Date(-62198755200000))).toEqual(new Date(-62198755200000));
+    expect(code(() => encodeValue(new Date(Number.NaN), 'v'))).toBe('INVALID_VALUE');
+  });
+
+  it('NaN and ±Infinity round trip; finite numbers and -0 travel as numbers', () => {
+    expect(roundTrip(Number.NaN)).toBeNaN();
+    expect(roundTrip(Number.POSITIVE_INFINITY)).toBe(Number.POSITIVE_INFINITY);
+    expect(roundTrip(Number.NEGATIVE_INFINITY)).toBe(Number.NEGATIVE_INFINITY);
+    for (const n of [0, 1.5, -1e-300, 0.1 + 0.2, Number.MAX_SAFE_INTEGER, 2147483647])
+      expect(roundTrip(n)).toBe(n);
+  });
+
+  it('strings that look like tags or JSON stay strings', () => {
+    for (const s of ['{"$t":"bigint","v":"1"}', '$t', '', '\\N', '\u0000x', 'é😀\u2028']) {
+      expect(roundTrip(s)).toBe(s);
+    }
+  });
+
+  it('nested objects round trip, including keys "__proto__", "$t" and "v"', () => {
+    const value = JSON.parse(
+      '{"a":{"b":[1,null,{"__proto__":{"x":1}}]},"__proto__":"own","$t":"object","v":[1n]}'.replace(
+        '1n',
+        '"1"',
+      ),
+    );
+    const back = roundTrip(value) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
+    expect(Object.keys(back)).toEqual(['a', '__proto__', '$t', 'v']);
+    expect(Object.getOwnPropertyDescriptor(back, '__proto__')?.value).toBe('own');
+    const inner = ((back.a as Record<string, unknown>).b as unknown[])[2] as Record<
+      string,
+      unknown
+    >;
+    expect(Object.getOwnPropertyDescriptor(inner, '__proto__')?.value).toEqual({ x: 1 });
+    expect(JSON.stringify(back)).toBe(JSON.stringify(value));
+    // no prototype was polluted on the way
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it('objects mixing tagged values round trip', () => {
+    const v = { big: 2n ** 60n, buf: ALL_BYTES, when: new Date(0), nan: Number.NaN, deep: [[{}]] };
+    expect(roundTrip(v)).toEqual(v);
+  });
+
+  it('arrays with nulls (and undefined holes, sent as null) round trip', () => {
+    expect(roundTrip([null, 'a', null, [null, 1], []])).toEqual([null, 'a', null, [null, 1], []]);
+    expect(roundTrip([1, undefined, 3])).toEqual([1, null, 3]);
+  });
+
+  it('refuses values JSON cannot carry: class instances, functions, symbols', () => {
+    expect(code(() => encodeValue(new Map(), 'v'))).toBe('INVALID_VALUE');
+    expect(code(() => encodeValue(() => 1, 'v'))).toBe('INVALID_VALUE');
+    expect(code(() => encodeValue(Symbol('s'), 'v'))).toBe('INVALID_VALUE');
+  });
+
+  it('rows: column names once, absent columns stay absent, null stays null', () => {
+    const rows = [
+      { a: 1, b: null },
+      { b: 'x', c: 2n ** 62n },
+      { a: undefined, c: null },
+    ];
+    const enc = encodeRows(rows, 0);
+    expect(enc.columns).toEqual(['a', 'b', 'c']);
+    expect(enc.rows.every((r) => r.length === 3)).toBe(true);
+    const back = rowsRoundTrip(rows);
+    expect(back).toEqual([{ a: 1, b: null }, { b: 'x', c: 2n ** 62n }, { c: null }]);
+    expect('a' in back[1]!).toBe(false);
+    expect('a' in back[2]!).toBe(false);
+  });
+
+  it('rows: a column named "__proto__" is an own property after the trip', () => {
+    const row = JSON.parse('{"__proto__":"p","id":1}');
+    const back = rowsRoundTrip([row])[0]!;
+    expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
+    expect(Object.getOwnPropertyDescriptor(back, '__proto__')?.value).toBe('p');
+    expect(back.id).toBe(1);
+  });
+
+  it('rows that are not plain objects are INVALID_ROW', () => {
+    expect(code(() => encodeRows([{ a: 1 }, [1, 2]], 0))).toBe('INVALID_ROW');
+    expect(code(() => encodeRows([null], 5))).toBe('INVALID_ROW');
+  });
+
+  it('decode refuses bad tags with INVALID_PAYLOAD', () => {
+    const bad: unknown[] = [
+      { $t: 'nope', v: 1 },
+      { v: 1 },
+      { $t: 'bigint', v: 12 },
+      { $t: 'bigint', v: '1.5' },
+      { $t: 'bigint' },
+      { $t: 'bytes', v: 'not base64!' },
+      { $t: 'bytes', v: 3 },
+      { $t: 'date', v: 'yesterday' },
+      { $t: 'date', v: 0 },
+      { $t: 'number', v: 'NaNa' },
+      { $t: 'number', v: 1 },
+      { $t: 'object', v: [1] },
+      { $t: 'object', v: null },
+      { $t: 'object', v: { a: { $t: 'bad' } } },
+      [1, { $t: 'bogus' }],
+    ];
+    for (const b of bad) expect(code(() => decodeValue(b, 'v'))).toBe('INVALID_PAYLOAD');
+    expect(code(() => decodeRows(['a', 'b'], [[1]], 0))).toBe('INVALID_PAYLOAD');
+  });
+});
+
+function chunkPayload(): ChunkPayload {
+  const enc = encodeRows([{ id: 1n, name: 'x' }], 0);
+  return {
+    v: 1,
+    kind: 'bulkCreate',
+    operationId: 'op-1',
+    table: 'public.items',
+    chunk: { index: 0, offset: 0 },
+    options: { returning: true, batchSize: 10 },
+    columns: enc.columns,
+    rows: JSON.parse(JSON.stringify(enc.rows)),
+  };
+}
+
+describe('validatePayload', () => {
+  it('accepts a chunk, an operation and a seal payload under their own job names', () => {
+    expect(validatePayload(chunkPayload(), 'chunk')).toBeTruthy();
+    const op = { v: 1, kind: 'bulkCreate', operationId: 'op-1', table: 't', options: {} };
+    expect(validatePayload(op, 'operation')).toBeTruthy();
+    expect(validatePayload({ v: 1, operationId: 'op-1', seal: true }, 'seal')).toBeTruthy();
+  });
+
+  it('refuses a wrong or missing version', () => {
+    for (const v of [2, 0, '1', undefined, null]) {
+      expect(code(() => validatePayload({ ...chunkPayload(), v }, 'chunk'))).toBe(
+        'INVALID_PAYLOAD',
+      );
+    }
+    expect(code(() => validatePayload(null, 'chunk'))).toBe('INVALID_PAYLOAD');
+    expect(code(() => validatePayload('text', 'chunk'))).toBe('INVALID_PAYLOAD');
+  });
+
+  it('refuses unknown fields, at the top, in options, in chunk and in tags', () => {
+    expect(code(() => validatePayload({ ...chunkPayload(), extra: 1 }, 'chunk'))).toBe(
+      'INVALID_PAYLOAD',
+    );
+    const p1 = chunkPayload();
+    (p1.options as Record<string, unknown>).sql = 'DROP TABLE x';
+    expect(code(() => validatePayload(p1, 'chunk'))).toBe('INVALID_PAYLOAD');
+    const p2 = chunkPayload();
+    (p2.chunk as Record<string, unknown>).extra = 1;
+    expect(code(() => validatePayload(p2, 'chunk'))).toBe('INVALID_PAYLOAD');
+    const p3 = chunkPayload();
+    p3.rows[0]![0] = { $t: 'bigint', v: '1', x: 2 } as never;
+    expect(code(() => validatePayload(p3, 'chunk'))).toBe('INVALID_PAYLOAD');
+  });
+
+  it('refuses rows of the wrong width', () => {
+    const p = chunkPayload();
+    p.rows.push(['only one']);
+    expect(code(() => validatePayload(p, 'chunk'))).toBe('INVALID_PAYLOAD');
+    const q = chunkPayload();
+    q.rows[0]!.push('one too many');
+    expect(code(() => validatePayload(q, 'chunk'))).toBe('INVALID_PAYLOAD');
+  });
+
+  it('refuses a payload under the wrong job name', () => {
+    expect(code(() => validatePayload(chunkPayload(), 'operation'))).toBe('INVALID_PAYLOAD');
+    expect(code(() => validatePayload(chunkPayload(), 'seal'))).toBe('INVALID_PAYLOAD');
+    expect(code(() => validatePayload({ v: 1, operationId: 'op-1', seal: true }, 'chunk'))).toBe(
+      'INVALID_PAYLOAD',
+    );
+    expect(code(() => validatePayload(chunkPayload(), 'something'))).toBe('INVALID_PAYLOAD');
+  });
+
+  it('refuses bad operation ids, negative chunk indexes, unknown kinds and bad tags', () => {
+    for (const patch of [
+      { operationId: 'has:colon' },
+      { operationId: '' },
+      { chunk: { index: -1, offset: 0 } },
+      { kind: 'drop' },
+      { table: '' },
+      { columns: ['id', 'id'] },
+    ]) {
+      expect(code(() => validatePayload({ ...chunkPayload(), ...patch }, 'chunk'))).toBe(
+        'INVALID_PAYLOAD',
+      );
+    }
+    const p = chunkPayload();
+    p.rows[0]![0] = { $t: 'bigint', v: '12a' };
+    expect(code(() => validatePayload(p, 'chunk'))).toBe('INVALID_PAYLOAD');
+  });
+});
+
+describe('published schema', () => {
+  it('docs/payload.schema.json equals PAYLOAD_SCHEMA', () => {
+    const published = JSON.parse(
+      readFileSync(new URL('../../docs/payload.schema.json', import.meta.url), 'utf8'),
+    );
+    expect(published).toEqual(JSON.parse(JSON.stringify(PAYLOAD_SCHEMA)));
+  });
+});
