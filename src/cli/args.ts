@@ -45,16 +45,17 @@ export function str(p: Parsed, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** A positive integer flag, or the default; anything else is a usage error. */
-export function int(p: Parsed, name: string, fallback: number): number {
+/** An integer flag of at least `min` (default 1), or the default; anything else is a usage error. */
+export function int(p: Parsed, name: string, fallback: number, min = 1): number {
   const v = str(p, name);
   if (v === undefined) return fallback;
   const n = Number(v.replace(/_/g, ''));
-  if (!Number.isInteger(n) || n < 1)
+  if (!Number.isInteger(n) || n < min) {
     throw new BulkError(
       'INVALID_OPTION',
-      `--${name} must be a positive integer, got ${JSON.stringify(v)}`,
+      `--${name} must be an integer of at least ${min}, got ${JSON.stringify(v)}`,
     );
+  }
   return n;
 }
 

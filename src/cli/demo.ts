@@ -21,7 +21,9 @@ Usage: bulkmodel demo [--rows N] [--workers N] [--batch-size N] [--database URL]
 
 Options:
   --rows <n>         rows to load (default 1000000)
-  --workers <n>      worker processes to start (default 2)
+  --workers <n>      worker processes to start (default 2); 0 uses workers already running
+                     on --queue that allow the table bulkmodel_demo.items
+  --queue <name>     queue name (default bulkmodel-demo)
   --batch-size <n>   rows per chunk job (default 5000)
   --export-dir <d>   where the export lands (default ./bulkmodel-demo)
   --database <url>   Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
@@ -69,11 +71,29 @@ async function follow(
   label: string,
   total: number,
   started: number,
+  queue: string,
 ): Promise<{ result: OperationResult; secs: number }> {
   const bar = new ProgressBar(label, total, started);
-  op.on('progress', (e) => bar.update(e.rowsDone));
-  const result = await op.done();
-  return { result, secs: bar.finish(result.count) };
+  let last = Date.now();
+  op.on('progress', (e) => {
+    last = Date.now();
+    bar.update(e.rowsDone);
+  });
+  // Say so when nothing moves: usually no worker serves this queue and table.
+  const watchdog = setInterval(() => {
+    if (Date.now() - last > 30_000) {
+      process.stderr.write(
+        `\nno progress for 30 s: is a worker running on queue ${queue} with --tables ${TABLE}?\n`,
+      );
+      last = Date.now();
+    }
+  }, 5000);
+  try {
+    const result = await op.done();
+    return { result, secs: bar.finish(result.count) };
+  } finally {
+    clearInterval(watchdog);
+  }
 }
 
 export async function runDemo(argv: string[]): Promise<number> {
@@ -83,6 +103,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       options: {
         rows: { type: 'string' },
         workers: { type: 'string' },
+        queue: { type: 'string' },
         'batch-size': { type: 'string' },
         'export-dir': { type: 'string' },
         database: { type: 'string' },
@@ -93,11 +114,12 @@ export async function runDemo(argv: string[]): Promise<number> {
   );
   if (!p) return 0;
   const rows = int(p, 'rows', 1_000_000);
-  const workers = int(p, 'workers', 2);
+  const workers = int(p, 'workers', 2, 0);
+  const queue = str(p, 'queue') ?? QUEUE;
   const batchSize = int(p, 'batch-size', 5000);
   const exportDir = resolve(str(p, 'export-dir') ?? 'bulkmodel-demo');
   const services = await checkServices(str(p, 'database'), str(p, 'redis'));
-  await mkdir(exportDir, { recursive: true });
+  if (workers > 0) await mkdir(exportDir, { recursive: true });
 
   const admin = new pg.Client({ connectionString: services.database });
   await admin.connect();
@@ -115,7 +137,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   for (let i = 0; i < workers; i++) {
     const child = spawn(
       process.execPath,
-      [process.argv[1]!, 'worker', '--tables', TABLE, '--queue', QUEUE, '--export-dir', exportDir],
+      [process.argv[1]!, 'worker', '--tables', TABLE, '--queue', queue, '--export-dir', exportDir],
       {
         env,
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -127,12 +149,12 @@ export async function runDemo(argv: string[]): Promise<number> {
     });
     children.push(child);
   }
-  const producer = new BulkProducer({ redis: services.redis, queue: QUEUE, logger: silentLogger });
+  const producer = new BulkProducer({ redis: services.redis, queue, logger: silentLogger });
   try {
     const t0 = Date.now();
     const load = await producer.bulkCreate(TABLE, demoRows(rows), { batchSize });
     const enqueueSecs = (Date.now() - t0) / 1000;
-    const loaded = await follow(load, 'load       ', rows, t0);
+    const loaded = await follow(load, 'load       ', rows, t0, queue);
     const loadStatus = await load.status();
 
     const updates = Math.ceil(rows / 10);
@@ -141,11 +163,11 @@ export async function runDemo(argv: string[]): Promise<number> {
       batchSize,
       fields: ['value', 'name'],
     });
-    const updated = await follow(upd, 'update     ', updates, t1);
+    const updated = await follow(upd, 'update     ', updates, t1, queue);
 
     const t2 = Date.now();
     const exp = await producer.copyTo(TABLE, { path: 'items.csv', format: 'csv' });
-    const exported = await follow(exp, 'export     ', rows, t2);
+    const exported = await follow(exp, 'export     ', rows, t2, queue);
 
     const check = await admin.query(
       `SELECT count(*)::int AS n, count(*) FILTER (WHERE value < 0)::int AS updated FROM ${TABLE}`,
@@ -164,7 +186,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         `  total       ${totalSecs.toFixed(1)} s`,
         '',
         `Look at it: psql ${services.database} -c 'SELECT * FROM ${TABLE} LIMIT 5'`,
-        `Operations:  bulkmodel status --queue ${QUEUE}`,
+        `Operations:  bulkmodel status --queue ${queue}`,
         '',
       ].join('\n'),
     );
