@@ -166,6 +166,11 @@ describe('bad input', () => {
           write([{ id: 5, name: 'x' }], { returning: true }, 'ident_always'),
           'READ_ONLY_COLUMN',
         );
+        const e2 = await rejects(
+          write([{ i2: 1 }], { onConflict: { target: ['id'], update: ['gen'] } }, 'hostile'),
+          'READ_ONLY_COLUMN',
+        );
+        expect(e2.column).toBe('gen');
         expect(await count('hostile')).toBe(0);
         expect(await count('ident_always')).toBe(0);
       });

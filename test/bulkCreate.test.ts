@@ -198,6 +198,55 @@ describe('bulkCreate', () => {
     ]);
   });
 
+  it('rows with no columns take every default', async () => {
+    const e = await rejects(db.model(tdb.t('uniq')).bulkCreate([{ code: 'a' }, {}, {}]));
+    // uniq.code is NOT NULL without a default: the chunk fails as a whole
+    expect(e.code).toBe('NOT_NULL_VIOLATION');
+    expect(await count('uniq')).toBe(0);
+    expect(await db.model(tdb.t('hostile')).bulkCreate([{}, {}])).toEqual({ count: 2 });
+    const r = await db.model(tdb.t('hostile')).bulkCreate([{}, { t: 'x' }], { returning: ['t'] });
+    expect(r.rows).toEqual([
+      { id: '3', t: null },
+      { id: '4', t: 'x' },
+    ]);
+    expect(await count('hostile')).toBe(4);
+  });
+
+  it('char(n) and bit(n) values are neither cut nor refused', async () => {
+    await tdb.pool.query(
+      `CREATE TABLE ${tdb.t('fixed')} (id int PRIMARY KEY, ch char(3), bi bit(3))`,
+    );
+    const m = db.model(tdb.t('fixed'));
+    await m.bulkCreate([
+      { id: 1, ch: 'abc', bi: '101' },
+      { id: 2, ch: 'a', bi: '011' },
+    ]);
+    await m.updateFields([{ id: 2, ch: 'xyz', bi: '110' }]);
+    expect((await m.update({ where: { ch: 'abc' }, set: { bi: '111' } })).count).toBe(1);
+    const back = await tdb.pool.query(`SELECT id, ch, bi FROM ${tdb.t('fixed')} ORDER BY id`);
+    expect(back.rows).toEqual([
+      { id: 1, ch: 'abc', bi: '111' },
+      { id: 2, ch: 'xyz', bi: '110' },
+    ]);
+    const e = await rejects(m.bulkCreate([{ id: 3, bi: '1' }]));
+    expect(e.code).toBe('DATA_ERROR');
+  });
+
+  it('concurrent chunks: returned rows still pair to input, in input order', async () => {
+    const input = Array.from({ length: 40 }, (_, i) => ({ code: `k${i}`, name: `n${i}` }));
+    const res = await db.model(tdb.t('uniq')).bulkCreate(input, {
+      returning: ['code', 'name'],
+      batchSize: 3,
+      concurrent: true,
+      maxConcurrentWorkers: 4,
+    });
+    expect(res.count).toBe(40);
+    expect(res.rows!.map((r) => r.code)).toEqual(input.map((r) => r.code));
+    const back = await tdb.pool.query(`SELECT id, code, name FROM ${tdb.t('uniq')}`);
+    const byCode = new Map(back.rows.map((r) => [r.code, r]));
+    for (const r of res.rows!) expect(byCode.get(r.code)).toEqual(r);
+  });
+
   it('takes an async iterable', async () => {
     async function* gen() {
       for (let i = 0; i < 11; i++) yield { code: `g${i}` };

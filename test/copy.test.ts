@@ -169,6 +169,15 @@ describe('copyFrom', () => {
     expect(await count('hostile')).toBe(0);
   });
 
+  it('rows with no columns take every default, with or without onConflict', async () => {
+    const m = db.model(tdb.t('hostile'));
+    expect(await m.copyFrom([{}, { t: 'a' }, {}])).toEqual({ count: 3 });
+    expect(await m.copyFrom([{}, {}], { onConflict: 'ignore' })).toEqual({ count: 2 });
+    const back = await tdb.pool.query(`SELECT t FROM ${tdb.t('hostile')} ORDER BY id`);
+    // rows of one shape are written together, so serial ids need not follow input order
+    expect(back.rows.map((r) => r.t).sort()).toEqual(['a', null, null, null, null]);
+  });
+
   it('empty input is a no-op', async () => {
     expect(await db.model(tdb.t('uniq')).copyFrom([])).toEqual({ count: 0 });
     async function* none() {}
@@ -203,12 +212,10 @@ describe('copyTo', () => {
 
   it('where with IN lists and hostile values travels safely', async () => {
     const rows = await all(
-      db
-        .model(tdb.t('uniq'))
-        .copyTo({
-          columns: ['code'],
-          where: { name: { in: [HOSTILE_TEXT[1]!, HOSTILE_TEXT[4]!, HOSTILE_TEXT[16]!] } },
-        }),
+      db.model(tdb.t('uniq')).copyTo({
+        columns: ['code'],
+        where: { name: { in: [HOSTILE_TEXT[1]!, HOSTILE_TEXT[4]!, HOSTILE_TEXT[16]!] } },
+      }),
     );
     expect(rows.map((r) => r.code).sort()).toEqual(['c1', 'c16', 'c4']);
   });

@@ -218,10 +218,17 @@ export function cachedEncoder(col: ColumnMeta): Encoder {
 }
 
 /** Wrap an encoder failure as the BulkError users see. */
-export function valueError(meta: TableMeta, col: string, row: number, err: unknown): BulkError {
+/** `row` is undefined for values that belong to no row (filters, update's `set`). */
+export function valueError(
+  meta: TableMeta,
+  col: string,
+  row: number | undefined,
+  err: unknown,
+): BulkError {
   if (err instanceof BulkError) return err;
   const msg = err instanceof ValueProblem ? err.message : String((err as Error)?.message ?? err);
-  return new BulkError('INVALID_VALUE', `${meta.displayName}.${col}, row ${row}: ${msg}`, {
+  const at = row === undefined ? '' : `, row ${row}`;
+  return new BulkError('INVALID_VALUE', `${meta.displayName}.${col}${at}: ${msg}`, {
     table: meta.displayName,
     column: col,
     row,

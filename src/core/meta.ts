@@ -132,7 +132,7 @@ LIMIT 1`;
 const COLUMNS = `
 WITH RECURSIVE cols AS (
   SELECT a.attnum, a.attname, a.atttypid, a.attnotnull, a.atthasdef, a.attidentity, a.attgenerated,
-         format_type(a.atttypid, a.atttypmod) AS type_sql, format_type(a.atttypid, NULL) AS cast_sql,
+         format_type(a.atttypid, a.atttypmod) AS type_sql, format_type(a.atttypid, -1) AS cast_sql,
          pg_get_expr(d.adbin, d.adrelid) AS default_expr,
          CASE WHEN a.attidentity <> '' THEN pg_get_serial_sequence($2, a.attname) END AS identity_seq
   FROM pg_catalog.pg_attribute a

@@ -14,10 +14,10 @@ let T: string;
 beforeAll(async () => {
   tdb = await testDb('whereu');
   await tdb.pool.query(
-    `CREATE TABLE ${tdb.t('w')} (id int PRIMARY KEY, name varchar(5), n numeric(6,2), tags text[], "odd""col" text)`,
+    `CREATE TABLE ${tdb.t('w')} (id int PRIMARY KEY, name varchar(5), n numeric(6,2), tags text[], "odd""col" text, ch char(3), bi bit(3))`,
   );
   await tdb.pool.query(
-    `INSERT INTO ${tdb.t('w')} VALUES (1, 'a', 1.5, '{x,y}', 'q'), (2, NULL, 2, '{}', NULL), (3, 'abcde', NULL, NULL, 'z')`,
+    `INSERT INTO ${tdb.t('w')} VALUES (1, 'a', 1.5, '{x,y}', 'q', 'ab', '101'), (2, NULL, 2, '{}', NULL, 'abc', '111'), (3, 'abcde', NULL, NULL, 'z', NULL, NULL)`,
   );
   meta = await loadTableMeta(tdb.pool, tdb.t('w'));
   T = meta.sqlName;
@@ -92,6 +92,13 @@ describe('buildWhere', () => {
     expect(await ids({ 'odd"col': 'z' })).toEqual([3]);
     expect(await ids({ name: { ne: null } })).toEqual([1, 3]);
     expect(await ids({})).toEqual([1, 2, 3]);
+    // membership of whole array values
+    expect(await ids({ tags: { in: [['x', 'y'], []] } })).toEqual([1, 2]);
+    expect(await ids({ tags: { in: [['x']] } })).toEqual([]);
+    // char(n) and bit(n): the filter value is not cut to one character or bit
+    expect(await ids({ ch: 'ab' })).toEqual([1]);
+    expect(await ids({ ch: { in: ['abc', 'zz'] } })).toEqual([2]);
+    expect(await ids({ bi: '111' })).toEqual([2]);
     // values longer than the column's length compare in full, not cut short
     expect(await ids({ name: 'abcdef' })).toEqual([]);
     expect(await ids({ name: ['abcdefg'] })).toEqual([]);
@@ -106,6 +113,17 @@ describe('buildWhere', () => {
     expect(codeOf(() => buildWhere(meta, { id: [1, null] }, dollarParams(1)))).toBe(
       'INVALID_OPTION',
     );
+    expect(codeOf(() => buildWhere(meta, { tags: { in: [null] } }, dollarParams(1)))).toBe(
+      'INVALID_OPTION',
+    );
+    // a filter value belongs to no row
+    let err: unknown;
+    try {
+      buildWhere(meta, { name: 'nul\u0000' }, dollarParams(1));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: 'INVALID_VALUE', column: 'name', row: undefined });
     expect(codeOf(() => buildWhere(meta, { id: { gt: null } }, dollarParams(1)))).toBe(
       'INVALID_OPTION',
     );

@@ -9,7 +9,7 @@ import type { EncodedGroup } from '../rows.js';
 import type { ChunkSteps } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildCopyIn } from '../sql/copy.js';
-import { buildInsert, stageSource } from '../sql/insert.js';
+import { buildInsert, jsonSource, stageSource } from '../sql/insert.js';
 import type { OpContext } from './context.js';
 import {
   collectReturned,
@@ -99,6 +99,15 @@ export function copyFromSteps(
       const keys: (string | number)[][] = [];
       for (let gi = 0; gi < p.groups.length; gi++) {
         const g = p.groups[gi]!;
+        if (g.columns.length === 0) {
+          // Rows with no columns (all defaults): COPY needs a column, INSERT does not.
+          const text = buildInsert(plan.meta, g.columns, jsonSource(g.columns), {
+            onConflict: plan.onConflict,
+          });
+          const r = await client.query({ text, values: [JSON.stringify(g.values)] });
+          count += r.rowCount ?? 0;
+          continue;
+        }
         if (plan.onConflict === undefined) {
           await copyIn(
             client,

@@ -68,10 +68,18 @@ export function planInsert(
         throw new BulkError('INVALID_OPTION', `${meta.displayName}: onConflict.target is empty`, {
           table: meta.displayName,
         });
-      onConflict = {
-        target,
-        update: checkNames(meta, opts.onConflict.update ?? [], 'onConflict.update'),
-      };
+      const update = checkNames(meta, opts.onConflict.update ?? [], 'onConflict.update');
+      for (const n of update) {
+        const c = columnOf(meta, n);
+        if (c.generated || c.identity === 'a') {
+          throw new BulkError(
+            'READ_ONLY_COLUMN',
+            `${meta.displayName}.${n} is generated and cannot be updated on conflict`,
+            { table: meta.displayName, column: n },
+          );
+        }
+      }
+      onConflict = { target, update };
     } else {
       throw new BulkError('INVALID_OPTION', `onConflict must be 'ignore' or { target, update }`, {
         table: meta.displayName,

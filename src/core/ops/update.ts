@@ -48,7 +48,7 @@ export function planUpdate(meta: TableMeta, args: UpdateArgs): UpdatePlan {
     try {
       set.push({ col, lit: cachedEncoder(col)(v) });
     } catch (err) {
-      throw valueError(meta, name, 0, err);
+      throw valueError(meta, name, undefined, err);
     }
   }
   if (set.length === 0)

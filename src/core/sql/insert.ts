@@ -41,13 +41,13 @@ export interface InsertOptions {
 
 /** Source rows from the JSON document in $1: columns i (1-based ordinal), c0, c1, ... typed. */
 export function jsonSource(cols: ColumnMeta[]): string {
-  const casts = cols.map((c, j) => `${castField(j, c)} AS c${j}`).join(', ');
-  return `SELECT x.i, ${casts} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)`;
+  const casts = cols.map((c, j) => `, ${castField(j, c)} AS c${j}`).join('');
+  return `SELECT x.i${casts} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)`;
 }
 
 /** Source rows from a staging table filled by COPY, with the same columns i, c0, c1, ... */
 export function stageSource(stage: string, cols: ColumnMeta[]): string {
-  return `SELECT i, ${cols.map((_, j) => `c${j}`).join(', ')} FROM ${stage}`;
+  return `SELECT i${cols.map((_, j) => `, c${j}`).join('')} FROM ${stage}`;
 }
 
 /**
@@ -62,12 +62,13 @@ export function buildInsert(
   source: string,
   opts: InsertOptions = {},
 ): string {
-  const names = cols.map((c) => c.sqlName).join(', ');
+  // Rows that carry no column at all take every default: no column list, an empty SELECT list.
+  const names = cols.length ? ` (${cols.map((c) => c.sqlName).join(', ')})` : '';
   const overriding = opts.overriding ? ' OVERRIDING SYSTEM VALUE' : '';
   const conflict = onConflictSql(opts.onConflict);
   const srcList = cols.map((_, j) => `c${j}`).join(', ');
   if (!opts.returning) {
-    return `INSERT INTO ${meta.sqlName} AS t (${names})${overriding} SELECT ${srcList} FROM (${source}) AS src${conflict}`;
+    return `INSERT INTO ${meta.sqlName} AS t${names}${overriding} SELECT ${srcList} FROM (${source}) AS src${conflict}`;
   }
   const { columns: ret, pairKey } = opts.returning;
   const join = pairKey
@@ -94,7 +95,7 @@ export function buildInsert(
   const retList = ret.map((c) => `, ins.${c.sqlName}::text`).join('');
   return (
     `WITH src AS MATERIALIZED (${source}), ` +
-    `ins AS (INSERT INTO ${meta.sqlName} AS t (${names})${overriding} SELECT ${srcList} FROM src ORDER BY i${conflict} RETURNING ${insRet}) ` +
+    `ins AS (INSERT INTO ${meta.sqlName} AS t${names}${overriding} SELECT ${srcList} FROM src ORDER BY i${conflict} RETURNING ${insRet}) ` +
     `SELECT DISTINCT ON (${keyList}) src.i${retList} FROM ins JOIN src ON ${join} ORDER BY ${keyList}, src.i`
   );
 }

@@ -59,7 +59,7 @@ export function buildWhere(
     try {
       lit = cachedEncoder(col)(v);
     } catch (err) {
-      throw valueError(meta, col.name, -1, err);
+      throw valueError(meta, col.name, undefined, err);
     }
     values.push(lit);
     return `${param(values.length - 1)}::${col.castSql}`;
@@ -75,7 +75,7 @@ export function buildWhere(
       try {
         return cachedEncoder(col)(v);
       } catch (err) {
-        throw valueError(meta, col.name, -1, err);
+        throw valueError(meta, col.name, undefined, err);
       }
     });
     values.push(lits);
@@ -101,7 +101,17 @@ export function buildWhere(
               `${meta.displayName}.${name}: 'in' takes an array`,
               { table: meta.displayName, column: name },
             );
-          parts.push(v.length === 0 ? 'false' : `${c} = ANY(${bindList(col, v)})`);
+          if (v.length === 0) parts.push('false');
+          else if (col.isArray) {
+            if (v.some((x) => x === null || x === undefined))
+              throw new BulkError(
+                'INVALID_OPTION',
+                `${meta.displayName}.${col.name}: an IN list cannot hold null`,
+                { table: meta.displayName, column: col.name },
+              );
+            // Membership of a whole array value: one equality each (= ANY would flatten them).
+            parts.push(`(${v.map((x) => `${c} = ${bind(col, x)}`).join(' OR ')})`);
+          } else parts.push(`${c} = ANY(${bindList(col, v)})`);
         } else if (v === null) {
           if (op === 'eq') parts.push(`${c} IS NULL`);
           else if (op === 'ne') parts.push(`${c} IS NOT NULL`);
