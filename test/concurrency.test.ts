@@ -59,14 +59,12 @@ describe('concurrent chunks: results in input order', () => {
     const db = tdb.client();
     chunkZeroLast(db, 'preBulkCreate');
     const rows = named(500);
-    const out = await db
-      .model(t)
-      .bulkCreate(rows, {
-        returning: true,
-        batchSize: 37,
-        concurrent: true,
-        maxConcurrentWorkers: 4,
-      });
+    const out = await db.model(t).bulkCreate(rows, {
+      returning: true,
+      batchSize: 37,
+      concurrent: true,
+      maxConcurrentWorkers: 4,
+    });
     expect(out.count).toBe(500);
     expect(out.rows?.map((r) => r.name)).toEqual(rows.map((r) => r.name));
     expect(new Set(out.rows?.map((r) => String(r.id))).size).toBe(500);
@@ -116,14 +114,12 @@ describe('concurrent chunks: results in input order', () => {
       }
     }
     chunkZeroLast(db, 'preUpdateFields');
-    const out = await db
-      .model(t)
-      .updateFields(input, {
-        fields: ['value'],
-        batchSize: 23,
-        concurrent: true,
-        maxConcurrentWorkers: 4,
-      });
+    const out = await db.model(t).updateFields(input, {
+      fields: ['value'],
+      batchSize: 23,
+      concurrent: true,
+      maxConcurrentWorkers: 4,
+    });
     expect(out.count).toBe(300);
     expect(out.missing.map((m) => Number(m.id))).toEqual(absent);
     const wrong = await tdb.pool.query(`SELECT count(*)::int AS n FROM ${t} WHERE value <> -id`);
@@ -152,7 +148,7 @@ describe('concurrent chunks: results in input order', () => {
  */
 function watchedPool(max: number) {
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max, application_name: 'bulkmodel' });
-  const stats = { inTx: 0, peak: 0 };
+  const stats = { inTx: 0, peak: 0, destroyed: 0 };
   const open = new WeakSet<pg.PoolClient>();
   const wrapped = new WeakSet<pg.PoolClient>();
   pool.on('acquire', (client) => {
@@ -170,8 +166,9 @@ function watchedPool(max: number) {
       return query(...args);
     };
   });
-  pool.on('release', (_err, client) => {
+  pool.on('release', (err, client) => {
     if (open.delete(client)) stats.inTx--;
+    if (err) stats.destroyed++;
   });
   return { pool, stats };
 }
@@ -251,6 +248,38 @@ describe('a failing chunk', () => {
     expect(prepared).toEqual([0, 1, 2, 3, 4]);
     const c = await tdb.pool.query(`SELECT count(*)::int AS n, max(value) AS m FROM ${t}`);
     expect(c.rows[0]).toEqual({ n: 40, m: 39 });
+  });
+
+  it('the failed transaction connection is destroyed, not returned to the pool', async () => {
+    const t = await table();
+    const { pool, stats } = watchedPool(4);
+    pool.on('error', () => {});
+    const db = tdb.client({ pool });
+    try {
+      await db.model(t).bulkCreate(named(5, 'warm'), { batchSize: 10 });
+      expect(stats.destroyed).toBe(0);
+      const pids = new Set<number>();
+      pool.on('acquire', (c) => {
+        const pid = (c as unknown as { processID?: number }).processID;
+        if (pid) pids.add(pid);
+      });
+      const err = await db
+        .model(t)
+        .copyFrom(rows(), { batchSize: 10 })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'NOT_NULL_VIOLATION', committedRows: 40 });
+      expect(stats.destroyed).toBe(1);
+      // The backend that ran the failed COPY is gone; the pool still works.
+      const alive = await tdb.pool.query(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY($1::int[])`,
+        [[...pids]],
+      );
+      expect(alive.rows[0].n).toBe(pids.size - 1);
+      expect((await db.model(t).bulkCreate(named(1, 'after'))).count).toBe(1);
+    } finally {
+      await db.close();
+      await pool.end();
+    }
   });
 
   for (const op of ['bulkCreate', 'copyFrom'] as const) {
