@@ -119,7 +119,7 @@ describe('bad input', () => {
           { t: 'a\u0000b' },
           { t: 'x\ud800y' },
           { jb: { k: 'a\u0000' } },
-          { jb: { ['k\udc00']: 1 } },
+          { jb: { 'k\udc00': 1 } },
           { js: ['\ud83d'] },
           { ta: ['ok', 'nul\u0000'] },
           { jba: [{ a: '\u0000' }] },
@@ -166,6 +166,12 @@ describe('bad input', () => {
           write([{ id: 5, name: 'x' }], { returning: true }, 'ident_always'),
           'READ_ONLY_COLUMN',
         );
+        // a caller's key among reserved ones (returning) is refused too
+        const e3 = await rejects(
+          write([{ name: 'a' }, { id: 999, name: 'b' }], { returning: true }, 'ident_always'),
+          'READ_ONLY_COLUMN',
+        );
+        expect(e3).toMatchObject({ column: 'id', row: 1 });
         const e2 = await rejects(
           write([{ i2: 1 }], { onConflict: { target: ['id'], update: ['gen'] } }, 'hostile'),
           'READ_ONLY_COLUMN',

@@ -131,6 +131,15 @@ async function reserveKeys(
     if (r === null || typeof r !== 'object') continue; // encodeRows reports it
     for (const k of pairKey) {
       const v = r[k];
+      if (col?.identity === 'a' && k === col.name && v !== undefined) {
+        // The reserved keys are written with OVERRIDING SYSTEM VALUE: a key of the caller's
+        // own must not ride along with them.
+        throw new BulkError(
+          'READ_ONLY_COLUMN',
+          `${plan.meta.displayName}.${k} is GENERATED ALWAYS AS IDENTITY and cannot be written (row ${offset + i})`,
+          { table: plan.meta.displayName, column: k, row: offset + i },
+        );
+      }
       if (v === undefined || v === null) {
         if (!col) {
           throw new BulkError(
