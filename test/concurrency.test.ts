@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BulkClient, BulkError, silentLogger } from '../src/index.js';
 import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 
