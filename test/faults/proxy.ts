@@ -47,7 +47,7 @@ export async function startProxy(target = { host: '127.0.0.1', port: 5432 }): Pr
     server.on('close', () => client.destroy());
     server.pipe(client);
 
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     let startup = true;
     let cut = false;
     client.on('data', (data: Buffer) => {
