@@ -29,6 +29,11 @@ export interface BulkClientOptions {
   logger?: Logger;
   /** Connection timeout for new connections. Default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * A chunk transaction left idle this long is ended by the server (its ledger claim freed for a
+   * replay), e.g. when this process vanished behind a network partition. Default 60000; 0: off.
+   */
+  chunkIdleTimeoutMs?: number;
 }
 
 export interface ConnectionCheck {
@@ -73,6 +78,8 @@ export class BulkClient {
         max: poolSize,
         connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
         application_name: 'bulkmodel',
+        // Notice a dead peer on an idle connection instead of waiting for the next query.
+        keepAlive: true,
       }) as unknown as DbPool;
       this.ownsPool = true;
     }
@@ -87,6 +94,16 @@ export class BulkClient {
     if (!Number.isInteger(cap) || cap < 1)
       throw new BulkError('INVALID_OPTION', 'maxConcurrentBatchWrites must be a positive integer');
     const retry = resolveRetry(options.retry);
+    const chunkIdleTimeoutMs = options.chunkIdleTimeoutMs ?? 60_000;
+    if (
+      typeof chunkIdleTimeoutMs !== 'number' ||
+      !Number.isInteger(chunkIdleTimeoutMs) ||
+      chunkIdleTimeoutMs < 0
+    )
+      throw new BulkError(
+        'INVALID_OPTION',
+        'chunkIdleTimeoutMs must be an integer >= 0 (milliseconds)',
+      );
     const ledgerOpt = options.ledger ?? true;
     let ledger: Ledger | null = null;
     if (ledgerOpt !== false) {
@@ -101,6 +118,7 @@ export class BulkClient {
       retry,
       logger: this.logger,
       writeSlots: pLimit(cap),
+      chunkIdleTimeoutMs,
     };
   }
 

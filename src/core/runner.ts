@@ -14,6 +14,8 @@ export interface Engine {
   logger: Logger;
   /** Client-wide cap on connections used by chunk writes (MAX_CONCURRENT_BATCH_WRITES). */
   writeSlots: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** Server-side idle-in-transaction limit for chunk transactions (0: none). */
+  chunkIdleTimeoutMs?: number;
 }
 
 export interface Chunk {
@@ -86,17 +88,21 @@ async function runChunk<P, R extends ChunkResultBase>(
     () =>
       engine
         .writeSlots(() =>
-          withTransaction(engine.pool, async (client) => {
-            if (engine.ledger) {
-              // First statement of the transaction: a replay of a committed chunk stops here,
-              // and a concurrent runner of the same chunk waits on this row.
-              const claim = await engine.ledger.claim(client, opId, index);
-              if (!claim.claimed) return steps.recover(client, prepared, claim.result);
-            }
-            const { result, ledger } = await steps.write(client, prepared);
-            if (engine.ledger) await engine.ledger.complete(client, opId, index, ledger);
-            return result;
-          }),
+          withTransaction(
+            engine.pool,
+            async (client) => {
+              if (engine.ledger) {
+                // First statement of the transaction: a replay of a committed chunk stops here,
+                // and a concurrent runner of the same chunk waits on this row.
+                const claim = await engine.ledger.claim(client, opId, index);
+                if (!claim.claimed) return steps.recover(client, prepared, claim.result);
+              }
+              const { result, ledger } = await steps.write(client, prepared);
+              if (engine.ledger) await engine.ledger.complete(client, opId, index, ledger);
+              return result;
+            },
+            { idleTimeoutMs: engine.chunkIdleTimeoutMs },
+          ),
         )
         .catch((err) => {
           throw fromPgError(err, { table });

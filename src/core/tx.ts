@@ -33,9 +33,18 @@ export async function withClient<T>(
 export async function withTransaction<T>(
   pool: DbPool,
   fn: (client: DbClient) => Promise<T>,
+  options: { idleTimeoutMs?: number } = {},
 ): Promise<T> {
+  const idle = options.idleTimeoutMs ?? 0;
+  // With idleTimeoutMs, the server ends a transaction left idle that long: if this process
+  // vanishes without closing its socket (a partition), the chunk's ledger claim is released
+  // instead of blocking every replay of the chunk until TCP gives up. One round trip either way.
+  const begin =
+    idle > 0
+      ? `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(idle)}`
+      : 'BEGIN';
   return withClient(pool, async (client) => {
-    await client.query({ text: 'BEGIN' });
+    await client.query({ text: begin });
     const out = await fn(client);
     const done = (await client.query({ text: 'COMMIT' })) as { command?: string };
     // COMMIT of a transaction that already failed answers ROLLBACK instead of an error.
