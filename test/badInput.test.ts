@@ -220,6 +220,48 @@ describe('bad input', () => {
         expect(r.rows).toEqual([{ name: 'a', v: 1 }]);
       });
 
+      it('values Postgres refuses name their row (and column where one is at fault)', async () => {
+        const uuid = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+        const rows = Array.from({ length: 9 }, (_, i) => ({
+          u: i === 6 ? 'nope' : uuid(i),
+          t: 'x',
+        }));
+        const e1 = await rejects(write(rows, {}, 'hostile'), 'DATA_ERROR');
+        expect(e1).toMatchObject({ table: tdb.t('hostile'), row: 6, column: 'u' });
+        const e2 = await rejects(
+          write([{ code: 'a' }, { code: 'b', p: 3 }, { code: 'c', p: 1 }, { code: 'd', p: 0 }]),
+          'CHECK_VIOLATION',
+        );
+        expect(e2).toMatchObject({ row: 3, column: 'p' });
+        const e3 = await rejects(
+          write([
+            { code: 'a', n: 1 },
+            { code: 'b', n: -1 },
+          ]),
+          'CHECK_VIOLATION',
+        );
+        expect(e3).toMatchObject({ row: 1, constraint: 'uniq_n_check' });
+        const e4 = await rejects(
+          write([{ code: 'a' }, { code: 'b' }, { code: 'c' }, { code: 'a' }]),
+          'UNIQUE_VIOLATION',
+        );
+        expect(e4.row).toBe(3);
+        const e5 = await rejects(
+          write([{ code: 'q' }, { code: 'r' }, { code: 'existing' }]),
+          'UNIQUE_VIOLATION',
+        );
+        expect(e5.row).toBe(2);
+        const e6 = await rejects(
+          write([{ code: 'q' }, { code: 'r' }, { code: 's' }, { code: 't' }, { code: null }], {
+            batchSize: 2,
+          }),
+          'NOT_NULL_VIOLATION',
+        );
+        expect(e6).toMatchObject({ row: 4, column: 'code', committedChunks: 2, committedRows: 4 });
+        expect(await count('hostile')).toBe(0);
+        expect(await count('uniq')).toBe(5);
+      });
+
       it('a failing chunk: earlier chunks committed, and the error says how many', async () => {
         const rows = Array.from({ length: 7 }, (_, i) => ({ code: `r${i}`, n: i === 5 ? 'x' : i }));
         const e = await rejects(write(rows, { batchSize: 2 }), 'INVALID_VALUE');
@@ -269,6 +311,27 @@ describe('bad input', () => {
       await rejects(uf([7]), 'INVALID_ROW');
       const r = await tdb.pool.query(`SELECT code, n FROM ${tdb.t('uniq')}`);
       expect(r.rows).toEqual([{ code: 'existing', n: null }]);
+    });
+
+    it('values Postgres refuses name their row, whatever order the keys came in', async () => {
+      await tdb.pool.query(
+        `INSERT INTO ${tdb.t('uniq')} (code) SELECT 'k' || g FROM generate_series(2, 6) g`,
+      );
+      const rows = [6, 5, 4, 3, 2].map((id) => ({ id, n: id === 3 ? -1 : id, p: 1 }));
+      const e = await rejects(uf(rows), 'CHECK_VIOLATION');
+      expect(e).toMatchObject({ table: tdb.t('uniq'), row: 3, constraint: 'uniq_n_check' });
+      const e2 = await rejects(
+        uf([
+          { id: 2, p: 1 },
+          { id: 3, p: -4 },
+        ]),
+        'CHECK_VIOLATION',
+      );
+      expect(e2).toMatchObject({ row: 1, column: 'p' });
+      const r = await tdb.pool.query(
+        `SELECT count(*)::int AS n FROM ${tdb.t('uniq')} WHERE n IS NOT NULL OR p IS NOT NULL`,
+      );
+      expect(r.rows[0].n).toBe(0);
     });
 
     it('a unique violation against another row', async () => {

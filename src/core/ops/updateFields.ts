@@ -5,6 +5,7 @@ import type { Chunk, ChunkSteps } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildUpdateFields } from '../sql/updateFields.js';
 import type { OpContext } from './context.js';
+import { explainRowError } from './locate.js';
 
 export interface UpdateFieldsPlan {
   meta: TableMeta;
@@ -129,10 +130,29 @@ export function updateFieldsSteps(
       let count = 0;
       const matched = new Set<number>();
       const missing: number[] = [];
-      for (const g of p.groups) {
-        if (g.columns.length === keyCount) continue; // nothing to write for these rows
+      const run = async (g: EncodedGroup) => {
+        if (g.columns.length === keyCount) return { rows: [] }; // nothing to write for these rows
         const st = buildUpdateFields(plan.meta, g, keyCount);
-        const r = await client.query({ text: st.text, values: st.values, rowMode: 'array' });
+        return client.query({ text: st.text, values: st.values, rowMode: 'array' });
+      };
+      for (let gi = 0; gi < p.groups.length; gi++) {
+        const g = p.groups[gi]!;
+        if (g.columns.length === keyCount) continue;
+        let r: { rows: unknown[] };
+        try {
+          r = await run(g);
+        } catch (err) {
+          // Locating the row takes a few round trips: not inside a whole-operation transaction,
+          // nor while concurrent chunks would keep being scheduled behind a failure not yet known.
+          if (ctx.op.transaction === 'operation' || ctx.op.concurrency > 1) throw err;
+          throw await explainRowError(client, err, {
+            table: plan.meta.displayName,
+            offset: p.chunk.offset,
+            groups: p.groups,
+            failed: gi,
+            run,
+          });
+        }
         for (const row of r.rows as unknown[][]) matched.add(g.rowIdx[Number(row[0]) - 1]!);
         count += r.rows.length;
         for (const i of g.rowIdx) if (!matched.has(i)) missing.push(i);
