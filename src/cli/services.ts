@@ -3,6 +3,29 @@ import pg from 'pg';
 import { DEFAULT_REDIS_URL } from '../producer/redis.js';
 import { DEFAULT_DATABASE_URL, unreachable } from './args.js';
 
+/** Postgres answers but cannot take us yet: too many clients (53300), starting up (57P03). */
+const BUSY = new Set(['53300', '57P03']);
+
+async function checkPostgres(url: string, busyForMs = 15_000): Promise<void> {
+  const deadline = Date.now() + busyForMs;
+  for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (!code || !BUSY.has(code) || Date.now() + wait > deadline)
+        throw unreachable('Postgres', url, err);
+    } finally {
+      await client.end().catch(() => {});
+    }
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
 /** Check that Postgres and Redis answer within a few seconds; throw a message saying how to start them. */
 export async function checkServices(
   database: string | undefined,
@@ -10,16 +33,7 @@ export async function checkServices(
 ): Promise<{ database: string; redis: string }> {
   const dbUrl = database ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
   const redisUrl = redis ?? process.env.REDIS_URL ?? DEFAULT_REDIS_URL;
-  const client = new pg.Client({ connectionString: dbUrl, connectionTimeoutMillis: 5000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-  } catch (err) {
-    throw unreachable('Postgres', dbUrl, err);
-  } finally {
-    await client.end().catch(() => {});
-  }
+  await checkPostgres(dbUrl);
   const r = new Redis(redisUrl, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,

@@ -12,6 +12,8 @@ Options:
   --queue <name>        queue name (env BULKMODEL_QUEUE, default bulkmodel)
   --prefix <prefix>     BullMQ key prefix (default bull)
   --concurrency <n>     jobs at once (default 4)
+  --name <name>         worker name recorded on the jobs it runs (default host:pid)
+  --lock-duration <ms>  a job whose worker is silent this long goes to another (default 30000)
   --database <url>      Postgres URL (env DATABASE_URL)
   --redis <url>         Redis URL (env REDIS_URL, default redis://127.0.0.1:6379)
   --export-dir <dir>    where copyTo jobs may write files (default: current directory)
@@ -34,6 +36,8 @@ export async function runWorker(argv: string[]): Promise<number> {
         queue: { type: 'string' },
         prefix: { type: 'string' },
         concurrency: { type: 'string' },
+        name: { type: 'string' },
+        'lock-duration': { type: 'string' },
         database: { type: 'string' },
         redis: { type: 'string' },
         'export-dir': { type: 'string' },
@@ -59,6 +63,8 @@ export async function runWorker(argv: string[]): Promise<number> {
     tables,
     concurrency: int(p, 'concurrency', 4),
     closeTimeoutMs: int(p, 'close-timeout', 30_000),
+    lockDurationMs: int(p, 'lock-duration', 30_000),
+    ...(str(p, 'name') ? { name: str(p, 'name') } : {}),
     ...(str(p, 'queue') ? { queue: str(p, 'queue') } : {}),
     ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
     ...(str(p, 'export-dir') ? { exportDir: str(p, 'export-dir') } : {}),

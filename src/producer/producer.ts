@@ -355,13 +355,18 @@ export class BulkProducer {
       );
     const id = options.operationId ?? randomUUID();
     const batchSize = popts.batchSize ?? DEFAULT_BATCH_SIZE;
+    const opKey = this.keys.op(id);
     const { sealed } = await this.register(id, kind, table, popts);
-    if (sealed) return new Operation(this.ctx(), id);
+    if (sealed) {
+      // Enqueued before under this id. An operation that ended in failure is returned as is (its
+      // done() rejects); otherwise the input must be the same, chunk by chunk, or it is a conflict.
+      const state = await this.redis.hget(opKey, 'state');
+      if (state === 'failed' || state === 'cancelled') return new Operation(this.ctx(), id);
+    }
     const parent: OperationPayload = { v: 1, kind, operationId: id, table, options: popts };
     const seal: SealPayload = { v: 1, operationId: id, seal: true };
     const { queue, qualified } = { queue: this.keys.queue, qualified: this.keys.qualified };
-    const existing = await Job.fromId(this.queue, jobIds.parent(id));
-    if (!existing) {
+    if (!sealed && !(await Job.fromId(this.queue, jobIds.parent(id)))) {
       await this.flows.add({
         name: 'operation',
         queueName: queue,
@@ -388,6 +393,12 @@ export class BulkProducer {
     }
     const maxBytes = this.options.maxPayloadBytes ?? 16 * 1024 * 1024;
     const attempts = this.options.attempts ?? 8;
+    const conflict = (what: string) =>
+      new BulkError(
+        'OPERATION_CONFLICT',
+        `operation ${id}: ${what} the one enqueued before under this id`,
+        { table },
+      );
     let index = 0;
     let offset = 0;
     for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
@@ -412,33 +423,43 @@ export class BulkProducer {
         );
       }
       const fp = createHash('sha1').update(json).digest('base64');
-      const prevFp = await this.redis.hget(this.keys.op(id), `fp${index}`);
-      if (prevFp !== null && prevFp !== fp) {
-        throw new BulkError(
-          'OPERATION_CONFLICT',
-          `operation ${id}: chunk ${index} differs from the one enqueued before under this id`,
-          { table },
-        );
+      const [prevFp, state] = await this.redis.hmget(opKey, `fp${index}`, 'state');
+      if (prevFp !== null && prevFp !== fp) throw conflict(`chunk ${index} differs from`);
+      if (sealed && prevFp === null) throw conflict('the input is longer than');
+      // A worker failed the operation (bad input): enqueueing more would only be skipped.
+      if (state === 'failed' || state === 'cancelled') break;
+      if (prevFp === null) {
+        await this.queue.add('chunk', data, {
+          jobId: jobIds.chunk(id, index),
+          parent: { id: jobIds.parent(id), queue: qualified },
+          failParentOnFailure: true,
+          attempts,
+          backoff: { type: 'exponential', delay: 1000 },
+          removeOnComplete: { count: 1000 },
+          removeOnFail: { age: 7 * 24 * 3600 },
+        });
+        await this.redis.hset(opKey, `fp${index}`, fp);
       }
-      await this.queue.add('chunk', data, {
-        jobId: jobIds.chunk(id, index),
-        parent: { id: jobIds.parent(id), queue: qualified },
-        failParentOnFailure: true,
-        attempts,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { count: 1000 },
-        removeOnFail: { age: 7 * 24 * 3600 },
-      });
-      await this.redis.hset(this.keys.op(id), `fp${index}`, fp);
       index++;
       offset += chunk.length;
     }
-    await this.redis.hset(this.keys.op(id), {
+    if (sealed) {
+      const [chunks, total] = await this.redis.hmget(opKey, 'totalChunks', 'totalRows');
+      if (Number(chunks) !== index || Number(total) !== offset)
+        throw conflict('the input is shorter than');
+      return new Operation(this.ctx(), id);
+    }
+    await this.redis.hset(opKey, {
       sealed: '1',
-      state: 'queued',
       totalRows: String(offset),
       totalChunks: String(index),
     });
+    // 'queued' unless a worker has moved the operation on meanwhile.
+    await this.redis.eval(
+      "if redis.call('hget', KEYS[1], 'state') == 'enqueueing' then redis.call('hset', KEYS[1], 'state', 'queued') end",
+      1,
+      opKey,
+    );
     const sealJob = await Job.fromId(this.queue, jobIds.seal(id));
     if (sealJob && (await sealJob.getState()) === 'delayed') await sealJob.promote();
     return new Operation(this.ctx(), id);

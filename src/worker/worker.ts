@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BulkClient, type BulkClientOptions } from '../core/client.js';
@@ -35,6 +36,8 @@ export interface BulkWorkerOptions {
   tables: string[];
   /** Jobs processed at once. Default 4. */
   concurrency?: number;
+  /** This worker's name, recorded on the jobs it processes (BullMQ `processedBy`). Default host:pid. */
+  name?: string;
   /** BullMQ lock duration: a job whose worker is silent this long is handed to another. Default 30000. */
   lockDurationMs?: number;
   /** How many times a stalled job is handed out again before it fails. Default 5. */
@@ -133,7 +136,10 @@ export class BulkWorker {
       prefix,
       concurrency,
       autorun: false,
+      name: options.name ?? `${hostname()}:${process.pid}`,
       lockDuration: options.lockDurationMs ?? 30_000,
+      // Look for jobs of dead workers as often as a lock can expire.
+      stalledInterval: options.lockDurationMs ?? 30_000,
       maxStalledCount: options.maxStalledCount ?? 5,
     });
     this.worker.on('error', (err) =>

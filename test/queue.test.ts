@@ -1,0 +1,309 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type BulkClient, BulkProducer, type Row } from '../src/index.js';
+import { HOSTILE_TEXT, type TestDb, testDb } from './helpers.js';
+import {
+  ALL_BYTES,
+  createHostileTables,
+  expectedHostile,
+  HOSTILE_COLUMNS,
+  hostileRow,
+} from './hostile.js';
+import {
+  deleteKeys,
+  killAll,
+  obliterate,
+  queueName,
+  REDIS_URL,
+  rejection,
+  runPrefix,
+  startWorker,
+  stopWorker,
+  until,
+  type WorkerProcess,
+} from './queueHelpers.js';
+
+/**
+ * Queue mode end to end: a real `bulkmodel worker` child process per test, the producer in this
+ * process, everything read back with plain pg.
+ */
+let tdb: TestDb;
+let db: BulkClient;
+let exportDir: string;
+const prefix = runPrefix('queue');
+
+beforeAll(async () => {
+  tdb = await testDb('queue');
+  await createHostileTables(tdb.pool, tdb.schema);
+  await tdb.pool.query(
+    `CREATE TABLE ${tdb.t('items')} (id bigserial PRIMARY KEY, name text NOT NULL, n int)`,
+  );
+  db = tdb.client();
+  exportDir = await mkdtemp(join(tmpdir(), 'bulkmodel-queue-'));
+});
+afterAll(async () => {
+  await killAll();
+  await tdb.close();
+  await rm(exportDir, { recursive: true, force: true });
+  await deleteKeys(`${prefix}:*`);
+});
+
+let queue: string;
+let worker: WorkerProcess;
+let producer: BulkProducer;
+beforeEach(async () => {
+  await tdb.pool.query(`TRUNCATE ${tdb.t('hostile')}, ${tdb.t('items')} RESTART IDENTITY`);
+  queue = queueName('rt');
+  worker = await startWorker({
+    tables: [tdb.t('hostile'), tdb.t('items')],
+    queue,
+    prefix,
+    args: ['--export-dir', exportDir],
+  });
+  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+});
+afterEach(async () => {
+  await producer.close();
+  expect(await stopWorker(worker)).toBe(0);
+  await obliterate(queue, prefix);
+});
+
+async function hostileBack(): Promise<Row[]> {
+  return (await tdb.pool.query(`SELECT ${HOSTILE_COLUMNS} FROM ${tdb.t('hostile')} ORDER BY id`))
+    .rows;
+}
+
+/**
+ * Chunks commit in parallel, so ids follow commit order, not input order: compare stored and
+ * expected rows sorted by their uuid column (all-NULL rows, identical, last).
+ */
+function byU(rows: Row[]): Row[] {
+  const key = (r: Row) => (r.u === null ? '~' : String(r.u));
+  return [...rows].sort((a, b) => key(a).localeCompare(key(b)));
+}
+
+function expectSameRows(stored: Row[], input: Row[]): void {
+  expect(stored).toHaveLength(input.length);
+  expect(byU(stored.map(({ id: _id, ...rest }) => rest))).toEqual(byU(input.map(expectedHostile)));
+}
+
+/** The stored rows as a direct-mode client decodes them (what the worker returns). */
+async function directRows(table: string): Promise<Map<string, Row>> {
+  const out = new Map<string, Row>();
+  for await (const r of db.model(table).copyTo()) out.set(String(r.id), r);
+  return out;
+}
+
+async function* slowly<T>(items: T[]): AsyncGenerator<T> {
+  for (const x of items) {
+    await Promise.resolve();
+    yield x;
+  }
+}
+
+describe('hostile rows through the queue land exactly as sent', () => {
+  it('bulkCreate with returning, 7 rows a chunk', async () => {
+    const input = Array.from({ length: 40 }, (_, i) => hostileRow(i));
+    const op = await producer.bulkCreate(tdb.t('hostile'), input, {
+      returning: true,
+      batchSize: 7,
+    });
+    const res = await op.done();
+    expect(res.count).toBe(40);
+    expect(res.rows).toHaveLength(40);
+    const stored = new Map((await hostileBack()).map((r) => [String(r.id), r]));
+    expect(stored.size).toBe(40);
+    const direct = await directRows(tdb.t('hostile'));
+    res.rows!.forEach((r, i) => {
+      const { id: _id, ...rest } = stored.get(String(r.id))!;
+      expect(rest).toEqual(expectedHostile(input[i]!));
+      expect(r).toEqual(direct.get(String(r.id)));
+    });
+  });
+
+  it('copyFrom of an AsyncIterable', async () => {
+    const input = Array.from({ length: 33 }, (_, i) => hostileRow(i));
+    const op = await producer.copyFrom(tdb.t('hostile'), slowly(input), { batchSize: 5 });
+    expect(await op.done()).toEqual({ count: 33 });
+    expectSameRows(await hostileBack(), input);
+  });
+
+  it('updateFields gives each row its own hostile values; update sets hostile values', async () => {
+    const n = 30;
+    await (
+      await producer.copyFrom(
+        tdb.t('hostile'),
+        Array.from({ length: n }, (_, i) => hostileRow(i)),
+      )
+    ).done();
+    const target = (i: number) => hostileRow(i + 3);
+    const changes = Array.from({ length: n }, (_, i) => ({ id: BigInt(i + 1), ...target(i) }));
+    const uf = await producer.updateFields(tdb.t('hostile'), changes, {
+      fields: Object.keys(target(0)),
+      batchSize: 4,
+    });
+    expect(await uf.done()).toMatchObject({ count: n, missing: [] });
+    // whatever row got id i + 1, updateFields gave it target(i)
+    const back = await hostileBack();
+    expect(back).toHaveLength(n);
+    back.forEach(({ id, ...rest }, i) => {
+      expect(id).toBe(String(i + 1));
+      expect(rest).toEqual(expectedHostile(target(i)));
+    });
+
+    const set = {
+      t: '\t\n\\N\\.\'"😀',
+      by: ALL_BYTES,
+      jb: { __proto__x: { deep: [null, '\\N', { e: '' }] }, n: 1.5 },
+      ta: [null, '', 'NULL', 'a,b', '{x}'],
+      i8: 2n ** 62n + 7n,
+      num: '-12345678901234567890.000000000000000000001',
+      tz: '2024-02-29 23:59:59.123456+00',
+    };
+    const op = await producer.update(tdb.t('hostile'), {
+      where: { id: { in: ['2', '4', '6'] } },
+      set,
+    });
+    expect(await op.done()).toEqual({ count: 3 });
+    const changed = (
+      await tdb.pool.query(
+        `SELECT id, t, by, jb, ta, i8, num, tz::text AS tz FROM ${tdb.t('hostile')} WHERE t = $1 ORDER BY id`,
+        [set.t],
+      )
+    ).rows;
+    expect(changed.map((r) => r.id)).toEqual(['2', '4', '6']);
+    for (const r of changed)
+      expect(r).toEqual({ ...set, id: r.id, i8: set.i8.toString(), tz: set.tz });
+  });
+
+  it('copyTo writes the same bytes as direct mode (csv), and ndjson keeps every string', async () => {
+    const input = Array.from({ length: 25 }, (_, i) => hostileRow(i));
+    await (await producer.copyFrom(tdb.t('hostile'), input)).done();
+    const csv = await producer.copyTo(tdb.t('hostile'), { path: 'out/hostile.csv', format: 'csv' });
+    const res = await csv.done();
+    expect(res.count).toBe(25);
+    const parts: Buffer[] = [];
+    for await (const b of db.model(tdb.t('hostile')).copyTo({ format: 'csv' })) parts.push(b);
+    expect(await readFile(join(exportDir, 'out/hostile.csv'))).toEqual(Buffer.concat(parts));
+
+    const nd = await producer.copyTo(tdb.t('hostile'), {
+      path: 'out/hostile.ndjson',
+      format: 'ndjson',
+      columns: ['id', 't', 'ta', 'jb', 'js', 'i8', 'num'],
+      where: { id: { gt: 3 } },
+    });
+    expect((await nd.done()).count).toBe(22);
+    const lines = (await readFile(join(exportDir, 'out/hostile.ndjson'), 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    const stored = (
+      await tdb.pool.query(
+        `SELECT id, t, ta, jb, js, i8, num FROM ${tdb.t('hostile')} WHERE id > 3 ORDER BY id`,
+      )
+    ).rows;
+    expect(lines.sort((a, b) => Number(a.id) - Number(b.id))).toEqual(stored);
+  });
+
+  it('escaping-hostile text values survive one per row', async () => {
+    const rows = HOSTILE_TEXT.map((name, n) => ({ name, n }));
+    const op = await producer.bulkCreate(tdb.t('items'), rows, {
+      batchSize: 3,
+      returning: ['id', 'name'],
+    });
+    const res = await op.done();
+    expect(res.rows!.map((r) => r.name)).toEqual(HOSTILE_TEXT);
+    const back = await tdb.pool.query(`SELECT name FROM ${tdb.t('items')} ORDER BY n`);
+    expect(back.rows.map((r) => r.name)).toEqual(HOSTILE_TEXT);
+  });
+});
+
+describe('results', () => {
+  it('returned keys are complete and in input order across many chunks', async () => {
+    const rows = Array.from({ length: 500 }, (_, i) => ({ name: `r${i}`, n: i }));
+    const op = await producer.bulkCreate(tdb.t('items'), rows, {
+      returning: ['id', 'n'],
+      batchSize: 7,
+    });
+    const res = await op.done();
+    expect(res.count).toBe(500);
+    expect(res.rows!.map((r) => r.n)).toEqual(rows.map((r) => r.n));
+    const back = await tdb.pool.query(`SELECT id, n FROM ${tdb.t('items')}`);
+    const idOf = new Map(back.rows.map((r) => [r.n, r.id]));
+    for (const r of res.rows!) expect(String(r.id)).toBe(idOf.get(r.n));
+    expect(new Set(res.rows!.map((r) => String(r.id))).size).toBe(500);
+    const status = await op.status();
+    expect(status).toMatchObject({
+      state: 'completed',
+      rowsDone: 500,
+      totalRows: 500,
+      totalChunks: 72,
+    });
+  });
+
+  it('copyFrom with returning from an AsyncIterable, and progress up to the total', async () => {
+    const rows = Array.from({ length: 60 }, (_, i) => ({ name: `a${i}`, n: i }));
+    const op = await producer.copyFrom(tdb.t('items'), slowly(rows), {
+      returning: true,
+      batchSize: 7,
+    });
+    let last = 0;
+    op.on('progress', (p) => {
+      last = Math.max(last, p.rowsDone);
+    });
+    const res = await op.done();
+    expect(res.count).toBe(60);
+    expect(res.rows!.map((r) => r.name)).toEqual(rows.map((r) => r.name));
+    await until('progress to reach every row', () => last === 60);
+    expect(
+      res.rows!.every(
+        (r) => typeof r.id === 'string' || typeof r.id === 'bigint' || typeof r.id === 'number',
+      ),
+    ).toBe(true);
+  });
+
+  it('operationId makes enqueue idempotent; reusing it for other rows is OPERATION_CONFLICT', async () => {
+    const rows = Array.from({ length: 20 }, (_, i) => ({ name: `x${i}`, n: i }));
+    const opts = { batchSize: 6, operationId: `idem-${queue}` };
+    const a = await producer.bulkCreate(tdb.t('items'), rows, opts);
+    const b = await producer.bulkCreate(tdb.t('items'), rows, opts);
+    expect(b.id).toBe(a.id);
+    expect((await a.done()).count).toBe(20);
+    expect((await b.done()).count).toBe(20);
+    // and once more after it finished
+    const c = await producer.bulkCreate(tdb.t('items'), rows, opts);
+    expect((await c.done()).count).toBe(20);
+    const back = await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('items')}`);
+    expect(back.rows[0].n).toBe(20);
+
+    const other = rows.map((r) => ({ ...r, name: `${r.name}!` }));
+    expect((await rejection(producer.bulkCreate(tdb.t('items'), other, opts))).code).toBe(
+      'OPERATION_CONFLICT',
+    );
+    expect(
+      (await rejection(producer.bulkCreate(tdb.t('items'), rows.slice(0, 19), opts))).code,
+    ).toBe('OPERATION_CONFLICT');
+    expect(
+      (await rejection(producer.bulkCreate(tdb.t('items'), [...rows, rows[0]!], opts))).code,
+    ).toBe('OPERATION_CONFLICT');
+    expect((await rejection(producer.copyFrom(tdb.t('items'), rows, opts))).code).toBe(
+      'OPERATION_CONFLICT',
+    );
+    const after = await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('items')}`);
+    expect(after.rows[0].n).toBe(20);
+  });
+
+  it('empty input: count 0 (and no rows when returning)', async () => {
+    expect(await (await producer.bulkCreate(tdb.t('items'), [])).done()).toEqual({ count: 0 });
+    expect(
+      await (await producer.copyFrom(tdb.t('items'), slowly([]), { returning: true })).done(),
+    ).toEqual({ count: 0, rows: [] });
+    expect(
+      await (await producer.updateFields(tdb.t('items'), [], { fields: ['n'] })).done(),
+    ).toMatchObject({
+      count: 0,
+    });
+  });
+});

@@ -1,0 +1,217 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import { BulkError } from '../src/index.js';
+import { DATABASE_URL } from './helpers.js';
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** A BullMQ key prefix of its own for one test file, so runs never collide. */
+export function runPrefix(name: string): string {
+  return `bmtest-${name}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+let queueSeq = 0;
+/** A queue name of its own for one test. */
+export function queueName(label: string): string {
+  return `${label}-${++queueSeq}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Poll `check` until it returns a value other than undefined/false, or fail after `timeoutMs`. */
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30_000,
+  everyMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A `bulkmodel worker` child process. */
+export interface WorkerProcess {
+  name: string;
+  child: ChildProcess;
+  /** Everything it wrote to stdout and stderr so far. */
+  output(): string;
+  /** Resolves when a log line matches. */
+  waitForLog(re: RegExp, timeoutMs?: number): Promise<void>;
+  /** Resolves with the exit code (null when killed by a signal) and signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const live = new Set<ChildProcess>();
+
+/** Run the CLI (`node --import tsx src/cli/main.ts ...`) and collect what it prints. */
+export function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): { child: ChildProcess; output(): string; exited: WorkerProcess['exited'] } {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.on('exit', (code, signal) => {
+      live.delete(child);
+      r({ code, signal });
+    }),
+  );
+  return { child, output: () => out, exited };
+}
+
+export interface StartWorkerOptions {
+  tables: string[];
+  queue: string;
+  prefix: string;
+  name?: string;
+  concurrency?: number;
+  lockDurationMs?: number;
+  args?: string[];
+}
+
+let workerSeq = 0;
+/** Start `bulkmodel worker` and wait until it consumes jobs. */
+export async function startWorker(o: StartWorkerOptions): Promise<WorkerProcess> {
+  const name = o.name ?? `w${++workerSeq}`;
+  const args = [
+    'worker',
+    '--tables',
+    o.tables.join(','),
+    '--queue',
+    o.queue,
+    '--prefix',
+    o.prefix,
+    '--database',
+    DATABASE_URL,
+    '--redis',
+    REDIS_URL,
+    '--name',
+    name,
+    '--concurrency',
+    String(o.concurrency ?? 4),
+    ...(o.lockDurationMs ? ['--lock-duration', String(o.lockDurationMs)] : []),
+    ...(o.args ?? []),
+  ];
+  const c = runCli(args);
+  const wp: WorkerProcess = {
+    name,
+    child: c.child,
+    output: c.output,
+    exited: c.exited,
+    async waitForLog(re, timeoutMs = 30_000) {
+      let ended = false;
+      void c.exited.then(() => {
+        ended = true;
+      });
+      await until(
+        `worker ${name} to log ${re}`,
+        () => {
+          if (re.test(c.output())) return true;
+          if (ended) throw new Error(`worker ${name} exited; it printed:\n${c.output()}`);
+          return false;
+        },
+        timeoutMs,
+      );
+    },
+  };
+  await wp.waitForLog(/bulkmodel worker started/);
+  return wp;
+}
+
+/** Stop a worker gracefully (SIGTERM) and return its exit code. */
+export async function stopWorker(w: WorkerProcess): Promise<number | null> {
+  if (w.child.exitCode !== null || w.child.signalCode !== null) return w.child.exitCode;
+  w.child.kill('SIGTERM');
+  return (await w.exited).code;
+}
+
+/** SIGKILL every child still running (a test that failed half way). */
+export async function killAll(): Promise<void> {
+  const waits: Promise<unknown>[] = [];
+  for (const c of live) {
+    waits.push(new Promise((r) => c.once('exit', r)));
+    c.kill('SIGKILL');
+  }
+  await Promise.all(waits);
+}
+
+/** Remove a queue and everything bulkmodel keeps beside it. */
+export async function obliterate(queue: string, prefix: string): Promise<void> {
+  const q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+  try {
+    await q.obliterate({ force: true });
+  } finally {
+    await q.close();
+  }
+  await deleteKeys(`${prefix}:${queue}:*`);
+}
+
+/** Delete every key matching a pattern (the test's own prefix). */
+export async function deleteKeys(pattern: string): Promise<void> {
+  const r = new Redis(REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** The rejection of a promise, asserted to be a BulkError. */
+export async function rejection(p: Promise<unknown>): Promise<BulkError> {
+  try {
+    await p;
+  } catch (err) {
+    if (!(err instanceof BulkError))
+      throw new Error(`expected a BulkError, got ${String((err as Error)?.stack ?? err)}`);
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** Lock a table against writes in a transaction of its own until `release()` is called. */
+export async function lockTable(
+  pool: pg.Pool,
+  table: string,
+): Promise<{ release(): Promise<void>; waiting(): Promise<number> }> {
+  const client = await pool.connect();
+  await client.query('BEGIN');
+  await client.query(`LOCK TABLE ${table} IN EXCLUSIVE MODE`);
+  return {
+    async release() {
+      await client.query('COMMIT');
+      client.release();
+    },
+    /** Backends waiting for this lock (chunks in flight, blocked). */
+    async waiting() {
+      const r = await pool.query(
+        'SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = $1::regclass',
+        [table],
+      );
+      return r.rows[0].n as number;
+    },
+  };
+}
