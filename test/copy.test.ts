@@ -73,6 +73,35 @@ describe('copyFrom', () => {
     });
   });
 
+  it('an async iterable with returning and onConflict pairs rows across chunks', async () => {
+    await tdb.pool.query(`INSERT INTO ${tdb.t('uniq')} (code) VALUES ('a4'), ('a9')`);
+    async function* gen() {
+      for (let i = 0; i < 12; i++) yield { code: `a${i}`, name: `tab\t${i}` };
+    }
+    const res = await db
+      .model(tdb.t('uniq'))
+      .copyFrom(gen(), { batchSize: 5, returning: ['code', 'name'], onConflict: 'ignore' });
+    expect(res.count).toBe(10);
+    expect(res.rows!.map((r) => r.code)).toEqual(
+      [0, 1, 2, 3, 5, 6, 7, 8, 10, 11].map((i) => `a${i}`),
+    );
+    for (const r of res.rows!) expect(r.name).toBe(`tab\t${String(r.code).slice(1)}`);
+    const back = await tdb.pool.query(`SELECT id, code FROM ${tdb.t('uniq')}`);
+    const byCode = new Map(back.rows.map((r) => [r.code, r.id]));
+    for (const r of res.rows!) expect(byCode.get(r.code)).toBe(r.id);
+  });
+
+  it('default decoding gives Dates, like node-postgres', async () => {
+    const plain = tdb.client();
+    const res = await plain
+      .model(tdb.t('uniq'))
+      .copyFrom([{ code: 'd', created: '2021-03-04 05:06:07.891+00' }], { returning: ['created'] });
+    expect(res.rows![0]!.created).toEqual(new Date('2021-03-04T05:06:07.891Z'));
+    const out = [];
+    for await (const r of plain.model(tdb.t('uniq')).copyTo({ columns: ['created'] })) out.push(r);
+    expect(out).toEqual([{ created: new Date('2021-03-04T05:06:07.891Z') }]);
+  });
+
   it('returning keys only, and returning into a GENERATED ALWAYS identity', async () => {
     const r1 = await db.model(tdb.t('uniq')).copyFrom([{ code: 'a' }, { code: 'b' }], {
       returning: ['id'],
