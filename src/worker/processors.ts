@@ -84,8 +84,22 @@ export async function failOperation(
     });
 }
 
-export async function isCancelled(ctx: ProcessorContext, operationId: string): Promise<boolean> {
-  return (await ctx.redis.hget(ctx.keys.op(operationId), 'state')) === 'cancelled';
+/**
+ * Refuse to run a job of an operation that was cancelled or has already failed (bad input in
+ * another chunk): its remaining chunks are skipped rather than written, as in direct mode.
+ */
+export async function assertLive(
+  ctx: ProcessorContext,
+  operationId: string,
+  table: string,
+): Promise<void> {
+  const state = await ctx.redis.hget(ctx.keys.op(operationId), 'state');
+  if (state === 'cancelled')
+    throw new BulkError('CANCELLED', `operation ${operationId} was cancelled`, { table });
+  if (state === 'failed')
+    throw new BulkError('CANCELLED', `operation ${operationId} failed earlier; chunk skipped`, {
+      table,
+    });
 }
 
 /** A 'chunk' job: decode the rows and write them with the core, exactly once. */

@@ -17,8 +17,8 @@ import {
 } from '../producer/payload.js';
 import { connect, describe, QueueKeys, type RedisInput } from '../producer/redis.js';
 import {
+  assertLive,
   failOperation,
-  isCancelled,
   type ProcessorContext,
   processChunk,
   processOperation,
@@ -54,6 +54,8 @@ export interface BulkWorkerOptions {
   ledgerRetentionMs?: number;
   logger?: Logger;
 }
+
+const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
 /** Job outcomes counted since start (the dashboard and metrics read these). */
 export interface WorkerStats {
@@ -182,7 +184,7 @@ export class BulkWorker {
     const policy = (await this.redis.config('GET', 'maxmemory-policy').catch(() => null)) as
       | string[]
       | null;
-    if (policy && policy[1] && policy[1] !== 'noeviction') {
+    if (policy?.[1] && policy[1] !== 'noeviction') {
       this.logger.warn(
         { policy: policy[1] },
         `Redis maxmemory-policy is ${policy[1]}: set it to noeviction, or Redis may evict queued jobs`,
@@ -241,10 +243,7 @@ export class BulkWorker {
       if ('seal' in p) return await processSeal(this.ctx, p as SealPayload);
       const op = p as ChunkPayload | OperationPayload;
       await this.checkAllowed(op.table);
-      if (await isCancelled(this.ctx, op.operationId))
-        throw new BulkError('CANCELLED', `operation ${op.operationId} was cancelled`, {
-          table: op.table,
-        });
+      await assertLive(this.ctx, op.operationId, op.table);
       await this.db.ensureConnected({ timeoutMs: 10_000 });
       const out =
         job.name === 'chunk'
@@ -260,9 +259,11 @@ export class BulkWorker {
           : new BulkError('DATABASE_ERROR', String((err as Error)?.message ?? err), { cause: err });
       const transient = transientRule(err) !== undefined;
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      const opId =
+      // An invalid payload may carry any operationId: only a well-formed one names an operation.
+      const rawId =
         (p as { operationId?: string } | undefined)?.operationId ??
-        (job.data as { operationId?: unknown })?.operationId;
+        (job.data as { operationId?: unknown } | null)?.operationId;
+      const opId = typeof rawId === 'string' && OP_ID.test(rawId) ? rawId : undefined;
       if (!transient || last) {
         if (typeof opId === 'string') {
           const table = (p as { table?: string } | undefined)?.table ?? '';

@@ -1,0 +1,210 @@
+import { Job, Queue } from 'bullmq';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { BulkProducer, type Row } from '../src/index.js';
+import { encodeRows } from '../src/producer/values.js';
+import { type TestDb, testDb } from './helpers.js';
+import {
+  deleteKeys,
+  killAll,
+  obliterate,
+  queueName,
+  REDIS_URL,
+  rejection,
+  runPrefix,
+  startWorker,
+  stopWorker,
+  until,
+  type WorkerProcess,
+} from './queueHelpers.js';
+
+/**
+ * Bad input through the queue: each fails its operation with its code, writes nothing, is never
+ * retried, and the same worker process then completes a good operation. Workers run one job at
+ * a time here, so "nothing written" covers the chunks after the bad one too.
+ */
+let tdb: TestDb;
+const prefix = runPrefix('bad');
+
+beforeAll(async () => {
+  tdb = await testDb('qbad');
+  await tdb.pool.query(`
+    CREATE TABLE ${tdb.t('items')} (id bigserial PRIMARY KEY, name text NOT NULL, n int);
+    CREATE TABLE ${tdb.t('secret')} (id bigserial PRIMARY KEY, name text NOT NULL, n int);`);
+});
+afterAll(async () => {
+  await killAll();
+  await tdb.close();
+  await deleteKeys(`${prefix}:*`);
+});
+
+let queue: string;
+let worker: WorkerProcess;
+let producer: BulkProducer;
+let q: Queue;
+beforeEach(async () => {
+  await tdb.pool.query(`TRUNCATE ${tdb.t('items')}, ${tdb.t('secret')} RESTART IDENTITY`);
+  queue = queueName('bad');
+  worker = await startWorker({ tables: [tdb.t('items')], queue, prefix, concurrency: 1 });
+  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+  q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+});
+afterEach(async () => {
+  await q.close();
+  await producer.close();
+  expect(await stopWorker(worker)).toBe(0);
+  await obliterate(queue, prefix);
+});
+
+async function count(table: string): Promise<number> {
+  return (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t(table)}`)).rows[0].n;
+}
+
+function goodRows(n: number, tag = 'good'): Row[] {
+  return Array.from({ length: n }, (_, i) => ({ name: `${tag}${i}`, n: i }));
+}
+
+/** The worker that failed the bad operation is still alive and completes a good one. */
+async function sameWorkerStillServes(): Promise<void> {
+  expect(worker.child.exitCode).toBeNull();
+  const before = await count('items');
+  const op = await producer.bulkCreate(tdb.t('items'), goodRows(12, 'after'), { batchSize: 5 });
+  expect(await op.done()).toEqual({ count: 12 });
+  expect(await count('items')).toBe(before + 12);
+}
+
+/** 15 rows in chunks of 5; row 3 (in the first chunk) is bad. */
+function withBadRow(bad: Row): Row[] {
+  const rows = goodRows(15);
+  rows[3] = bad;
+  return rows;
+}
+
+/** Every chunk job of the operation that ran, ran once: none was retried. */
+async function noChunkRetried(opId: string): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    const job = await Job.fromId(q, `${opId}-c${i}`);
+    if (job) expect(job.attemptsMade).toBeLessThanOrEqual(1);
+  }
+}
+
+describe('bad input through the queue', () => {
+  it('a table not in the allowlist: TABLE_NOT_ALLOWED, nothing written', async () => {
+    const op = await producer.bulkCreate(tdb.t('secret'), goodRows(15), { batchSize: 5 });
+    const err = await rejection(op.done());
+    expect(err.code).toBe('TABLE_NOT_ALLOWED');
+    expect(err.table).toBe(tdb.t('secret'));
+    expect(await count('secret')).toBe(0);
+    await noChunkRetried(op.id);
+    // an update and a copyTo are refused the same way
+    const up = await producer.update(tdb.t('secret'), { where: { n: 1 }, set: { name: 'x' } });
+    expect((await rejection(up.done())).code).toBe('TABLE_NOT_ALLOWED');
+    await sameWorkerStillServes();
+  });
+
+  it('an unknown column: UNKNOWN_COLUMN naming it, nothing written', async () => {
+    const op = await producer.bulkCreate(tdb.t('items'), withBadRow({ name: 'x', nope: 1 }), {
+      batchSize: 5,
+    });
+    const err = await rejection(op.done());
+    expect(err.code).toBe('UNKNOWN_COLUMN');
+    expect(err.message).toContain('nope');
+    expect(await count('items')).toBe(0);
+    await noChunkRetried(op.id);
+    await sameWorkerStillServes();
+  });
+
+  it('a wrong type: INVALID_VALUE naming column and row, nothing written', async () => {
+    const op = await producer.copyFrom(tdb.t('items'), withBadRow({ name: 'x', n: 'abc' }), {
+      batchSize: 5,
+    });
+    const err = await rejection(op.done());
+    expect(err.code).toBe('INVALID_VALUE');
+    expect(err.column).toBe('n');
+    expect(err.row).toBe(3);
+    expect(await count('items')).toBe(0);
+    await noChunkRetried(op.id);
+    await sameWorkerStillServes();
+  });
+
+  it('a NOT NULL violation: NOT_NULL_VIOLATION, nothing written', async () => {
+    const op = await producer.bulkCreate(tdb.t('items'), withBadRow({ name: null, n: 1 }), {
+      batchSize: 5,
+      returning: true,
+    });
+    const err = await rejection(op.done());
+    expect(err.code).toBe('NOT_NULL_VIOLATION');
+    expect(err.pgCode).toBe('23502');
+    expect(await count('items')).toBe(0);
+    await noChunkRetried(op.id);
+    await sameWorkerStillServes();
+  });
+
+  it('updateFields of an unknown field: UNKNOWN_COLUMN, nothing changed', async () => {
+    await (await producer.bulkCreate(tdb.t('items'), goodRows(10))).done();
+    const op = await producer.updateFields(
+      tdb.t('items'),
+      goodRows(10).map((r, i) => ({ id: i + 1, ...r, name: 'changed' })),
+      { fields: ['name', 'nope'], batchSize: 3 },
+    );
+    expect((await rejection(op.done())).code).toBe('UNKNOWN_COLUMN');
+    const changed = await tdb.pool.query(
+      `SELECT count(*)::int AS n FROM ${tdb.t('items')} WHERE name = 'changed'`,
+    );
+    expect(changed.rows[0].n).toBe(0);
+    await sameWorkerStillServes();
+  });
+
+  it('a malformed job added straight to the queue fails with INVALID_PAYLOAD, not retried', async () => {
+    const job = await q.add('chunk', { garbage: true, rows: 'DROP TABLE x' }, { attempts: 5 });
+    const failed = await until('the malformed job to fail', async () => {
+      const j = await Job.fromId(q, job.id!);
+      return j && (await j.getState()) === 'failed' ? j : undefined;
+    });
+    expect(failed.failedReason).toMatch(/^INVALID_PAYLOAD/);
+    expect(failed.attemptsMade).toBe(1);
+    // a job name the worker does not know, with data of the right shape
+    const odd = await q.add(
+      'drop-everything',
+      { v: 1, operationId: 'x', seal: true },
+      { attempts: 5 },
+    );
+    const oddFailed = await until('the odd job to fail', async () => {
+      const j = await Job.fromId(q, odd.id!);
+      return j && (await j.getState()) === 'failed' ? j : undefined;
+    });
+    expect(oddFailed.failedReason).toMatch(/^INVALID_PAYLOAD/);
+    expect(oddFailed.attemptsMade).toBe(1);
+    expect(await count('items')).toBe(0);
+    await sameWorkerStillServes();
+  });
+
+  it('a payload of another version fails its operation with INVALID_PAYLOAD, not retried', async () => {
+    const opId = `v2-${queue}`;
+    const enc = encodeRows(goodRows(3), 0);
+    const job = await q.add(
+      'chunk',
+      {
+        v: 2,
+        kind: 'bulkCreate',
+        operationId: opId,
+        table: tdb.t('items'),
+        chunk: { index: 0, offset: 0 },
+        options: {},
+        columns: enc.columns,
+        rows: enc.rows,
+      },
+      { attempts: 5 },
+    );
+    const j = await until('the job to be failed', async () => {
+      const x = await Job.fromId(q, job.id!);
+      return x && (await x.getState()) === 'failed' ? x : undefined;
+    });
+    expect(j.attemptsMade).toBe(1);
+    // the worker recorded the failure under the operation id the job named
+    const err = await rejection(producer.operation(opId).done());
+    expect(err.code).toBe('INVALID_PAYLOAD');
+    expect(err.message).toContain('version 2');
+    expect(await count('items')).toBe(0);
+    await sameWorkerStillServes();
+  });
+});
