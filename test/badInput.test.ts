@@ -305,6 +305,17 @@ describe('bad input', () => {
       await rejects(uf([{ id: 1, n: 1 }], { fields: ['id'] }), 'INVALID_OPTION');
       await rejects(uf([{ id: 1, n: 1 }], { batchSize: 0 }), 'INVALID_OPTION');
       await rejects(uf([{ id: 1, n: 1 }], { bogus: 1 }), 'INVALID_OPTION');
+      // Options of other methods are unknown here.
+      await rejects(uf([{ id: 1, n: 1 }], { returning: true }), 'INVALID_OPTION');
+      await rejects(uf([{ id: 1, n: 1 }], { onConflict: 'ignore' }), 'INVALID_OPTION');
+      await rejects(
+        db.model(tdb.t('uniq')).bulkCreate([{ code: 'q' }], { fields: ['n'] } as never),
+        'INVALID_OPTION',
+      );
+      await rejects(
+        db.model(tdb.t('uniq')).update({ where: {}, set: { n: 1 } }, { returning: true } as never),
+        'INVALID_OPTION',
+      );
       await rejects(uf([{ id: 1, n: 'x' }]), 'INVALID_VALUE');
       await rejects(uf([{ id: 1, code: null }]), 'NOT_NULL_VIOLATION');
       await rejects(uf([{ id: 1, n: -5 }]), 'CHECK_VIOLATION');

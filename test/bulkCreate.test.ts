@@ -141,6 +141,28 @@ describe('bulkCreate', () => {
     ]);
   });
 
+  it('onConflict update leaves a column alone for rows that do not carry it', async () => {
+    const m = db.model(tdb.t('uniq'));
+    await m.bulkCreate([{ code: 'a', name: 'old', n: 7 }]);
+    for (const upsert of [m.bulkCreate.bind(m), m.copyFrom.bind(m)]) {
+      const res = await upsert(
+        [
+          { code: 'a', name: 'renamed' },
+          { code: 'z', name: 'new', n: 2 },
+        ],
+        {
+          onConflict: { target: ['code'], update: ['name', 'n'] },
+        },
+      );
+      expect(res.count).toBe(2);
+      const back = await tdb.pool.query(`SELECT code, name, n FROM ${tdb.t('uniq')} ORDER BY code`);
+      expect(back.rows).toEqual([
+        { code: 'a', name: 'renamed', n: 7 },
+        { code: 'z', name: 'new', n: 2 },
+      ]);
+    }
+  });
+
   it('identity columns: ALWAYS and BY DEFAULT keys come back', async () => {
     const a = await db
       .model(tdb.t('ident_always'))

@@ -11,6 +11,7 @@ import { planInsert } from './ops/insertCommon.js';
 import { keyBatches, planUpdate, type UpdateArgs, updateSteps } from './ops/update.js';
 import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
 import {
+  INSERT_OPTIONS,
   type InsertLikeOptions,
   type ResolvedWrite,
   resolveWrite,
@@ -147,7 +148,7 @@ export class BulkModel<T extends Row = Row> {
     options: BulkCreateOptions = {},
   ): Promise<CreateResult<T>> {
     this.db.assertOpen();
-    const op = resolveWrite(options);
+    const op = resolveWrite(options, INSERT_OPTIONS);
     const meta = await this.meta();
     const plan = planInsert(meta, options, this.db.decode);
     const results = await this.run(
@@ -169,7 +170,7 @@ export class BulkModel<T extends Row = Row> {
     options: CopyFromOptions = {},
   ): Promise<CreateResult<T>> {
     this.db.assertOpen();
-    const op = resolveWrite(options);
+    const op = resolveWrite(options, INSERT_OPTIONS);
     const meta = await this.meta();
     const plan = planInsert(meta, options, this.db.decode);
     const results = await this.run(

@@ -53,7 +53,8 @@ function positiveInt(name: string, v: unknown, max: number): number {
   return v;
 }
 
-const KNOWN = new Set([
+/** Options every write takes; each method adds its own (`INSERT_OPTIONS`, ...). */
+const COMMON = [
   'batchSize',
   'concurrent',
   'maxConcurrentWorkers',
@@ -61,19 +62,20 @@ const KNOWN = new Set([
   'transaction',
   'operationId',
   'onProgress',
-  'returning',
-  'onConflict',
-  'key',
-  'fields',
-  'format',
-  'strategy',
-]);
+];
+export const INSERT_OPTIONS: readonly string[] = ['returning', 'onConflict', 'key'];
 
-export function resolveWrite(opts: WriteOptions = {}): ResolvedWrite {
+/** Check and default the common options; `extra` names the method's own options. */
+export function resolveWrite(
+  opts: WriteOptions = {},
+  extra: readonly string[] = [],
+): ResolvedWrite {
   if (opts === null || typeof opts !== 'object')
     throw new BulkError('INVALID_OPTION', 'options must be an object');
   for (const k of Object.keys(opts)) {
-    if (!KNOWN.has(k)) throw new BulkError('INVALID_OPTION', `unknown option ${JSON.stringify(k)}`);
+    if (!COMMON.includes(k) && !extra.includes(k)) {
+      throw new BulkError('INVALID_OPTION', `unknown option ${JSON.stringify(k)}`);
+    }
   }
   const batchSize =
     opts.batchSize === undefined

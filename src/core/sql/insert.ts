@@ -20,14 +20,20 @@ export interface Statement {
   values: unknown[];
 }
 
-export function onConflictSql(onConflict: OnConflict | undefined): string {
+/**
+ * The ON CONFLICT clause. Only columns the rows carry are updated: a column a group of rows
+ * omits would otherwise be overwritten with its default (EXCLUDED holds the default there).
+ */
+export function onConflictSql(
+  onConflict: OnConflict | undefined,
+  carried?: ReadonlySet<string>,
+): string {
   if (onConflict === undefined) return '';
   if (onConflict === 'ignore') return ' ON CONFLICT DO NOTHING';
   const target = onConflict.target.map((c) => quoteIdent(c)).join(', ');
-  if (onConflict.update.length === 0) return ` ON CONFLICT (${target}) DO NOTHING`;
-  const set = onConflict.update
-    .map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`)
-    .join(', ');
+  const update = carried ? onConflict.update.filter((c) => carried.has(c)) : onConflict.update;
+  if (update.length === 0) return ` ON CONFLICT (${target}) DO NOTHING`;
+  const set = update.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ');
   return ` ON CONFLICT (${target}) DO UPDATE SET ${set}`;
 }
 
@@ -65,7 +71,7 @@ export function buildInsert(
   // Rows that carry no column at all take every default: no column list, an empty SELECT list.
   const names = cols.length ? ` (${cols.map((c) => c.sqlName).join(', ')})` : '';
   const overriding = opts.overriding ? ' OVERRIDING SYSTEM VALUE' : '';
-  const conflict = onConflictSql(opts.onConflict);
+  const conflict = onConflictSql(opts.onConflict, new Set(cols.map((c) => c.name)));
   const srcList = cols.map((_, j) => `c${j}`).join(', ');
   if (!opts.returning) {
     return `INSERT INTO ${meta.sqlName} AS t${names}${overriding} SELECT ${srcList} FROM (${source}) AS src${conflict}`;
