@@ -1,0 +1,177 @@
+import { randomBytes } from 'node:crypto';
+import { Job, Queue } from 'bullmq';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { BulkProducer, type Row } from '../src/index.js';
+import { type TestDb, testDb } from './helpers.js';
+import {
+  deleteKeys,
+  killAll,
+  lockTable,
+  obliterate,
+  queueName,
+  REDIS_URL,
+  runPrefix,
+  startWorker,
+  stopWorker,
+  until,
+} from './queueHelpers.js';
+
+/**
+ * Several worker processes on one operation: they share its chunks; one SIGKILLed mid-operation
+ * loses and duplicates nothing; one sent SIGTERM finishes its in-flight chunks and exits 0.
+ * A table lock held by the test keeps chunks in flight (blocked inside their transactions) for
+ * as long as the test needs, instead of hoping for timing.
+ */
+let tdb: TestDb;
+const prefix = runPrefix('workers');
+
+beforeAll(async () => {
+  tdb = await testDb('qworkers');
+  await tdb.pool.query(
+    `CREATE TABLE ${tdb.t('items')} (id bigserial PRIMARY KEY, name text NOT NULL, n int UNIQUE)`,
+  );
+});
+afterAll(async () => {
+  await killAll();
+  await tdb.close();
+  await deleteKeys(`${prefix}:*`);
+});
+
+let queue: string;
+let producer: BulkProducer;
+let q: Queue;
+beforeEach(async () => {
+  await tdb.pool.query(`TRUNCATE ${tdb.t('items')} RESTART IDENTITY`);
+  queue = queueName('workers');
+  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+  q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+});
+afterEach(async () => {
+  await killAll();
+  await q.close();
+  await producer.close();
+  await obliterate(queue, prefix);
+});
+
+function rows(n: number): Row[] {
+  return Array.from({ length: n }, (_, i) => ({ name: `row ${i}\t"${i}"`, n: i }));
+}
+
+/** Every input row is stored exactly once. */
+async function expectExactlyOnce(n: number): Promise<void> {
+  const r = await tdb.pool.query(
+    `SELECT count(*)::int AS total, count(DISTINCT n)::int AS distinct_n, min(n) AS lo, max(n) AS hi FROM ${tdb.t('items')}`,
+  );
+  expect(r.rows[0]).toEqual({ total: n, distinct_n: n, lo: 0, hi: n - 1 });
+}
+
+async function ledgerRows(opId: string): Promise<number> {
+  const r = await tdb.pool.query(
+    'SELECT count(*)::int AS n FROM bulkmodel.chunk_ledger WHERE operation_id = $1',
+    [opId],
+  );
+  return r.rows[0].n;
+}
+
+async function chunkJobs(opId: string, chunks: number): Promise<Job[]> {
+  const out: Job[] = [];
+  for (let i = 0; i < chunks; i++) {
+    const j = await Job.fromId(q, `${opId}-c${i}`);
+    if (j) out.push(j);
+  }
+  return out;
+}
+
+const tag = () => randomBytes(2).toString('hex');
+
+describe('workers', () => {
+  it('two workers share the chunks of one operation; every row once', async () => {
+    const names = [`A-${tag()}`, `B-${tag()}`];
+    const workers = await Promise.all(
+      names.map((name) =>
+        startWorker({ tables: [tdb.t('items')], queue, prefix, name, concurrency: 4 }),
+      ),
+    );
+    const lock = await lockTable(tdb.pool, tdb.t('items'));
+    const op = await producer.bulkCreate(tdb.t('items'), rows(300), { batchSize: 7 });
+    // Both workers hold four chunks each, blocked on the lock: each has taken some.
+    await until('eight chunks in flight', async () => (await lock.waiting()) >= 8);
+    await lock.release();
+    expect(await op.done()).toEqual({ count: 300 });
+    await expectExactlyOnce(300);
+    const jobs = await chunkJobs(op.id, 43);
+    expect(jobs).toHaveLength(43);
+    const per = new Map<string, number>();
+    for (const j of jobs) per.set(j.processedBy ?? '?', (per.get(j.processedBy ?? '?') ?? 0) + 1);
+    expect([...per.keys()].sort()).toEqual([...names].sort());
+    for (const name of names) expect(per.get(name)).toBeGreaterThanOrEqual(4);
+    expect(await ledgerRows(op.id)).toBe(43);
+    for (const w of workers) expect(await stopWorker(w)).toBe(0);
+  });
+
+  it('a worker SIGKILLed mid-operation, another started: every row once, full result', async () => {
+    const n = 2000;
+    const a = await startWorker({ tables: [tdb.t('items')], queue, prefix, lockDurationMs: 2000 });
+    const op = await producer.bulkCreate(tdb.t('items'), rows(n), {
+      batchSize: 7,
+      returning: ['id', 'n'],
+    });
+    let progressed = 0;
+    op.on('progress', (p) => {
+      progressed = Math.max(progressed, p.chunksDone);
+    });
+    await until('the first progress event', () => progressed > 0);
+    const lock = await lockTable(tdb.pool, tdb.t('items'));
+    await until('chunks in flight', async () => (await lock.waiting()) >= 1);
+    a.child.kill('SIGKILL');
+    expect((await a.exited).signal).toBe('SIGKILL');
+    await lock.release();
+    const committedBefore = (
+      await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('items')}`)
+    ).rows[0].n;
+    expect(committedBefore).toBeGreaterThan(0);
+    expect(committedBefore).toBeLessThan(n);
+
+    const b = await startWorker({ tables: [tdb.t('items')], queue, prefix, lockDurationMs: 2000 });
+    const res = await op.done();
+    expect(res.count).toBe(n);
+    expect(res.rows).toHaveLength(n);
+    expect(res.rows!.map((r) => r.n)).toEqual(rows(n).map((r) => r.n));
+    await expectExactlyOnce(n);
+    const ids = await tdb.pool.query(`SELECT id, n FROM ${tdb.t('items')}`);
+    const idOf = new Map(ids.rows.map((r) => [r.n, String(r.id)]));
+    for (const r of res.rows!) expect(String(r.id)).toBe(idOf.get(r.n));
+    expect(await ledgerRows(op.id)).toBe(Math.ceil(n / 7));
+    // the chunks the killed worker held were handed to the new one
+    const jobs = await chunkJobs(op.id, Math.ceil(n / 7));
+    expect(jobs.some((j) => j.stalledCounter > 0 || j.attemptsStarted > 1)).toBe(true);
+    expect(await stopWorker(b)).toBe(0);
+  });
+
+  it('SIGTERM with chunks in flight: they finish, the worker exits 0, nothing lost', async () => {
+    const n = 200;
+    const name = `T-${tag()}`;
+    const a = await startWorker({ tables: [tdb.t('items')], queue, prefix, name, concurrency: 4 });
+    const lock = await lockTable(tdb.pool, tdb.t('items'));
+    const op = await producer.copyFrom(tdb.t('items'), rows(n), { batchSize: 5 });
+    await until('four chunks in flight', async () => (await lock.waiting()) >= 4);
+    a.child.kill('SIGTERM');
+    await a.waitForLog(/stopping: finishing in-flight chunks/);
+    await lock.release();
+    expect((await a.exited).code).toBe(0);
+    expect(a.output()).not.toMatch(/did not finish in time/);
+    // Nothing was left active (locked by the dead worker); what it took, it finished.
+    expect(await q.getActiveCount()).toBe(0);
+    const jobs = await chunkJobs(op.id, n / 5);
+    const finishedByA = jobs.filter((j) => j.processedBy === name && j.finishedOn);
+    expect(finishedByA.length).toBeGreaterThanOrEqual(4);
+    expect(await ledgerRows(op.id)).toBe(finishedByA.length);
+
+    const b = await startWorker({ tables: [tdb.t('items')], queue, prefix });
+    expect(await op.done()).toEqual({ count: n });
+    await expectExactlyOnce(n);
+    const all = await chunkJobs(op.id, n / 5);
+    expect(all.every((j) => j.stalledCounter === 0)).toBe(true);
+    expect(await stopWorker(b)).toBe(0);
+  });
+});
