@@ -1,0 +1,69 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { DATABASE_URL } from './helpers.js';
+import { killAll, REDIS_URL, runCli } from './queueHelpers.js';
+
+/** `bulkmodel worker` as users meet it: help, usage errors, services that do not answer. */
+afterAll(killAll);
+
+/** A port nothing listens on (the discard port on loopback). */
+const DEAD_PORT = 9;
+
+async function run(args: string[], env: Record<string, string> = {}) {
+  const c = runCli(args, env);
+  const { code } = await c.exited;
+  return { code, out: c.output() };
+}
+
+describe('bulkmodel worker CLI', () => {
+  it('--help prints the usage and exits 0', async () => {
+    const r = await run(['worker', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('--tables');
+    expect(r.out).toContain('SIGTERM');
+  });
+
+  it('without --tables exits 2 and says what is missing', async () => {
+    const r = await run(['worker', '--database', DATABASE_URL, '--redis', REDIS_URL], {
+      BULKMODEL_TABLES: '',
+    });
+    expect(r.code).toBe(2);
+    expect(r.out).toContain('--tables');
+  });
+
+  it('an unknown flag exits 2', async () => {
+    const r = await run(['worker', '--tables', 'x', '--bogus']);
+    expect(r.code).toBe(2);
+  });
+
+  it('an unreachable Redis exits 3, naming Redis and how to start it', async () => {
+    const r = await run([
+      'worker',
+      '--tables',
+      'items',
+      '--database',
+      DATABASE_URL,
+      '--redis',
+      `redis://127.0.0.1:${DEAD_PORT}`,
+    ]);
+    expect(r.code).toBe(3);
+    expect(r.out).toContain('Redis');
+    expect(r.out).toContain(`127.0.0.1:${DEAD_PORT}`);
+    expect(r.out).toMatch(/redis-server|docker compose/);
+  });
+
+  it('an unreachable Postgres exits 3, naming Postgres and how to start it, never the password', async () => {
+    const r = await run([
+      'worker',
+      '--tables',
+      'items',
+      '--database',
+      `postgres://postgres:s3cret-pw@127.0.0.1:${DEAD_PORT}/x`,
+      '--redis',
+      REDIS_URL,
+    ]);
+    expect(r.code).toBe(3);
+    expect(r.out).toContain('Postgres');
+    expect(r.out).toMatch(/pg_ctlcluster|docker compose/);
+    expect(r.out).not.toContain('s3cret-pw');
+  });
+});
