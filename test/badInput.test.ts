@@ -98,7 +98,7 @@ describe('bad input', () => {
           [{ i2: 40000 }, 'i2'],
           [{ i8: 2n ** 63n }, 'i8'],
           [{ i8: 2 ** 60 }, 'i8'],
-          [{ b: 'true' }, 'b'],
+          [{ b: 'yes' }, 'b'],
           [{ by: 'not a buffer' }, 'by'],
           [{ jb: 10n }, 'jb'],
           [{ ta: 'not an array' }, 'ta'],

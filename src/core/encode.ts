@@ -22,6 +22,15 @@ const INT_RANGE: Record<'int2' | 'int4' | 'int8', [bigint, bigint]> = {
 const INT_TEXT = /^[+-]?\d+$/;
 const NUMERIC_TEXT =
   /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
+/** Boolean text Postgres reads, as files (CSV) carry it; other spellings ('yes', 'on') are refused. */
+const BOOL_TEXT = new Map<string, 't' | 'f'>([
+  ['t', 't'],
+  ['true', 't'],
+  ['1', 't'],
+  ['f', 'f'],
+  ['false', 'f'],
+  ['0', 'f'],
+]);
 const FLOAT_TEXT = /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
 
 function typeName(v: unknown): string {
@@ -150,7 +159,14 @@ function scalar(kind: ValueKind, v: unknown): string {
       return wrong('a number, BigInt or numeric string', v);
     case 'bool':
       if (typeof v === 'boolean') return v ? 't' : 'f';
-      return wrong('a boolean', v);
+      if (typeof v === 'string') {
+        const b = BOOL_TEXT.get(v.toLowerCase());
+        if (b) return b;
+        throw new ValueProblem(
+          `${JSON.stringify(v.slice(0, 40))} is not a boolean (t, f, true, false, 1, 0)`,
+        );
+      }
+      return wrong('a boolean or one of the strings t, f, true, false, 1, 0', v);
     case 'bytea':
       if (v instanceof Uint8Array)
         return `\\x${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;

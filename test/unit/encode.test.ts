@@ -107,10 +107,27 @@ describe('numbers', () => {
 });
 
 describe('scalars', () => {
-  it('bool takes booleans only', () => {
+  it('bool takes booleans, and the strings t/f/true/false/1/0 in any case (as files carry them)', () => {
     expect(enc('bool')(true)).toBe('t');
     expect(enc('bool')(false)).toBe('f');
-    for (const v of ['true', 1, 0, 't']) problem(() => enc('bool')(v));
+    for (const v of ['t', 'T', 'true', 'TRUE', 'True', '1']) expect(enc('bool')(v)).toBe('t');
+    for (const v of ['f', 'F', 'false', 'FALSE', 'False', '0']) expect(enc('bool')(v)).toBe('f');
+    // Numbers, and strings Postgres would read but files rarely hold, stay refused.
+    for (const v of [
+      1,
+      0,
+      '',
+      ' t',
+      'yes',
+      'on',
+      'y',
+      '2',
+      'truth',
+      'null',
+      'constructor',
+      '__proto__',
+    ])
+      problem(() => enc('bool')(v));
   });
 
   it('bytea: Buffer and Uint8Array (views respected) as \\x hex', () => {
