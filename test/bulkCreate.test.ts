@@ -163,6 +163,22 @@ describe('bulkCreate', () => {
     }
   });
 
+  it("transaction 'operation' with returning reserves keys on its own connection (a 1-connection pool does not hang)", async () => {
+    const one = tdb.client({ poolSize: 1, connectTimeoutMs: 3000 });
+    for (const write of ['bulkCreate', 'copyFrom'] as const) {
+      const res = await one
+        .model(tdb.t('ident_default'))
+        [write]([{ name: 'p1' }, { name: 'p2' }, { name: 'p3' }], {
+          returning: true,
+          transaction: 'operation',
+          batchSize: 2,
+        });
+      expect(res.rows?.map((r) => r.name)).toEqual(['p1', 'p2', 'p3']);
+      expect(new Set(res.rows?.map((r) => r.id)).size).toBe(3);
+    }
+    expect(await count('ident_default')).toBe(6);
+  });
+
   it('identity columns: ALWAYS and BY DEFAULT keys come back', async () => {
     const a = await db
       .model(tdb.t('ident_always'))

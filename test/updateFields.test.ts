@@ -210,5 +210,13 @@ describe('updateFields', () => {
     expect(e3.code).toBe('DUPLICATE_KEY');
     expect(e3.committedChunks).toBe(1);
     expect((await uniqRows()).map((r) => r.n)).toEqual([1, 9, 9]);
+    // A stream is checked within each chunk (its keys are not all kept in memory).
+    async function* dup() {
+      yield { id: 1, n: 5 };
+      yield { id: 1, n: 6 };
+    }
+    const e4 = await rejects(m.updateFields(dup()));
+    expect(e4.code).toBe('DUPLICATE_KEY');
+    expect((await uniqRows()).map((r) => r.n)).toEqual([1, 9, 9]);
   });
 });

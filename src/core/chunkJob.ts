@@ -47,7 +47,7 @@ export async function executeChunk(
   const c = { index: chunk.index, offset: chunk.offset, rows };
   const at = { operationId: op.operationId, table: meta.displayName };
   if (kind === 'updateFields') {
-    const plan = planUpdateFields(meta, { fields, key });
+    const plan = planUpdateFields(meta, { fields, key, acrossChunks: false });
     const r = await runOneChunk(engine, c, updateFieldsSteps(ctx, plan), at);
     return { count: r.count, missing: r.missing };
   }

@@ -194,7 +194,8 @@ export class BulkModel<T extends Row = Row> {
     const { fields, key, ...rest } = options;
     const op = resolveWrite(rest);
     const meta = await this.meta();
-    const plan = planUpdateFields(meta, { fields, key });
+    // Duplicate keys are found across the whole call for arrays, within each chunk for streams.
+    const plan = planUpdateFields(meta, { fields, key, acrossChunks: Array.isArray(rows) });
     const results = await this.run(
       meta,
       op,

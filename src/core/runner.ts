@@ -39,7 +39,8 @@ export interface ChunkResultBase {
  * - after: once committed (post signal).
  */
 export interface ChunkSteps<P, R extends ChunkResultBase> {
-  prepare(chunk: Chunk): Promise<P>;
+  /** `client` is given when every chunk runs in one transaction: use it, not the pool. */
+  prepare(chunk: Chunk, client?: DbClient): Promise<P>;
   write(client: DbClient, prepared: P): Promise<{ result: R; ledger: unknown }>;
   recover(client: DbClient, prepared: P, ledgerValue: unknown): Promise<R>;
   after?(prepared: P, result: R): Promise<void>;
@@ -225,7 +226,7 @@ export async function runInOneTransaction<P, R extends ChunkResultBase>(
           if (rows.length === 0) continue;
           const chunk: Chunk = { index: index++, offset, rows };
           offset += rows.length;
-          const p = await steps.prepare(chunk);
+          const p = await steps.prepare(chunk, client);
           prepared.push(p);
           let r: R | undefined;
           if (engine.ledger) {

@@ -22,7 +22,7 @@ export function bulkCreateSteps(
   plan: InsertPlan,
 ): ChunkSteps<PreparedInsert, InsertChunkResult> {
   return {
-    prepare: (chunk) =>
+    prepare: (chunk, client) =>
       prepareInsert(
         ctx.engine,
         ctx.signals,
@@ -31,6 +31,7 @@ export function bulkCreateSteps(
         chunk,
         ctx.op.operationId,
         ctx.op.batchSize,
+        client,
       ),
     async write(client, p) {
       let count = 0;

@@ -83,7 +83,7 @@ export function copyFromSteps(
   const ret = plan.returning;
   const keysOnly = ret?.columns.every((c) => ret.pairKey.includes(c.name)) ?? false;
   return {
-    prepare: (chunk) =>
+    prepare: (chunk, client) =>
       prepareInsert(
         ctx.engine,
         ctx.signals,
@@ -92,6 +92,7 @@ export function copyFromSteps(
         chunk,
         ctx.op.operationId,
         ctx.op.batchSize,
+        client,
       ),
     async write(client, p) {
       let count = 0;

@@ -122,6 +122,7 @@ async function reserveKeys(
   plan: InsertPlan,
   rows: Row[],
   offset: number,
+  client: DbClient | undefined,
 ): Promise<{ rows: Row[]; reserved: boolean }> {
   const col = plan.reserve;
   const pairKey = plan.returning?.pairKey ?? [];
@@ -158,12 +159,13 @@ async function reserveKeys(
     }
   }
   if (!col || lacking.length === 0) return { rows, reserved: false };
-  const got = await queryWithRetry(engine, (c) =>
+  const reserve = (c: DbClient) =>
     c.query({
       text: `SELECT (${col.defaultExpr})::text AS k FROM generate_series(1, $1::int)`,
       values: [lacking.length],
-    }),
-  );
+    });
+  // Inside an operation-wide transaction, on its own connection: a second one could wait forever.
+  const got = client ? await reserve(client) : await queryWithRetry(engine, reserve);
   const out = rows.slice();
   lacking.forEach((i, n) => {
     out[i] = { ...rows[i], [col.name]: (got.rows[n] as { k: string }).k };
@@ -179,6 +181,7 @@ export async function prepareInsert(
   chunk: Chunk,
   operationId: string,
   batchSize: number,
+  client?: DbClient,
 ): Promise<PreparedInsert> {
   let rows = chunk.rows;
   if (signals) {
@@ -195,7 +198,7 @@ export async function prepareInsert(
   let toWrite = rows;
   let overriding = false;
   if (plan.returning) {
-    const r = await reserveKeys(engine, plan, rows, chunk.offset);
+    const r = await reserveKeys(engine, plan, rows, chunk.offset, client);
     toWrite = r.rows;
     overriding = r.reserved && plan.reserve?.identity === 'a';
   }

@@ -11,8 +11,11 @@ export interface UpdateFieldsPlan {
   meta: TableMeta;
   key: string[];
   fields: string[] | undefined;
-  /** Key -> row index, for keys seen so far in this call: duplicates would make the result depend on order. */
-  seen: Map<string, number>;
+  /**
+   * Key -> row index of keys seen so far in this call (duplicates would make the result depend
+   * on order), or null to check within each chunk only (streamed input: memory stays bounded).
+   */
+  seen: Map<string, number> | null;
 }
 
 export interface PreparedUpdateFields {
@@ -29,7 +32,7 @@ export interface UpdateFieldsChunkResult {
 
 export function planUpdateFields(
   meta: TableMeta,
-  opts: { key?: string[] | undefined; fields?: string[] | undefined },
+  opts: { key?: string[] | undefined; fields?: string[] | undefined; acrossChunks?: boolean },
 ): UpdateFieldsPlan {
   const key = opts.key ?? meta.primaryKey;
   if (!Array.isArray(key) || key.length === 0) {
@@ -66,20 +69,7 @@ export function planUpdateFields(
     }
     fields = opts.fields;
   }
-  return { meta, key, fields, seen: new Map() };
-}
-
-/** Sort a group's rows by key so that every transaction locks rows in the same order. */
-function sortByKey(g: EncodedGroup, keyCount: number): void {
-  const order = g.values.map((_, i) => i);
-  const keyOf = (i: number) => g.values[i]!.slice(0, keyCount).join('\u0000');
-  order.sort((a, b) => {
-    const ka = keyOf(a);
-    const kb = keyOf(b);
-    return ka < kb ? -1 : ka > kb ? 1 : 0;
-  });
-  g.values = order.map((i) => g.values[i]!);
-  g.rowIdx = order.map((i) => g.rowIdx[i]!);
+  return { meta, key, fields, seen: opts.acrossChunks === false ? null : new Map() };
 }
 
 export function updateFieldsSteps(
@@ -105,11 +95,12 @@ export function updateFieldsSteps(
         rows = ev.rows;
       }
       const groups = encodeRows(plan.meta, rows, chunk.offset, { key: plan.key, only });
+      const seen = plan.seen ?? new Map<string, number>();
       for (const g of groups) {
         for (let i = 0; i < g.values.length; i++) {
           const k = g.values[i]!.slice(0, keyCount).join('\u0000');
           const at = chunk.offset + g.rowIdx[i]!;
-          const before = plan.seen.get(k);
+          const before = seen.get(k);
           if (before !== undefined && before !== at) {
             throw new BulkError(
               'DUPLICATE_KEY',
@@ -120,9 +111,8 @@ export function updateFieldsSteps(
               },
             );
           }
-          plan.seen.set(k, at);
+          seen.set(k, at);
         }
-        sortByKey(g, keyCount);
       }
       return { chunk, rows, groups };
     },
