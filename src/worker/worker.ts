@@ -16,6 +16,7 @@ import {
   validatePayload,
 } from '../producer/payload.js';
 import { connect, describe, QueueKeys, type RedisInput } from '../producer/redis.js';
+import { JobObserver, type WorkerMetricsHook } from './observe.js';
 import {
   assertLive,
   failOperation,
@@ -53,6 +54,8 @@ export interface BulkWorkerOptions {
   /** Ledger rows older than this are pruned (hourly). Default 7 days. */
   ledgerRetentionMs?: number;
   logger?: Logger;
+  /** Told of every job's outcome (e.g. prom-client metrics: see createWorkerMetrics). */
+  metrics?: WorkerMetricsHook;
 }
 
 const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
@@ -82,6 +85,7 @@ export class BulkWorker {
   private readonly allowAll: boolean;
   private readonly resolvedAllow = new Set<string>();
   private readonly ctx: ProcessorContext;
+  private readonly observer: JobObserver;
   private readonly opts: BulkWorkerOptions;
   private readonly started: Promise<void>;
   private pruneTimer: NodeJS.Timeout | undefined;
@@ -124,6 +128,7 @@ export class BulkWorker {
       exportDir: options.exportDir ?? process.cwd(),
       eventsMaxLen: options.eventsMaxLen ?? 10_000,
     };
+    this.observer = new JobObserver(this.redis, this.keys, this.logger, options.metrics);
     this.db.signals.tap((name, event) => {
       void publishEvent(
         this.redis,
@@ -238,18 +243,21 @@ export class BulkWorker {
 
   private async process(job: Job): Promise<unknown> {
     let p: Payload | undefined;
+    const startedMs = performance.now();
     try {
       p = validatePayload(job.data, job.name);
       if ('seal' in p) return await processSeal(this.ctx, p as SealPayload);
       const op = p as ChunkPayload | OperationPayload;
       await this.checkAllowed(op.table);
       await assertLive(this.ctx, op.operationId, op.table);
+      await this.observer.started(job, op);
       await this.db.ensureConnected({ timeoutMs: 10_000 });
       const out =
         job.name === 'chunk'
           ? await processChunk(this.ctx, op as ChunkPayload)
           : await processOperation(this.ctx, op as OperationPayload, job);
       this.stats.completed++;
+      this.observer.completed(job, op, out, startedMs);
       this.stats.rows += (out as { count?: number }).count ?? 0;
       return out;
     } catch (err) {
@@ -264,6 +272,8 @@ export class BulkWorker {
         (p as { operationId?: string } | undefined)?.operationId ??
         (job.data as { operationId?: unknown } | null)?.operationId;
       const opId = typeof rawId === 'string' && OP_ID.test(rawId) ? rawId : undefined;
+      const known = (p ?? {}) as { table?: string; kind?: string };
+      const seen = { table: known.table, kind: known.kind, operationId: opId };
       if (!transient || last) {
         if (typeof opId === 'string') {
           const table = (p as { table?: string } | undefined)?.table ?? '';
@@ -279,6 +289,7 @@ export class BulkWorker {
           { jobId: job.id, operationId: opId, code: bulk.code, err: redact(bulk.message) },
           'job failed',
         );
+        this.observer.failed(job, seen, bulk.code, transient, true);
         if (!transient) throw new UnrecoverableError(`${bulk.code}: ${bulk.message}`);
       } else {
         if (typeof opId === 'string')
@@ -292,6 +303,7 @@ export class BulkWorker {
           },
           'job failed transiently; BullMQ will retry',
         );
+        this.observer.failed(job, seen, bulk.code, true, false);
       }
       throw err;
     }

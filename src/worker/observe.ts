@@ -1,0 +1,130 @@
+import type { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../core/logger.js';
+import type { QueueKeys } from '../producer/redis.js';
+
+/** What BulkWorker reports about each job it runs (prom-client metrics implement it). */
+export interface WorkerMetricsHook {
+  /** A chunk (or a whole update/copyTo operation) committed `rows` rows in `seconds`. */
+  jobCompleted(e: {
+    table: string;
+    kind: string;
+    job: string;
+    rows: number;
+    seconds: number;
+  }): void;
+  /** A job failed: `transient` ones are retried by BullMQ, others fail their operation. */
+  jobFailed(e: {
+    table: string;
+    kind: string;
+    job: string;
+    code: string;
+    transient: boolean;
+  }): void;
+}
+
+interface JobInfo {
+  operationId: string;
+  table: string;
+  kind: string;
+}
+
+function num(v: string | null | undefined): number | undefined {
+  return v === null || v === undefined || v === '' ? undefined : Number(v);
+}
+
+/**
+ * Logs one line when an operation's first job starts and one when it ends (first worker to see
+ * it wins, through HSETNX on the operation's hash), and feeds the metrics hook.
+ */
+export class JobObserver {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: QueueKeys,
+    private readonly logger: Logger,
+    private readonly metrics: WorkerMetricsHook | undefined,
+  ) {}
+
+  /** Before a chunk or operation job runs: the first one marks and logs the operation's start. */
+  async started(job: Job, op: JobInfo): Promise<void> {
+    const key = this.keys.op(op.operationId);
+    const first = await this.redis.hsetnx(key, 'startedAt', String(Date.now()));
+    if (first !== 1) return;
+    const [totalRows, totalChunks] = await this.redis.hmget(key, 'totalRows', 'totalChunks');
+    this.logger.info(
+      {
+        operationId: op.operationId,
+        table: op.table,
+        kind: op.kind,
+        job: job.name,
+        totalRows: num(totalRows),
+        totalChunks: num(totalChunks),
+      },
+      'operation started',
+    );
+  }
+
+  completed(job: Job, op: JobInfo, out: unknown, startedMs: number): void {
+    const rows = (out as { count?: number } | null)?.count ?? 0;
+    // The parent of a chunked operation writes nothing itself: its rows were counted per chunk.
+    const writes = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
+    if (writes)
+      this.metrics?.jobCompleted({
+        table: op.table,
+        kind: op.kind,
+        job: job.name,
+        rows,
+        seconds: (performance.now() - startedMs) / 1000,
+      });
+    if (job.name === 'operation') void this.ended(op, 'completed').catch(() => {});
+  }
+
+  failed(job: Job, op: Partial<JobInfo>, code: string, transient: boolean, final: boolean): void {
+    this.metrics?.jobFailed({
+      table: op.table ?? '',
+      kind: op.kind ?? job.name,
+      job: job.name,
+      code,
+      transient: transient && !final,
+    });
+    if (final && op.operationId && code !== 'CANCELLED')
+      void this.ended(op as JobInfo, 'failed', code).catch(() => {});
+  }
+
+  /** One line per operation end, with its numbers. */
+  private async ended(op: JobInfo, state: string, code?: string): Promise<void> {
+    const key = this.keys.op(op.operationId);
+    if ((await this.redis.hsetnx(key, 'endLogged', '1')) !== 1) return;
+    const f = await this.redis.hmget(
+      key,
+      'rowsDone',
+      'chunksDone',
+      'totalRows',
+      'totalChunks',
+      'retries',
+      'createdAt',
+      'startedAt',
+    );
+    const [rowsDone, chunksDone, totalRows, totalChunks, retries, createdAt, startedAt] =
+      f.map(num);
+    const now = Date.now();
+    const ms = startedAt ? now - startedAt : undefined;
+    const line = {
+      operationId: op.operationId,
+      table: op.table,
+      kind: op.kind,
+      state,
+      ...(code ? { code } : {}),
+      rowsDone: rowsDone ?? 0,
+      totalRows,
+      chunksDone: chunksDone ?? 0,
+      totalChunks,
+      retries: retries ?? 0,
+      durationMs: ms,
+      queuedMs: createdAt && startedAt ? startedAt - createdAt : undefined,
+      rowsPerSec: ms && rowsDone ? Math.round((rowsDone * 1000) / ms) : undefined,
+    };
+    if (state === 'failed') this.logger.warn(line, 'operation failed');
+    else this.logger.info(line, 'operation completed');
+  }
+}
