@@ -128,9 +128,13 @@ export class Operation extends EventEmitter {
     const deadline =
       options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
     const events = this.ctx.events();
+    // An end event may arrive while check() is in flight: remember it, so it is not lost.
+    let ended = false;
     let wake: (() => void) | undefined;
     const onEnd = (e: OperationEndEvent) => {
-      if (e.operationId === this.id) wake?.();
+      if (e.operationId !== this.id) return;
+      ended = true;
+      wake?.();
     };
     events.on('completed', onEnd);
     events.on('failed', onEnd);
@@ -145,13 +149,16 @@ export class Operation extends EventEmitter {
             `operation ${this.id} did not finish within ${options.timeoutMs} ms`,
           );
         // Events wake us early; the poll covers a missed event.
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, Math.min(1000, Math.max(1, deadline - Date.now())));
-          wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
+        if (!ended)
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, Math.min(1000, Math.max(1, deadline - Date.now())));
+            wake = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
+        wake = undefined;
+        ended = false;
       }
     } finally {
       events.off('completed', onEnd);

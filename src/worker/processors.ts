@@ -148,7 +148,15 @@ export async function processSeal(ctx: ProcessorContext, p: SealPayload): Promis
   return { seal: true };
 }
 
-async function finish(ctx: ProcessorContext, p: OperationPayload, count: number): Promise<void> {
+/**
+ * Mark an operation completed and announce it. Called once BullMQ has stored the parent job as
+ * completed (the worker's 'completed' event), so a producer woken by the event finds the result.
+ */
+export async function finishOperation(
+  ctx: ProcessorContext,
+  p: OperationPayload,
+  count: number,
+): Promise<void> {
   await ctx.redis.hset(ctx.keys.op(p.operationId), {
     state: 'completed',
     finishedAt: String(Date.now()),
@@ -249,12 +257,10 @@ export async function processOperation(
         signals: p.options.signals !== false,
       },
     );
-    await finish(ctx, p, r.count);
     return { count: r.count };
   }
   if (p.kind === 'copyTo') {
     const r = await runCopyTo(ctx, p, job);
-    await finish(ctx, p, r.count);
     return r;
   }
   const values = (await job.getChildrenValues()) as Record<string, ChunkJobReturn | { seal: true }>;
@@ -269,7 +275,6 @@ export async function processOperation(
     chunks++;
     if (c.missing !== undefined) missing.push(...(c.missing as unknown[]));
   }
-  await finish(ctx, p, count);
   const out: OperationJobReturn = { count, chunks };
   if (p.kind === 'updateFields') out.missing = missing;
   return out;

@@ -20,6 +20,7 @@ import { JobObserver, type WorkerMetricsHook } from './observe.js';
 import {
   assertLive,
   failOperation,
+  finishOperation,
   type ProcessorContext,
   processChunk,
   processOperation,
@@ -152,6 +153,13 @@ export class BulkWorker {
     this.worker.on('error', (err) =>
       this.logger.warn({ err: redact(String(err?.message ?? err)) }, 'worker connection error'),
     );
+    this.worker.on('completed', (job, ret) => {
+      if (job.name !== 'operation') return;
+      const count = (ret as { count?: number } | undefined)?.count ?? 0;
+      void finishOperation(this.ctx, job.data as OperationPayload, count).catch((err) =>
+        this.logger.warn({ err, jobId: job.id }, 'could not record a completed operation'),
+      );
+    });
     this.worker.on('failed', (job, err) => {
       if (!job) return;
       const final =
