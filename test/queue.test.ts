@@ -306,4 +306,37 @@ describe('results', () => {
       count: 0,
     });
   });
+
+  it('a chunk over the payload limit is refused at enqueue; the operation fails, nothing written', async () => {
+    const small = new BulkProducer({ redis: REDIS_URL, queue, prefix, maxPayloadBytes: 4000 });
+    try {
+      const id = `big-${queue}`;
+      const rows = Array.from({ length: 30 }, (_, i) => ({ name: 'x'.repeat(i * 30), n: i }));
+      const err = await rejection(
+        small.bulkCreate(tdb.t('items'), rows, { batchSize: 10, operationId: id }),
+      );
+      expect(err.code).toBe('PAYLOAD_TOO_LARGE');
+      expect(err.message).toMatch(/lower batchSize/);
+      // its handle does not wait for the seal timeout: it rejects with the same error
+      expect((await rejection(small.operation(id).done())).code).toBe('PAYLOAD_TOO_LARGE');
+      const n = await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('items')}`);
+      expect(n.rows[0].n).toBeLessThanOrEqual(10); // only chunk 0 went out
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('an input that throws part way fails the operation; its handle rejects', async () => {
+    const id = `src-${queue}`;
+    async function* failing() {
+      for (let i = 0; i < 12; i++) yield { name: `s${i}`, n: i };
+      throw new Error('source broke');
+    }
+    await expect(
+      producer.bulkCreate(tdb.t('items'), failing(), { batchSize: 5, operationId: id }),
+    ).rejects.toThrow('source broke');
+    const err = await rejection(producer.operation(id).done());
+    expect(err.code).toBe('CANCELLED');
+    expect(err.message).toContain('source broke');
+  });
 });

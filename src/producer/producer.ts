@@ -9,7 +9,7 @@ import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
 import type { OnConflict } from '../core/sql/insert.js';
 import type { Where } from '../core/sql/where.js';
-import { BulkEvents } from './events.js';
+import { BulkEvents, publishEvent } from './events.js';
 import { Operation } from './operation.js';
 import type {
   ChunkKind,
@@ -401,47 +401,57 @@ export class BulkProducer {
       );
     let index = 0;
     let offset = 0;
-    for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
-      const enc = encodeRows(chunk, offset);
-      const data: ChunkPayload = {
-        v: 1,
-        kind,
-        operationId: id,
-        table,
-        chunk: { index, offset },
-        options: popts,
-        columns: enc.columns,
-        rows: enc.rows,
-      };
-      const json = JSON.stringify(data);
-      const bytes = Buffer.byteLength(json);
-      if (bytes > maxBytes) {
-        throw new BulkError(
-          'PAYLOAD_TOO_LARGE',
-          `${table}: chunk ${index} (rows ${offset}-${offset + chunk.length - 1}) is ${bytes} bytes, over the ${maxBytes}-byte limit: lower batchSize`,
-          { table, row: offset },
+    try {
+      for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
+        const enc = encodeRows(chunk, offset);
+        const data: ChunkPayload = {
+          v: 1,
+          kind,
+          operationId: id,
+          table,
+          chunk: { index, offset },
+          options: popts,
+          columns: enc.columns,
+          rows: enc.rows,
+        };
+        const json = JSON.stringify(data);
+        const bytes = Buffer.byteLength(json);
+        if (bytes > maxBytes) {
+          throw new BulkError(
+            'PAYLOAD_TOO_LARGE',
+            `${table}: chunk ${index} (rows ${offset}-${offset + chunk.length - 1}) is ${bytes} bytes, over the ${maxBytes}-byte limit: lower batchSize`,
+            { table, row: offset },
+          );
+        }
+        const fp = createHash('sha1').update(json).digest('base64');
+        const [prevFp, state] = await this.redis.hmget(opKey, `fp${index}`, 'state');
+        if (prevFp !== null && prevFp !== fp) throw conflict(`chunk ${index} differs from`);
+        if (sealed && prevFp === null) throw conflict('the input is longer than');
+        // A worker failed the operation (bad input): enqueueing more would only be skipped.
+        if (state === 'failed' || state === 'cancelled') break;
+        if (prevFp === null) {
+          await this.queue.add('chunk', data, {
+            jobId: jobIds.chunk(id, index),
+            parent: { id: jobIds.parent(id), queue: qualified },
+            failParentOnFailure: true,
+            attempts,
+            backoff: { type: 'exponential', delay: 1000 },
+            removeOnComplete: { count: 1000 },
+            removeOnFail: { age: 7 * 24 * 3600 },
+          });
+          await this.redis.hset(opKey, `fp${index}`, fp);
+        }
+        index++;
+        offset += chunk.length;
+      }
+    } catch (err) {
+      // This call was enqueueing the operation and cannot finish: fail it, so that its done()
+      // rejects instead of waiting for the seal timeout. A conflict leaves the earlier one alone.
+      if (!sealed && !(err instanceof BulkError && err.code === 'OPERATION_CONFLICT'))
+        await this.abandon(id, table, kind, err).catch((e) =>
+          this.logger.warn({ err: e, operationId: id }, 'could not mark the operation failed'),
         );
-      }
-      const fp = createHash('sha1').update(json).digest('base64');
-      const [prevFp, state] = await this.redis.hmget(opKey, `fp${index}`, 'state');
-      if (prevFp !== null && prevFp !== fp) throw conflict(`chunk ${index} differs from`);
-      if (sealed && prevFp === null) throw conflict('the input is longer than');
-      // A worker failed the operation (bad input): enqueueing more would only be skipped.
-      if (state === 'failed' || state === 'cancelled') break;
-      if (prevFp === null) {
-        await this.queue.add('chunk', data, {
-          jobId: jobIds.chunk(id, index),
-          parent: { id: jobIds.parent(id), queue: qualified },
-          failParentOnFailure: true,
-          attempts,
-          backoff: { type: 'exponential', delay: 1000 },
-          removeOnComplete: { count: 1000 },
-          removeOnFail: { age: 7 * 24 * 3600 },
-        });
-        await this.redis.hset(opKey, `fp${index}`, fp);
-      }
-      index++;
-      offset += chunk.length;
+      throw err;
     }
     if (sealed) {
       const [chunks, total] = await this.redis.hmget(opKey, 'totalChunks', 'totalRows');
@@ -463,6 +473,31 @@ export class BulkProducer {
     const sealJob = await Job.fromId(this.queue, jobIds.seal(id));
     if (sealJob && (await sealJob.getState()) === 'delayed') await sealJob.promote();
     return new Operation(this.ctx(), id);
+  }
+
+  /** Fail an operation whose enqueueing stopped (bad row, payload too large, source error). */
+  private async abandon(id: string, table: string, kind: string, err: unknown): Promise<void> {
+    const bulk =
+      err instanceof BulkError
+        ? err
+        : new BulkError(
+            'CANCELLED',
+            `operation ${id}: enqueueing stopped: ${String((err as Error)?.message ?? err)}`,
+            { table, cause: err },
+          );
+    const key = this.keys.op(id);
+    await this.redis.hsetnx(key, 'error', JSON.stringify(bulk.toJSON()));
+    await this.redis.hset(key, { state: 'failed', finishedAt: String(Date.now()) });
+    await publishEvent(this.redis, this.keys, 'failed', {
+      operationId: id,
+      table,
+      kind,
+      state: 'failed',
+      error: { code: bulk.code, message: bulk.message },
+    });
+    // The seal now fails (never sealed), failing the parent job and releasing it.
+    const sealJob = await Job.fromId(this.queue, jobIds.seal(id));
+    if (sealJob && (await sealJob.getState()) === 'delayed') await sealJob.promote();
   }
 
   private async enqueueSingle(
