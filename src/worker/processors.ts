@@ -185,6 +185,19 @@ export function exportPath(exportDir: string, path: string): string {
   return full;
 }
 
+/**
+ * NDJSON values where JSON has no exact form, as Postgres's to_json writes them: bigint as a
+ * decimal string, bytea as '\\x' hex, NaN and ±Infinity as strings. (A replacer sees a Buffer
+ * after its toJSON, so the raw value is read from the holder.)
+ */
+function ndjsonValue(this: unknown, key: string, v: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key];
+  if (typeof raw === 'bigint') return raw.toString();
+  if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
+  if (typeof raw === 'number' && !Number.isFinite(raw)) return String(raw);
+  return v;
+}
+
 async function runCopyTo(
   ctx: ProcessorContext,
   p: OperationPayload,
@@ -209,7 +222,7 @@ async function runCopyTo(
         (async function* () {
           for await (const r of rows) {
             count++;
-            yield `${JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))}\n`;
+            yield `${JSON.stringify(r, ndjsonValue)}\n`;
           }
         })(),
       );
