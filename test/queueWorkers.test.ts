@@ -10,6 +10,7 @@ import {
   obliterate,
   queueName,
   REDIS_URL,
+  rejection,
   runPrefix,
   startWorker,
   stopWorker,
@@ -173,5 +174,49 @@ describe('workers', () => {
     const all = await chunkJobs(op.id, n / 5);
     expect(all.every((j) => j.stalledCounter === 0)).toBe(true);
     expect(await stopWorker(b)).toBe(0);
+  });
+
+  it('a second SIGTERM exits at once; the chunks it held replay exactly once elsewhere', async () => {
+    const n = 120;
+    const a = await startWorker({ tables: [tdb.t('items')], queue, prefix, lockDurationMs: 2000 });
+    const lock = await lockTable(tdb.pool, tdb.t('items'));
+    const op = await producer.bulkCreate(tdb.t('items'), rows(n), { batchSize: 6 });
+    await until('chunks in flight', async () => (await lock.waiting()) >= 4);
+    a.child.kill('SIGTERM');
+    await a.waitForLog(/stopping: finishing in-flight chunks/);
+    a.child.kill('SIGTERM');
+    expect((await a.exited).code).toBe(130);
+    await lock.release();
+    const b = await startWorker({ tables: [tdb.t('items')], queue, prefix, lockDurationMs: 2000 });
+    expect(await op.done()).toEqual({ count: n });
+    await expectExactlyOnce(n);
+    expect(await ledgerRows(op.id)).toBe(n / 6);
+    expect(await stopWorker(b)).toBe(0);
+  });
+
+  it('cancel: chunks not started are dropped, done() rejects CANCELLED, the worker goes on', async () => {
+    const a = await startWorker({ tables: [tdb.t('items')], queue, prefix, concurrency: 2 });
+    const lock = await lockTable(tdb.pool, tdb.t('items'));
+    const op = await producer.bulkCreate(tdb.t('items'), rows(100), { batchSize: 5 });
+    await until('chunks in flight', async () => (await lock.waiting()) >= 2);
+    await op.cancel();
+    await lock.release();
+    expect((await rejection(op.done())).code).toBe('CANCELLED');
+    expect((await op.status()).state).toBe('cancelled');
+    // at most the chunks already in flight committed, each whole
+    const written = (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('items')}`))
+      .rows[0].n;
+    expect(written % 5).toBe(0);
+    expect(written).toBeLessThanOrEqual(10);
+    await until(
+      'nothing left to run',
+      async () => (await q.getWaitingCount()) === 0 && (await q.getActiveCount()) === 0,
+    );
+    const after = await producer.bulkCreate(
+      tdb.t('items'),
+      rows(10).map((r, i) => ({ ...r, n: 1000 + i })),
+    );
+    expect(await after.done()).toEqual({ count: 10 });
+    expect(await stopWorker(a)).toBe(0);
   });
 });
