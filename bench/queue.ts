@@ -1,0 +1,197 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { Queue } from 'bullmq';
+import pg from 'pg';
+import { type BulkClient, BulkProducer, silentLogger } from '../src/index.js';
+import { type BenchRow, TABLE_DDL } from './data.js';
+import type { CaseResult } from './stats.js';
+
+const CLI = new URL('../src/cli/main.ts', import.meta.url).pathname;
+
+/** A `bulkmodel worker` child process; resolves once it consumes jobs. */
+export async function startWorker(
+  url: string,
+  table: string,
+  queue: string,
+  concurrency = 2,
+): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      CLI,
+      'worker',
+      '--tables',
+      table,
+      '--queue',
+      queue,
+      '--concurrency',
+      String(concurrency),
+    ],
+    {
+      env: { ...process.env, DATABASE_URL: url },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  child.stderr!.setEncoding('utf8');
+  await new Promise<void>((resolve, reject) => {
+    let buf = '';
+    const onData = (d: string) => {
+      buf += d;
+      if (buf.includes('worker started')) {
+        child.stderr!.off('data', onData);
+        child.stderr!.resume();
+        resolve();
+      }
+    };
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${buf}`)));
+  });
+  return child;
+}
+
+export async function stopWorker(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+}
+
+/** Peak RSS of a live process, from /proc. */
+export function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : Number.NaN;
+}
+
+/**
+ * Through the queue, against the same operation in direct mode: drain (chunks already enqueued,
+ * until the last commit) and end to end (from the producer's call until op.done()).
+ */
+export class QueueBench {
+  constructor(
+    private readonly url: string,
+    private readonly table: string,
+    private readonly rows: BenchRow[],
+    private readonly reps: number,
+    private readonly reset: () => Promise<void>,
+    private readonly verify: () => Promise<void>,
+  ) {}
+
+  async run(direct: BulkClient): Promise<CaseResult[]> {
+    const queueName = `bench-${process.pid}`;
+    const group =
+      'queue: bulkCreate with 1 worker process (concurrency 2), producer in this process';
+    const worker = await startWorker(this.url, this.table, queueName);
+    const producer = new BulkProducer({ queue: queueName, logger: silentLogger });
+    const queue = new Queue(queueName, { connection: { host: '127.0.0.1', port: 6379 } });
+    const n = this.rows.length;
+    const secs = { direct: [] as number[], drain: [] as number[], e2e: [] as number[] };
+    try {
+      for (let rep = 0; rep < this.reps; rep++) {
+        await this.reset();
+        let t0 = performance.now();
+        await direct.model(this.table).bulkCreate(this.rows);
+        secs.direct.push((performance.now() - t0) / 1000);
+        await this.verify();
+
+        await this.reset();
+        await queue.pause();
+        const op = await producer.bulkCreate(this.table, this.rows);
+        t0 = performance.now();
+        await queue.resume();
+        await op.done();
+        secs.drain.push((performance.now() - t0) / 1000);
+        await this.verify();
+
+        await this.reset();
+        t0 = performance.now();
+        await (await producer.bulkCreate(this.table, this.rows)).done();
+        secs.e2e.push((performance.now() - t0) / 1000);
+        await this.verify();
+        process.stderr.write(
+          `  rep ${rep + 1} queue: direct ${Math.round(n / secs.direct.at(-1)!)} / drain ${Math.round(n / secs.drain.at(-1)!)} / e2e ${Math.round(n / secs.e2e.at(-1)!)} rows/s\n`,
+        );
+      }
+    } finally {
+      await producer.close();
+      await queue.obliterate({ force: true }).catch(() => {});
+      await queue.close();
+      await stopWorker(worker);
+    }
+    const base = 'direct mode bulkCreate, 1 connection';
+    return [
+      { group, name: base, rows: n, secs: secs.direct },
+      {
+        group,
+        name: 'queue drain (enqueued before timing)',
+        rows: n,
+        secs: secs.drain,
+        baseline: base,
+      },
+      {
+        group,
+        name: 'queue end to end (producer call to op.done())',
+        rows: n,
+        secs: secs.e2e,
+        baseline: base,
+      },
+    ];
+  }
+}
+
+/**
+ * Peak RSS of a producer streaming `n` rows from an async iterable into the queue (a child
+ * process, bench/memProducer.ts) and of the worker draining them.
+ */
+export async function memoryRun(
+  url: string,
+  n: number,
+): Promise<{ rows: number; producerMb: number; workerMb: number; secs: number }> {
+  const table = 'bulkmodel_bench.memory';
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  await pool.query(TABLE_DDL(table));
+  const queueName = `bench-mem-${process.pid}`;
+  const worker = await startWorker(url, table, queueName);
+  try {
+    const t0 = performance.now();
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        new URL('./memProducer.ts', import.meta.url).pathname,
+        table,
+        queueName,
+        String(n),
+      ],
+      {
+        env: { ...process.env, DATABASE_URL: url },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    const [code] = await once(child, 'exit');
+    if (code !== 0) throw new Error(`memory producer exited with ${code}`);
+    const report = JSON.parse(out.trim().split('\n').at(-1)!) as { count: number; peakMb: number };
+    const got = await pool.query(`SELECT count(*)::int AS n FROM ${table}`);
+    if (report.count !== n || got.rows[0].n !== n)
+      throw new Error(`memory run wrote ${got.rows[0].n} rows, expected ${n}`);
+    return {
+      rows: n,
+      producerMb: report.peakMb,
+      workerMb: peakRssMb(worker.pid!),
+      secs: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    await stopWorker(worker);
+    await pool.query(`DROP TABLE IF EXISTS ${table}`);
+    await pool.end();
+    const q = new Queue(queueName, { connection: { host: '127.0.0.1', port: 6379 } });
+    await q.obliterate({ force: true }).catch(() => {});
+    await q.close();
+  }
+}
