@@ -1,5 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import pg from 'pg';
@@ -8,6 +6,7 @@ import type { Row } from '../core/signals.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
 import { int, parse, str } from './args.js';
+import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
 import { checkServices } from './services.js';
 
@@ -132,29 +131,18 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.stderr.write(
     `bulkmodel demo: ${rows.toLocaleString('en-US')} rows into ${TABLE} with ${workers} worker processes\n`,
   );
-  const children: ChildProcess[] = [];
   const env = { ...process.env, DATABASE_URL: services.database, REDIS_URL: services.redis };
-  for (let i = 0; i < workers; i++) {
-    const child = spawn(
-      process.execPath,
-      [process.argv[1]!, 'worker', '--tables', TABLE, '--queue', queue, '--export-dir', exportDir],
-      {
-        env,
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (d: string) => {
-      if (process.env.BULKMODEL_DEBUG) process.stderr.write(d);
-    });
-    children.push(child);
-  }
+  const local = new LocalWorkers(
+    workers,
+    ['--tables', TABLE, '--queue', queue, '--export-dir', exportDir],
+    env,
+  );
   const producer = new BulkProducer({ redis: services.redis, queue, logger: silentLogger });
   try {
     const t0 = Date.now();
     const load = await producer.bulkCreate(TABLE, demoRows(rows), { batchSize });
     const enqueueSecs = (Date.now() - t0) / 1000;
-    const loaded = await follow(load, 'load       ', rows, t0, queue);
+    const loaded = await local.race(follow(load, 'load       ', rows, t0, queue));
     const loadStatus = await load.status();
 
     const updates = Math.ceil(rows / 10);
@@ -163,11 +151,11 @@ export async function runDemo(argv: string[]): Promise<number> {
       batchSize,
       fields: ['value', 'name'],
     });
-    const updated = await follow(upd, 'update     ', updates, t1, queue);
+    const updated = await local.race(follow(upd, 'update     ', updates, t1, queue));
 
     const t2 = Date.now();
     const exp = await producer.copyTo(TABLE, { path: 'items.csv', format: 'csv' });
-    const exported = await follow(exp, 'export     ', rows, t2, queue);
+    const exported = await local.race(follow(exp, 'export     ', rows, t2, queue));
 
     const check = await admin.query(
       `SELECT count(*)::int AS n, count(*) FILTER (WHERE value < 0)::int AS updated FROM ${TABLE}`,
@@ -198,7 +186,6 @@ export async function runDemo(argv: string[]): Promise<number> {
   } finally {
     await producer.close();
     await admin.end();
-    for (const c of children) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : undefined)));
+    await local.stop();
   }
 }
