@@ -11,6 +11,7 @@ Usage: bulkmodel <command> [options]
 
 Commands:
   worker     run a worker that writes queued chunks into Postgres
+  dashboard  serve the operations page, bull-board and /metrics (basic auth or loopback only)
   demo       create a demo table, load rows through the queue, update, export
   status     show recent operations (or one: status <operation id>)
   help       show this help (also: bulkmodel <command> --help)

@@ -2,6 +2,7 @@
 import { BulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
 import { EXIT, USAGE } from './args.js';
+import { runDashboard } from './dashboard.js';
 import { runDemo } from './demo.js';
 import { runStatus } from './status.js';
 import { runWorker } from './worker.js';
@@ -12,6 +13,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'worker':
         return await runWorker(rest);
+      case 'dashboard':
+        return await runDashboard(rest);
       case 'demo':
         return await runDemo(rest);
       case 'status':
@@ -44,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    // The worker command keeps running until a signal; every other command ends here.
+    // The worker and dashboard commands keep running until a signal; every other command ends here.
     if (code !== -1) process.exit(code);
   },
   (err) => {

@@ -32,8 +32,13 @@ export async function checkServices(
   redis: string | undefined,
 ): Promise<{ database: string; redis: string }> {
   const dbUrl = database ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
-  const redisUrl = redis ?? process.env.REDIS_URL ?? DEFAULT_REDIS_URL;
   await checkPostgres(dbUrl);
+  return { database: dbUrl, redis: await checkRedis(redis) };
+}
+
+/** Check that Redis answers within a few seconds; returns its URL. */
+export async function checkRedis(redis: string | undefined): Promise<string> {
+  const redisUrl = redis ?? process.env.REDIS_URL ?? DEFAULT_REDIS_URL;
   const r = new Redis(redisUrl, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
@@ -49,5 +54,5 @@ export async function checkServices(
   } finally {
     r.disconnect();
   }
-  return { database: dbUrl, redis: redisUrl };
+  return redisUrl;
 }

@@ -1,6 +1,13 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
 import { BulkError } from '../core/errors.js';
+import { startWorkerHttp } from '../worker/http.js';
+import { createWorkerMetrics } from '../worker/metrics.js';
+import { registerQueueMetrics } from '../worker/queueMetrics.js';
 import { BulkWorker } from '../worker/worker.js';
 import { int, parse, str } from './args.js';
+import { createCliLogger } from './logger.js';
 import { checkServices } from './services.js';
 
 const USAGE = `bulkmodel worker — write queued chunks into Postgres
@@ -18,6 +25,11 @@ Options:
   --redis <url>         Redis URL (env REDIS_URL, default redis://127.0.0.1:6379)
   --export-dir <dir>    where copyTo jobs may write files (default: current directory)
   --close-timeout <ms>  on SIGTERM, wait this long for in-flight chunks (default 30000)
+  --metrics-port <n>    serve Prometheus /metrics and /health (200 when Redis and Postgres
+                        answer, else 503) on this port
+  --metrics-host <addr> address for --metrics-port (default 127.0.0.1; 0.0.0.0 in containers)
+
+Logs: JSON lines on stderr (pretty on a terminal), passwords redacted; LOG_LEVEL sets the level.
 
 SIGTERM or SIGINT stops taking jobs and finishes in-flight chunks; a second signal exits at
 once (those chunks are replayed by another worker, exactly once, through the chunk ledger).
@@ -42,6 +54,8 @@ export async function runWorker(argv: string[]): Promise<number> {
         redis: { type: 'string' },
         'export-dir': { type: 'string' },
         'close-timeout': { type: 'string' },
+        'metrics-port': { type: 'string' },
+        'metrics-host': { type: 'string' },
       },
     },
     argv,
@@ -56,8 +70,13 @@ export async function runWorker(argv: string[]): Promise<number> {
       'INVALID_OPTION',
       '--tables is required: the tables this worker may write (see bulkmodel worker --help)',
     );
+  const metricsPort = str(p, 'metrics-port') ? int(p, 'metrics-port', 0, 0) : undefined;
   const services = await checkServices(str(p, 'database'), str(p, 'redis'));
+  const registry = new Registry();
+  const logger = createCliLogger();
   const worker = new BulkWorker({
+    logger,
+    ...(metricsPort !== undefined ? { metrics: createWorkerMetrics(registry) } : {}),
     redis: services.redis,
     database: services.database,
     tables,
@@ -70,6 +89,28 @@ export async function runWorker(argv: string[]): Promise<number> {
     ...(str(p, 'export-dir') ? { exportDir: str(p, 'export-dir') } : {}),
   });
   await worker.waitUntilReady();
+  if (metricsPort !== undefined) {
+    const queue = new Queue(worker.keys.queue, {
+      connection: { url: services.redis, maxRetriesPerRequest: 1, enableOfflineQueue: false },
+      prefix: worker.keys.prefix,
+    });
+    queue.on('error', () => {});
+    // Its own connection, failing fast while Redis is away (the health check must not queue).
+    const ping = new Redis(services.redis, { maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    ping.on('error', () => {});
+    registerQueueMetrics(registry, queue);
+    const server = await startWorkerHttp({
+      port: metricsPort,
+      host: str(p, 'metrics-host') ?? '127.0.0.1',
+      registry,
+      checks: {
+        redis: () => ping.ping(),
+        postgres: () => worker.db.ensureConnected({ timeoutMs: 2000 }),
+      },
+    });
+    const addr = server.address() as { port: number };
+    logger.info({ port: addr.port }, 'metrics and health listening');
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

@@ -1,0 +1,34 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import type { Queue } from 'bullmq';
+import type { Router } from 'express';
+import { summarizeJobData, summarizeReturnValue } from './summary.js';
+
+/**
+ * bull-board for bulkmodel's queue, to mount at `basePath`: operations and their chunk jobs show
+ * as flow trees; job data and return values as summaries. Read-only unless actions are allowed
+ * (then retries too; which actions pass is decided by `boardActions` in front of it).
+ */
+export function boardRouter(queue: Queue, basePath: string, allowActions: boolean): Router {
+  const adapter = new BullMQAdapter(queue, {
+    readOnlyMode: !allowActions,
+    allowRetries: allowActions,
+    description: 'bulkmodel operations (parent jobs) and their chunks',
+  });
+  adapter.setFormatter('data', summarizeJobData);
+  adapter.setFormatter('returnValue', summarizeReturnValue);
+  const server = new ExpressAdapter();
+  server.setBasePath(basePath);
+  createBullBoard({
+    queues: [adapter],
+    serverAdapter: server,
+    options: {
+      uiConfig: {
+        boardTitle: 'bulkmodel',
+        miscLinks: [{ text: 'Operations', url: '/' }],
+      },
+    },
+  });
+  return server.getRouter() as Router;
+}

@@ -1,0 +1,149 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Queue } from 'bullmq';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { defaultLogger, type Logger, redact } from '../../core/logger.js';
+import { connect, QueueKeys, type RedisInput } from '../../producer/redis.js';
+import { registerQueueMetrics } from '../queueMetrics.js';
+import { assertSafeBinding, basicAuth, type Credentials, loopbackHostOnly } from './access.js';
+import { boardRouter } from './board.js';
+import { boardActions, sameOriginOnly } from './csrf.js';
+import { readOperations } from './operations.js';
+import { OPERATIONS_HTML, OPERATIONS_JS } from './page.js';
+import { RateTracker } from './rates.js';
+import { readSignals } from './signals.js';
+
+export interface DashboardOptions {
+  /** Redis URL, ioredis options or instance. Default: REDIS_URL, else redis://127.0.0.1:6379. */
+  redis?: RedisInput;
+  /** Queue name. Default BULKMODEL_QUEUE, else 'bulkmodel'. */
+  queue?: string;
+  /** BullMQ key prefix. Default 'bull'. */
+  prefix?: string;
+  /** Address to listen on. Default 127.0.0.1; any other needs `credentials`. */
+  host?: string;
+  /** Port; 0 picks a free one. Default 3000. */
+  port?: number;
+  /** Basic-auth user and password for every page, API and /metrics. */
+  credentials?: Credentials;
+  /** Allow retry and clean in bull-board. Default false (read-only). */
+  allowActions?: boolean;
+  /** Operations listed (most recent first). Default 200. */
+  operationsLimit?: number;
+  logger?: Logger;
+}
+
+export interface Dashboard {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Headers for our own pages: no framing, no inline script, nothing sniffed. */
+function pageHeaders(res: Response): void {
+  res.set({
+    'Content-Security-Policy':
+      "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'no-referrer',
+    'Cache-Control': 'no-store',
+  });
+}
+
+/**
+ * Serve the dashboard: the Operations page at `/` (and its JSON at /api/operations), bull-board
+ * at /queues, Prometheus metrics at /metrics. Refuses a non-loopback host without credentials.
+ */
+export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboard> {
+  const host = o.host ?? '127.0.0.1';
+  assertSafeBinding(host, o.credentials);
+  const logger = o.logger ?? defaultLogger;
+  const allowActions = o.allowActions === true;
+  const { redis, owned } = connect(o.redis);
+  const name = o.queue ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
+  const keys = new QueueKeys(o.prefix ?? 'bull', name);
+  const queue = new Queue(name, { connection: redis, prefix: keys.prefix });
+  queue.on('error', (err) =>
+    logger.warn({ err: redact(String(err?.message ?? err)) }, 'redis error'),
+  );
+  const rates = new RateTracker();
+  const limit = o.operationsLimit ?? 200;
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  registerQueueMetrics(registry, queue);
+  new Gauge({
+    name: 'bulkmodel_operations',
+    help: `Operations by state (the ${limit} most recent)`,
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const ops = await readOperations(redis, keys, queue, rates, limit);
+      const by = new Map<string, number>();
+      for (const op of ops) by.set(op.state, (by.get(op.state) ?? 0) + 1);
+      for (const [state, n] of by) this.set({ queue: name, state }, n);
+    },
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(o.credentials ? basicAuth(o.credentials) : loopbackHostOnly);
+  app.use(sameOriginOnly);
+  app.get('/', (_req, res) => {
+    pageHeaders(res);
+    res.type('html').send(OPERATIONS_HTML);
+  });
+  app.get('/operations.js', (_req, res) => {
+    pageHeaders(res);
+    res.type('application/javascript').send(OPERATIONS_JS);
+  });
+  app.get('/api/operations', async (_req, res) => {
+    const [operations, signals] = await Promise.all([
+      readOperations(redis, keys, queue, rates, limit),
+      readSignals(redis, keys),
+    ]);
+    res.set('Cache-Control', 'no-store');
+    res.json({ queue: name, time: Date.now(), operations, signals });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(registry.contentType).send(await registry.metrics());
+  });
+  app.use('/queues', boardActions(allowActions), boardRouter(queue, '/queues', allowActions));
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    logger.warn(
+      { err: redact(String((err as Error)?.message ?? err)) },
+      'dashboard request failed',
+    );
+    if (!res.headersSent) res.status(500).json({ error: 'internal error (see the dashboard log)' });
+  });
+
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(o.port ?? 3000, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+    s.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  const url = `http://${shown}:${port}/`;
+  logger.info(
+    { url, queue: name, auth: o.credentials ? 'basic' : 'none (loopback only)', allowActions },
+    'bulkmodel dashboard listening',
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((r) => {
+          server.close(() => r());
+          server.closeAllConnections();
+        });
+        await queue.close();
+        if (owned) await redis.quit().catch(() => redis.disconnect());
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/** What the board shows of a job's data and return value: a summary, never the rows. */
+
+function bytesOf(v: unknown): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(v) ?? '');
+  } catch {
+    return 0;
+  }
+}
+
+/** A chunk's data becomes { table, kind, chunk, rows: n, columns, bytes }; other jobs stay whole. */
+export function summarizeJobData(data: unknown): unknown {
+  if (data === null || typeof data !== 'object') return data;
+  const d = data as Record<string, unknown>;
+  if (!Array.isArray(d.rows)) return data;
+  const { rows, columns, ...rest } = d;
+  return {
+    ...rest,
+    rows: rows.length,
+    columns,
+    bytes: bytesOf(data),
+  };
+}
+
+/** Returned rows (returning) and missing keys (updateFields) are counted, not listed. */
+export function summarizeReturnValue(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  const v = { ...(value as Record<string, unknown>) };
+  let changed = false;
+  if (Array.isArray(v.rows)) {
+    v.returnedRows = v.rows.length;
+    delete v.rows;
+    changed = true;
+  }
+  if (v.missing !== undefined) {
+    const m = v.missing as { v?: unknown[] } | unknown[];
+    v.missingKeys = Array.isArray(m) ? m.length : Array.isArray(m?.v) ? m.v.length : undefined;
+    delete v.missing;
+    changed = true;
+  }
+  if (changed) v.bytes = bytesOf(value);
+  return changed ? v : value;
+}
