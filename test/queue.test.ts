@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Job, Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type BulkClient, BulkProducer, type Row } from '../src/index.js';
 import { HOSTILE_TEXT, type TestDb, testDb } from './helpers.js';
@@ -343,5 +344,39 @@ describe('results', () => {
     const err = await rejection(producer.operation(id).done());
     expect(err.code).toBe('CANCELLED');
     expect(err.message).toContain('source broke');
+  });
+
+  it('done() of an operation whose jobs were removed since still resolves from its counters', async () => {
+    const op = await producer.bulkCreate(tdb.t('items'), [{ name: 'a' }, { name: 'b' }]);
+    expect(await op.done()).toEqual({ count: 2 });
+    const q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+    try {
+      await (await Job.fromId(q, op.id))!.remove();
+    } finally {
+      await q.close();
+    }
+    expect(await producer.operation(op.id).done()).toEqual({ count: 2 });
+  });
+
+  it('updateFields through the queue reports the keys that matched no row', async () => {
+    await (await producer.bulkCreate(tdb.t('items'), [{ name: 'a' }, { name: 'b' }])).done();
+    const op = await producer.updateFields(
+      tdb.t('items'),
+      [
+        { id: 1, n: 10 },
+        { id: 99, n: 1 },
+        { id: 2, n: 20 },
+        { id: 98, n: 1 },
+      ],
+      { fields: ['n'], batchSize: 1 },
+    );
+    const res = await op.done();
+    expect(res.count).toBe(2);
+    expect(res.missing!.map((m) => Number(m.id)).sort()).toEqual([98, 99]);
+    const back = await tdb.pool.query(`SELECT id, n FROM ${tdb.t('items')} ORDER BY id`);
+    expect(back.rows).toEqual([
+      { id: '1', n: 10 },
+      { id: '2', n: 20 },
+    ]);
   });
 });

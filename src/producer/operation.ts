@@ -178,6 +178,8 @@ export class Operation extends EventEmitter {
           'INVALID_OPTION',
           `no operation ${this.id} on queue ${this.ctx.keys.queue}`,
         );
+      // Completed long ago and its job removed (removeOnComplete): the counters still tell.
+      if (h[0] === 'completed') return this.fromCounters();
       return undefined;
     }
     if (state !== 'completed' && state !== 'failed') return undefined;
@@ -195,6 +197,21 @@ export class Operation extends EventEmitter {
     const data = job.data as { options?: { returning?: unknown } };
     if (data.options?.returning) out.rows = await this.gatherRows(job);
     return out;
+  }
+
+  private async fromCounters(): Promise<OperationResult> {
+    const [rowsDone, identity] = await this.ctx.redis.hmget(
+      this.ctx.keys.op(this.id),
+      'rowsDone',
+      'identity',
+    );
+    const returning = identity ? JSON.parse(identity).options?.returning : undefined;
+    if (returning)
+      throw new BulkError(
+        'INVALID_OPTION',
+        `operation ${this.id} completed, but its returned rows were removed from the queue`,
+      );
+    return { count: Number(rowsDone ?? 0) };
   }
 
   private errorOf(
