@@ -379,4 +379,26 @@ describe('results', () => {
       { id: '2', n: 20 },
     ]);
   });
+
+  it('two producers enqueueing the same operationId at once write its rows once', async () => {
+    const other = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+    try {
+      const rows = Array.from({ length: 50 }, (_, i) => ({ name: `c${i}`, n: i }));
+      const opts = { batchSize: 4, operationId: `race-${queue}`, returning: ['n'] };
+      const [a, b] = await Promise.all([
+        producer.bulkCreate(tdb.t('items'), rows, opts),
+        other.bulkCreate(tdb.t('items'), rows, opts),
+      ]);
+      const [ra, rb] = await Promise.all([a.done(), b.done()]);
+      expect(ra.count).toBe(50);
+      expect(rb).toEqual(ra);
+      expect(ra.rows!.map((r) => r.n)).toEqual(rows.map((r) => r.n));
+      const back = await tdb.pool.query(
+        `SELECT count(*)::int AS n, count(DISTINCT n)::int AS d FROM ${tdb.t('items')}`,
+      );
+      expect(back.rows[0]).toEqual({ n: 50, d: 50 });
+    } finally {
+      await other.close();
+    }
+  });
 });

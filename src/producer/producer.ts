@@ -470,9 +470,19 @@ export class BulkProducer {
       1,
       opKey,
     );
-    const sealJob = await Job.fromId(this.queue, jobIds.seal(id));
-    if (sealJob && (await sealJob.getState()) === 'delayed') await sealJob.promote();
+    await this.promoteSeal(id);
     return new Operation(this.ctx(), id);
+  }
+
+  /** Let the seal run now (once enqueueing ended). Another producer may have promoted it already. */
+  private async promoteSeal(id: string): Promise<void> {
+    const sealJob = await Job.fromId(this.queue, jobIds.seal(id));
+    if (!sealJob || (await sealJob.getState()) !== 'delayed') return;
+    try {
+      await sealJob.promote();
+    } catch (err) {
+      if ((await sealJob.getState()) === 'delayed') throw err;
+    }
   }
 
   /** Fail an operation whose enqueueing stopped (bad row, payload too large, source error). */
@@ -496,8 +506,7 @@ export class BulkProducer {
       error: { code: bulk.code, message: bulk.message },
     });
     // The seal now fails (never sealed), failing the parent job and releasing it.
-    const sealJob = await Job.fromId(this.queue, jobIds.seal(id));
-    if (sealJob && (await sealJob.getState()) === 'delayed') await sealJob.promote();
+    await this.promoteSeal(id);
   }
 
   private async enqueueSingle(
