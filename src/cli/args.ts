@@ -13,11 +13,20 @@ Commands:
   worker     run a worker that writes queued chunks into Postgres
   dashboard  serve the operations page, bull-board and /metrics (basic auth or loopback only)
   demo       create a demo table, load rows through the queue, update, export
+  load       load a CSV or NDJSON file into a table through the queue, with progress
+  export     write a table to a CSV or NDJSON file (directly from Postgres), with progress
   status     show recent operations (or one: status <operation id>)
   help       show this help (also: bulkmodel <command> --help)
 
 Environment: DATABASE_URL, REDIS_URL, BULKMODEL_QUEUE, BULKMODEL_TABLES.
 Exit codes: 0 ok, 1 operation failed, 2 bad usage, 3 Postgres or Redis unreachable.
+
+Examples:
+  bulkmodel demo --rows 20000
+  bulkmodel worker --tables items
+  bulkmodel load items items.csv --workers 2
+  bulkmodel export items items.ndjson --where '{"flag":true}'
+  bulkmodel status
 `;
 
 export interface CommandSpec {

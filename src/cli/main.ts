@@ -4,6 +4,8 @@ import { redact } from '../core/logger.js';
 import { EXIT, USAGE } from './args.js';
 import { runDashboard } from './dashboard.js';
 import { runDemo } from './demo.js';
+import { runExport } from './export.js';
+import { runLoad } from './load.js';
 import { runStatus } from './status.js';
 import { runWorker } from './worker.js';
 
@@ -19,6 +21,10 @@ export async function main(argv: string[]): Promise<number> {
         return await runDemo(rest);
       case 'status':
         return await runStatus(rest);
+      case 'load':
+        return await runLoad(rest);
+      case 'export':
+        return await runExport(rest);
       case undefined:
       case 'help':
       case '--help':

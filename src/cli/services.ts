@@ -6,7 +6,8 @@ import { DEFAULT_DATABASE_URL, unreachable } from './args.js';
 /** Postgres answers but cannot take us yet: too many clients (53300), starting up (57P03). */
 const BUSY = new Set(['53300', '57P03']);
 
-async function checkPostgres(url: string, busyForMs = 15_000): Promise<void> {
+/** Check that Postgres answers (waiting out a busy server); throw a message saying how to start it. */
+export async function checkPostgres(url: string, busyForMs = 15_000): Promise<void> {
   const deadline = Date.now() + busyForMs;
   for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });

@@ -1,0 +1,160 @@
+import { createReadStream } from 'node:fs';
+import { extname } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import { parse as csvParser } from 'csv-parse';
+import { BulkError } from '../core/errors.js';
+import { type ColumnMeta, columnOf, type TableMeta } from '../core/meta.js';
+import type { Row } from '../core/signals.js';
+import { fromCsvField, fromJsonField } from './fileValues.js';
+
+export type FileFormat = 'csv' | 'ndjson';
+
+/** The format named by --format, else by the file's extension (.csv; .ndjson or .jsonl). */
+export function fileFormat(path: string, flag: string | undefined): FileFormat {
+  const f = (flag ?? extname(path).slice(1)).toLowerCase();
+  if (f === 'csv') return 'csv';
+  if (f === 'ndjson' || f === 'jsonl') return 'ndjson';
+  throw new BulkError(
+    'INVALID_OPTION',
+    flag === undefined
+      ? `cannot tell the format of ${path} from its extension: name it .csv, .ndjson or .jsonl, or pass --format csv|ndjson`
+      : `--format must be csv or ndjson, got ${JSON.stringify(flag)}`,
+  );
+}
+
+/** How far the reading got: bytes of the file and rows handed on. */
+export interface ReadProgress {
+  bytes: number;
+  rows: number;
+}
+
+/** Lines split on \n only (a JSON string may hold U+2028 or a raw \r), decoded as UTF-8 across chunks. */
+export async function* lines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  for await (const chunk of chunks) {
+    const text = rest + decoder.write(chunk);
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      yield text.slice(start, nl);
+      start = nl + 1;
+    }
+    rest = text.slice(start);
+  }
+  rest += decoder.end();
+  if (rest.length > 0) yield rest;
+}
+
+function counted(path: string, progress: ReadProgress): AsyncIterable<Buffer> {
+  const stream = createReadStream(path);
+  stream.on('data', (b) => {
+    progress.bytes += b.length;
+  });
+  return stream as AsyncIterable<Buffer>;
+}
+
+function header(meta: TableMeta, names: string[], path: string): ColumnMeta[] {
+  if (names.length === 0 || names.some((n) => n === ''))
+    throw new BulkError('INVALID_ROW', `${path}: the header row must name every column`, {
+      table: meta.displayName,
+    });
+  if (new Set(names).size !== names.length)
+    throw new BulkError('INVALID_ROW', `${path}: the header row names a column twice`, {
+      table: meta.displayName,
+    });
+  return names.map((n) => columnOf(meta, n));
+}
+
+/**
+ * Rows of a CSV file as Postgres's COPY CSV writes it: a header row of column names; an unquoted
+ * empty field is NULL, a quoted one ("") the empty string. Streamed: memory holds one record.
+ */
+async function* csvRows(
+  path: string,
+  meta: TableMeta,
+  progress: ReadProgress,
+): AsyncGenerator<Row> {
+  const parser = csvParser({
+    bom: true,
+    relax_column_count: false,
+    record_delimiter: ['\r\n', '\n'],
+    cast: (value, ctx) => (value === '' && !ctx.quoting ? null : value) as string,
+  });
+  const source = createReadStream(path);
+  source.on('data', (b) => {
+    progress.bytes += b.length;
+  });
+  source.on('error', (err) => parser.destroy(err));
+  source.pipe(parser);
+  let cols: ColumnMeta[] | undefined;
+  let line = 1;
+  try {
+    for await (const record of parser as AsyncIterable<(string | null)[]>) {
+      if (!cols) {
+        cols = header(
+          meta,
+          record.map((n) => n ?? ''),
+          path,
+        );
+        continue;
+      }
+      line = (parser.info as { lines: number }).lines;
+      const row: Row = {};
+      for (let j = 0; j < cols.length; j++) {
+        const col = cols[j]!;
+        row[col.name] = fromCsvField(col, record[j] ?? null, `${path} line ${line}`);
+      }
+      progress.rows++;
+      yield row;
+    }
+  } catch (err) {
+    if (err instanceof BulkError) throw err;
+    throw new BulkError('INVALID_ROW', `${path}: ${(err as Error).message}`, {
+      table: meta.displayName,
+      cause: err,
+    });
+  } finally {
+    source.destroy();
+  }
+  if (!cols) throw new BulkError('INVALID_ROW', `${path}: empty file, expected a header row`);
+}
+
+/** Rows of an NDJSON file: one JSON object per line (blank lines skipped), values as they are. */
+async function* ndjsonRows(
+  path: string,
+  meta: TableMeta,
+  progress: ReadProgress,
+): AsyncGenerator<Row> {
+  let n = 0;
+  for await (const text of lines(counted(path, progress))) {
+    n++;
+    if (text.trim() === '') continue;
+    const where = `${path} line ${n}`;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (err) {
+      throw new BulkError('INVALID_ROW', `${where}: not valid JSON (${(err as Error).message})`, {
+        table: meta.displayName,
+      });
+    }
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
+      throw new BulkError('INVALID_ROW', `${where}: expected a JSON object per line`, {
+        table: meta.displayName,
+      });
+    const row: Row = {};
+    for (const [k, v] of Object.entries(obj)) row[k] = fromJsonField(columnOf(meta, k), v, where);
+    progress.rows++;
+    yield row;
+  }
+}
+
+/** The rows of a CSV or NDJSON file, streamed, with values shaped for the table's columns. */
+export function readRows(
+  path: string,
+  format: FileFormat,
+  meta: TableMeta,
+  progress: ReadProgress,
+): AsyncGenerator<Row> {
+  return format === 'csv' ? csvRows(path, meta, progress) : ndjsonRows(path, meta, progress);
+}

@@ -1,0 +1,269 @@
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { BulkClient } from '../core/client.js';
+import { BulkError } from '../core/errors.js';
+import { silentLogger } from '../core/logger.js';
+import { columnOf } from '../core/meta.js';
+import type { OnConflict } from '../core/sql/insert.js';
+import type { Operation, OperationResult } from '../producer/operation.js';
+import {
+  BulkProducer,
+  type QueueInsertOptions,
+  type QueueUpdateFieldsOptions,
+} from '../producer/producer.js';
+import { EXIT, int, parse, str } from './args.js';
+import { fileFormat, type ReadProgress, readRows } from './fileFormats.js';
+import { LocalWorkers } from './localWorkers.js';
+import { ProgressBar } from './progress.js';
+import { checkServices } from './services.js';
+
+export const LOAD_USAGE = `bulkmodel load — load a CSV or NDJSON file into a table through the queue
+
+Usage: bulkmodel load <table> <file> [options]
+
+The file is streamed (memory holds one chunk, whatever its size) and enqueued as one operation
+(bulkCreate by default); workers write its chunks. A progress bar shows committed rows, rows/s,
+and an ETA estimated from how much of the file has been read. The table's columns are read from
+Postgres (--database) so that each field reaches its column with the right type.
+
+Formats (by extension, or --format):
+  .csv              header row of column names, then one row per record, as Postgres's
+                    COPY ... CSV writes it: an unquoted empty field is NULL, a quoted "" the
+                    empty string; arrays and json in Postgres's text form ({a,NULL}, {"k":1});
+                    booleans t/f/true/false/1/0; bytea as \\x hex
+  .ndjson, .jsonl   one JSON object per line; values as they are (for a json/jsonb column the
+                    JSON value itself); big integers and numerics as strings; bytea as \\x hex
+
+Options:
+  --format <f>              csv or ndjson (default: from the extension)
+  --update-fields <a,b>     update those columns of existing rows instead of inserting
+                            (updateFields; rows matched by primary key or --key)
+  --key <a,b>               with --update-fields: the columns that match rows (default: the
+                            primary key); with --on-conflict update: the conflict target
+  --copy                    insert with COPY FROM (copyFrom) instead of INSERT (bulkCreate)
+  --on-conflict <c>         ignore (skip rows that hit any unique constraint), or
+                            update:col1,col2 (upsert: on a conflict on --key, default the
+                            primary key, overwrite those columns)
+  --batch-size <n>          rows per chunk job (default 5000)
+  --workers <n>             start n worker processes for this load, stopped when it ends
+                            (default 0: use workers already running on --queue, which must
+                            allow the table: bulkmodel worker --tables <table>)
+  --concurrency <n>         with --workers: chunk jobs each of those workers runs at once
+                            (default 4). Running workers set their own (worker --concurrency).
+  --operation-id <id>       enqueue idempotently: rerunning the same load with the same id
+                            after an interruption enqueues nothing twice and writes nothing twice
+  --wait                    wait for the workers to finish and report (the default)
+  --no-wait                 return once the file is enqueued; prints the operation id
+                            (follow it with: bulkmodel status <id>)
+  --queue <name>            queue name (env BULKMODEL_QUEUE, default bulkmodel)
+  --prefix <prefix>         BullMQ key prefix (default bull)
+  --database <url>          Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
+  --redis <url>             Redis (env REDIS_URL, default redis://127.0.0.1:6379)
+
+Each chunk commits on its own: if a chunk fails (a bad value, a constraint), the operation
+fails with the error's code, table, column and row, and chunks committed before stay written.
+
+Exit codes: 0 loaded, 1 the operation failed, 2 bad usage, 3 Postgres or Redis unreachable.
+
+Examples:
+  bulkmodel load items items.csv --workers 2
+  bulkmodel load public.items items.ndjson --batch-size 10000
+  bulkmodel load items prices.csv --update-fields price,updated_at --key sku
+  bulkmodel load items items.csv --on-conflict update:name,price --key sku
+  bulkmodel load items big.csv --copy --no-wait --operation-id items-2026-01-31
+`;
+
+function list(v: string | undefined, flag: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  const names = v.split(',').map((s) => s.trim());
+  if (names.some((n) => n === ''))
+    throw new BulkError('INVALID_OPTION', `--${flag} takes a comma-separated list of column names`);
+  return names;
+}
+
+function usage(message: string): BulkError {
+  return new BulkError('INVALID_OPTION', `${message} (see bulkmodel load --help)`);
+}
+
+/** Warn when nothing serves the queue: the load would wait for workers that never come. */
+async function warnIfNoWorkers(redisUrl: string, queue: string, prefix: string, table: string) {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  redis.on('error', () => {});
+  const q = new Queue(queue, { connection: redis, prefix });
+  try {
+    if ((await q.getWorkersCount()) === 0)
+      process.stderr.write(
+        `no worker is connected to queue ${queue}: the rows wait until one starts ` +
+          `(bulkmodel worker --tables ${table} --queue ${queue}), or pass --workers N\n`,
+      );
+  } finally {
+    await q.close();
+    redis.disconnect();
+  }
+}
+
+export async function runLoad(argv: string[]): Promise<number> {
+  const p = parse(
+    {
+      usage: LOAD_USAGE,
+      options: {
+        format: { type: 'string' },
+        'update-fields': { type: 'string' },
+        key: { type: 'string' },
+        copy: { type: 'boolean' },
+        'on-conflict': { type: 'string' },
+        'batch-size': { type: 'string' },
+        workers: { type: 'string' },
+        concurrency: { type: 'string' },
+        'operation-id': { type: 'string' },
+        wait: { type: 'boolean' },
+        'no-wait': { type: 'boolean' },
+        queue: { type: 'string' },
+        prefix: { type: 'string' },
+        database: { type: 'string' },
+        redis: { type: 'string' },
+      },
+    },
+    argv,
+  );
+  if (!p) return EXIT.ok;
+  if (p.positionals.length !== 2) throw usage('load takes a table and a file');
+  const [table, file] = p.positionals as [string, string];
+  const format = fileFormat(file, str(p, 'format'));
+  const fields = list(str(p, 'update-fields'), 'update-fields');
+  const key = list(str(p, 'key'), 'key');
+  const conflictFlag = str(p, 'on-conflict');
+  const batchSize = int(p, 'batch-size', 5000);
+  const workers = int(p, 'workers', 0, 0);
+  if (p.values.wait && p.values['no-wait']) throw usage('--wait and --no-wait exclude each other');
+  const wait = !p.values['no-wait'];
+  if (str(p, 'concurrency') !== undefined && workers === 0)
+    throw usage(
+      '--concurrency sets the concurrency of the workers --workers starts; running workers have their own (bulkmodel worker --concurrency)',
+    );
+  const concurrency = int(p, 'concurrency', 4);
+  if (workers > 0 && !wait) throw usage('--workers needs --wait: the workers stop when load ends');
+  if (fields && (p.values.copy || conflictFlag))
+    throw usage('--update-fields updates existing rows; --copy and --on-conflict are for inserts');
+  let onConflict: OnConflict | undefined;
+  if (conflictFlag === 'ignore') {
+    if (key) throw usage('--on-conflict ignore skips a conflict on any constraint; drop --key');
+    onConflict = 'ignore';
+  } else if (conflictFlag?.startsWith('update:')) {
+    onConflict = { target: key ?? [], update: list(conflictFlag.slice(7), 'on-conflict') ?? [] };
+  } else if (conflictFlag !== undefined) {
+    throw usage(`--on-conflict must be ignore or update:col1,col2, got ${conflictFlag}`);
+  } else if (key && !fields) {
+    throw usage('--key goes with --update-fields or --on-conflict update:...');
+  }
+  const size = await stat(file).catch((err) => {
+    throw usage(`cannot read ${file}: ${(err as Error).message}`);
+  });
+  const services = await checkServices(str(p, 'database'), str(p, 'redis'));
+  const queue = str(p, 'queue') ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
+  const prefix = str(p, 'prefix') ?? 'bull';
+
+  // The table's columns shape the file's values; a wrong table or header fails here, before
+  // anything is enqueued.
+  const db = new BulkClient({
+    connectionString: services.database,
+    logger: silentLogger,
+    poolSize: 1,
+  });
+  let meta: Awaited<ReturnType<BulkClient['meta']>>;
+  try {
+    meta = await db.meta(table);
+  } finally {
+    await db.close();
+  }
+  for (const c of fields ?? []) columnOf(meta, c);
+  for (const c of key ?? []) columnOf(meta, c);
+  if (onConflict && onConflict !== 'ignore' && onConflict.target.length === 0) {
+    if (meta.primaryKey.length === 0)
+      throw usage(`${meta.displayName} has no primary key: name the conflict target with --key`);
+    onConflict.target = meta.primaryKey;
+  }
+
+  const local = new LocalWorkers(
+    workers,
+    ['--tables', table, '--queue', queue, '--prefix', prefix, '--concurrency', String(concurrency)],
+    { ...process.env, DATABASE_URL: services.database, REDIS_URL: services.redis },
+  );
+  const producer = new BulkProducer({ redis: services.redis, queue, prefix, logger: silentLogger });
+  const progress: ReadProgress = { bytes: 0, rows: 0 };
+  const t0 = Date.now();
+  try {
+    if (workers === 0) await warnIfNoWorkers(services.redis, queue, prefix, table);
+    const rows = readRows(file, format, meta, progress);
+    const id = str(p, 'operation-id') ?? randomUUID();
+    const common = { batchSize, operationId: id };
+    const enqueue = (): Promise<Operation> => {
+      if (fields) {
+        const o: QueueUpdateFieldsOptions = { ...common, fields, ...(key ? { key } : {}) };
+        return producer.updateFields(table, rows, o);
+      }
+      const o: QueueInsertOptions = { ...common, ...(onConflict ? { onConflict } : {}) };
+      return p.values.copy
+        ? producer.copyFrom(table, rows, o)
+        : producer.bulkCreate(table, rows, o);
+    };
+    if (!wait) {
+      await enqueue();
+      process.stderr.write(
+        `enqueued ${progress.rows.toLocaleString('en-US')} rows from ${file} as operation ${id}\n`,
+      );
+      process.stdout.write(`${id}\n`);
+      return EXIT.ok;
+    }
+    const result = await local.race(
+      follow(producer.operation(id), enqueue, progress, size.size, t0),
+    );
+    const secs = (Date.now() - t0) / 1000;
+    const what = fields ? 'updated' : 'loaded';
+    const missing = result.missing?.length ? `, ${result.missing.length} keys matched no row` : '';
+    process.stderr.write(
+      `${what} ${result.count.toLocaleString('en-US')} of ${progress.rows.toLocaleString('en-US')} rows into ${meta.displayName} in ${secs.toFixed(1)} s${missing} (operation ${id})\n`,
+    );
+    return EXIT.ok;
+  } finally {
+    await producer.close();
+    await local.stop();
+  }
+}
+
+/** Enqueue while showing committed rows; the total is estimated from the bytes read until the file ends. */
+async function follow(
+  op: Operation,
+  enqueue: () => Promise<Operation>,
+  read: ReadProgress,
+  fileBytes: number,
+  t0: number,
+): Promise<OperationResult> {
+  const bar = new ProgressBar('load', undefined, t0);
+  let done = 0;
+  let enqueued = false;
+  const refresh = () => {
+    if (enqueued) bar.setTotal(read.rows);
+    else if (read.bytes > 0 && read.rows > 0)
+      bar.setTotal(Math.max(read.rows, Math.round((read.rows * fileBytes) / read.bytes)));
+    bar.update(done);
+  };
+  op.on('progress', (e) => {
+    done = Math.max(done, e.rowsDone);
+    refresh();
+  });
+  const timer = setInterval(refresh, 1000);
+  try {
+    await enqueue();
+    enqueued = true;
+    refresh();
+    const result = await op.done();
+    bar.setTotal(read.rows);
+    bar.finish(result.count);
+    return result;
+  } finally {
+    clearInterval(timer);
+  }
+}
