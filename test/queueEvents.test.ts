@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BulkEvents, BulkProducer, type Row } from '../src/index.js';
-import { type TestDb, testDb } from './helpers.js';
+import { BulkEvents, BulkProducer, BulkWorker, type Row, silentLogger } from '../src/index.js';
+import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import {
   deleteKeys,
   killAll,
@@ -98,7 +98,11 @@ describe('BulkEvents from a worker process', () => {
     expect((await uf.done()).count).toBe(9);
     await until('completed event', () => r.of(uf.id, 'completed').length === 1);
     expect(r.of(uf.id, 'preUpdateFields')).toHaveLength(3);
-    expect(r.of(uf.id, 'postUpdateFields').map((p) => p.event.count)).toEqual([4, 4, 1]);
+    // chunks run in parallel: order by chunk index
+    const ufPosts = r
+      .of(uf.id, 'postUpdateFields')
+      .sort((a, b) => (a.event.chunkIndex as number) - (b.event.chunkIndex as number));
+    expect(ufPosts.map((p) => p.event.count)).toEqual([4, 4, 1]);
   });
 
   it('signals: false on an operation publishes no signal events (progress still flows)', async () => {
@@ -139,5 +143,43 @@ describe('BulkEvents from a worker process', () => {
     const posts = again.of(op2.id, 'postBulkCreate');
     expect(new Set(posts.map((p) => p.event.chunkIndex))).toEqual(new Set([0, 1, 2, 3]));
     expect(again.of(op2.id, 'progress').length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('in the worker process, worker.signals runs pre listeners that may adjust rows', async () => {
+    const q2 = queueName('inproc');
+    const w = new BulkWorker({
+      redis: REDIS_URL,
+      queue: q2,
+      prefix,
+      database: DATABASE_URL,
+      tables: [tdb.t('items')],
+      logger: silentLogger,
+    });
+    const p2 = new BulkProducer({ redis: REDIS_URL, queue: q2, prefix });
+    try {
+      const counts: number[] = [];
+      w.signals.on('preBulkCreate', (e) => {
+        e.rows = e.rows.map((r) => ({ ...r, name: String(r.name).toUpperCase() }));
+      });
+      w.signals.on('postBulkCreate', (e) => {
+        counts.push(e.count);
+      });
+      await w.waitUntilReady();
+      const op = await p2.bulkCreate(tdb.t('items'), rows(6, 'low'), {
+        batchSize: 3,
+        returning: ['name'],
+      });
+      const res = await op.done();
+      expect(res.rows!.map((r) => r.name)).toEqual(rows(6, 'LOW').map((r) => r.name));
+      expect(counts.sort()).toEqual([3, 3]);
+      const back = await tdb.pool.query(
+        `SELECT count(*)::int AS n FROM ${tdb.t('items')} WHERE name LIKE 'LOW%'`,
+      );
+      expect(back.rows[0].n).toBe(6);
+    } finally {
+      await p2.close();
+      await w.close();
+      await obliterate(q2, prefix);
+    }
   });
 });

@@ -219,4 +219,28 @@ describe('workers', () => {
     expect(await after.done()).toEqual({ count: 10 });
     expect(await stopWorker(a)).toBe(0);
   });
+
+  it('chunks whose connections are terminated mid-transaction are retried: every row once', async () => {
+    const n = 140;
+    const a = await startWorker({ tables: [tdb.t('items')], queue, prefix, concurrency: 4 });
+    const lock = await lockTable(tdb.pool, tdb.t('items'));
+    const op = await producer.bulkCreate(tdb.t('items'), rows(n), { batchSize: 7 });
+    let terminated = 0;
+    for (let round = 0; round < 2; round++) {
+      await until('chunks blocked', async () => (await lock.waiting()) >= 4);
+      const r = await tdb.pool.query(
+        `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_locks
+          WHERE NOT granted AND relation = $1::regclass`,
+        [tdb.t('items')],
+      );
+      terminated += r.rows[0].n;
+    }
+    expect(terminated).toBeGreaterThanOrEqual(8);
+    await lock.release();
+    expect(await op.done()).toEqual({ count: n });
+    await expectExactlyOnce(n);
+    expect(await ledgerRows(op.id)).toBe(n / 7);
+    expect(a.child.exitCode).toBeNull();
+    expect(await stopWorker(a)).toBe(0);
+  });
 });
