@@ -61,11 +61,13 @@ async function activeWorkers(redis: Redis, queue: Queue): Promise<Map<string, Se
   const out = new Map<string, Set<string>>();
   if (ids.length === 0) return out;
   const pipe = redis.pipeline();
-  for (const id of ids) pipe.hget(queue.toKey(id), 'processedBy');
+  // BullMQ keeps a job's processedBy in the field 'pb' of its hash (Job.fromJSON reads it).
+  for (const id of ids) pipe.hmget(queue.toKey(id), 'pb', 'processedBy');
   const res = (await pipe.exec()) ?? [];
   ids.forEach((id, i) => {
-    const by = res[i]?.[1];
-    if (typeof by !== 'string' || by === '') return;
+    const [pb, processedBy] = (res[i]?.[1] ?? []) as (string | null)[];
+    const by = pb || processedBy;
+    if (!by) return;
     const op = id.replace(/-(c\d+|seal)$/, '');
     const set = out.get(op) ?? new Set<string>();
     set.add(by);

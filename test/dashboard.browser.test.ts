@@ -1,0 +1,191 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BulkProducer, BulkWorker, type Row, silentLogger } from '../src/index.js';
+import { type Dashboard, startDashboard } from '../src/worker/dashboard/server.js';
+import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
+import { deleteKeys, obliterate, queueName, REDIS_URL, runPrefix, until } from './queueHelpers.js';
+
+/**
+ * The Operations page in headless Chromium (Debian's, never a downloaded one) while an operation
+ * runs: a gate in a preBulkCreate listener holds the second chunk until the page has shown the
+ * first one's progress, then lets the rest through; the page then shows the completion. Saves
+ * docs/dashboard.png for the README.
+ */
+const CHROMIUM = '/usr/bin/chromium';
+const SCREENSHOT = fileURLToPath(new URL('../docs/dashboard.png', import.meta.url));
+const prefix = runPrefix('browser');
+const creds = { user: 'ops', password: 'browser-test' };
+const queue = queueName('browser');
+
+let tdb: TestDb;
+let browser: Browser;
+let dashboard: Dashboard;
+let producer: BulkProducer;
+let worker: BulkWorker;
+let openGate: () => void = () => {};
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+  tdb = await testDb('browser');
+  await tdb.pool.query(
+    `CREATE TABLE ${tdb.t('orders')} (id bigserial PRIMARY KEY, sku text NOT NULL, qty int NOT NULL)`,
+  );
+  dashboard = await startDashboard({
+    redis: REDIS_URL,
+    queue,
+    prefix,
+    port: 0,
+    credentials: creds,
+    logger: silentLogger,
+  });
+  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix, logger: silentLogger });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+});
+afterAll(async () => {
+  openGate();
+  await browser?.close();
+  await worker?.close();
+  await producer?.close();
+  await dashboard?.close();
+  await obliterate(queue, prefix);
+  await deleteKeys(`${prefix}:*`);
+  await tdb?.close();
+});
+
+function rows(n: number): Row[] {
+  return Array.from({ length: n }, (_, i) => ({ sku: `SKU-${i % 97}`, qty: i % 13 }));
+}
+
+async function openPage(): Promise<Page> {
+  const context = await browser.newContext({
+    httpCredentials: { username: creds.user, password: creds.password },
+    viewport: { width: 1360, height: 560 },
+  });
+  const page = await context.newPage();
+  await page.goto(dashboard.url);
+  return page;
+}
+
+/** The cells of an operation's row as the page shows them. */
+async function cells(page: Page, id: string): Promise<Record<string, string> | undefined> {
+  return page.evaluate((opId) => {
+    const tr = [...document.querySelectorAll<HTMLTableRowElement>('#ops tr')].find(
+      (r) => r.dataset.id === opId,
+    );
+    if (!tr) return undefined;
+    const t = [...tr.cells].map((c) => c.textContent ?? '');
+    return {
+      table: t[1]!,
+      rows: t[3]!,
+      rate: t[5]!,
+      state: t[7]!,
+      workers: t[8]!,
+      error: t[9]!,
+    };
+  }, id);
+}
+
+it('shows an operation advancing, then completed; escapes what it shows', async () => {
+  // The gate: chunk 0 goes through, chunk 1 waits until the test has seen progress.
+  const gate = new Promise<void>((r) => {
+    openGate = r;
+  });
+  worker = new BulkWorker({
+    redis: REDIS_URL,
+    database: DATABASE_URL,
+    queue,
+    prefix,
+    tables: [tdb.t('orders')],
+    concurrency: 1,
+    closeTimeoutMs: 5000,
+    name: 'worker-a',
+    logger: silentLogger,
+  });
+  worker.signals.on('preBulkCreate', async (e) => {
+    if (e.chunkIndex >= 1) await gate;
+  });
+  await worker.waitUntilReady();
+
+  const page = await openPage();
+  const op = await producer.bulkCreate(tdb.t('orders'), rows(40_000), { batchSize: 5000 });
+
+  let seen: unknown;
+  const running = await until(
+    'the page to show the first chunk done and the operation running on worker-a',
+    async () => {
+      const c = await cells(page, op.id);
+      seen = c;
+      return c?.rows.startsWith('5,000 / 40,000') &&
+        c.state === 'running' &&
+        c.workers === 'worker-a'
+        ? c
+        : undefined;
+    },
+    20_000,
+  ).catch((err) => {
+    throw new Error(`${err.message}; the page showed ${JSON.stringify(seen)}`);
+  });
+  expect(running.table).toBe(tdb.t('orders'));
+  openGate();
+  const done = await until('the page to show the operation completed', async () => {
+    const c = await cells(page, op.id);
+    return c?.state === 'completed' ? c : undefined;
+  });
+  expect(done.rows).toMatch(/^40,000 \/ 40,000/);
+  expect(done.workers).toBe('');
+  expect(Number(done.rate.replace(/,/g, ''))).toBeGreaterThan(0);
+
+  // A failed operation shows its code and message (real bad input through the worker).
+  const bad = await producer.bulkCreate(tdb.t('orders'), [{ sku: 'X', qty: 'many' }]);
+  await expect(bad.done({ timeoutMs: 30_000 })).rejects.toMatchObject({ code: 'INVALID_VALUE' });
+  const failed = await until('the page to show the failure', async () => {
+    const c = await cells(page, bad.id);
+    return c?.state === 'failed' ? c : undefined;
+  });
+  expect(failed.error).toMatch(/^INVALID_VALUE .*qty/);
+  await until('the signals list to show events', () =>
+    page.evaluate(() => document.querySelectorAll('#signals li').length > 0),
+  );
+  await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+  // Markup in a table name or an error message is shown as text, never run.
+  const hostile = `op-xss-${Date.now()}`;
+  const keys = producer.keys;
+  const markup = '<img src=x onerror="window.__xss=1">';
+  await worker.db.engine.pool.query('SELECT 1'); // the worker still answers
+  const { Redis } = await import('ioredis');
+  const r = new Redis(REDIS_URL);
+  try {
+    await r.hset(keys.op(hostile), {
+      kind: 'bulkCreate',
+      table: markup,
+      state: 'failed',
+      rowsDone: '0',
+      chunksDone: '0',
+      createdAt: String(Date.now()),
+      error: JSON.stringify({ code: 'INVALID_VALUE', message: '<script>window.__xss=2</script>' }),
+    });
+    await r.zadd(keys.ops, String(Date.now()), hostile);
+  } finally {
+    r.disconnect();
+  }
+  const shown = await until('the hostile row', () => cells(page, hostile));
+  expect(shown.table).toBe(markup);
+  expect(shown.error).toBe('INVALID_VALUE <script>window.__xss=2</script>');
+  expect(await page.evaluate(() => (window as { __xss?: number }).__xss)).toBeUndefined();
+  expect(await page.locator('#ops img').count()).toBe(0);
+});
