@@ -28,8 +28,12 @@ Options:
   --database <url>   Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
   --redis <url>      Redis (env REDIS_URL, default redis://127.0.0.1:6379)
 
-Example:
+Exit codes: 0 every row landed, 1 a step failed or a count is off, 2 bad usage,
+3 Postgres or Redis unreachable.
+
+Examples:
   bulkmodel demo --rows 20000
+  bulkmodel demo --workers 0 --queue bulkmodel    # with workers you started yourself
 `;
 
 const TABLE = 'bulkmodel_demo.items';
@@ -175,6 +179,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         '',
         `Look at it: psql ${services.database} -c 'SELECT * FROM ${TABLE} LIMIT 5'`,
         `Operations:  bulkmodel status --queue ${queue}`,
+        `Dashboard:   bulkmodel dashboard --queue ${queue}   then open http://127.0.0.1:3000`,
         '',
       ].join('\n'),
     );

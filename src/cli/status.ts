@@ -6,11 +6,26 @@ import { checkServices } from './services.js';
 
 const USAGE = `bulkmodel status — recent operations, or one operation
 
-Usage: bulkmodel status [operation-id] [--queue <name>] [--redis <url>] [--limit <n>] [--json]
+Usage: bulkmodel status [operation-id ...] [options]
+
+Without an id: the most recent operations on the queue, newest first. With ids: those
+operations (kind, table, state, rows and chunks done of total, retries, error code).
+
+Options:
+  --queue <name>     queue name (env BULKMODEL_QUEUE, default bulkmodel)
+  --prefix <prefix>  BullMQ key prefix (default bull)
+  --redis <url>      Redis (env REDIS_URL, default redis://127.0.0.1:6379)
+  --limit <n>        how many recent operations (default 20)
+  --json             print the statuses as JSON
+
+Exit codes: 0 ok, 1 a named operation failed, 2 bad usage (or no such operation),
+3 Redis unreachable.
 
 Examples:
   bulkmodel status
-  bulkmodel status 7d5c0a4e-... --json
+  bulkmodel status --queue bulkmodel-demo --limit 5
+  bulkmodel status 7d5c0a4e-8a31-4a55-9d56-0c1e2f3a4b5c --json
+  bulkmodel load items big.csv --no-wait | xargs bulkmodel status
 `;
 
 export function formatStatus(s: OperationStatus): string {
