@@ -207,4 +207,28 @@ describe('bad input through the queue', () => {
     expect(await count('items')).toBe(0);
     await sameWorkerStillServes();
   });
+
+  it('an allowed table created after the worker started is allowed under any spelling', async () => {
+    const name = `later_${queue.replace(/[^a-z0-9]/g, '_')}`;
+    const other = queueName('later');
+    const w = await startWorker({ tables: [name], queue: other, prefix });
+    const p2 = new BulkProducer({ redis: REDIS_URL, queue: other, prefix });
+    try {
+      await tdb.pool.query(`CREATE TABLE public.${name} (id serial PRIMARY KEY, v text)`);
+      const op = await p2.bulkCreate(`public.${name}`, [{ v: 'a' }, { v: 'b' }]);
+      expect(await op.done()).toEqual({ count: 2 });
+      // and a table of the same name in another schema is still refused
+      await tdb.pool.query(`CREATE TABLE ${tdb.t(name)} (id serial PRIMARY KEY, v text)`);
+      const bad = await p2.bulkCreate(tdb.t(name), [{ v: 'x' }]);
+      expect((await rejection(bad.done())).code).toBe('TABLE_NOT_ALLOWED');
+      expect(
+        (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t(name)}`)).rows[0].n,
+      ).toBe(0);
+    } finally {
+      await p2.close();
+      expect(await stopWorker(w)).toBe(0);
+      await obliterate(other, prefix);
+      await tdb.pool.query(`DROP TABLE IF EXISTS public.${name}`);
+    }
+  });
 });

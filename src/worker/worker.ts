@@ -207,15 +207,8 @@ export class BulkWorker {
     if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
     for (const t of this.opts.tables) {
       if (t === '*') continue;
-      try {
-        const m = await this.db.meta(t);
-        this.resolvedAllow.add(`${m.schema}.${m.name}`);
-      } catch (err) {
-        this.logger.warn(
-          { table: t, err: (err as Error).message },
-          'allowed table not found (yet)',
-        );
-      }
+      if (!(await this.resolveAllowed(t)))
+        this.logger.warn({ table: t }, 'allowed table not found (yet)');
     }
     const prune = () =>
       void this.db
@@ -231,6 +224,18 @@ export class BulkWorker {
     );
   }
 
+  /** Resolve an allowlist entry through the catalog; its schema-qualified name, or undefined. */
+  private async resolveAllowed(t: string): Promise<string | undefined> {
+    try {
+      const m = await this.db.meta(t);
+      const full = `${m.schema}.${m.name}`;
+      this.resolvedAllow.add(full);
+      return full;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Is this table allowed? Names are compared as given, then as the catalog resolves them. */
   private async checkAllowed(table: string): Promise<void> {
     if (this.allowAll) return;
@@ -238,7 +243,11 @@ export class BulkWorker {
     if (this.allow.has(`${p.schema ?? ''}.${p.name}`)) return;
     try {
       const m = await this.db.meta(table);
-      if (this.resolvedAllow.has(`${m.schema}.${m.name}`)) return;
+      const full = `${m.schema}.${m.name}`;
+      if (this.resolvedAllow.has(full)) return;
+      // An allowed table created after this worker started is resolved now.
+      for (const t of this.opts.tables)
+        if (t !== '*' && (await this.resolveAllowed(t)) === full) return;
     } catch {
       // unknown table: not allowed either
     }
