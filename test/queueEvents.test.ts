@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BulkEvents, BulkProducer, BulkWorker, type Row, silentLogger } from '../src/index.js';
 import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
@@ -180,6 +181,26 @@ describe('BulkEvents from a worker process', () => {
       await p2.close();
       await w.close();
       await obliterate(q2, prefix);
+    }
+  });
+
+  it('a consumer group whose pending events were trimmed away keeps reading', async () => {
+    const group = `g-${randomBytes(3).toString('hex')}`;
+    const stream = `${prefix}:${queue}:bm:events`;
+    const raw = new Redis(REDIS_URL);
+    try {
+      const first = await reader({ group, consumer: 'c1' });
+      await first.events.close();
+      // an event delivered to c1 and never acknowledged, then trimmed from the stream
+      await raw.xadd(stream, '*', 'name', 'progress', 'op', 'x', 'data', '{}');
+      await raw.xreadgroup('GROUP', group, 'c1', 'COUNT', 10, 'STREAMS', stream, '>');
+      await raw.xtrim(stream, 'MAXLEN', 0);
+      const again = await reader({ group, consumer: 'c1' });
+      const op = await producer.bulkCreate(tdb.t('items'), rows(2), { batchSize: 2 });
+      await op.done();
+      await until('the new events', () => again.of(op.id, 'completed').length >= 1);
+    } finally {
+      raw.disconnect();
     }
   });
 });

@@ -243,4 +243,21 @@ describe('workers', () => {
     expect(a.child.exitCode).toBeNull();
     expect(await stopWorker(a)).toBe(0);
   });
+
+  it('idle connections killed between jobs: the worker reconnects and goes on', async () => {
+    const a = await startWorker({ tables: [tdb.t('items')], queue, prefix });
+    const first = await producer.bulkCreate(tdb.t('items'), rows(40), { batchSize: 5 });
+    expect(await first.done()).toEqual({ count: 40 });
+    const killed = await tdb.pool.query(
+      `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND application_name = 'bulkmodel' AND pid <> pg_backend_pid()`,
+    );
+    expect(killed.rows[0].n).toBeGreaterThan(0);
+    const more = rows(80).slice(40);
+    const second = await producer.copyFrom(tdb.t('items'), more, { batchSize: 5 });
+    expect(await second.done()).toEqual({ count: 40 });
+    await expectExactlyOnce(80);
+    expect(a.child.exitCode).toBeNull();
+    expect(await stopWorker(a)).toBe(0);
+  });
 });

@@ -176,30 +176,45 @@ export class BulkEvents {
     if (this.opts.group) {
       const group = this.opts.group;
       const consumer = this.opts.consumer ?? `${process.pid}`;
-      try {
-        await this.redis.xgroup('CREATE', key, group, '$', 'MKSTREAM');
-      } catch (err) {
-        if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
-      }
+      const createGroup = async () => {
+        try {
+          await this.redis.xgroup('CREATE', key, group, '$', 'MKSTREAM');
+        } catch (err) {
+          if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+        }
+      };
+      await createGroup();
       markReady();
       let cursor = '0'; // first our own pending entries, then new ones
       while (!this.closed) {
-        const res = (await this.redis.xreadgroup(
-          'GROUP',
-          group,
-          consumer,
-          'COUNT',
-          '100',
-          'BLOCK',
-          block,
-          'STREAMS',
-          key,
-          cursor,
-        )) as [string, [string, string[]][]][] | null;
+        let res: [string, [string, string[] | null][]][] | null;
+        try {
+          res = (await this.redis.xreadgroup(
+            'GROUP',
+            group,
+            consumer,
+            'COUNT',
+            '100',
+            'BLOCK',
+            block,
+            'STREAMS',
+            key,
+            cursor,
+          )) as typeof res;
+        } catch (err) {
+          if (this.closed) return;
+          // The stream (and its group) was deleted: start again from what comes next.
+          if (String((err as Error).message).includes('NOGROUP')) {
+            await createGroup();
+            continue;
+          }
+          throw err;
+        }
         const entries = res?.[0]?.[1] ?? [];
         if (cursor === '0' && entries.length === 0) cursor = '>';
         for (const [id, fields] of entries) {
-          await this.dispatch(fields);
+          // A pending entry trimmed from the stream comes back without fields: nothing to deliver.
+          if (fields) await this.dispatch(fields);
           await this.redis.xack(key, group, id);
         }
       }
