@@ -401,4 +401,31 @@ describe('results', () => {
       await other.close();
     }
   });
+
+  it('many operations watched at once: no listener warning, and no listener left once they end', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const ops = await Promise.all(
+        Array.from({ length: 15 }, (_, k) =>
+          producer.bulkCreate(tdb.t('items'), [{ name: `m${k}`, n: k }]),
+        ),
+      );
+      const seen = new Set<string>();
+      for (const op of ops) op.on('progress', (p) => seen.add(p.operationId));
+      const results = await Promise.all(ops.map((op) => op.done()));
+      expect(results.every((r) => r.count === 1)).toBe(true);
+      await until('every operation to report progress', () => seen.size === 15);
+      // internal, read only: the shared reader of this producer holds no per-operation listener
+      const reader = (
+        producer as unknown as { events: { emitter: import('node:events').EventEmitter } }
+      ).events.emitter;
+      await until('the progress listeners to go', () => reader.listenerCount('progress') === 0);
+      expect(reader.listenerCount('completed')).toBe(0);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
+  });
 });

@@ -105,6 +105,8 @@ export class BulkEvents {
     this.owned = true;
     this.keys = new QueueKeys(options.prefix ?? 'bull', options.queue ?? 'bulkmodel');
     this.emitter.on('error', () => {});
+    // Every pending done() and followed operation listens here: many at once is normal.
+    this.emitter.setMaxListeners(0);
   }
 
   /** Listen to one event; '*' receives (name, event) for every event. */

@@ -88,10 +88,21 @@ export class Operation extends EventEmitter {
   private follow(): void {
     if (this.following) return;
     this.following = true;
+    const events = this.ctx.events();
     const onProgress = (e: ProgressEvent) => {
       if (e.operationId === this.id) this.emit('progress', e);
     };
-    this.ctx.events().on('progress', onProgress);
+    // Stop following once the operation has ended, so a long-lived producer does not gather
+    // one listener per operation it ever watched.
+    const onEnd = (e: OperationEndEvent) => {
+      if (e.operationId !== this.id) return;
+      events.off('progress', onProgress);
+      events.off('completed', onEnd);
+      events.off('failed', onEnd);
+    };
+    events.on('progress', onProgress);
+    events.on('completed', onEnd);
+    events.on('failed', onEnd);
   }
 
   /** The operation's counters and state as stored beside the queue. */
