@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BulkProducer, type Row } from '../src/index.js';
@@ -230,5 +233,17 @@ describe('bad input through the queue', () => {
       await obliterate(other, prefix);
       await tdb.pool.query(`DROP TABLE IF EXISTS public.${name}`);
     }
+  });
+
+  it('copyTo to a path outside the export directory is refused, nothing written there', async () => {
+    const outside = join(tmpdir(), `bulkmodel-evil-${queue}.csv`);
+    for (const path of ['../../evil.csv', outside, '.']) {
+      const op = await producer.copyTo(tdb.t('items'), { path });
+      const err = await rejection(op.done());
+      expect(err.code).toBe('INVALID_OPTION');
+      expect(err.message).toMatch(/outside the worker's export directory/);
+    }
+    expect(existsSync(outside)).toBe(false);
+    await sameWorkerStillServes();
   });
 });
