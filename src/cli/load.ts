@@ -36,6 +36,9 @@ Formats (by extension, or --format):
   .ndjson, .jsonl   one JSON object per line; values as they are (for a json/jsonb column the
                     JSON value itself); big integers and numerics as strings; bytea as \\x hex
 
+A json/jsonb field holding the JSON text null loads as SQL NULL (null is SQL NULL for json
+columns throughout bulkmodel).
+
 Options:
   --format <f>              csv or ndjson (default: from the extension)
   --update-fields <a,b>     update those columns of existing rows instead of inserting
