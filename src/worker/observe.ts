@@ -76,7 +76,8 @@ export class JobObserver {
         rows,
         seconds: (performance.now() - startedMs) / 1000,
       });
-    if (job.name === 'operation') void this.ended(op, 'completed').catch(() => {});
+    // The count comes from the job's result: the op hash may be marked a moment later.
+    if (job.name === 'operation') void this.ended(op, 'completed', undefined, rows).catch(() => {});
   }
 
   failed(job: Job, op: Partial<JobInfo>, code: string, transient: boolean, final: boolean): void {
@@ -92,7 +93,7 @@ export class JobObserver {
   }
 
   /** One line per operation end, with its numbers. */
-  private async ended(op: JobInfo, state: string, code?: string): Promise<void> {
+  private async ended(op: JobInfo, state: string, code?: string, count?: number): Promise<void> {
     const key = this.keys.op(op.operationId);
     if ((await this.redis.hsetnx(key, 'endLogged', '1')) !== 1) return;
     const f = await this.redis.hmget(
@@ -115,14 +116,15 @@ export class JobObserver {
       kind: op.kind,
       state,
       ...(code ? { code } : {}),
-      rowsDone: rowsDone ?? 0,
+      rowsDone: count ?? rowsDone ?? 0,
       totalRows,
       chunksDone: chunksDone ?? 0,
       totalChunks,
       retries: retries ?? 0,
       durationMs: ms,
       queuedMs: createdAt && startedAt ? startedAt - createdAt : undefined,
-      rowsPerSec: ms && rowsDone ? Math.round((rowsDone * 1000) / ms) : undefined,
+      rowsPerSec:
+        ms && (count ?? rowsDone) ? Math.round(((count ?? rowsDone)! * 1000) / ms) : undefined,
     };
     if (state === 'failed') this.logger.warn(line, 'operation failed');
     else this.logger.info(line, 'operation completed');
