@@ -260,4 +260,37 @@ describe('workers', () => {
     expect(a.child.exitCode).toBeNull();
     expect(await stopWorker(a)).toBe(0);
   });
+
+  it('SIGTERM with chunks stuck past --close-timeout: exits anyway; they replay exactly once', async () => {
+    const n = 60;
+    const a = await startWorker({
+      tables: [tdb.t('items')],
+      queue,
+      prefix,
+      lockDurationMs: 2000,
+      args: ['--close-timeout', '300'],
+    });
+    const lock = await lockTable(tdb.pool, tdb.t('items'));
+    try {
+      const op = await producer.bulkCreate(tdb.t('items'), rows(n), { batchSize: 5 });
+      await until('chunks in flight', async () => (await lock.waiting()) >= 4);
+      a.child.kill('SIGTERM');
+      // the lock is still held: the worker must leave on its own
+      const exit = await a.exited;
+      expect(exit.signal).toBeNull();
+      expect(a.output()).toMatch(/did not finish in time/);
+      await lock.release();
+      const b = await startWorker({
+        tables: [tdb.t('items')],
+        queue,
+        prefix,
+        lockDurationMs: 2000,
+      });
+      expect(await op.done()).toEqual({ count: n });
+      await expectExactlyOnce(n);
+      expect(await stopWorker(b)).toBe(0);
+    } finally {
+      await lock.release().catch(() => {});
+    }
+  });
 });

@@ -61,6 +61,19 @@ export interface BulkWorkerOptions {
 
 const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
+/** Whether `p` settled within `ms` (it keeps running either way). */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<boolean>((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Job outcomes counted since start (the dashboard and metrics read these). */
 export interface WorkerStats {
   completed: number;
@@ -335,30 +348,35 @@ export class BulkWorker {
       clearInterval(this.pruneTimer);
       await this.started.catch(() => {});
       const timeout = this.opts.closeTimeoutMs ?? 30_000;
-      let timer: NodeJS.Timeout | undefined;
-      const graceful = this.worker.close().then(() => true);
-      const expired = new Promise<boolean>((r) => {
-        timer = setTimeout(() => r(false), timeout);
-      });
-      const ok = await Promise.race([graceful, expired]);
-      clearTimeout(timer);
-      if (!ok) {
+      if (await within(this.worker.close(), timeout)) {
+        await this.db.close();
+      } else {
         this.logger.warn(
           { timeoutMs: timeout },
           'in-flight jobs did not finish in time; leaving them to other workers',
         );
-        await this.worker.close(true);
+        await this.leave();
       }
-      await this.db.close();
       if (this.ownsRedis) await this.redis.quit().catch(() => this.redis.disconnect());
     })();
     return this.closing;
   }
 
+  /**
+   * Stop without waiting for in-flight jobs. Their connections stay busy (a pool ends only once
+   * every client is back), so waiting for them is bounded too: their transactions roll back when
+   * this process exits, and another worker replays those chunks through the ledger.
+   */
+  private async leave(): Promise<void> {
+    await within(this.worker.close(true), 5_000);
+    if (!(await within(this.db.close(), 1_000)))
+      this.logger.warn({}, 'leaving database connections of unfinished chunks open');
+  }
+
   /** Close at once, leaving in-flight jobs to be replayed elsewhere. */
   async forceClose(): Promise<void> {
-    await this.worker.close(true);
-    await this.db.close();
+    clearInterval(this.pruneTimer);
+    await this.leave();
     if (this.ownsRedis) this.redis.disconnect();
   }
 }
