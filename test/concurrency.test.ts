@@ -248,7 +248,10 @@ describe('a failing chunk', () => {
       committedChunks: 4,
       committedRows: 40,
     });
-    expect(prepared).toEqual([0, 1, 2, 3, 4]);
+    // Chunks 0-4 were prepared and written in turn; at most one more was prepared ahead
+    // (while chunk 4 wrote) and then dropped, never written.
+    expect(prepared.slice(0, 5)).toEqual([0, 1, 2, 3, 4]);
+    expect(prepared.length).toBeLessThanOrEqual(6);
     const c = await tdb.pool.query(`SELECT count(*)::int AS n, max(value) AS m FROM ${t}`);
     expect(c.rows[0]).toEqual({ n: 40, m: 39 });
   });

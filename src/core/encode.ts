@@ -191,8 +191,9 @@ function scalar(kind: ValueKind, v: unknown): string {
 }
 
 /** Quote one element of an array literal. */
+const ARRAY_SPECIAL = /[\\"]/;
 function arrayElem(lit: string): string {
-  return `"${lit.replace(/[\\"]/g, '\\$&')}"`;
+  return ARRAY_SPECIAL.test(lit) ? `"${lit.replace(/[\\"]/g, '\\$&')}"` : `"${lit}"`;
 }
 
 function arrayLiteral(kind: ValueKind, v: unknown[], depth: number): string {

@@ -1,4 +1,4 @@
-import { cachedEncoder, valueError } from './encode.js';
+import { cachedEncoder, type Encoder, valueError } from './encode.js';
 import { BulkError } from './errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from './meta.js';
 import type { Row } from './signals.js';
@@ -73,53 +73,86 @@ export function encodeRows(
   offset: number,
   opts: EncodeOptions = {},
 ): EncodedGroup[] {
-  const groups = new Map<string, EncodedGroup>();
+  const groups = new Map<string, Group>();
   const key = opts.key ?? [];
   const keySet = new Set(key);
+  let last: Group | undefined;
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
     const at = offset + i;
     checkRow(meta, row, at);
-    const names: string[] = [...key];
     for (const k of key) {
       const v = row[k];
       if (v === undefined || v === null) {
         throw new BulkError(
           'MISSING_KEY',
           `${meta.displayName}: row ${at} has no value for key column ${JSON.stringify(k)}`,
-          {
-            table: meta.displayName,
-            column: k,
-            row: at,
-          },
+          { table: meta.displayName, column: k, row: at },
         );
       }
     }
-    for (const k in row) {
-      if (row[k] === undefined || keySet.has(k)) continue;
-      if (opts.only && !opts.only.has(k)) continue;
-      names.push(k);
-    }
-    const shape = names.join('\u0000');
-    let g = groups.get(shape);
+    // Most rows carry the same columns as the row before: check that without building a shape.
+    let g = last && sameShape(row, last, keySet, opts.only) ? last : undefined;
     if (!g) {
-      const columns = names.map((n) => columnOf(meta, n, at));
-      for (const c of columns)
-        if (!keySet.has(c.name)) checkWritable(meta, c, at, opts.allowIdentity);
-      g = { columns, rowIdx: [], values: [] };
-      groups.set(shape, g);
+      const names: string[] = [...key];
+      for (const k in row) {
+        if (row[k] === undefined || keySet.has(k)) continue;
+        if (opts.only && !opts.only.has(k)) continue;
+        names.push(k);
+      }
+      const shape = names.join('\u0000');
+      g = groups.get(shape);
+      if (!g) {
+        const columns = names.map((n) => columnOf(meta, n, at));
+        for (const c of columns)
+          if (!keySet.has(c.name)) checkWritable(meta, c, at, opts.allowIdentity);
+        g = {
+          columns,
+          rowIdx: [],
+          values: [],
+          encoders: columns.map(cachedEncoder),
+          rest: names.slice(key.length),
+        };
+        groups.set(shape, g);
+      }
+      last = g;
     }
-    const lits: (string | null)[] = new Array(names.length);
-    for (let j = 0; j < g.columns.length; j++) {
-      const col = g.columns[j]!;
+    const cols = g.columns;
+    const enc = g.encoders;
+    const lits: (string | null)[] = new Array(cols.length);
+    for (let j = 0; j < cols.length; j++) {
       try {
-        lits[j] = cachedEncoder(col)(row[col.name]);
+        lits[j] = enc[j]!(row[cols[j]!.name]);
       } catch (err) {
-        throw valueError(meta, col.name, at, err);
+        throw valueError(meta, cols[j]!.name, at, err);
       }
     }
     g.rowIdx.push(i);
     g.values.push(lits);
   }
-  return [...groups.values()];
+  return [...groups.values()].map(({ columns, rowIdx, values }) => ({ columns, rowIdx, values }));
+}
+
+interface Group extends EncodedGroup {
+  encoders: Encoder[];
+  /** The non-key columns, in the order the rows carried them. */
+  rest: string[];
+}
+
+/** Does `row` carry exactly the group's non-key columns, in the same order? */
+function sameShape(
+  row: Row,
+  g: Group,
+  keySet: Set<string>,
+  only: Set<string> | undefined,
+): boolean {
+  const rest = g.rest;
+  let n = 0;
+  for (const k in row) {
+    if (row[k] === undefined || keySet.has(k)) continue;
+    if (only && !only.has(k)) continue;
+    if (rest[n] !== k) return false;
+    n++;
+  }
+  return n === rest.length;
 }

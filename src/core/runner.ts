@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import type { DbClient, DbPool } from './db.js';
 import { BulkError, fromPgError } from './errors.js';
 import type { Ledger } from './ledger.js';
@@ -145,6 +146,11 @@ export async function runChunks<P, R extends ChunkResultBase>(
     stop.abort();
   };
   const inflight = new Set<Promise<void>>();
+  // Writes of this call take one of `concurrency` places; one more chunk may be prepared
+  // (validated, encoded) meanwhile, so JS work overlaps the database's instead of alternating.
+  const writePlaces = pLimit(opts.concurrency);
+  const ahead = opts.concurrency + 1;
+  let prepared$: Promise<unknown> = Promise.resolve();
   const iterator =
     Symbol.asyncIterator in source
       ? (source as AsyncIterable<Row[]>)[Symbol.asyncIterator]()
@@ -155,7 +161,7 @@ export async function runChunks<P, R extends ChunkResultBase>(
   try {
     while (!failure) {
       // Wait for a free place first, so nothing is pulled from the source after a failure.
-      while (inflight.size >= opts.concurrency && !failure) await Promise.race(inflight);
+      while (inflight.size >= ahead && !failure) await Promise.race(inflight);
       if (failure) break;
       const next = await iterator.next();
       if (next.done) {
@@ -166,18 +172,32 @@ export async function runChunks<P, R extends ChunkResultBase>(
       if (rows.length === 0) continue;
       const chunk: Chunk = { index: index++, offset, rows };
       offset += rows.length;
+      // Sequential calls prepare in chunk order (pre signals, reserved keys ascend with input);
+      // concurrent ones prepare their chunks independently.
+      const preparing =
+        opts.concurrency === 1 ? prepared$.then(() => steps.prepare(chunk)) : steps.prepare(chunk);
+      prepared$ = preparing.catch(() => {});
       const p: Promise<void> = (async () => {
-        const prepared = await steps.prepare(chunk);
+        const prepared = await preparing;
         if (failure) return; // another chunk failed while this one was being prepared
-        const r = await runChunk(
-          engine,
-          opts.operationId,
-          opts.table,
-          steps,
-          prepared,
-          chunk.index,
-          stop.signal,
-        );
+        const r = await writePlaces(async () => {
+          if (failure) return undefined;
+          try {
+            return await runChunk(
+              engine,
+              opts.operationId,
+              opts.table,
+              steps,
+              prepared,
+              chunk.index,
+              stop.signal,
+            );
+          } catch (err) {
+            fail(err); // before the place is handed to the next waiting chunk
+            throw err;
+          }
+        });
+        if (r === undefined) return; // another chunk failed while this one waited for a place
         results[chunk.index] = r;
         committedChunks++;
         committedRows += r.count;
