@@ -428,4 +428,12 @@ describe('results', () => {
     }
     expect(warnings).not.toContain('MaxListenersExceededWarning');
   });
+
+  it('cancel() of an operation that already completed leaves it completed', async () => {
+    const op = await producer.bulkCreate(tdb.t('items'), [{ name: 'done' }]);
+    expect(await op.done()).toEqual({ count: 1 });
+    await op.cancel();
+    expect((await op.status()).state).toBe('completed');
+    expect(await op.done()).toEqual({ count: 1 });
+  });
 });

@@ -5,7 +5,7 @@ import { BulkError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Row } from '../core/signals.js';
 import type { BulkEvents, OperationEndEvent, ProgressEvent } from './events.js';
-import { jobIds, type QueueKeys } from './redis.js';
+import { jobIds, moveState, type QueueKeys } from './redis.js';
 import { decodeRows, decodeValue } from './values.js';
 
 export interface OperationContext {
@@ -260,7 +260,13 @@ export class Operation extends EventEmitter {
       code: 'CANCELLED',
       message: `operation ${this.id} was cancelled`,
     });
-    await this.ctx.redis.hset(key, { state: 'cancelled', error, finishedAt: String(Date.now()) });
+    // An operation that has already ended stays as it ended.
+    const moved = await moveState(this.ctx.redis, key, {
+      state: 'cancelled',
+      error,
+      finishedAt: String(Date.now()),
+    });
+    if (!moved) return;
     const job = await Job.fromId(this.ctx.queue, jobIds.parent(this.id));
     if (job) {
       try {

@@ -19,7 +19,7 @@ import type {
   PayloadOptions,
   SealPayload,
 } from './payload.js';
-import { connect, jobIds, QueueKeys, type RedisInput } from './redis.js';
+import { connect, jobIds, moveState, QueueKeys, type RedisInput } from './redis.js';
 import { type Encoded, encodeRows, encodeValue } from './values.js';
 
 export interface BulkProducerOptions {
@@ -497,7 +497,7 @@ export class BulkProducer {
           );
     const key = this.keys.op(id);
     await this.redis.hsetnx(key, 'error', JSON.stringify(bulk.toJSON()));
-    await this.redis.hset(key, { state: 'failed', finishedAt: String(Date.now()) });
+    await moveState(this.redis, key, { state: 'failed', finishedAt: String(Date.now()) });
     await publishEvent(this.redis, this.keys, 'failed', {
       operationId: id,
       table,

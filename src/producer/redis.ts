@@ -57,3 +57,23 @@ export const jobIds = {
   chunk: (op: string, index: number) => `${op}-c${index}`,
   seal: (op: string) => `${op}-seal`,
 };
+
+const MOVE_STATE = `
+local s = redis.call('hget', KEYS[1], 'state')
+if s == 'completed' or s == 'failed' or s == 'cancelled' then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV))
+return 1`;
+
+/**
+ * Set an operation's state (and other fields) unless it has already ended: completed, failed
+ * and cancelled are final, so a chunk finishing late cannot turn a cancelled operation back
+ * into a running one. Returns whether the state moved.
+ */
+export async function moveState(
+  redis: Redis,
+  key: string,
+  fields: Record<string, string> & { state: string },
+): Promise<boolean> {
+  const args = Object.entries(fields).flat();
+  return (await redis.eval(MOVE_STATE, 1, key, ...args)) === 1;
+}

@@ -12,7 +12,7 @@ import type { Row } from '../core/signals.js';
 import { type BulkEventName, publishEvent } from '../producer/events.js';
 import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.js';
 import type { ChunkPayload, OperationPayload, SealPayload } from '../producer/payload.js';
-import type { QueueKeys } from '../producer/redis.js';
+import { moveState, type QueueKeys } from '../producer/redis.js';
 import { decodeRows, decodeValue, encodeRows, encodeValue } from '../producer/values.js';
 
 export interface ProcessorContext {
@@ -37,12 +37,8 @@ async function markChunkDone(ctx: ProcessorContext, p: ChunkPayload, count: numb
   const key = ctx.keys.op(p.operationId);
   const before = await ctx.redis.setbit(ctx.keys.opDone(p.operationId), p.chunk.index, 1);
   if (before === 0) {
-    await ctx.redis
-      .multi()
-      .hincrby(key, 'rowsDone', count)
-      .hincrby(key, 'chunksDone', 1)
-      .hset(key, 'state', 'running')
-      .exec();
+    await ctx.redis.multi().hincrby(key, 'rowsDone', count).hincrby(key, 'chunksDone', 1).exec();
+    await moveState(ctx.redis, key, { state: 'running' });
   }
   const [rowsDone, chunksDone, totalRows, totalChunks] = await ctx.redis.hmget(
     key,
@@ -73,8 +69,11 @@ export async function failOperation(
 ): Promise<void> {
   const key = ctx.keys.op(operationId);
   const set = await ctx.redis.hsetnx(key, 'error', JSON.stringify(err.toJSON()));
-  await ctx.redis.hset(key, { state: 'failed', finishedAt: String(Date.now()) });
-  if (set)
+  const moved = await moveState(ctx.redis, key, {
+    state: 'failed',
+    finishedAt: String(Date.now()),
+  });
+  if (set && moved)
     await publish(ctx, 'failed', {
       operationId,
       table,
@@ -157,11 +156,13 @@ export async function finishOperation(
   p: OperationPayload,
   count: number,
 ): Promise<void> {
-  await ctx.redis.hset(ctx.keys.op(p.operationId), {
+  const moved = await moveState(ctx.redis, ctx.keys.op(p.operationId), {
     state: 'completed',
     finishedAt: String(Date.now()),
     rowsDone: String(count),
   });
+  // cancelled meanwhile: it stays cancelled
+  if (!moved) return;
   await publish(ctx, 'completed', {
     operationId: p.operationId,
     table: p.table,
