@@ -34,8 +34,9 @@ async function count(table: string): Promise<number> {
   return (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t(table)}`)).rows[0].n;
 }
 
-type Writer = 'bulkCreate' | 'copyFrom';
-const writers: Writer[] = ['bulkCreate', 'copyFrom'];
+// bulkCreate runs with COPY by default and with INSERT ... SELECT on request: both are checked.
+type Writer = 'bulkCreate' | 'bulkCreate (insert)' | 'copyFrom';
+const writers: Writer[] = ['bulkCreate', 'bulkCreate (insert)', 'copyFrom'];
 
 describe('bad input', () => {
   it('unknown table, and injection in table names', async () => {
@@ -64,7 +65,11 @@ describe('bad input', () => {
   for (const w of writers) {
     describe(w, () => {
       const write = (rows: unknown[], opts: Record<string, unknown> = {}, table = 'uniq') =>
-        db.model(tdb.t(table))[w](rows as Record<string, unknown>[], opts);
+        w === 'bulkCreate (insert)'
+          ? db
+              .model(tdb.t(table))
+              .bulkCreate(rows as Record<string, unknown>[], { ...opts, strategy: 'insert' })
+          : db.model(tdb.t(table))[w](rows as Record<string, unknown>[], opts);
 
       it('unknown column, also an injection attempt, names table, column and row', async () => {
         const e = await rejects(write([{ code: 'a' }, { code: 'b', nope: 1 }]), 'UNKNOWN_COLUMN');

@@ -38,29 +38,33 @@ async function rejects(p: Promise<unknown>): Promise<BulkError> {
 }
 
 describe('bulkCreate', () => {
-  it('round-trips every hostile value, returning: true pairs rows to input', async () => {
-    const input = Array.from({ length: 30 }, (_, i) => hostileRow(i));
-    const res = await db.model(tdb.t('hostile')).bulkCreate(input, {
-      returning: true,
-      batchSize: 7,
-    });
-    expect(res.count).toBe(30);
-    const back = await readHostile();
-    expect(back).toHaveLength(30);
-    const byId = new Map(back.map((r) => [r.id, r]));
-    res.rows!.forEach((ret, i) => {
-      const stored = byId.get(ret.id as string)!;
-      const { id, ...rest } = stored;
-      expect(rest).toEqual(expectedHostile(input[i]!));
-      expect(ret).toEqual({ ...stored, id });
-    });
-    // a JSON string is stored as a JSON string, not parsed
-    const kinds = await tdb.pool.query(
-      `SELECT jsonb_typeof(jb) AS k, json_typeof(js) AS j FROM ${tdb.t('hostile')} ORDER BY id`,
-    );
-    expect(kinds.rows[3].k).toBe('string');
-    expect(kinds.rows[2].j).toBe('string');
-  });
+  it.each(['auto', 'copy', 'insert'] as const)(
+    'round-trips every hostile value, returning: true pairs rows to input (strategy %s)',
+    async (strategy) => {
+      const input = Array.from({ length: 30 }, (_, i) => hostileRow(i));
+      const res = await db.model(tdb.t('hostile')).bulkCreate(input, {
+        returning: true,
+        batchSize: 7,
+        strategy,
+      });
+      expect(res.count).toBe(30);
+      const back = await readHostile();
+      expect(back).toHaveLength(30);
+      const byId = new Map(back.map((r) => [r.id, r]));
+      res.rows!.forEach((ret, i) => {
+        const stored = byId.get(ret.id as string)!;
+        const { id, ...rest } = stored;
+        expect(rest).toEqual(expectedHostile(input[i]!));
+        expect(ret).toEqual({ ...stored, id });
+      });
+      // a JSON string is stored as a JSON string, not parsed
+      const kinds = await tdb.pool.query(
+        `SELECT jsonb_typeof(jb) AS k, json_typeof(js) AS j FROM ${tdb.t('hostile')} ORDER BY id`,
+      );
+      expect(kinds.rows[3].k).toBe('string');
+      expect(kinds.rows[2].j).toBe('string');
+    },
+  );
 
   it('returning a column list gives those columns and the key; false gives none', async () => {
     const m = db.model(tdb.t('uniq'));

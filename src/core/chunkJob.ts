@@ -51,7 +51,11 @@ export async function executeChunk(
     const r = await runOneChunk(engine, c, updateFieldsSteps(ctx, plan), at);
     return { count: r.count, missing: r.missing };
   }
-  const plan = planInsert(meta, { key, returning, onConflict }, db.decode);
+  const plan = planInsert(
+    meta,
+    { key, returning, onConflict, ...(kind === 'copyFrom' ? { strategy: 'copy' as const } : {}) },
+    db.decode,
+  );
   const steps = kind === 'bulkCreate' ? bulkCreateSteps(ctx, plan) : copyFromSteps(ctx, plan);
   const r = await runOneChunk(engine, c, steps, at);
   if (!plan.returning) return { count: r.count };

@@ -11,6 +11,7 @@ import { planInsert } from './ops/insertCommon.js';
 import { keyBatches, planUpdate, type UpdateArgs, updateSteps } from './ops/update.js';
 import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
 import {
+  BULK_CREATE_OPTIONS,
   INSERT_OPTIONS,
   type InsertLikeOptions,
   type ResolvedWrite,
@@ -28,7 +29,13 @@ import type { Row } from './signals.js';
 
 export type RowsInput<T> = readonly T[] | Iterable<T> | AsyncIterable<T>;
 
-export interface BulkCreateOptions extends InsertLikeOptions {}
+export interface BulkCreateOptions extends InsertLikeOptions {
+  /**
+   * 'auto' (default): COPY without onConflict (the fastest), INSERT ... SELECT with it.
+   * 'copy' or 'insert' to choose; both give the same rows, counts and errors.
+   */
+  strategy?: 'auto' | 'copy' | 'insert';
+}
 export interface CopyFromOptions extends InsertLikeOptions {}
 
 export interface UpdateFieldsOptions extends WriteOptions {
@@ -148,7 +155,7 @@ export class BulkModel<T extends Row = Row> {
     options: BulkCreateOptions = {},
   ): Promise<CreateResult<T>> {
     this.db.assertOpen();
-    const op = resolveWrite(options, INSERT_OPTIONS);
+    const op = resolveWrite(options, BULK_CREATE_OPTIONS);
     const meta = await this.meta();
     const plan = planInsert(meta, options, this.db.decode);
     const results = await this.run(
@@ -172,7 +179,7 @@ export class BulkModel<T extends Row = Row> {
     this.db.assertOpen();
     const op = resolveWrite(options, INSERT_OPTIONS);
     const meta = await this.meta();
-    const plan = planInsert(meta, options, this.db.decode);
+    const plan = planInsert(meta, { ...options, strategy: 'copy' }, this.db.decode);
     const results = await this.run(
       meta,
       op,

@@ -64,6 +64,7 @@ const COMMON = [
   'onProgress',
 ];
 export const INSERT_OPTIONS: readonly string[] = ['returning', 'onConflict', 'key'];
+export const BULK_CREATE_OPTIONS: readonly string[] = [...INSERT_OPTIONS, 'strategy'];
 
 /** Check and default the common options; `extra` names the method's own options. */
 export function resolveWrite(

@@ -85,6 +85,8 @@ export function decodeValue(e: unknown, path: string, depth = 0): unknown {
   if (Array.isArray(e)) return e.map((x, i) => decodeValue(x, `${path}[${i}]`, depth + 1));
   if (typeof e !== 'object') bad(path, `unexpected ${typeof e}`);
   const t = e as { $t?: unknown; v?: unknown };
+  for (const k in t)
+    if (k !== '$t' && k !== 'v') bad(path, `unexpected key ${JSON.stringify(k)} in a value tag`);
   switch (t.$t) {
     case 'absent':
       return undefined;

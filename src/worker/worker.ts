@@ -275,7 +275,7 @@ export class BulkWorker {
     let p: Payload | undefined;
     const startedMs = performance.now();
     try {
-      p = validatePayload(job.data, job.name);
+      p = validatePayload(job.data, job.name, { values: false }); // values: checked as they are decoded
       if ('seal' in p) return await processSeal(this.ctx, p as SealPayload);
       const op = p as ChunkPayload | OperationPayload;
       await this.checkAllowed(op.table);

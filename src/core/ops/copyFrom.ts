@@ -75,13 +75,110 @@ export async function copyIn(
  * SELECT by key. With onConflict the group is COPYed into a temporary staging table and moved
  * with INSERT ... SELECT ... ON CONFLICT (RETURNING when asked), in the same transaction.
  */
+/**
+ * The COPY write of an insert chunk (copyFrom's, and bulkCreate's unless it uses INSERT).
+ * Without onConflict each group is COPYed straight into the table; keys for returning were
+ * reserved up front, so keys come back without a query and whole rows with one SELECT by key.
+ * With onConflict the group is COPYed into a temporary staging table and moved with INSERT ...
+ * SELECT ... ON CONFLICT (RETURNING when asked), in the same transaction.
+ */
+export function copyWrite(
+  plan: InsertPlan,
+): (
+  client: DbClient,
+  p: PreparedInsert,
+) => Promise<{ result: InsertChunkResult; ledger: unknown }> {
+  const table = plan.meta.displayName;
+  const ret = plan.returning;
+  const keysOnly = ret?.columns.every((c) => ret.pairKey.includes(c.name)) ?? false;
+  return async (client, p) => {
+    let count = 0;
+    const returned: (Row | undefined)[] | undefined = ret ? [] : undefined;
+    const keys: (string | number)[][] = [];
+    for (let gi = 0; gi < p.groups.length; gi++) {
+      const g = p.groups[gi]!;
+      if (g.columns.length === 0) {
+        // Rows with no columns (all defaults): COPY needs a column, INSERT does not.
+        const text = buildInsert(plan.meta, g.columns, jsonSource(g.columns), {
+          onConflict: plan.onConflict,
+        });
+        const r = await client.query({ text, values: [JSON.stringify(g.values)] });
+        count += r.rowCount ?? 0;
+        continue;
+      }
+      if (plan.onConflict === undefined) {
+        await copyIn(
+          client,
+          buildCopyIn(plan.meta, g.columns),
+          copyText(g, false),
+          table,
+          g,
+          p.chunk.offset,
+        );
+        count += g.values.length;
+        if (ret) {
+          const kidx = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
+          for (let i = 0; i < g.values.length; i++)
+            keys.push([g.rowIdx[i]!, ...kidx.map((j) => g.values[i]![j] as string)]);
+        }
+        continue;
+      }
+      const stage = `bulkmodel_stage_${gi}`;
+      const cols = g.columns.map((c, j) => `t.${c.sqlName} AS c${j}`).join(', ');
+      await client.query({
+        text: `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT NULL::int8 AS i, ${cols} FROM ${plan.meta.sqlName} AS t LIMIT 0`,
+      });
+      const stageCols = ['i', ...g.columns.map((_, j) => `c${j}`)].join(', ');
+      await copyIn(
+        client,
+        `COPY ${stage} (${stageCols}) FROM STDIN`,
+        copyText(g, true),
+        table,
+        g,
+        p.chunk.offset,
+      );
+      const text = buildInsert(plan.meta, g.columns, stageSource(stage, g.columns), {
+        onConflict: plan.onConflict,
+        overriding: p.overriding,
+        returning: ret,
+      });
+      if (ret) {
+        const r = await client.query({ text, rowMode: 'array', types: RAW_TEXT_TYPES });
+        collectReturned(plan, g, r.rows, returned!);
+        rawKeysOf(plan, g, r.rows, keys);
+        count += r.rows.length;
+      } else {
+        const r = await client.query({ text });
+        count += r.rowCount ?? 0;
+      }
+      await client.query({ text: `DROP TABLE ${stage}` });
+    }
+    if (ret && plan.onConflict === undefined) {
+      if (keysOnly) {
+        for (const k of keys) {
+          const obj: Row = {};
+          ret.columns.forEach((c, j) => {
+            obj[c.name] = plan.decoders[j]!(k[1 + ret.pairKey.indexOf(c.name)] as string);
+          });
+          returned![k[0] as number] = obj;
+        }
+      } else {
+        const got = await selectByKeys(client, plan, keys);
+        got.forEach((r, i) => {
+          returned![i] = r;
+        });
+      }
+    }
+    const result: InsertChunkResult = returned ? { count, returned } : { count };
+    return { result, ledger: insertLedger(plan, result, keys) };
+  };
+}
+
 export function copyFromSteps(
   ctx: OpContext,
   plan: InsertPlan,
 ): ChunkSteps<PreparedInsert, InsertChunkResult> {
   const table = plan.meta.displayName;
-  const ret = plan.returning;
-  const keysOnly = ret?.columns.every((c) => ret.pairKey.includes(c.name)) ?? false;
   return {
     prepare: (chunk, client) =>
       prepareInsert(
@@ -94,87 +191,7 @@ export function copyFromSteps(
         ctx.op.batchSize,
         client,
       ),
-    async write(client, p) {
-      let count = 0;
-      const returned: (Row | undefined)[] | undefined = ret ? [] : undefined;
-      const keys: (string | number)[][] = [];
-      for (let gi = 0; gi < p.groups.length; gi++) {
-        const g = p.groups[gi]!;
-        if (g.columns.length === 0) {
-          // Rows with no columns (all defaults): COPY needs a column, INSERT does not.
-          const text = buildInsert(plan.meta, g.columns, jsonSource(g.columns), {
-            onConflict: plan.onConflict,
-          });
-          const r = await client.query({ text, values: [JSON.stringify(g.values)] });
-          count += r.rowCount ?? 0;
-          continue;
-        }
-        if (plan.onConflict === undefined) {
-          await copyIn(
-            client,
-            buildCopyIn(plan.meta, g.columns),
-            copyText(g, false),
-            table,
-            g,
-            p.chunk.offset,
-          );
-          count += g.values.length;
-          if (ret) {
-            const kidx = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
-            for (let i = 0; i < g.values.length; i++)
-              keys.push([g.rowIdx[i]!, ...kidx.map((j) => g.values[i]![j] as string)]);
-          }
-          continue;
-        }
-        const stage = `bulkmodel_stage_${gi}`;
-        const cols = g.columns.map((c, j) => `t.${c.sqlName} AS c${j}`).join(', ');
-        await client.query({
-          text: `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT NULL::int8 AS i, ${cols} FROM ${plan.meta.sqlName} AS t LIMIT 0`,
-        });
-        const stageCols = ['i', ...g.columns.map((_, j) => `c${j}`)].join(', ');
-        await copyIn(
-          client,
-          `COPY ${stage} (${stageCols}) FROM STDIN`,
-          copyText(g, true),
-          table,
-          g,
-          p.chunk.offset,
-        );
-        const text = buildInsert(plan.meta, g.columns, stageSource(stage, g.columns), {
-          onConflict: plan.onConflict,
-          overriding: p.overriding,
-          returning: ret,
-        });
-        if (ret) {
-          const r = await client.query({ text, rowMode: 'array', types: RAW_TEXT_TYPES });
-          collectReturned(plan, g, r.rows, returned!);
-          rawKeysOf(plan, g, r.rows, keys);
-          count += r.rows.length;
-        } else {
-          const r = await client.query({ text });
-          count += r.rowCount ?? 0;
-        }
-        await client.query({ text: `DROP TABLE ${stage}` });
-      }
-      if (ret && plan.onConflict === undefined) {
-        if (keysOnly) {
-          for (const k of keys) {
-            const obj: Row = {};
-            ret.columns.forEach((c, j) => {
-              obj[c.name] = plan.decoders[j]!(k[1 + ret.pairKey.indexOf(c.name)] as string);
-            });
-            returned![k[0] as number] = obj;
-          }
-        } else {
-          const got = await selectByKeys(client, plan, keys);
-          got.forEach((r, i) => {
-            returned![i] = r;
-          });
-        }
-      }
-      const result: InsertChunkResult = returned ? { count, returned } : { count };
-      return { result, ledger: insertLedger(plan, result, keys) };
-    },
+    write: copyWrite(plan),
     recover: (client, _p, value) => recoverInsert(client, plan, value),
     async after(p, r) {
       await ctx.signals?.emitPost('postCopyFrom', {

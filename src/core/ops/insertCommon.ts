@@ -17,6 +17,8 @@ export interface InsertPlan {
   /** The single pairing-key column whose default we evaluate up front for rows that lack it. */
   reserve: ColumnMeta | undefined;
   decoders: Decoder[];
+  /** How chunks are written: COPY (copyFrom; bulkCreate without onConflict) or INSERT ... SELECT. */
+  strategy: 'copy' | 'insert';
 }
 
 export interface PreparedInsert {
@@ -56,9 +58,19 @@ function checkNames(meta: TableMeta, names: unknown, what: string): string[] {
 
 export function planInsert(
   meta: TableMeta,
-  opts: InsertLikeOptions,
+  opts: InsertLikeOptions & { strategy?: 'auto' | 'copy' | 'insert' },
   decode: DecodeOptions,
 ): InsertPlan {
+  const strategy = opts.strategy ?? 'auto';
+  if (strategy !== 'auto' && strategy !== 'copy' && strategy !== 'insert') {
+    throw new BulkError(
+      'INVALID_OPTION',
+      `strategy must be 'auto', 'copy' or 'insert', got ${String(strategy)}`,
+      {
+        table: meta.displayName,
+      },
+    );
+  }
   let onConflict: OnConflict | undefined;
   if (opts.onConflict !== undefined) {
     if (opts.onConflict === 'ignore') onConflict = 'ignore';
@@ -86,9 +98,17 @@ export function planInsert(
       });
     }
   }
+  const resolved = strategy === 'auto' ? (onConflict === undefined ? 'copy' : 'insert') : strategy;
   const ret = opts.returning ?? false;
   if (ret === false)
-    return { meta, onConflict, returning: undefined, reserve: undefined, decoders: [] };
+    return {
+      meta,
+      onConflict,
+      returning: undefined,
+      reserve: undefined,
+      decoders: [],
+      strategy: resolved,
+    };
   const pairKey =
     opts.key !== undefined
       ? checkNames(meta, opts.key, 'key')
@@ -113,6 +133,7 @@ export function planInsert(
     returning: { columns, pairKey },
     reserve: only?.defaultExpr ? only : undefined,
     decoders: columns.map((c) => decoderFor(c, decode)),
+    strategy: resolved,
   };
 }
 
