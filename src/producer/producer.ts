@@ -353,6 +353,7 @@ export class BulkProducer {
         'INVALID_OPTION',
         `${table}: rows must be an array or an (async) iterable of row objects`,
       );
+    const givenId = options.operationId !== undefined;
     const id = options.operationId ?? randomUUID();
     const batchSize = popts.batchSize ?? DEFAULT_BATCH_SIZE;
     const opKey = this.keys.op(id);
@@ -423,10 +424,21 @@ export class BulkProducer {
             { table, row: offset },
           );
         }
-        const fp = createHash('sha1').update(json).digest('base64');
-        const [prevFp, state] = await this.redis.hmget(opKey, `fp${index}`, 'state');
-        if (prevFp !== null && prevFp !== fp) throw conflict(`chunk ${index} differs from`);
-        if (sealed && prevFp === null) throw conflict('the input is longer than');
+        // Fingerprints make a repeated operationId safe; an id generated here cannot be reused,
+        // so those calls skip them (and check the operation's state every few chunks only).
+        let prevFp: string | null = null;
+        let fp: string | undefined;
+        let state: string | null = null;
+        if (givenId) {
+          fp = createHash('sha1').update(json).digest('base64');
+          const got = await this.redis.hmget(opKey, `fp${index}`, 'state');
+          prevFp = got[0] ?? null;
+          state = got[1] ?? null;
+          if (prevFp !== null && prevFp !== fp) throw conflict(`chunk ${index} differs from`);
+          if (sealed && prevFp === null) throw conflict('the input is longer than');
+        } else if (index % 8 === 7) {
+          state = await this.redis.hget(opKey, 'state');
+        }
         // A worker failed the operation (bad input): enqueueing more would only be skipped.
         if (state === 'failed' || state === 'cancelled') break;
         if (prevFp === null) {
@@ -439,7 +451,7 @@ export class BulkProducer {
             removeOnComplete: { count: 1000 },
             removeOnFail: { age: 7 * 24 * 3600 },
           });
-          await this.redis.hset(opKey, `fp${index}`, fp);
+          if (fp) await this.redis.hset(opKey, `fp${index}`, fp);
         }
         index++;
         offset += chunk.length;
