@@ -24,6 +24,12 @@ export interface Ledger {
     chunkIndex: number,
     result: unknown,
   ): Promise<void>;
+  /** The stored result of a committed chunk, or undefined when it has not committed. */
+  read(
+    db: Queryable,
+    operationId: string,
+    chunkIndex: number,
+  ): Promise<{ result: unknown } | undefined>;
   forget(db: Queryable, operationId: string): Promise<void>;
   prune(db: Queryable, olderThanMs: number): Promise<number>;
 }
@@ -77,6 +83,14 @@ export function createLedger(schema: string): Ledger {
         text: `UPDATE ${table} SET result = $3::jsonb WHERE operation_id = $1 AND chunk_index = $2`,
         values: [operationId, chunkIndex, JSON.stringify(result)],
       });
+    },
+    async read(db, operationId, chunkIndex) {
+      const r = await db.query({
+        text: `SELECT result FROM ${table} WHERE operation_id = $1 AND chunk_index = $2`,
+        values: [operationId, chunkIndex],
+      });
+      const row = r.rows[0] as { result: unknown } | undefined;
+      return row ? { result: row.result } : undefined;
     },
     async forget(db, operationId) {
       await db.query({

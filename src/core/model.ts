@@ -258,7 +258,18 @@ export class BulkModel<T extends Row = Row> {
             steps,
             runOpts,
           )
-        : await runChunks(engine, keyBatches(engine, plan, op.batchSize), steps, runOpts);
+        : await runChunks(
+            engine,
+            // An operation id of the caller's (a queue job) may run again: resume its batches.
+            keyBatches(
+              engine,
+              plan,
+              op.batchSize,
+              op.ephemeralId ? undefined : { operationId: op.operationId },
+            ),
+            steps,
+            runOpts,
+          );
     if (engine.ledger && op.ephemeralId && results.length > 0) {
       await engine.ledger.forget(engine.pool, op.operationId).catch(() => {});
     }

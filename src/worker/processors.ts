@@ -261,12 +261,13 @@ export async function processOperation(
   if (p.kind === 'update') {
     const where = decodeObject(p.update!.where, 'where')!;
     const set = decodeObject(p.update!.set, 'set')!;
-    // A homogeneous update is idempotent; each attempt runs under its own id so that a replay
-    // re-scans the filter instead of trusting batch numbers from the earlier attempt.
+    // Every run of the job (a retry, a stalled job handed to another worker) uses the operation's
+    // id: batches that committed are recovered from the ledger with their counts, and the
+    // key scan resumes after the last of them, so each row is updated once and counted once.
     const r = await ctx.db.model(p.table).update(
       { where, set },
       {
-        operationId: `${p.operationId}-a${job.attemptsMade}`,
+        operationId: p.operationId,
         ...(p.options.batchSize ? { batchSize: p.options.batchSize } : {}),
         signals: p.options.signals !== false,
       },

@@ -1,3 +1,4 @@
+import type { DbClient } from '../db.js';
 import { cachedEncoder, valueError } from '../encode.js';
 import { BulkError } from '../errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
@@ -62,24 +63,58 @@ export function planUpdate(meta: TableMeta, args: UpdateArgs): UpdatePlan {
   return { meta, key: meta.primaryKey.map((k) => columnOf(meta, k)), set, where: args.where };
 }
 
-/** Key batches of the rows the filter matches, read lazily (keyset pagination on the primary key). */
+/** A batch that committed in an earlier run of the same operation: its last key, to go on after. */
+interface DoneBatch {
+  done: true;
+  key: (string | null)[];
+}
+
+/**
+ * Key batches of the rows the filter matches, read lazily (keyset pagination on the primary key).
+ *
+ * With `resume` (a stable operation id, as a queue job's replay has), batch i that already
+ * committed under that id is not scanned again: the ledger keeps its last key, and the scan goes
+ * on after it. Re-scanning instead would put other keys under batch i's number (a filter the
+ * update makes false, like `where: { flag: false }, set: { flag: true }`), and the ledger would
+ * skip them as done. The ledger read and the scan share one snapshot, so a batch that commits
+ * meanwhile (another runner of the operation) is either seen as done or not yet written.
+ */
 export async function* keyBatches(
   engine: Engine,
   plan: UpdatePlan,
   batchSize: number,
+  resume?: { operationId: string },
 ): AsyncGenerator<Row[]> {
   if (plan.key.length === 0) {
     yield [{ all: true }];
     return;
   }
   const w = buildWhere(plan.meta, plan.where, dollarParams(1), 't');
+  const ledger = resume ? engine.ledger : null;
   let after: (string | null)[] | null = null;
-  for (;;) {
-    const st = buildSelectBatch(plan.meta, plan.key, w.sql, w.values, after, batchSize);
-    const r = await queryWithRetry(engine, (c) =>
-      c.query({ text: st.text, values: st.values, rowMode: 'array' }),
-    );
-    const keys = r.rows as (string | null)[][];
+  for (let index = 0; ; index++) {
+    const scan = async (c: DbClient) => {
+      const st = buildSelectBatch(plan.meta, plan.key, w.sql, w.values, after, batchSize);
+      const r = await c.query({ text: st.text, values: st.values, rowMode: 'array' });
+      return r.rows as (string | null)[][];
+    };
+    const found: DoneBatch | (string | null)[][] = await queryWithRetry(engine, async (c) => {
+      if (!ledger || !resume) return scan(c);
+      await c.query({ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' });
+      const prev = await ledger.read(c, resume.operationId, index);
+      const last = (prev?.result as { last?: unknown } | null | undefined)?.last;
+      const out: DoneBatch | (string | null)[][] = Array.isArray(last)
+        ? { done: true, key: last as (string | null)[] }
+        : await scan(c);
+      await c.query({ text: 'COMMIT' });
+      return out;
+    });
+    if (!Array.isArray(found)) {
+      yield [found as unknown as Row];
+      after = found.key;
+      continue;
+    }
+    const keys = found;
     if (keys.length === 0) return;
     yield keys.map((k) => ({ key: k }));
     if (keys.length < batchSize) return;
@@ -91,7 +126,10 @@ export function updateSteps(plan: UpdatePlan): ChunkSteps<Chunk, { count: number
   return {
     prepare: async (chunk) => chunk,
     async write(client, chunk) {
-      const first = chunk.rows[0] as { all?: boolean } | undefined;
+      const first = chunk.rows[0] as { all?: boolean; done?: boolean } | undefined;
+      // A batch found done in the ledger before its claim, whose ledger row then went (pruned):
+      // nothing is known of its keys any more, so nothing is written.
+      if (first?.done) return { result: { count: 0 }, ledger: { count: 0 } };
       let st: { text: string; values: unknown[] };
       if (first?.all) {
         const w = buildWhere(plan.meta, plan.where, dollarParams(plan.set.length + 1), 't');
@@ -103,7 +141,9 @@ export function updateSteps(plan: UpdatePlan): ChunkSteps<Chunk, { count: number
       }
       const r = await client.query({ text: st.text, values: st.values });
       const result = { count: r.rowCount ?? 0 };
-      return { result, ledger: result };
+      // The batch's last key lets a replay of the operation resume after it (keyBatches).
+      const last = first?.all ? undefined : (chunk.rows.at(-1) as { key: unknown[] }).key;
+      return { result, ledger: last ? { ...result, last } : result };
     },
     async recover(_c, _p, value) {
       const v = (value ?? {}) as { count?: unknown };
