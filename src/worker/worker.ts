@@ -295,7 +295,13 @@ export class BulkWorker {
         err instanceof BulkError
           ? err
           : new BulkError('DATABASE_ERROR', String((err as Error)?.message ?? err), { cause: err });
-      const transient = transientRule(err) !== undefined;
+      // A transient failure that outlasted the core's retry budget (Postgres away longer than
+      // retry.maxElapsedMs, or ensureConnected's timeout) is still transient for the job: BullMQ
+      // retries it with backoff (its attempts) instead of failing the operation for good.
+      const transient =
+        transientRule(err) !== undefined ||
+        (err instanceof BulkError &&
+          (err.code === 'CONNECTION_FAILED' || err.code === 'RETRIES_EXHAUSTED'));
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       // An invalid payload may carry any operationId: only a well-formed one names an operation.
       const rawId =
