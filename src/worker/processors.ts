@@ -33,20 +33,28 @@ async function publish(ctx: ProcessorContext, name: BulkEventName, event: unknow
 }
 
 /** Count a chunk once (a replay does not count twice) and publish progress. */
+/**
+ * Count a chunk once (a bit per chunk: a replay does not count twice), move the operation to
+ * running unless it has ended, and read the counters: one round trip.
+ */
+const MARK_CHUNK_DONE = `
+if redis.call('setbit', KEYS[2], ARGV[1], 1) == 0 then
+  redis.call('hincrby', KEYS[1], 'rowsDone', ARGV[2])
+  redis.call('hincrby', KEYS[1], 'chunksDone', 1)
+  local s = redis.call('hget', KEYS[1], 'state')
+  if s ~= 'completed' and s ~= 'failed' and s ~= 'cancelled' then redis.call('hset', KEYS[1], 'state', 'running') end
+end
+return redis.call('hmget', KEYS[1], 'rowsDone', 'chunksDone', 'totalRows', 'totalChunks')`;
+
 async function markChunkDone(ctx: ProcessorContext, p: ChunkPayload, count: number): Promise<void> {
-  const key = ctx.keys.op(p.operationId);
-  const before = await ctx.redis.setbit(ctx.keys.opDone(p.operationId), p.chunk.index, 1);
-  if (before === 0) {
-    await ctx.redis.multi().hincrby(key, 'rowsDone', count).hincrby(key, 'chunksDone', 1).exec();
-    await moveState(ctx.redis, key, { state: 'running' });
-  }
-  const [rowsDone, chunksDone, totalRows, totalChunks] = await ctx.redis.hmget(
-    key,
-    'rowsDone',
-    'chunksDone',
-    'totalRows',
-    'totalChunks',
-  );
+  const [rowsDone, chunksDone, totalRows, totalChunks] = (await ctx.redis.eval(
+    MARK_CHUNK_DONE,
+    2,
+    ctx.keys.op(p.operationId),
+    ctx.keys.opDone(p.operationId),
+    String(p.chunk.index),
+    String(count),
+  )) as (string | null)[];
   const ev: Record<string, unknown> = {
     operationId: p.operationId,
     table: p.table,
