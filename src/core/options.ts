@@ -43,6 +43,11 @@ export const DEFAULT_BATCH_SIZE = 5000;
 export const DEFAULT_MAX_CONCURRENT_WORKERS = 4;
 const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
+/** Operation ids: 1-200 letters, digits and ._- (BullMQ job ids cannot hold ':'). */
+export function isOperationId(id: unknown): id is string {
+  return typeof id === 'string' && OP_ID.test(id);
+}
+
 function positiveInt(name: string, v: unknown, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
     throw new BulkError(

@@ -7,19 +7,35 @@ import { parseTableName } from '../core/meta.js';
 import { DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
-import type { OnConflict } from '../core/sql/insert.js';
 import type { Where } from '../core/sql/where.js';
-import { BulkEvents, publishEvent } from './events.js';
+import { BulkEvents } from './events.js';
 import { Operation } from './operation.js';
+import {
+  abandon,
+  addFlow,
+  chunkJobOptions,
+  markSealed,
+  PARENT_JOB,
+  promoteSeal,
+  register,
+} from './opRecord.js';
+import {
+  checkNames,
+  checkOperationId,
+  payloadOptions,
+  type QueueCopyToOptions,
+  type QueueInsertOptions,
+  type QueueUpdateFieldsOptions,
+  type QueueWriteOptions,
+} from './options.js';
 import type {
   ChunkKind,
   ChunkPayload,
   OperationKind,
   OperationPayload,
   PayloadOptions,
-  SealPayload,
 } from './payload.js';
-import { connect, jobIds, moveState, QueueKeys, type RedisInput } from './redis.js';
+import { connect, jobIds, QueueKeys, type RedisInput } from './redis.js';
 import { type Encoded, encodeRows, encodeValue } from './values.js';
 
 export interface BulkProducerOptions {
@@ -38,57 +54,9 @@ export interface BulkProducerOptions {
   logger?: Logger;
 }
 
-/** Options of queued writes: as in direct mode, but the chunks run on the workers. */
-export interface QueueWriteOptions {
-  batchSize?: number;
-  signals?: boolean;
-  /** Makes enqueue idempotent: the same id enqueues once (letters, digits, ._-). */
-  operationId?: string;
-  /**
-   * Accepted for parity with direct mode. In queue mode the parallelism of an operation is
-   * the workers' (`--concurrency` times the number of workers); these do not limit it.
-   */
-  concurrent?: boolean;
-  maxConcurrentWorkers?: number;
-}
-
-export interface QueueInsertOptions extends QueueWriteOptions {
-  returning?: boolean | string[];
-  onConflict?: OnConflict;
-  key?: string[];
-}
-
-export interface QueueUpdateFieldsOptions extends QueueWriteOptions {
-  fields?: string[];
-  key?: string[];
-}
-
-export interface QueueCopyToOptions {
-  /** File the worker writes (inside its export directory). */
-  path: string;
-  format?: 'csv' | 'text' | 'ndjson';
-  columns?: string[];
-  where?: Where;
-  operationId?: string;
-  signals?: boolean;
-}
+export type { QueueCopyToOptions, QueueInsertOptions, QueueUpdateFieldsOptions, QueueWriteOptions };
 
 type Input = readonly Row[] | Iterable<Row> | AsyncIterable<Row>;
-
-const MAX_BATCH = 1_000_000;
-const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
-
-function checkNames(v: unknown, what: string): string[] | undefined {
-  if (v === undefined) return undefined;
-  if (
-    !Array.isArray(v) ||
-    v.length === 0 ||
-    v.some((x) => typeof x !== 'string' || x.length === 0)
-  ) {
-    throw new BulkError('INVALID_OPTION', `${what} must be a non-empty array of column names`);
-  }
-  return v as string[];
-}
 
 /**
  * App-side API: validates and encodes an operation, enqueues it as one BullMQ flow (a parent job
@@ -158,13 +126,9 @@ export class BulkProducer {
       where: this.encodeObject(args.where, 'where'),
       set: this.encodeObject(args.set, 'set'),
     };
-    return this.enqueueSingle(
-      'update',
-      table,
-      this.payloadOptions(options, {}),
-      options.operationId,
-      { update },
-    );
+    return this.enqueueSingle('update', table, payloadOptions(options), options.operationId, {
+      update,
+    });
   }
 
   /** Enqueue an export: a worker streams COPY TO into `path` (CSV with header, COPY text, or NDJSON). */
@@ -214,113 +178,8 @@ export class BulkProducer {
     return e.v;
   }
 
-  private payloadOptions(
-    o: QueueInsertOptions & QueueUpdateFieldsOptions,
-    extra: PayloadOptions,
-  ): PayloadOptions {
-    if (o === null || typeof o !== 'object')
-      throw new BulkError('INVALID_OPTION', 'options must be an object');
-    const known = new Set([
-      'batchSize',
-      'signals',
-      'operationId',
-      'concurrent',
-      'maxConcurrentWorkers',
-      'returning',
-      'onConflict',
-      'key',
-      'fields',
-      'transaction',
-    ]);
-    for (const k of Object.keys(o))
-      if (!known.has(k))
-        throw new BulkError('INVALID_OPTION', `unknown option ${JSON.stringify(k)}`);
-    if ((o as { transaction?: string }).transaction === 'operation') {
-      throw new BulkError(
-        'INVALID_OPTION',
-        "transaction: 'operation' needs direct mode (one connection); queued chunks commit one by one",
-      );
-    }
-    if (
-      o.operationId !== undefined &&
-      (typeof o.operationId !== 'string' || !OP_ID.test(o.operationId))
-    ) {
-      throw new BulkError(
-        'INVALID_OPTION',
-        'operationId must be 1-200 characters of letters, digits and ._-',
-      );
-    }
-    const out: PayloadOptions = { ...extra };
-    if (o.batchSize !== undefined) {
-      if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > MAX_BATCH) {
-        throw new BulkError(
-          'INVALID_OPTION',
-          `batchSize must be an integer from 1 to ${MAX_BATCH}`,
-        );
-      }
-      out.batchSize = o.batchSize;
-    }
-    if (o.signals === false) out.signals = false;
-    if (o.returning !== undefined && o.returning !== false) {
-      out.returning =
-        o.returning === true ? true : (checkNames(o.returning, 'returning') as string[]);
-    }
-    if (o.onConflict !== undefined) {
-      if (o.onConflict === 'ignore') out.onConflict = 'ignore';
-      else if (o.onConflict && typeof o.onConflict === 'object') {
-        out.onConflict = {
-          target: checkNames(o.onConflict.target, 'onConflict.target')!,
-          update: o.onConflict.update ?? [],
-        };
-      } else
-        throw new BulkError('INVALID_OPTION', "onConflict must be 'ignore' or { target, update }");
-    }
-    const key = checkNames(o.key, 'key');
-    if (key) out.key = key;
-    const fields = checkNames(o.fields, 'fields');
-    if (fields) out.fields = fields;
-    return out;
-  }
-
   private assertOpen(): void {
     if (this.closed) throw new BulkError('CLOSED', 'this BulkProducer is closed');
-  }
-
-  /** Record the operation (idempotently) and refuse an id reused for another operation. */
-  private async register(
-    id: string,
-    kind: OperationKind,
-    table: string,
-    options: PayloadOptions,
-  ): Promise<{ sealed: boolean }> {
-    const key = this.keys.op(id);
-    const identity = JSON.stringify({ kind, table, options });
-    const created = await this.redis.hsetnx(key, 'identity', identity);
-    if (!created) {
-      const prev = await this.redis.hmget(key, 'identity', 'sealed');
-      if (prev[0] !== identity) {
-        throw new BulkError(
-          'OPERATION_CONFLICT',
-          `operation ${id} was enqueued before as a different operation`,
-          { table },
-        );
-      }
-      return { sealed: prev[1] === '1' };
-    }
-    const now = Date.now();
-    await this.redis
-      .multi()
-      .hset(key, {
-        kind,
-        table,
-        createdAt: String(now),
-        state: 'enqueueing',
-        rowsDone: '0',
-        chunksDone: '0',
-      })
-      .zadd(this.keys.ops, String(now), id)
-      .exec();
-    return { sealed: false };
   }
 
   private async enqueueChunks(
@@ -331,7 +190,7 @@ export class BulkProducer {
   ): Promise<Operation> {
     this.assertOpen();
     parseTableName(table);
-    const popts = this.payloadOptions(options, {});
+    const popts = payloadOptions(options);
     if (
       kind === 'updateFields' &&
       (popts.returning !== undefined || popts.onConflict !== undefined)
@@ -357,40 +216,24 @@ export class BulkProducer {
     const id = options.operationId ?? randomUUID();
     const batchSize = popts.batchSize ?? DEFAULT_BATCH_SIZE;
     const opKey = this.keys.op(id);
-    const { sealed } = await this.register(id, kind, table, popts);
-    if (sealed) {
-      // Enqueued before under this id. An operation that ended in failure is returned as is (its
-      // done() rejects); otherwise the input must be the same, chunk by chunk, or it is a conflict.
-      const state = await this.redis.hget(opKey, 'state');
-      if (state === 'failed' || state === 'cancelled') return new Operation(this.ctx(), id);
-    }
+    const {
+      created,
+      sealed,
+      state: before,
+    } = await register(this.redis, this.keys, id, { kind, table, options: popts }, { kind, table });
+    // Enqueued before under this id. An operation that ended in failure is returned as is (its
+    // done() rejects); otherwise the input must be the same, chunk by chunk, or it is a conflict.
+    if (sealed && (before === 'failed' || before === 'cancelled'))
+      return new Operation(this.ctx(), id);
     const parent: OperationPayload = { v: 1, kind, operationId: id, table, options: popts };
-    const seal: SealPayload = { v: 1, operationId: id, seal: true };
-    const { queue, qualified } = { queue: this.keys.queue, qualified: this.keys.qualified };
+    const qualified = this.keys.qualified;
     if (!sealed && !(await Job.fromId(this.queue, jobIds.parent(id)))) {
-      await this.flows.add({
-        name: 'operation',
-        queueName: queue,
-        data: parent,
-        opts: {
-          jobId: jobIds.parent(id),
-          removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
-          removeOnFail: { age: 7 * 24 * 3600 },
-        },
-        children: [
-          {
-            name: 'seal',
-            queueName: queue,
-            data: seal,
-            opts: {
-              jobId: jobIds.seal(id),
-              delay: this.options.sealTimeoutMs ?? 24 * 3600_000,
-              failParentOnFailure: true,
-              removeOnComplete: true,
-            },
-          },
-        ],
-      });
+      await addFlow(
+        this.flows,
+        this.keys.queue,
+        parent,
+        this.options.sealTimeoutMs ?? 24 * 3600_000,
+      );
     }
     const maxBytes = this.options.maxPayloadBytes ?? 16 * 1024 * 1024;
     const attempts = this.options.attempts ?? 8;
@@ -442,15 +285,7 @@ export class BulkProducer {
         // A worker failed the operation (bad input): enqueueing more would only be skipped.
         if (state === 'failed' || state === 'cancelled') break;
         if (prevFp === null) {
-          await this.queue.add('chunk', data, {
-            jobId: jobIds.chunk(id, index),
-            parent: { id: jobIds.parent(id), queue: qualified },
-            failParentOnFailure: true,
-            attempts,
-            backoff: { type: 'exponential', delay: 1000 },
-            removeOnComplete: { count: 1000 },
-            removeOnFail: { age: 7 * 24 * 3600 },
-          });
+          await this.queue.add('chunk', data, chunkJobOptions(id, index, qualified, attempts));
           if (fp) await this.redis.hset(opKey, `fp${index}`, fp);
         }
         index++;
@@ -459,8 +294,10 @@ export class BulkProducer {
     } catch (err) {
       // This call was enqueueing the operation and cannot finish: fail it, so that its done()
       // rejects instead of waiting for the seal timeout. A conflict leaves the earlier one alone.
-      if (!sealed && !(err instanceof BulkError && err.code === 'OPERATION_CONFLICT'))
-        await this.abandon(id, table, kind, err).catch((e) =>
+      // Only the call that created the record fails it: another call enqueueing the same id may
+      // be mid-way, and its operation is not this call's to fail.
+      if (created && !(err instanceof BulkError && err.code === 'OPERATION_CONFLICT'))
+        await abandon(this.redis, this.keys, this.queue, { id, table, kind }, err).catch((e) =>
           this.logger.warn({ err: e, operationId: id }, 'could not mark the operation failed'),
         );
       throw err;
@@ -471,54 +308,12 @@ export class BulkProducer {
         throw conflict('the input is shorter than');
       return new Operation(this.ctx(), id);
     }
-    await this.redis.hset(opKey, {
-      sealed: '1',
+    await markSealed(this.redis, this.keys, id, {
       totalRows: String(offset),
       totalChunks: String(index),
     });
-    // 'queued' unless a worker has moved the operation on meanwhile.
-    await this.redis.eval(
-      "if redis.call('hget', KEYS[1], 'state') == 'enqueueing' then redis.call('hset', KEYS[1], 'state', 'queued') end",
-      1,
-      opKey,
-    );
-    await this.promoteSeal(id);
+    await promoteSeal(this.queue, id);
     return new Operation(this.ctx(), id);
-  }
-
-  /** Let the seal run now (once enqueueing ended). Another producer may have promoted it already. */
-  private async promoteSeal(id: string): Promise<void> {
-    const sealJob = await Job.fromId(this.queue, jobIds.seal(id));
-    if (!sealJob || (await sealJob.getState()) !== 'delayed') return;
-    try {
-      await sealJob.promote();
-    } catch (err) {
-      if ((await sealJob.getState()) === 'delayed') throw err;
-    }
-  }
-
-  /** Fail an operation whose enqueueing stopped (bad row, payload too large, source error). */
-  private async abandon(id: string, table: string, kind: string, err: unknown): Promise<void> {
-    const bulk =
-      err instanceof BulkError
-        ? err
-        : new BulkError(
-            'CANCELLED',
-            `operation ${id}: enqueueing stopped: ${String((err as Error)?.message ?? err)}`,
-            { table, cause: err },
-          );
-    const key = this.keys.op(id);
-    await this.redis.hsetnx(key, 'error', JSON.stringify(bulk.toJSON()));
-    await moveState(this.redis, key, { state: 'failed', finishedAt: String(Date.now()) });
-    await publishEvent(this.redis, this.keys, 'failed', {
-      operationId: id,
-      table,
-      kind,
-      state: 'failed',
-      error: { code: bulk.code, message: bulk.message },
-    });
-    // The seal now fails (never sealed), failing the parent job and releasing it.
-    await this.promoteSeal(id);
   }
 
   private async enqueueSingle(
@@ -526,18 +321,21 @@ export class BulkProducer {
     table: string,
     popts: PayloadOptions,
     operationId: string | undefined,
-    extra: Partial<OperationPayload>,
+    extra: Pick<OperationPayload, 'update' | 'copyTo'>,
   ): Promise<Operation> {
     this.assertOpen();
     parseTableName(table);
-    if (operationId !== undefined && !OP_ID.test(operationId)) {
-      throw new BulkError(
-        'INVALID_OPTION',
-        'operationId must be 1-200 characters of letters, digits and ._-',
-      );
-    }
+    checkOperationId(operationId);
     const id = operationId ?? randomUUID();
-    const { sealed } = await this.register(id, kind, table, popts);
+    // What the operation does is part of its identity: the same id for another filter or
+    // another file is a conflict, not the earlier operation.
+    const { sealed } = await register(
+      this.redis,
+      this.keys,
+      id,
+      { kind, table, options: popts, ...extra },
+      { kind, table },
+    );
     if (!sealed) {
       const data: OperationPayload = {
         v: 1,
@@ -549,12 +347,10 @@ export class BulkProducer {
       };
       await this.queue.add('operation', data, {
         jobId: jobIds.parent(id),
+        ...PARENT_JOB,
         attempts: this.options.attempts ?? 8,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
-        removeOnFail: { age: 7 * 24 * 3600 },
       });
-      await this.redis.hset(this.keys.op(id), { sealed: '1', state: 'queued' });
+      await markSealed(this.redis, this.keys, id, {});
     }
     return new Operation(this.ctx(), id);
   }

@@ -5,6 +5,7 @@ import { BulkClient, type BulkClientOptions } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
 import { parseTableName } from '../core/meta.js';
+import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
 import { publishEvent } from '../producer/events.js';
@@ -58,8 +59,6 @@ export interface BulkWorkerOptions {
   /** Told of every job's outcome (e.g. prom-client metrics: see createWorkerMetrics). */
   metrics?: WorkerMetricsHook;
 }
-
-const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
 /** Whether `p` settled within `ms` (it keeps running either way). */
 async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
@@ -307,7 +306,7 @@ export class BulkWorker {
       const rawId =
         (p as { operationId?: string } | undefined)?.operationId ??
         (job.data as { operationId?: unknown } | null)?.operationId;
-      const opId = typeof rawId === 'string' && OP_ID.test(rawId) ? rawId : undefined;
+      const opId = isOperationId(rawId) ? rawId : undefined;
       const known = (p ?? {}) as { table?: string; kind?: string };
       const seen = { table: known.table, kind: known.kind, operationId: opId };
       if (!transient || last) {

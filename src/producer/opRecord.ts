@@ -1,0 +1,175 @@
+import { type FlowProducer, Job, type JobsOptions, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { BulkError } from '../core/errors.js';
+import { publishEvent } from './events.js';
+import type { OperationPayload, SealPayload } from './payload.js';
+import { jobIds, moveState, type QueueKeys } from './redis.js';
+
+/**
+ * An operation's record beside the queue (`<prefix>:<queue>:bm:op:<id>`) and its jobs: who
+ * enqueued it as what, its state, the seal. Everything the producer does to Redis besides
+ * adding chunk jobs.
+ */
+
+const WEEK_S = 7 * 24 * 3600;
+
+/** Parents stay a week (done() reads their result); chunk data goes soon (it can be large). */
+export const PARENT_JOB: JobsOptions = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: { age: WEEK_S, count: 10_000 },
+  removeOnFail: { age: WEEK_S },
+};
+
+export function chunkJobOptions(
+  id: string,
+  index: number,
+  qualifiedQueue: string,
+  attempts: number,
+): JobsOptions {
+  return {
+    jobId: jobIds.chunk(id, index),
+    parent: { id: jobIds.parent(id), queue: qualifiedQueue },
+    failParentOnFailure: true,
+    attempts,
+    backoff: { type: 'exponential', delay: 1000 },
+    removeOnComplete: { count: 1000 },
+    removeOnFail: { age: WEEK_S },
+  };
+}
+
+/**
+ * Record the operation under its id, or find the earlier record: the same id for another
+ * operation (kind, table, options or, for update/copyTo, what they do) is OPERATION_CONFLICT.
+ * `created` says whether this call made the record (and so may fail it if enqueueing stops).
+ */
+export async function register(
+  redis: Redis,
+  keys: QueueKeys,
+  id: string,
+  identityOf: object,
+  fields: { kind: string; table: string },
+): Promise<{ created: boolean; sealed: boolean; state: string | null }> {
+  const key = keys.op(id);
+  const identity = JSON.stringify(identityOf);
+  const created = await redis.hsetnx(key, 'identity', identity);
+  if (!created) {
+    const [prev, sealed, state] = await redis.hmget(key, 'identity', 'sealed', 'state');
+    if (prev !== identity) {
+      throw new BulkError(
+        'OPERATION_CONFLICT',
+        `operation ${id} was enqueued before as a different operation`,
+        {
+          table: fields.table,
+        },
+      );
+    }
+    return { created: false, sealed: sealed === '1', state: state ?? null };
+  }
+  const now = Date.now();
+  await redis
+    .multi()
+    .hset(key, {
+      ...fields,
+      createdAt: String(now),
+      state: 'enqueueing',
+      rowsDone: '0',
+      chunksDone: '0',
+    })
+    .zadd(keys.ops, String(now), id)
+    .exec();
+  return { created: true, sealed: false, state: 'enqueueing' };
+}
+
+const MARK_QUEUED = `
+redis.call('hset', KEYS[1], unpack(ARGV))
+if redis.call('hget', KEYS[1], 'state') == 'enqueueing' then redis.call('hset', KEYS[1], 'state', 'queued') end`;
+
+/** Seal the record (with totals) and move it to 'queued', unless a worker has moved it on already. */
+export async function markSealed(
+  redis: Redis,
+  keys: QueueKeys,
+  id: string,
+  fields: Record<string, string>,
+): Promise<void> {
+  await redis.eval(
+    MARK_QUEUED,
+    1,
+    keys.op(id),
+    ...Object.entries({ sealed: '1', ...fields }).flat(),
+  );
+}
+
+/** The parent job with its delayed seal child: the parent cannot finish before the seal runs. */
+export async function addFlow(
+  flows: FlowProducer,
+  queue: string,
+  parent: OperationPayload,
+  sealTimeoutMs: number,
+): Promise<void> {
+  const id = parent.operationId;
+  const seal: SealPayload = { v: 1, operationId: id, seal: true };
+  await flows.add({
+    name: 'operation',
+    queueName: queue,
+    data: parent,
+    opts: { jobId: jobIds.parent(id), ...PARENT_JOB },
+    children: [
+      {
+        name: 'seal',
+        queueName: queue,
+        data: seal,
+        opts: {
+          jobId: jobIds.seal(id),
+          delay: sealTimeoutMs,
+          failParentOnFailure: true,
+          removeOnComplete: true,
+        },
+      },
+    ],
+  });
+}
+
+/** Let the seal run now (once enqueueing ended). Another producer may have promoted it already. */
+export async function promoteSeal(queue: Queue, id: string): Promise<void> {
+  const sealJob = await Job.fromId(queue, jobIds.seal(id));
+  if (!sealJob || (await sealJob.getState()) !== 'delayed') return;
+  try {
+    await sealJob.promote();
+  } catch (err) {
+    if ((await sealJob.getState()) === 'delayed') throw err;
+  }
+}
+
+/** Fail an operation whose enqueueing stopped (bad row, payload too large, source error). */
+export async function abandon(
+  redis: Redis,
+  keys: QueueKeys,
+  queue: Queue,
+  op: { id: string; table: string; kind: string },
+  err: unknown,
+): Promise<void> {
+  const bulk =
+    err instanceof BulkError
+      ? err
+      : new BulkError(
+          'CANCELLED',
+          `operation ${op.id}: enqueueing stopped: ${String((err as Error)?.message ?? err)}`,
+          {
+            table: op.table,
+            cause: err,
+          },
+        );
+  const key = keys.op(op.id);
+  await redis.hsetnx(key, 'error', JSON.stringify(bulk.toJSON()));
+  await moveState(redis, key, { state: 'failed', finishedAt: String(Date.now()) });
+  await publishEvent(redis, keys, 'failed', {
+    operationId: op.id,
+    table: op.table,
+    kind: op.kind,
+    state: 'failed',
+    error: { code: bulk.code, message: bulk.message },
+  });
+  // The seal now fails (never sealed), failing the parent job and releasing it.
+  await promoteSeal(queue, op.id);
+}

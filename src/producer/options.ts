@@ -1,0 +1,118 @@
+import { BulkError } from '../core/errors.js';
+import { isOperationId } from '../core/options.js';
+import type { OnConflict } from '../core/sql/insert.js';
+import type { Where } from '../core/sql/where.js';
+import type { PayloadOptions } from './payload.js';
+
+/** Options of queued writes: as in direct mode, but the chunks run on the workers. */
+export interface QueueWriteOptions {
+  batchSize?: number;
+  signals?: boolean;
+  /** Makes enqueue idempotent: the same id enqueues once (letters, digits, ._-). */
+  operationId?: string;
+  /**
+   * Accepted for parity with direct mode. In queue mode the parallelism of an operation is
+   * the workers' (`--concurrency` times the number of workers); these do not limit it.
+   */
+  concurrent?: boolean;
+  maxConcurrentWorkers?: number;
+}
+
+export interface QueueInsertOptions extends QueueWriteOptions {
+  returning?: boolean | string[];
+  onConflict?: OnConflict;
+  key?: string[];
+}
+
+export interface QueueUpdateFieldsOptions extends QueueWriteOptions {
+  fields?: string[];
+  key?: string[];
+}
+
+export interface QueueCopyToOptions {
+  /** File the worker writes (inside its export directory). */
+  path: string;
+  format?: 'csv' | 'text' | 'ndjson';
+  columns?: string[];
+  where?: Where;
+  operationId?: string;
+  signals?: boolean;
+}
+
+const MAX_BATCH = 1_000_000;
+const KNOWN = new Set([
+  'batchSize',
+  'signals',
+  'operationId',
+  'concurrent',
+  'maxConcurrentWorkers',
+  'returning',
+  'onConflict',
+  'key',
+  'fields',
+  'transaction',
+]);
+
+export function checkNames(v: unknown, what: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (
+    !Array.isArray(v) ||
+    v.length === 0 ||
+    v.some((x) => typeof x !== 'string' || x.length === 0)
+  ) {
+    throw new BulkError('INVALID_OPTION', `${what} must be a non-empty array of column names`);
+  }
+  return v as string[];
+}
+
+export function checkOperationId(id: unknown): void {
+  if (id !== undefined && !isOperationId(id)) {
+    throw new BulkError(
+      'INVALID_OPTION',
+      'operationId must be 1-200 characters of letters, digits and ._-',
+    );
+  }
+}
+
+/** Check a queued write's options and keep what the payload carries. */
+export function payloadOptions(o: QueueInsertOptions & QueueUpdateFieldsOptions): PayloadOptions {
+  if (o === null || typeof o !== 'object')
+    throw new BulkError('INVALID_OPTION', 'options must be an object');
+  for (const k of Object.keys(o)) {
+    if (!KNOWN.has(k)) throw new BulkError('INVALID_OPTION', `unknown option ${JSON.stringify(k)}`);
+  }
+  if ((o as { transaction?: string }).transaction === 'operation') {
+    throw new BulkError(
+      'INVALID_OPTION',
+      "transaction: 'operation' needs direct mode (one connection); queued chunks commit one by one",
+    );
+  }
+  checkOperationId(o.operationId);
+  const out: PayloadOptions = {};
+  if (o.batchSize !== undefined) {
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > MAX_BATCH) {
+      throw new BulkError('INVALID_OPTION', `batchSize must be an integer from 1 to ${MAX_BATCH}`);
+    }
+    out.batchSize = o.batchSize;
+  }
+  if (o.signals === false) out.signals = false;
+  if (o.returning !== undefined && o.returning !== false) {
+    out.returning =
+      o.returning === true ? true : (checkNames(o.returning, 'returning') as string[]);
+  }
+  if (o.onConflict !== undefined) {
+    if (o.onConflict === 'ignore') out.onConflict = 'ignore';
+    else if (o.onConflict && typeof o.onConflict === 'object') {
+      out.onConflict = {
+        target: checkNames(o.onConflict.target, 'onConflict.target')!,
+        update: o.onConflict.update ?? [],
+      };
+    } else
+      throw new BulkError('INVALID_OPTION', "onConflict must be 'ignore' or { target, update }");
+  }
+  const key = checkNames(o.key, 'key');
+  if (key) out.key = key;
+  const fields = checkNames(o.fields, 'fields');
+  if (fields) out.fields = fields;
+  return out;
+}
