@@ -20,6 +20,7 @@ const INT_RANGE: Record<'int2' | 'int4' | 'int8', [bigint, bigint]> = {
 };
 
 const INT_TEXT = /^[+-]?\d+$/;
+/** Numbers as text, for numeric and float columns alike. */
 const NUMERIC_TEXT =
   /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
 /** Boolean text Postgres reads, as files (CSV) carry it; other spellings ('yes', 'on') are refused. */
@@ -31,7 +32,6 @@ const BOOL_TEXT = new Map<string, 't' | 'f'>([
   ['false', 'f'],
   ['0', 'f'],
 ]);
-const FLOAT_TEXT = /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -85,15 +85,30 @@ function pad(n: number, w = 2): string {
 export function dateToLiteral(d: Date): string {
   const t = d.getTime();
   if (Number.isNaN(t)) throw new ValueProblem('invalid Date');
-  let year = d.getFullYear();
-  const bc = year < 1;
-  if (bc) year = -year + 1;
-  const off = -d.getTimezoneOffset();
+  const fullYear = d.getFullYear();
+  const bc = fullYear < 1;
+  const year = bc ? -fullYear + 1 : fullYear;
+  // The exact offset of the local fields from UTC, in seconds: getTimezoneOffset() rounds to
+  // minutes, and historical local mean times (before ~1900) have seconds in their offsets.
+  const local = new Date(
+    Date.UTC(
+      2000,
+      d.getMonth(),
+      d.getDate(),
+      d.getHours(),
+      d.getMinutes(),
+      d.getSeconds(),
+      d.getMilliseconds(),
+    ),
+  );
+  local.setUTCFullYear(fullYear);
+  const off = Math.round((local.getTime() - t) / 1000);
   const sign = off >= 0 ? '+' : '-';
   const a = Math.abs(off);
+  const secs = a % 60 ? `:${pad(a % 60)}` : '';
   return (
     `${pad(year, 4)}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:` +
-    `${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}${sign}${pad(Math.floor(a / 60))}:${pad(a % 60)}${bc ? ' BC' : ''}`
+    `${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}${sign}${pad(Math.floor(a / 3600))}:${pad(Math.floor(a / 60) % 60)}${secs}${bc ? ' BC' : ''}`
   );
 }
 
@@ -143,7 +158,7 @@ function scalar(kind: ValueKind, v: unknown): string {
             : v === -Infinity
               ? '-Infinity'
               : String(v);
-      if (typeof v === 'string' && FLOAT_TEXT.test(v)) return v;
+      if (typeof v === 'string' && NUMERIC_TEXT.test(v)) return v;
       if (typeof v === 'bigint') return v.toString();
       return wrong('a number', v);
     case 'numeric':

@@ -25,9 +25,11 @@ export interface ColumnMeta {
   /** The declared type as SQL (format_type): `text[]`, `numeric(12,2)`, `public.mood`. */
   typeSql: string;
   /**
-   * The type without its modifier, for casting bound values: `character varying`, `numeric`.
-   * An explicit cast to `varchar(5)` would silently truncate; the assignment to the column then
-   * applies the modifier (and refuses a value that is too long), as COPY does.
+   * The base type without its modifier, for casting bound values: `character varying`,
+   * `numeric`; a domain's base type, an array of domains' element base type. An explicit cast
+   * to `varchar(5)` (or to a domain over it) would silently truncate; the assignment to the
+   * column then applies the modifier and the domain's checks, and refuses what does not fit,
+   * as COPY does.
    */
   castSql: string;
   /** OID of the base type (domains resolved); for arrays, of the array type. */
@@ -132,7 +134,7 @@ LIMIT 1`;
 const COLUMNS = `
 WITH RECURSIVE cols AS (
   SELECT a.attnum, a.attname, a.atttypid, a.attnotnull, a.atthasdef, a.attidentity, a.attgenerated,
-         format_type(a.atttypid, a.atttypmod) AS type_sql, format_type(a.atttypid, -1) AS cast_sql,
+         format_type(a.atttypid, a.atttypmod) AS type_sql,
          pg_get_expr(d.adbin, d.adrelid) AS default_expr,
          CASE WHEN a.attidentity <> '' THEN pg_get_serial_sequence($2, a.attname) END AS identity_seq
   FROM pg_catalog.pg_attribute a
@@ -144,7 +146,11 @@ WITH RECURSIVE cols AS (
   SELECT b.attnum, t.typbasetype, b.depth + 1 FROM base b JOIN pg_catalog.pg_type t ON t.oid = b.oid
   WHERE t.typtype = 'd' AND b.depth < 20
 )
-SELECT c.attname AS name, c.type_sql, c.cast_sql, c.attnotnull AS not_null, c.atthasdef AS has_default,
+SELECT c.attname AS name, c.type_sql,
+       -- casts go to the base type (domains resolved, for arrays the element's) without modifier
+       CASE WHEN bt.typcategory = 'A' AND et.oid IS NOT NULL THEN format_type(et.oid, -1) || '[]'
+            ELSE format_type(bt.oid, -1) END AS cast_sql,
+       c.attnotnull AS not_null, c.atthasdef AS has_default,
        c.attidentity AS identity, c.attgenerated AS generated, c.default_expr, c.identity_seq,
        bt.oid::int AS base_oid, bt.typname AS base_name, bt.typtype AS base_typtype, bt.typcategory AS base_category,
        et.oid::int AS elem_oid, et.typname AS elem_name, et.typtype AS elem_typtype
@@ -178,8 +184,8 @@ export function kindOf(typname: string, typtype: string): ValueKind {
     case 'int2':
       return 'int2';
     case 'int4':
-    case 'oid':
       return 'int4';
+    case 'oid': // 0 to 2^32-1: checked as int8 here, the exact range by Postgres
     case 'int8':
       return 'int8';
     case 'float4':

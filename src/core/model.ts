@@ -234,10 +234,12 @@ export class BulkModel<T extends Row = Row> {
       chunkIndex: -1,
       batchSize: op.batchSize,
     };
+    let set = args.set;
     if (signals) {
       const ev = { ...base, where: args.where, set: { ...args.set } };
       await signals.emitPre('preUpdate', ev);
       plan = planUpdate(meta, { where: ev.where, set: ev.set });
+      set = ev.set; // what a listener changed is what was written, and what postUpdate reports
     }
     const engine = this.db.engine;
     if (engine.ledger) await engine.ledger.ensure(engine.pool);
@@ -253,7 +255,7 @@ export class BulkModel<T extends Row = Row> {
       op.transaction === 'operation'
         ? await runInOneTransaction(
             engine,
-            () => keyBatches(engine, plan, op.batchSize),
+            (client) => keyBatches(engine, plan, op.batchSize, undefined, client),
             true,
             steps,
             runOpts,
@@ -274,8 +276,7 @@ export class BulkModel<T extends Row = Row> {
       await engine.ledger.forget(engine.pool, op.operationId).catch(() => {});
     }
     const count = results.reduce((n, r) => n + r.count, 0);
-    if (signals)
-      await signals.emitPost('postUpdate', { ...base, where: plan.where, set: args.set, count });
+    if (signals) await signals.emitPost('postUpdate', { ...base, where: plan.where, set, count });
     return { count };
   }
 

@@ -60,6 +60,9 @@ export interface RunOptions {
 
 type Source = AsyncIterable<Row[]> | Iterable<Row[]>;
 
+/** A chunk not prepared because another had failed first. */
+const SKIPPED = Symbol('skipped');
+
 function annotate(err: unknown, table: string, chunks: number, rows: number): BulkError {
   const e =
     err instanceof BulkError
@@ -174,11 +177,20 @@ export async function runChunks<P, R extends ChunkResultBase>(
       offset += rows.length;
       // Sequential calls prepare in chunk order (pre signals, reserved keys ascend with input);
       // concurrent ones prepare their chunks independently.
-      const preparing =
-        opts.concurrency === 1 ? prepared$.then(() => steps.prepare(chunk)) : steps.prepare(chunk);
+      // A chunk whose turn comes after a failure is not prepared (no pre signal, no reserved keys).
+      const prepare = (): Promise<P> => (failure ? Promise.reject(SKIPPED) : steps.prepare(chunk));
+      const preparing = opts.concurrency === 1 ? prepared$.then(prepare) : prepare();
       prepared$ = preparing.catch(() => {});
       const p: Promise<void> = (async () => {
-        const prepared = await preparing;
+        const ready = await preparing.then(
+          (p) => ({ p }),
+          (err) => {
+            if (err === SKIPPED) return undefined;
+            throw err;
+          },
+        );
+        if (!ready) return;
+        const prepared = ready.p;
         if (failure) return; // another chunk failed while this one was being prepared
         const r = await writePlaces(async () => {
           if (failure) return undefined;
@@ -230,7 +242,8 @@ export async function runChunks<P, R extends ChunkResultBase>(
  */
 export async function runInOneTransaction<P, R extends ChunkResultBase>(
   engine: Engine,
-  source: () => Source,
+  /** Given the transaction's client, so that a source reading the database uses it too. */
+  source: (client: DbClient) => Source,
   replayable: boolean,
   steps: ChunkSteps<P, R>,
   opts: RunOptions,
@@ -242,7 +255,7 @@ export async function runInOneTransaction<P, R extends ChunkResultBase>(
       withTransaction(engine.pool, async (client) => {
         let index = 0;
         let offset = 0;
-        for await (const rows of source() as AsyncIterable<Row[]>) {
+        for await (const rows of source(client) as AsyncIterable<Row[]>) {
           if (rows.length === 0) continue;
           const chunk: Chunk = { index: index++, offset, rows };
           offset += rows.length;

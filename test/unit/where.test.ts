@@ -247,7 +247,10 @@ describe('statement builders', () => {
 
   it('buildCopyIn / buildCopyOut', () => {
     expect(buildCopyIn(meta, cols())).toBe(`COPY ${T} ("id", "name", "n") FROM STDIN`);
-    expect(buildCopyOut(meta, cols(), '', 'text')).toBe(`COPY ${T} ("id", "name", "n") TO STDOUT`);
+    // Always the query form (it also reads views, partitioned tables and generated columns).
+    expect(buildCopyOut(meta, cols(), '', 'text')).toBe(
+      `COPY (SELECT t."id", t."name", t."n" FROM ${T} AS t) TO STDOUT`,
+    );
     expect(buildCopyOut(meta, cols(), 't."id" = 1', 'csv')).toBe(
       `COPY (SELECT t."id", t."name", t."n" FROM ${T} AS t WHERE t."id" = 1) TO STDOUT WITH (FORMAT csv, HEADER true)`,
     );

@@ -49,10 +49,12 @@ export async function copyIn(
   table: string,
   group: EncodedGroup,
   offset: number,
-): Promise<void> {
+): Promise<number> {
   const stream = client.query(copyFromStdin(sql));
   try {
     await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
+    // Rows Postgres wrote: a BEFORE trigger returning NULL skips a row.
+    return stream.rowCount;
   } catch (err) {
     const e = fromPgError(err, {
       table,
@@ -93,6 +95,7 @@ export function copyWrite(
   const keysOnly = ret?.columns.every((c) => ret.pairKey.includes(c.name)) ?? false;
   return async (client, p) => {
     let count = 0;
+    let echoed = true;
     const returned: (Row | undefined)[] | undefined = ret ? [] : undefined;
     const keys: (string | number)[][] = [];
     for (let gi = 0; gi < p.groups.length; gi++) {
@@ -107,7 +110,7 @@ export function copyWrite(
         continue;
       }
       if (plan.onConflict === undefined) {
-        await copyIn(
+        const written = await copyIn(
           client,
           buildCopyIn(plan.meta, g.columns),
           copyText(g, false),
@@ -115,7 +118,8 @@ export function copyWrite(
           g,
           p.chunk.offset,
         );
-        count += g.values.length;
+        count += written;
+        if (written !== g.values.length) echoed = false; // some rows were skipped: ask the table
         if (ret) {
           const kidx = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
           for (let i = 0; i < g.values.length; i++)
@@ -154,7 +158,9 @@ export function copyWrite(
       await client.query({ text: `DROP TABLE ${stage}` });
     }
     if (ret && plan.onConflict === undefined) {
-      if (keysOnly) {
+      // Keys reserved from Postgres are the stored text; keys the caller gave may be spelled
+      // otherwise (an uppercase uuid, '1.50'): read those back, as INSERT ... RETURNING would.
+      if (keysOnly && echoed && p.keysFromPostgres) {
         for (const k of keys) {
           const obj: Row = {};
           ret.columns.forEach((c, j) => {

@@ -29,6 +29,8 @@ export interface PreparedInsert {
   inputRows: Row[];
   groups: EncodedGroup[];
   overriding: boolean;
+  /** Every row's key came from Postgres (reserved): its text is the stored one. */
+  keysFromPostgres: boolean;
 }
 
 /** What the ledger keeps of an insert chunk: the count and, with returning, each row's key. */
@@ -144,7 +146,7 @@ async function reserveKeys(
   rows: Row[],
   offset: number,
   client: DbClient | undefined,
-): Promise<{ rows: Row[]; reserved: boolean }> {
+): Promise<{ rows: Row[]; reserved: number }> {
   const col = plan.reserve;
   const pairKey = plan.returning?.pairKey ?? [];
   const lacking: number[] = [];
@@ -179,7 +181,7 @@ async function reserveKeys(
       }
     }
   }
-  if (!col || lacking.length === 0) return { rows, reserved: false };
+  if (!col || lacking.length === 0) return { rows, reserved: 0 };
   const reserve = (c: DbClient) =>
     c.query({
       text: `SELECT (${col.defaultExpr})::text AS k FROM generate_series(1, $1::int)`,
@@ -191,7 +193,7 @@ async function reserveKeys(
   lacking.forEach((i, n) => {
     out[i] = { ...rows[i], [col.name]: (got.rows[n] as { k: string }).k };
   });
-  return { rows: out, reserved: true };
+  return { rows: out, reserved: lacking.length };
 }
 
 export async function prepareInsert(
@@ -218,15 +220,17 @@ export async function prepareInsert(
   }
   let toWrite = rows;
   let overriding = false;
+  let keysFromPostgres = false;
   if (plan.returning) {
     const r = await reserveKeys(engine, plan, rows, chunk.offset, client);
     toWrite = r.rows;
-    overriding = r.reserved && plan.reserve?.identity === 'a';
+    overriding = r.reserved > 0 && plan.reserve?.identity === 'a';
+    keysFromPostgres = r.reserved === rows.length;
   }
   const groups = encodeRows(plan.meta, toWrite, chunk.offset, {
     allowIdentity: overriding && plan.reserve ? new Set([plan.reserve.name]) : undefined,
   });
-  return { chunk, rows: toWrite, inputRows: rows, groups, overriding };
+  return { chunk, rows: toWrite, inputRows: rows, groups, overriding, keysFromPostgres };
 }
 
 /** Turn RETURNING rows ([ordinal, ...text]) of one group into decoded rows by chunk row index. */
@@ -284,7 +288,9 @@ export async function selectByKeys(
   const match = p.pairKey
     .map((k, j) => {
       const col = columnOf(plan.meta, k);
-      return `t.${col.sqlName} = (x.e->>${j + 1})::${col.castSql}`;
+      // As stored: keys echoed from input (COPY) may carry more digits than numeric(6,1) keeps.
+      const asStored = col.typeSql === col.castSql ? '' : `::${col.typeSql}`;
+      return `t.${col.sqlName} = (x.e->>${j + 1})::${col.castSql}${asStored}`;
     })
     .join(' AND ');
   const cols = p.columns.map((c) => `, t.${c.sqlName}::text`).join('');

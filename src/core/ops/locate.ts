@@ -99,7 +99,8 @@ async function badCast(
   const doc = JSON.stringify([lits]);
   for (let j = 0; j < columns.length; j++) {
     if (lits[j] === null) continue;
-    const text = `SELECT ${castField(j, columns[j]!)} FROM jsonb_array_elements($1::jsonb) AS x(e)`;
+    // Through the declared type too: a domain's check or numeric(p,s) overflow fails there.
+    const text = `SELECT ${castField(j, columns[j]!)}::${columns[j]!.typeSql} FROM jsonb_array_elements($1::jsonb) AS x(e)`;
     if (await failsIn(client, () => client.query({ text, values: [doc] }))) return columns[j]!.name;
   }
   return undefined;

@@ -84,6 +84,8 @@ export async function* keyBatches(
   plan: UpdatePlan,
   batchSize: number,
   resume?: { operationId: string },
+  /** Read on this client (an operation-wide transaction's): a second connection could wait forever. */
+  client?: DbClient,
 ): AsyncGenerator<Row[]> {
   if (plan.key.length === 0) {
     yield [{ all: true }];
@@ -98,17 +100,19 @@ export async function* keyBatches(
       const r = await c.query({ text: st.text, values: st.values, rowMode: 'array' });
       return r.rows as (string | null)[][];
     };
-    const found: DoneBatch | (string | null)[][] = await queryWithRetry(engine, async (c) => {
-      if (!ledger || !resume) return scan(c);
-      await c.query({ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' });
-      const prev = await ledger.read(c, resume.operationId, index);
-      const last = (prev?.result as { last?: unknown } | null | undefined)?.last;
-      const out: DoneBatch | (string | null)[][] = Array.isArray(last)
-        ? { done: true, key: last as (string | null)[] }
-        : await scan(c);
-      await c.query({ text: 'COMMIT' });
-      return out;
-    });
+    const found: DoneBatch | (string | null)[][] = client
+      ? await scan(client)
+      : await queryWithRetry(engine, async (c) => {
+          if (!ledger || !resume) return scan(c);
+          await c.query({ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' });
+          const prev = await ledger.read(c, resume.operationId, index);
+          const last = (prev?.result as { last?: unknown } | null | undefined)?.last;
+          const out: DoneBatch | (string | null)[][] = Array.isArray(last)
+            ? { done: true, key: last as (string | null)[] }
+            : await scan(c);
+          await c.query({ text: 'COMMIT' });
+          return out;
+        });
     if (!Array.isArray(found)) {
       yield [found as unknown as Row];
       after = found.key;

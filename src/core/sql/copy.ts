@@ -10,10 +10,8 @@ export function buildCopyOut(
   whereSql: string,
   format: 'text' | 'csv',
 ): string {
-  const cols = columns.map((c) => c.sqlName).join(', ');
   const opts = format === 'csv' ? ' WITH (FORMAT csv, HEADER true)' : '';
-  // COPY table (cols) refuses generated columns; COPY (SELECT ...) reads them like any other.
-  if (!whereSql && !columns.some((c) => c.generated))
-    return `COPY ${meta.sqlName} (${cols}) TO STDOUT${opts}`;
+  // Always the query form: COPY table (cols) refuses generated columns, views and partitioned
+  // tables, which COPY (SELECT ...) reads like any other relation.
   return `COPY (SELECT ${columns.map((c) => `t.${c.sqlName}`).join(', ')} FROM ${meta.sqlName} AS t${whereSql ? ` WHERE ${whereSql}` : ''}) TO STDOUT${opts}`;
 }

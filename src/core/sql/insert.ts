@@ -90,7 +90,9 @@ export function buildInsert(
           },
         );
       }
-      return `ins.${quoteIdent(k)} = src.c${j}`;
+      // Compare as stored: a key of numeric(6,1) or timestamp(0) is rounded on the way in.
+      const col = cols[j]!;
+      return `ins.${quoteIdent(k)} = src.c${j}${col.typeSql === col.castSql ? '' : `::${col.typeSql}`}`;
     })
     .join(' AND ');
   // A key repeated in the source (ON CONFLICT DO NOTHING kept its first row) pairs once, with
