@@ -31,6 +31,7 @@ const TRIALS = Number(process.env.FAULT_SIGKILL_TRIALS ?? 20);
 const ROWS = 20_000;
 const BATCH = 250;
 const UPDATE_BATCH = 80;
+const COPYTO_ROWS = 100_000;
 const KINDS = ['bulkCreate', 'copyFrom', 'updateFields', 'update', 'copyTo'] as const;
 type Kind = (typeof KINDS)[number];
 
@@ -78,7 +79,7 @@ function spawnWorker(): Promise<Child> {
   });
 }
 
-async function table(i: number, prefill: boolean): Promise<string> {
+async function table(i: number, prefill: number): Promise<string> {
   const t = tdb.t(`t${i}`);
   await tdb.pool.query(
     `CREATE TABLE ${t} (id bigserial PRIMARY KEY, n int NOT NULL, name text, v int NOT NULL DEFAULT 0,
@@ -87,7 +88,7 @@ async function table(i: number, prefill: boolean): Promise<string> {
   );
   if (prefill)
     await tdb.pool.query(
-      `INSERT INTO ${t} (id, n, name) SELECT g + 1, g, 'r' || g FROM generate_series(0, ${ROWS - 1}) g`,
+      `INSERT INTO ${t} (id, n, name) SELECT g + 1, g, 'r' || g FROM generate_series(0, ${prefill - 1}) g`,
     );
   return t;
 }
@@ -95,18 +96,24 @@ async function table(i: number, prefill: boolean): Promise<string> {
 const input = (): Row[] =>
   Array.from({ length: ROWS }, (_, n) => ({ n, name: `row ${n}\t"${n}"\\` }));
 
-/** Kill the worker holding an active job of this queue; start a fresh one in its place. */
-async function killHolder(): Promise<string> {
+/**
+ * Kill the worker holding an active job of this queue and start a fresh one in its place; or,
+ * if the operation ends before one is seen, kill nobody.
+ */
+async function killHolder(op: { status(): Promise<{ state: string }> }): Promise<string> {
   const holder = await until(
-    'a worker holding an active job',
+    'a worker holding an active job, or the operation ended',
     async () => {
       const active = await q.getActive();
       const names = active.map((j) => j.processedBy).filter((x): x is string => !!x);
-      return workers.find((w) => names.includes(w.name));
+      const w = workers.find((x) => names.includes(x.name));
+      if (w) return w;
+      return (await op.status()).state === 'completed' ? ('ended' as const) : undefined;
     },
     30_000,
     5,
   );
+  if (holder === 'ended') return '(none: finished first)';
   await sigkill(holder);
   workers.splice(workers.indexOf(holder), 1, await spawnWorker());
   totals.kills++;
@@ -117,7 +124,11 @@ async function trial(i: number, kind: Kind): Promise<Tally> {
   const r = rng(SEED + i);
   const chunks = Math.ceil(ROWS / BATCH);
   const returning = i % 2 === 0;
-  const t = await table(i, kind === 'updateFields' || kind === 'update' || kind === 'copyTo');
+  const rowsOf = kind === 'copyTo' ? COPYTO_ROWS : ROWS;
+  const t = await table(
+    i,
+    kind === 'updateFields' || kind === 'update' ? ROWS : kind === 'copyTo' ? COPYTO_ROWS : 0,
+  );
   // The moment: after k of the chunks committed (chunked kinds), then a delay of d ms.
   // (within the first 60% of the operation, so that the kill lands before it ends)
   const k = r.int(0, Math.floor(((kind === 'update' ? ROWS / UPDATE_BATCH : chunks) * 3) / 5));
@@ -168,8 +179,7 @@ async function trial(i: number, kind: Kind): Promise<Tally> {
     await until('k chunks committed', async () => (await op.status()).chunksDone >= k, 60_000, 5);
   }
   await new Promise((res) => setTimeout(res, d));
-  const finishedFirst = (await op.status()).state === 'completed';
-  const killed = finishedFirst ? '(none: finished first)' : await killHolder();
+  const killed = await killHolder(op);
   const res = await op.done({ timeoutMs: 120_000 });
 
   let tally: Tally;
@@ -197,12 +207,12 @@ async function trial(i: number, kind: Kind): Promise<Tally> {
     expect(res.count).toBe(ROWS);
     tally = await tallyUpdate(tdb.pool, t, ROWS, 'flag');
   } else {
-    expect(res.count).toBe(ROWS);
+    expect(res.count).toBe(rowsOf);
     const lines = readFileSync(res.path!, 'utf8').trimEnd().split('\n');
     expect(lines[0]).toBe('n,name');
     const ns = lines.slice(1).map((l) => Number(l.slice(0, l.indexOf(','))));
-    const distinct = new Set(ns.filter((n) => n >= 0 && n < ROWS)).size;
-    tally = { expected: ROWS, lost: ROWS - distinct, duplicated: ns.length - distinct };
+    const distinct = new Set(ns.filter((n) => n >= 0 && n < rowsOf)).size;
+    tally = { expected: rowsOf, lost: rowsOf - distinct, duplicated: ns.length - distinct };
   }
   report(`sigkill trial ${i} ${kind}`, tally, `k=${k} d=${d}ms killed=${killed}`);
   totals.trials++;
