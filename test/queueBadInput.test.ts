@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
@@ -247,5 +247,35 @@ describe('bad input through the queue', () => {
     }
     expect(existsSync(outside)).toBe(false);
     await sameWorkerStillServes();
+  });
+
+  it('copyTo through a symlink that leads out of the export directory is refused; ..name is a name', async () => {
+    const exportDir = mkdtempSync(join(tmpdir(), 'bulkmodel-export-'));
+    const outsideDir = mkdtempSync(join(tmpdir(), 'bulkmodel-outside-'));
+    symlinkSync(outsideDir, join(exportDir, 'link'));
+    const other = queueName('symlink');
+    const w = await startWorker({
+      tables: [tdb.t('items')],
+      queue: other,
+      prefix,
+      args: ['--export-dir', exportDir],
+    });
+    const p2 = new BulkProducer({ redis: REDIS_URL, queue: other, prefix });
+    try {
+      for (const path of ['link/evil.csv', 'link/sub/evil.csv']) {
+        const err = await rejection((await p2.copyTo(tdb.t('items'), { path })).done());
+        expect(err.code).toBe('INVALID_OPTION');
+      }
+      expect(readdirSync(outsideDir)).toEqual([]);
+      const ok = await (await p2.copyTo(tdb.t('items'), { path: '..data.csv' })).done();
+      expect(ok.path).toBe(join(realpathSync(exportDir), '..data.csv'));
+      expect(existsSync(join(exportDir, '..data.csv'))).toBe(true);
+    } finally {
+      await p2.close();
+      expect(await stopWorker(w)).toBe(0);
+      await obliterate(other, prefix);
+      rmSync(exportDir, { recursive: true, force: true });
+      rmSync(outsideDir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { mkdir, realpath, rename, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Job } from 'bullmq';
@@ -184,14 +184,40 @@ export async function finishOperation(
 export function exportPath(exportDir: string, path: string): string {
   const root = resolve(exportDir);
   const full = resolve(root, path);
-  const rel = relative(root, full);
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+  if (!inside(root, full)) {
     throw new BulkError(
       'INVALID_OPTION',
       `copyTo path ${JSON.stringify(path)} is outside the worker's export directory ${root}`,
     );
   }
   return full;
+}
+
+function inside(root: string, full: string): boolean {
+  const rel = relative(root, full);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/**
+ * The same check on real directories: a symlink inside the export directory must not lead out.
+ * Checked on the deepest directory that exists before creating the rest, and again after.
+ */
+async function checkRealDir(exportDir: string, full: string, path: string): Promise<void> {
+  const root = await realpath(exportDir);
+  let dir = dirname(full);
+  for (;;) {
+    const real = await realpath(dir).catch(() => undefined);
+    if (real !== undefined) {
+      if (real !== root && !inside(root, real)) {
+        throw new BulkError(
+          'INVALID_OPTION',
+          `copyTo path ${JSON.stringify(path)} leads outside the worker's export directory`,
+        );
+      }
+      return;
+    }
+    dir = dirname(dir);
+  }
 }
 
 /**
@@ -214,8 +240,13 @@ async function runCopyTo(
 ): Promise<OperationJobReturn> {
   const spec = p.copyTo!;
   const full = exportPath(ctx.exportDir, spec.path);
+  await mkdir(ctx.exportDir, { recursive: true });
+  await checkRealDir(ctx.exportDir, full, spec.path);
   await mkdir(dirname(full), { recursive: true });
+  await checkRealDir(ctx.exportDir, full, spec.path);
   const tmp = `${full}.${job.id}.partial`;
+  // A crashed earlier attempt may have left it; removing a symlink removes the link, not its target.
+  await rm(tmp, { force: true });
   const model = ctx.db.model(p.table);
   const where = decodeObject(spec.where, 'where');
   const base = {
@@ -235,7 +266,7 @@ async function runCopyTo(
           }
         })(),
       );
-      await pipeline(lines, createWriteStream(tmp));
+      await pipeline(lines, createWriteStream(tmp, { flags: 'wx' }));
     } else {
       const out = model.copyTo({ ...base, format: spec.format ?? 'csv' });
       const bytes = Readable.from(
@@ -250,7 +281,7 @@ async function runCopyTo(
           }
         })(),
       );
-      await pipeline(bytes, createWriteStream(tmp));
+      await pipeline(bytes, createWriteStream(tmp, { flags: 'wx' }));
     }
     await rename(tmp, full);
   } catch (err) {
@@ -286,19 +317,41 @@ export async function processOperation(
     const r = await runCopyTo(ctx, p, job);
     return r;
   }
-  const values = (await job.getChildrenValues()) as Record<string, ChunkJobReturn | { seal: true }>;
-  let count = 0;
-  let chunks = 0;
-  const missing: unknown[] = [];
-  const parts = Object.values(values)
-    .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
-    .sort((a, b) => a.index - b.index);
-  for (const c of parts) {
-    count += c.count;
-    chunks++;
-    if (c.missing !== undefined) missing.push(...(c.missing as unknown[]));
+  // The counters are exact (each chunk counted once): no need to load every chunk's result,
+  // which holds its returned rows. Only updateFields gathers its chunks' missing keys.
+  const [rowsDone, chunksDone] = await ctx.redis.hmget(
+    ctx.keys.op(p.operationId),
+    'rowsDone',
+    'chunksDone',
+  );
+  const out: OperationJobReturn = { count: Number(rowsDone ?? 0), chunks: Number(chunksDone ?? 0) };
+  if (p.kind === 'updateFields') {
+    const values = (await job.getChildrenValues()) as Record<
+      string,
+      ChunkJobReturn | { seal: true }
+    >;
+    const parts = Object.values(values)
+      .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
+      .sort((a, b) => a.index - b.index);
+    out.missing = parts.flatMap((c) => (c.missing as unknown[] | undefined) ?? []);
   }
-  const out: OperationJobReturn = { count, chunks };
-  if (p.kind === 'updateFields') out.missing = missing;
   return out;
+}
+
+/** Forget operation records (hash, chunk bitmap, index entry) created before the retention. */
+export async function pruneOperations(
+  redis: Redis,
+  keys: QueueKeys,
+  retentionMs: number,
+): Promise<number> {
+  const cutoff = Date.now() - retentionMs;
+  let removed = 0;
+  for (;;) {
+    const ids = await redis.zrangebyscore(keys.ops, '-inf', String(cutoff), 'LIMIT', 0, 500);
+    if (ids.length === 0) return removed;
+    const m = redis.multi();
+    for (const id of ids) m.del(keys.op(id), keys.opDone(id)).zrem(keys.ops, id);
+    await m.exec();
+    removed += ids.length;
+  }
 }

@@ -26,6 +26,7 @@ import {
   processChunk,
   processOperation,
   processSeal,
+  pruneOperations,
 } from './processors.js';
 
 export interface BulkWorkerOptions {
@@ -222,10 +223,17 @@ export class BulkWorker {
       if (!(await this.resolveAllowed(t)))
         this.logger.warn({ table: t }, 'allowed table not found (yet)');
     }
-    const prune = () =>
+    // Ledger rows and operation records go together, after the same retention: re-enqueueing an
+    // operation id is idempotent for as long as both are kept.
+    const retentionMs = this.opts.ledgerRetentionMs ?? 7 * 24 * 3600_000;
+    const prune = () => {
       void this.db
-        .pruneLedger(this.opts.ledgerRetentionMs ?? 7 * 24 * 3600_000)
+        .pruneLedger(retentionMs)
         .catch((err) => this.logger.warn({ err }, 'ledger prune failed'));
+      void pruneOperations(this.redis, this.keys, retentionMs).catch((err) =>
+        this.logger.warn({ err }, 'operation records prune failed'),
+      );
+    };
     prune();
     this.pruneTimer = setInterval(prune, 3600_000);
     this.pruneTimer.unref();
@@ -277,10 +285,12 @@ export class BulkWorker {
       p = validatePayload(job.data, job.name, { values: false }); // values: checked as they are decoded
       if ('seal' in p) return await processSeal(this.ctx, p as SealPayload);
       const op = p as ChunkPayload | OperationPayload;
-      await this.checkAllowed(op.table);
+      // The parent of a chunked operation only adds up its chunks' results: no table, no database.
+      const touchesDb = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
+      if (touchesDb) await this.checkAllowed(op.table);
       await assertLive(this.ctx, op.operationId, op.table);
       await this.observer.started(job, op);
-      await this.db.ensureConnected({ timeoutMs: 10_000 });
+      if (touchesDb) await this.db.ensureConnected({ timeoutMs: 10_000 });
       const out =
         job.name === 'chunk'
           ? await processChunk(this.ctx, op as ChunkPayload)
