@@ -18,7 +18,7 @@ Options:
   --limit <n>        how many recent operations (default 20)
   --json             print the statuses as JSON
 
-Exit codes: 0 ok, 1 a named operation failed, 2 bad usage (or no such operation),
+Exit codes: 0 ok, 1 a named operation failed or was cancelled, 2 bad usage (or no such operation),
 3 Redis unreachable.
 
 Examples:
@@ -70,7 +70,10 @@ export async function runStatus(argv: string[]): Promise<number> {
     else if (out.length === 0)
       process.stdout.write(`no operations on queue ${producer.keys.queue}\n`);
     else for (const s of out) process.stdout.write(`${formatStatus(s)}\n`);
-    return out.some((s) => s.state === 'failed') && p.positionals.length > 0 ? 1 : 0;
+    return out.some((s) => s.state === 'failed' || s.state === 'cancelled') &&
+      p.positionals.length > 0
+      ? 1
+      : 0;
   } finally {
     await producer.close();
     redis.disconnect();

@@ -132,5 +132,15 @@ export async function runWorker(argv: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // A worker whose loop ended by itself (not by a signal) is no use running on: say so, exit 1.
+  worker.untilStopped().then(
+    () => {
+      if (!stopping) process.exit(1);
+    },
+    (err) => {
+      worker.logger.error({ err }, 'the worker loop failed; exiting');
+      process.exit(1);
+    },
+  );
   return -1;
 }

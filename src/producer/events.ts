@@ -96,6 +96,8 @@ export class BulkEvents {
   private loop: Promise<void> | undefined;
   private readonly opts: BulkEventsOptions;
   private ready: Promise<void> | undefined;
+  /** Without a group: the id of the last event read, kept across restarts of the reader. */
+  private last: string | undefined;
 
   constructor(options: BulkEventsOptions = {}) {
     this.opts = options;
@@ -140,9 +142,20 @@ export class BulkEvents {
     this.ready = new Promise((r) => {
       markReady = r;
     });
-    this.loop = this.run(markReady).catch((err) => {
-      if (!this.closed) this.emitter.emit('error', err);
-    });
+    // A failed read (Redis restarting, a network blip) is reported and the reader starts again,
+    // after a pause growing to 5 s, from where it was: it never stops while open.
+    this.loop = (async () => {
+      for (let attempt = 0; !this.closed; attempt++) {
+        try {
+          await this.run(markReady);
+          return;
+        } catch (err) {
+          if (this.closed) return;
+          this.emitter.emit('error', err);
+          await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+        }
+      }
+    })();
   }
 
   private async dispatch(fields: string[]): Promise<void> {
@@ -222,19 +235,31 @@ export class BulkEvents {
       }
       return;
     }
-    let last = this.opts.from ?? '$';
-    if (last === '$') {
-      // Resolve '$' to a concrete id now, so nothing published after ready is missed.
-      const tail = (await this.redis.xrevrange(key, '+', '-', 'COUNT', 1)) as [string, string[]][];
-      last = tail[0]?.[0] ?? '0-0';
+    if (this.last === undefined) {
+      let from = this.opts.from ?? '$';
+      if (from === '$') {
+        // Resolve '$' to a concrete id now, so nothing published after ready is missed.
+        const tail = (await this.redis.xrevrange(key, '+', '-', 'COUNT', 1)) as [
+          string,
+          string[],
+        ][];
+        from = tail[0]?.[0] ?? '0-0';
+      }
+      this.last = from;
     }
     markReady();
     while (!this.closed) {
-      const res = (await this.redis.xread('COUNT', 100, 'BLOCK', block, 'STREAMS', key, last)) as
-        | [string, [string, string[]][]][]
-        | null;
+      const res = (await this.redis.xread(
+        'COUNT',
+        100,
+        'BLOCK',
+        block,
+        'STREAMS',
+        key,
+        this.last,
+      )) as [string, [string, string[]][]][] | null;
       for (const [id, fields] of res?.[0]?.[1] ?? []) {
-        last = id;
+        this.last = id;
         await this.dispatch(fields);
       }
     }

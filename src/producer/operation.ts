@@ -150,7 +150,16 @@ export class Operation extends EventEmitter {
     events.on('completed', onEnd);
     events.on('failed', onEnd);
     try {
-      await events.waitUntilReady();
+      // Events only wake us early; without them (Redis slow to answer) the poll below still works,
+      // and the deadline still holds.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        events.waitUntilReady(),
+        new Promise((r) => {
+          timer = setTimeout(r, Math.min(5000, Math.max(0, deadline - Date.now())));
+        }),
+      ]);
+      clearTimeout(timer);
       for (;;) {
         const r = await this.check();
         if (r) return r;

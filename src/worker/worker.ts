@@ -103,6 +103,7 @@ export class BulkWorker {
   private readonly opts: BulkWorkerOptions;
   private readonly started: Promise<void>;
   private pruneTimer: NodeJS.Timeout | undefined;
+  private runLoop: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(options: BulkWorkerOptions) {
@@ -189,6 +190,15 @@ export class BulkWorker {
     return this.db.signals;
   }
 
+  /**
+   * Resolves when the worker stops consuming jobs (after close()), rejects if its loop failed:
+   * a process that runs only a worker should exit then.
+   */
+  async untilStopped(): Promise<void> {
+    await this.started;
+    await this.runLoop;
+  }
+
   /** Resolves once the worker is consuming jobs; rejects if it could not start. */
   waitUntilReady(): Promise<void> {
     return this.started;
@@ -237,7 +247,8 @@ export class BulkWorker {
     prune();
     this.pruneTimer = setInterval(prune, 3600_000);
     this.pruneTimer.unref();
-    void this.worker.run().catch((err) => this.logger.error({ err }, 'worker stopped'));
+    this.runLoop = this.worker.run();
+    this.runLoop.catch((err) => this.logger.error({ err }, 'worker stopped'));
     this.logger.info(
       { queue: this.keys.queue, redis: describe(this.opts.redis), tables: this.opts.tables },
       'bulkmodel worker started',
