@@ -150,6 +150,7 @@ export async function memoryRun(
 ): Promise<{ rows: number; producerMb: number; workerMb: number; secs: number }> {
   const table = 'bulkmodel_bench.memory';
   const pool = new pg.Pool({ connectionString: url, max: 1 });
+  pool.on('error', () => {});
   await pool.query(TABLE_DDL(table));
   const queueName = `bench-mem-${process.pid}`;
   const worker = await startWorker(url, table, queueName);
