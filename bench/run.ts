@@ -390,5 +390,11 @@ main()
   .finally(async () => {
     await db1.close();
     await db2.close();
+    // Leave nothing behind in the database the bench was pointed at.
+    await pool
+      .query(
+        `DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE; DROP SCHEMA IF EXISTS ${SCHEMA}_ledger CASCADE`,
+      )
+      .catch(() => {});
     await pool.end();
   });
