@@ -177,7 +177,10 @@ export class BulkClient {
         connecting.then(
           (late) => {
             // The deadline passed first: this connection is not trusted, destroy it.
-            if (timedOut) late.release(timeoutError());
+            if (timedOut) {
+              late.on('error', () => {});
+              late.release(timeoutError());
+            }
           },
           () => {},
         );
@@ -193,7 +196,7 @@ export class BulkClient {
           client.release();
           return (r.rows[0] as { v: string }).v;
         } catch (err) {
-          client.removeListener('error', onError);
+          // The listener stays on the destroyed connection (it may still report its end).
           client.release(err instanceof Error ? err : new Error(String(err)));
           replaced++;
           throw err;

@@ -19,7 +19,9 @@ export async function withClient<T>(
     client.release();
     return out;
   } catch (err) {
-    client.removeListener('error', noop);
+    // The listener stays: a destroyed connection can still report its end (a backend killed
+    // mid-query sends FATAL, then the socket closes), and an error event with no listener
+    // would crash the process.
     client.release(err instanceof Error ? err : new Error(String(err)));
     throw err;
   }

@@ -185,9 +185,12 @@ export async function* copyToIterate(
   } catch (err) {
     throw fromPgError(err, { table: meta.displayName });
   } finally {
-    client.removeListener('error', onError);
-    if (ok) client.release();
-    else {
+    // Back to the pool without our listener; a destroyed connection keeps it (it may still
+    // report its end, and an unheard error event would crash the process).
+    if (ok) {
+      client.removeListener('error', onError);
+      client.release();
+    } else {
       stream?.destroy();
       client.release(new Error('copyTo did not finish'));
     }
