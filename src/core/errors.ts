@@ -51,6 +51,17 @@ export interface BulkErrorDetails {
   cause?: unknown;
 }
 
+const DETAIL_KEYS = [
+  'table',
+  'column',
+  'row',
+  'pgCode',
+  'constraint',
+  'detail',
+  'committedChunks',
+  'committedRows',
+] as const;
+
 export class BulkError extends Error {
   override readonly name = 'BulkError';
   readonly code: BulkErrorCode;
@@ -66,16 +77,7 @@ export class BulkError extends Error {
   constructor(code: BulkErrorCode, message: string, details: BulkErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
-    for (const k of [
-      'table',
-      'column',
-      'row',
-      'pgCode',
-      'constraint',
-      'detail',
-      'committedChunks',
-      'committedRows',
-    ] as const) {
+    for (const k of DETAIL_KEYS) {
       if (details[k] !== undefined) (this as Record<string, unknown>)[k] = details[k];
     }
   }
@@ -87,16 +89,7 @@ export class BulkError extends Error {
       code: this.code,
       message: this.message,
     };
-    for (const k of [
-      'table',
-      'column',
-      'row',
-      'pgCode',
-      'constraint',
-      'detail',
-      'committedChunks',
-      'committedRows',
-    ] as const) {
+    for (const k of DETAIL_KEYS) {
       if (this[k] !== undefined) out[k] = this[k];
     }
     return out;

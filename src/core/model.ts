@@ -146,25 +146,16 @@ export class BulkModel<T extends Row = Row> {
   }
 
   /**
-   * INSERT rows, one statement per chunk (values travel as one JSON document, so there is no
-   * parameter limit). Rows that omit a column get its default. With `returning`, the created rows
-   * come back in input order with their generated keys and defaults, paired by key.
+   * Insert rows in chunks. Rows that omit a column get its default. With `returning`, the
+   * created rows come back in input order with their generated keys and defaults, paired by
+   * key. `strategy` 'auto' writes with COPY, or with one `INSERT ... SELECT` per chunk (values as
+   * one JSON document: no parameter limit) when `onConflict` is given.
    */
-  async bulkCreate(
+  bulkCreate(
     rows: RowsInput<Partial<T>>,
     options: BulkCreateOptions = {},
   ): Promise<CreateResult<T>> {
-    this.db.assertOpen();
-    const op = resolveWrite(options, BULK_CREATE_OPTIONS);
-    const meta = await this.meta();
-    const plan = planInsert(meta, options, this.db.decode);
-    const results = await this.run(
-      meta,
-      op,
-      rows as RowsInput<Row>,
-      bulkCreateSteps(this.context(op), plan),
-    );
-    return BulkModel.gather<T>(results, plan.returning !== undefined);
+    return this.insertRows('bulkCreate', rows, options);
   }
 
   /**
@@ -172,20 +163,28 @@ export class BulkModel<T extends Row = Row> {
    * iterable of any length uses memory bounded by batchSize and concurrency. `returning` and
    * `onConflict` work as for bulkCreate.
    */
-  async copyFrom(
+  copyFrom(rows: RowsInput<Partial<T>>, options: CopyFromOptions = {}): Promise<CreateResult<T>> {
+    return this.insertRows('copyFrom', rows, options);
+  }
+
+  private async insertRows(
+    kind: 'bulkCreate' | 'copyFrom',
     rows: RowsInput<Partial<T>>,
-    options: CopyFromOptions = {},
+    options: BulkCreateOptions,
   ): Promise<CreateResult<T>> {
     this.db.assertOpen();
-    const op = resolveWrite(options, INSERT_OPTIONS);
+    const op = resolveWrite(options, kind === 'bulkCreate' ? BULK_CREATE_OPTIONS : INSERT_OPTIONS);
     const meta = await this.meta();
-    const plan = planInsert(meta, { ...options, strategy: 'copy' }, this.db.decode);
-    const results = await this.run(
+    const plan = planInsert(
       meta,
-      op,
-      rows as RowsInput<Row>,
-      copyFromSteps(this.context(op), plan),
+      kind === 'bulkCreate' ? options : { ...options, strategy: 'copy' },
+      this.db.decode,
     );
+    const steps =
+      kind === 'bulkCreate'
+        ? bulkCreateSteps(this.context(op), plan)
+        : copyFromSteps(this.context(op), plan);
+    const results = await this.run(meta, op, rows as RowsInput<Row>, steps);
     return BulkModel.gather<T>(results, plan.returning !== undefined);
   }
 
