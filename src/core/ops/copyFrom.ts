@@ -51,6 +51,10 @@ export async function copyIn(
   offset: number,
 ): Promise<number> {
   const stream = client.query(copyFromStdin(sql));
+  // The COPY stays the connection's active query until Postgres says ReadyForQuery: a backend
+  // killed in between reports its error on this stream after pipeline() has let go of it, and
+  // an unheard error event would crash the process. The connection's next query fails anyway.
+  stream.on('error', () => {});
   try {
     await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
     // Rows Postgres wrote: a BEFORE trigger returning NULL skips a row.

@@ -131,7 +131,10 @@ async function startCopy(client: DbClient, sql: string, values: unknown[]): Prom
       values: [`bulkmodel.w${n}`, values[n]],
     });
   }
-  return client.query(copyToStdout(sql)) as unknown as Readable;
+  const stream = client.query(copyToStdout(sql)) as unknown as Readable;
+  // As for COPY FROM: an error after the consumer stopped listening must not crash the process.
+  stream.on('error', () => {});
+  return stream;
 }
 
 /**
