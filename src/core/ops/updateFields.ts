@@ -72,6 +72,19 @@ export function planUpdateFields(
   return { meta, key, fields, seen: opts.acrossChunks === false ? null : new Map() };
 }
 
+/**
+ * Sort a group's rows by key: the UPDATE walks them in this order (see buildUpdateFields), so
+ * every bulkmodel transaction locks rows in the same order and overlapping calls never deadlock.
+ */
+function sortByKey(g: EncodedGroup, keyCount: number): void {
+  const keyOf = (i: number) => g.values[i]!.slice(0, keyCount).join('\u0000');
+  const order = g.values.map((_, i) => i);
+  const keys = order.map(keyOf);
+  order.sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
+  g.values = order.map((i) => g.values[i]!);
+  g.rowIdx = order.map((i) => g.rowIdx[i]!);
+}
+
 export function updateFieldsSteps(
   ctx: OpContext,
   plan: UpdateFieldsPlan,
@@ -113,6 +126,7 @@ export function updateFieldsSteps(
           }
           seen.set(k, at);
         }
+        sortByKey(g, keyCount);
       }
       return { chunk, rows, groups };
     },
@@ -123,6 +137,12 @@ export function updateFieldsSteps(
       const run = async (g: EncodedGroup) => {
         if (g.columns.length === keyCount) return { rows: [] }; // nothing to write for these rows
         const st = buildUpdateFields(plan.meta, g, keyCount);
+        // A nested loop over the sorted rows, each found by its key: rows are locked in key
+        // order (a hash or merge join would lock them in table order, and two overlapping
+        // calls could deadlock), and no chunk scans the whole table.
+        await client.query({
+          text: 'SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off',
+        });
         return client.query({ text: st.text, values: st.values, rowMode: 'array' });
       };
       for (let gi = 0; gi < p.groups.length; gi++) {
