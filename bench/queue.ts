@@ -81,7 +81,7 @@ export class QueueBench {
   async run(direct: BulkClient): Promise<CaseResult[]> {
     const queueName = `bench-${process.pid}`;
     const group =
-      'queue: bulkCreate with 1 worker process (the CLI's default concurrency, 4), producer in this process';
+      'queue: bulkCreate with 1 worker process (default concurrency 4), producer in this process';
     const worker = await startWorker(this.url, this.table, queueName);
     const producer = new BulkProducer({ queue: queueName, logger: silentLogger });
     const queue = new Queue(queueName, { connection: { host: '127.0.0.1', port: 6379 } });
