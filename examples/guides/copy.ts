@@ -40,6 +40,6 @@ for await (const row of items.copyTo({
 }
 
 // Raw CSV (with a header row) or COPY text, straight into a file:
-const csv = await items.copyToStream({ format: 'csv', columns: ['id', 'sku', 'name', 'tags'] });
+const csv = items.copyToStream({ format: 'csv', columns: ['id', 'sku', 'name', 'tags'] });
 await pipeline(csv, createWriteStream(join(tmpdir(), 'items.csv')));
 await db.close();

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { BulkClient } from './client.js';
 import { BulkError } from './errors.js';
 import type { TableMeta } from './meta.js';
@@ -310,8 +310,7 @@ export class BulkModel<T extends Row = Row> {
   }
 
   /** copyTo as a Node Readable of raw CSV (header included) or COPY text, to pipe to a file. */
-  async copyToStream(options: CopyToOptions & { format: 'csv' | 'text' }): Promise<Readable> {
-    const { Readable } = await import('node:stream');
+  copyToStream(options: CopyToOptions & { format: 'csv' | 'text' }): Readable {
     return Readable.from(this.copyTo(options));
   }
 }
