@@ -4,7 +4,6 @@ import type { Redis } from 'ioredis';
 import { BulkClient, type BulkClientOptions } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
-import { parseTableName } from '../core/meta.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
@@ -17,6 +16,7 @@ import {
   validatePayload,
 } from '../producer/payload.js';
 import { connect, describe, QueueKeys, type RedisInput } from '../producer/redis.js';
+import { Allowlist } from './allowlist.js';
 import { JobObserver, type WorkerMetricsHook } from './observe.js';
 import {
   assertLive,
@@ -95,9 +95,7 @@ export class BulkWorker {
   private readonly redis: Redis;
   private readonly ownsRedis: boolean;
   private readonly worker: Worker;
-  private readonly allow: Set<string>;
-  private readonly allowAll: boolean;
-  private readonly resolvedAllow = new Set<string>();
+  private readonly allowlist: Allowlist;
   private readonly ctx: ProcessorContext;
   private readonly observer: JobObserver;
   private readonly opts: BulkWorkerOptions;
@@ -107,21 +105,9 @@ export class BulkWorker {
   private closing: Promise<void> | undefined;
 
   constructor(options: BulkWorkerOptions) {
+    Allowlist.validate(options?.tables); // before anything is opened
     this.opts = options;
     this.logger = options.logger ?? defaultLogger;
-    if (!options || !Array.isArray(options.tables) || options.tables.length === 0) {
-      throw new BulkError(
-        'INVALID_OPTION',
-        'BulkWorker needs `tables`: the tables it may write (or ["*"] for all)',
-      );
-    }
-    this.allowAll = options.tables.includes('*');
-    this.allow = new Set();
-    for (const t of options.tables) {
-      if (t === '*') continue;
-      const p = parseTableName(t);
-      this.allow.add(`${p.schema ?? ''}.${p.name}`);
-    }
     const dbOpts: BulkClientOptions =
       typeof options.database === 'string' || options.database === undefined
         ? { connectionString: options.database }
@@ -130,6 +116,7 @@ export class BulkWorker {
     if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new BulkError('INVALID_OPTION', 'concurrency must be a positive integer');
     this.db = new BulkClient({ logger: this.logger, poolSize: concurrency + 2, ...dbOpts });
+    this.allowlist = new Allowlist(options.tables, this.db);
     const c = connect(options.redis);
     this.redis = c.redis;
     this.ownsRedis = c.owned;
@@ -228,10 +215,8 @@ export class BulkWorker {
     }
     await this.db.ensureConnected({ timeoutMs: 30_000 });
     if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
-    for (const t of this.opts.tables) {
-      if (t === '*') continue;
-      if (!(await this.resolveAllowed(t)))
-        this.logger.warn({ table: t }, 'allowed table not found (yet)');
+    for (const table of await this.allowlist.resolveAll()) {
+      this.logger.warn({ table }, 'allowed table not found (yet)');
     }
     // Ledger rows and operation records go together, after the same retention: re-enqueueing an
     // operation id is idempotent for as long as both are kept.
@@ -255,40 +240,6 @@ export class BulkWorker {
     );
   }
 
-  /** Resolve an allowlist entry through the catalog; its schema-qualified name, or undefined. */
-  private async resolveAllowed(t: string): Promise<string | undefined> {
-    try {
-      const m = await this.db.meta(t);
-      const full = `${m.schema}.${m.name}`;
-      this.resolvedAllow.add(full);
-      return full;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Is this table allowed? Names are compared as given, then as the catalog resolves them. */
-  private async checkAllowed(table: string): Promise<void> {
-    if (this.allowAll) return;
-    const p = parseTableName(table);
-    if (this.allow.has(`${p.schema ?? ''}.${p.name}`)) return;
-    try {
-      const m = await this.db.meta(table);
-      const full = `${m.schema}.${m.name}`;
-      if (this.resolvedAllow.has(full)) return;
-      // An allowed table created after this worker started is resolved now.
-      for (const t of this.opts.tables)
-        if (t !== '*' && (await this.resolveAllowed(t)) === full) return;
-    } catch {
-      // unknown table: not allowed either
-    }
-    throw new BulkError(
-      'TABLE_NOT_ALLOWED',
-      `table ${JSON.stringify(table)} is not in this worker's allowlist`,
-      { table },
-    );
-  }
-
   private async process(job: Job): Promise<unknown> {
     let p: Payload | undefined;
     const startedMs = performance.now();
@@ -298,7 +249,7 @@ export class BulkWorker {
       const op = p as ChunkPayload | OperationPayload;
       // The parent of a chunked operation only adds up its chunks' results: no table, no database.
       const touchesDb = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
-      if (touchesDb) await this.checkAllowed(op.table);
+      if (touchesDb) await this.allowlist.check(op.table);
       await assertLive(this.ctx, op.operationId, op.table);
       await this.observer.started(job, op);
       if (touchesDb) await this.db.ensureConnected({ timeoutMs: 10_000 });
