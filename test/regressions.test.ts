@@ -117,6 +117,20 @@ describe('regressions', () => {
     }
   });
 
+  it('a connection is never without an error listener, even as the pool hands a new one out', async () => {
+    // A backend killed right after ReadyForQuery reports FATAL while the pool is handing the
+    // client out; with no listener at that moment the process crashed (seen in the fault suite).
+    const c = tdb.client({ poolSize: 2 });
+    const client = await c.engine.pool.connect();
+    try {
+      expect(
+        (client as unknown as { listenerCount(e: string): number }).listenerCount('error'),
+      ).toBeGreaterThan(0);
+    } finally {
+      client.release();
+    }
+  });
+
   it('oid columns take values up to 2^32-1', async () => {
     await db.model(tdb.t('oids')).bulkCreate([{ id: 1, o: 4294967295 }]);
     expect(await all(`SELECT o::text FROM ${tdb.t('oids')}`)).toEqual([{ o: '4294967295' }]);

@@ -83,6 +83,13 @@ export class BulkClient {
       }) as unknown as DbPool;
       this.ownsPool = true;
     }
+    // Every connection keeps an error listener for life, from the moment it connects: a backend
+    // killed right after it said ReadyForQuery sends FATAL in the same packet, which pg reports
+    // while the pool is handing the client out (its idle listener already gone, ours not yet
+    // attached), and an error event with no listener would crash the process.
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
+    });
     // An idle connection dropped by the server must never crash the process.
     pool.on('error', (err) =>
       this.logger.warn(

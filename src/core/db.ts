@@ -40,6 +40,8 @@ export interface DbPool extends Queryable {
   connect(): Promise<DbClient>;
   end(): Promise<void>;
   on(event: 'error', listener: (err: Error, client: unknown) => void): unknown;
+  /** pg.Pool emits 'connect' with each new client, before handing it out. */
+  on(event: 'connect', listener: (client: DbClient) => void): unknown;
   removeListener(event: 'error', listener: (err: Error, client: unknown) => void): unknown;
   readonly totalCount?: number;
   readonly idleCount?: number;
