@@ -413,8 +413,9 @@ describe(`hostile input matrix (${CASES.length} inputs, direct and queued)`, () 
     const before = await fingerprint();
     const job = await q.add(name, data, { attempts: 5 });
     const failed = await until('the job to fail', async () => {
-      const j = await Job.fromId(q, job.id!);
-      return j && (await j.getState()) === 'failed' ? j : undefined;
+      // State first, then the job: a job read before it failed carries stale fields.
+      if ((await q.getJobState(job.id!)) !== 'failed') return undefined;
+      return (await Job.fromId(q, job.id!)) ?? undefined;
     });
     expect(failed.failedReason).toMatch(/^INVALID_PAYLOAD/);
     expect(failed.attemptsMade).toBe(1);
