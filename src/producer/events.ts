@@ -34,7 +34,8 @@ export type BulkEventMap = SignalMap & {
 };
 export type BulkEventName = keyof BulkEventMap;
 
-export const DEFAULT_EVENTS_MAX_LEN = 100_000;
+/** Approximate cap on the events stream, for workers and producers alike. */
+export const DEFAULT_EVENTS_MAX_LEN = 10_000;
 
 /** Append an event to the stream (trimmed to about maxLen entries). Values keep their types. */
 export async function publishEvent(

@@ -7,7 +7,7 @@ import { defaultLogger, type Logger, redact } from '../core/logger.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
-import { publishEvent } from '../producer/events.js';
+import { DEFAULT_EVENTS_MAX_LEN, publishEvent } from '../producer/events.js';
 import {
   type ChunkPayload,
   type OperationPayload,
@@ -128,7 +128,7 @@ export class BulkWorker {
       redis: this.redis,
       keys: this.keys,
       exportDir: options.exportDir ?? process.cwd(),
-      eventsMaxLen: options.eventsMaxLen ?? 10_000,
+      eventsMaxLen: options.eventsMaxLen ?? DEFAULT_EVENTS_MAX_LEN,
     };
     this.observer = new JobObserver(this.redis, this.keys, this.logger, options.metrics);
     this.db.signals.tap((name, event) => {
