@@ -198,6 +198,33 @@ describe('copyFrom', () => {
     expect(await count('hostile')).toBe(0);
   });
 
+  it('a bad value deep in a chunk, after the COPY has started streaming, cancels that chunk alone', async () => {
+    // Values are encoded as the COPY streams (64 KB pieces): row 2500 of a 3000-row chunk is
+    // met long after the first pieces reached the server.
+    const m = db.model(tdb.t('hostile'));
+    const rows = Array.from({ length: 6000 }, (_, i) => ({
+      t: `${HOSTILE_TEXT[i % HOSTILE_TEXT.length]} ${'x'.repeat(40)}`,
+      i4: i === 5500 ? 2 ** 31 : i,
+    }));
+    for (const method of ['copyFrom', 'bulkCreate'] as const) {
+      for (const returning of [false, ['id']] as const) {
+        await tdb.pool.query(`TRUNCATE ${tdb.t('hostile')}`);
+        const e = await rejects(m[method](rows, { batchSize: 3000, returning }));
+        expect(e.code).toBe('INVALID_VALUE');
+        expect(e.row).toBe(5500);
+        expect(e.column).toBe('i4');
+        expect(e.committedChunks).toBe(1);
+        expect(e.committedRows).toBe(3000);
+        const got = await tdb.pool.query(
+          `SELECT count(*)::int AS n, max(i4) AS hi FROM ${tdb.t('hostile')}`,
+        );
+        expect(got.rows[0]).toEqual({ n: 3000, hi: 2999 });
+      }
+    }
+    // The connection that carried the cancelled COPY is gone; the client goes on working.
+    expect(await m.copyFrom(rows.slice(0, 10))).toEqual({ count: 10 });
+  });
+
   it('rows with no columns take every default, with or without onConflict', async () => {
     const m = db.model(tdb.t('hostile'));
     expect(await m.copyFrom([{}, { t: 'a' }, {}])).toEqual({ count: 3 });

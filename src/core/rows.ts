@@ -30,6 +30,11 @@ export function checkRow(meta: TableMeta, row: unknown, index: number): asserts 
 export interface EncodeOptions {
   /** Columns every group must start with (updateFields keys); each row must carry them, non-null. */
   key?: string[];
+  /**
+   * A column every group carries, after the keys, although rows may lack it: its value for
+   * those rows is supplied when the group is written (a key reserved from Postgres).
+   */
+  supplied?: string;
   /** Only these columns are written (updateFields `fields`); others in the row are ignored. */
   only?: Set<string>;
   /** Columns that may be written although GENERATED ALWAYS AS IDENTITY (keys we reserved). */
@@ -63,19 +68,32 @@ function checkWritable(
 }
 
 /**
- * Validate and encode a chunk. Rows are grouped by the set of columns they carry, so that a row
- * that omits a column gets that column's default (one statement per group, usually one).
+ * Rows of one chunk that carry the same columns, checked but not yet encoded: a COPY encodes
+ * each value as it streams, so that Node's encoding and the server's parsing overlap.
+ */
+export interface RowGroup {
+  columns: ColumnMeta[];
+  /** Index of each row within the chunk. */
+  rowIdx: number[];
+  encoders: Encoder[];
+}
+
+/**
+ * Check a chunk's rows and group them by the set of columns they carry, so that a row that
+ * omits a column gets that column's default (one statement per group, usually one). Rows,
+ * keys, column names and writability are checked here; values when the group is encoded.
  * `offset` is the chunk's first row index in the operation, for error messages.
  */
-export function encodeRows(
+export function groupRows(
   meta: TableMeta,
   rows: readonly unknown[],
   offset: number,
   opts: EncodeOptions = {},
-): EncodedGroup[] {
+): RowGroup[] {
   const groups = new Map<string, Group>();
   const key = opts.key ?? [];
-  const keySet = new Set(key);
+  const lead = opts.supplied === undefined ? key : [...key, opts.supplied];
+  const leadSet = new Set(lead);
   let last: Group | undefined;
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i];
@@ -92,11 +110,11 @@ export function encodeRows(
       }
     }
     // Most rows carry the same columns as the row before: check that without building a shape.
-    let g = last && sameShape(row, last, keySet, opts.only) ? last : undefined;
+    let g = last && sameShape(row, last, leadSet, opts.only) ? last : undefined;
     if (!g) {
-      const names: string[] = [...key];
+      const names: string[] = [...lead];
       for (const k in row) {
-        if (row[k] === undefined || keySet.has(k)) continue;
+        if (row[k] === undefined || leadSet.has(k)) continue;
         if (opts.only && !opts.only.has(k)) continue;
         names.push(k);
       }
@@ -105,36 +123,63 @@ export function encodeRows(
       if (!g) {
         const columns = names.map((n) => columnOf(meta, n, at));
         for (const c of columns)
-          if (!keySet.has(c.name)) checkWritable(meta, c, at, opts.allowIdentity);
+          if (!key.includes(c.name)) checkWritable(meta, c, at, opts.allowIdentity);
         g = {
           columns,
           rowIdx: [],
-          values: [],
           encoders: columns.map(cachedEncoder),
-          rest: names.slice(key.length),
+          rest: names.slice(lead.length),
         };
         groups.set(shape, g);
       }
       last = g;
     }
-    const cols = g.columns;
-    const enc = g.encoders;
+    g.rowIdx.push(i);
+  }
+  return [...groups.values()].map(({ columns, rowIdx, encoders }) => ({
+    columns,
+    rowIdx,
+    encoders,
+  }));
+}
+
+/** Encode a group's values: values[i][j] is column j of row rowIdx[i]. */
+export function encodeGroup(
+  meta: TableMeta,
+  rows: readonly unknown[],
+  g: RowGroup,
+  offset: number,
+): EncodedGroup {
+  const cols = g.columns;
+  const enc = g.encoders;
+  const values: (string | null)[][] = new Array(g.rowIdx.length);
+  for (let i = 0; i < g.rowIdx.length; i++) {
+    const ri = g.rowIdx[i]!;
+    const row = rows[ri] as Row;
     const lits: (string | null)[] = new Array(cols.length);
     for (let j = 0; j < cols.length; j++) {
       try {
         lits[j] = enc[j]!(row[cols[j]!.name]);
       } catch (err) {
-        throw valueError(meta, cols[j]!.name, at, err);
+        throw valueError(meta, cols[j]!.name, offset + ri, err);
       }
     }
-    g.rowIdx.push(i);
-    g.values.push(lits);
+    values[i] = lits;
   }
-  return [...groups.values()].map(({ columns, rowIdx, values }) => ({ columns, rowIdx, values }));
+  return { columns: cols, rowIdx: g.rowIdx, values };
 }
 
-interface Group extends EncodedGroup {
-  encoders: Encoder[];
+/** Validate and encode a chunk: groupRows, then every group's values. */
+export function encodeRows(
+  meta: TableMeta,
+  rows: readonly unknown[],
+  offset: number,
+  opts: EncodeOptions = {},
+): EncodedGroup[] {
+  return groupRows(meta, rows, offset, opts).map((g) => encodeGroup(meta, rows, g, offset));
+}
+
+interface Group extends RowGroup {
   /** The non-key columns, in the order the rows carried them. */
   rest: string[];
 }
@@ -143,13 +188,13 @@ interface Group extends EncodedGroup {
 function sameShape(
   row: Row,
   g: Group,
-  keySet: Set<string>,
+  leadSet: Set<string>,
   only: Set<string> | undefined,
 ): boolean {
   const rest = g.rest;
   let n = 0;
   for (const k in row) {
-    if (row[k] === undefined || keySet.has(k)) continue;
+    if (row[k] === undefined || leadSet.has(k)) continue;
     if (only && !only.has(k)) continue;
     if (rest[n] !== k) return false;
     n++;

@@ -3,9 +3,10 @@ import { pipeline } from 'node:stream/promises';
 import { from as copyFromStdin } from 'pg-copy-streams';
 import type { DbClient } from '../db.js';
 import { RAW_TEXT_TYPES } from '../decode.js';
-import { copyEscape } from '../encode.js';
+import { copyEscape, valueError } from '../encode.js';
 import { fromPgError } from '../errors.js';
-import type { EncodedGroup } from '../rows.js';
+import type { TableMeta } from '../meta.js';
+import type { RowGroup } from '../rows.js';
 import type { ChunkSteps } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildCopyIn } from '../sql/copy.js';
@@ -13,6 +14,7 @@ import { buildInsert, jsonSource, stageSource } from '../sql/insert.js';
 import type { OpContext } from './context.js';
 import {
   collectReturned,
+  drawKeys,
   type InsertChunkResult,
   type InsertPlan,
   insertLedger,
@@ -23,40 +25,83 @@ import {
   selectByKeys,
 } from './insertCommon.js';
 
-/** COPY text format: one line per row, tab-separated, escaped; `ordinal` prefixes each row's 1-based index. */
-export function copyText(group: EncodedGroup, ordinal: boolean): string {
+/** Where a COPY's rows come from: the chunk's rows, a group of them, and keys drawn for them. */
+export interface CopySource {
+  meta: TableMeta;
+  rows: readonly Row[];
+  group: RowGroup;
+  /** The chunk's first row index in the operation, for error messages. */
+  offset: number;
+  /** Prefix each line with the row's 1-based ordinal in the group (staging tables). */
+  ordinal: boolean;
+  /** Keys drawn from Postgres by row index, for the group's first column where the row has none. */
+  reserved?: (string | undefined)[];
+  /** Collect [row index, ...literal of these columns] of each row (returned keys). */
+  keyColumns?: number[];
+  keysOut?: (string | number)[][];
+}
+
+const PIECE = 1 << 16;
+
+/**
+ * The COPY text of a group, in pieces of about 64 KB: each value is encoded (and checked) as it
+ * streams, so the server parses one piece while Node encodes the next. A bad value throws its
+ * BulkError here, which cancels the COPY (CopyFail) and with it the chunk's transaction.
+ */
+export function* copyLines(src: CopySource): Generator<string> {
+  const { meta, rows, group, offset, reserved, keyColumns, keysOut } = src;
+  const names = group.columns.map((c) => c.name);
+  const enc = group.encoders;
+  const n = names.length;
+  const keyAt = new Array<number>(n).fill(-1);
+  keyColumns?.forEach((j, k) => {
+    keyAt[j] = k;
+  });
+  const wantKeys = keysOut !== undefined && keyColumns !== undefined;
   let out = '';
-  for (let i = 0; i < group.values.length; i++) {
-    const lits = group.values[i]!;
-    let line = ordinal ? `${i + 1}` : '';
-    for (let j = 0; j < lits.length; j++) {
-      if (j > 0 || ordinal) line += '\t';
-      line += copyEscape(lits[j]!);
+  for (let i = 0; i < group.rowIdx.length; i++) {
+    const ri = group.rowIdx[i]!;
+    const row = rows[ri]!;
+    const key: (string | number)[] | undefined = wantKeys ? [ri] : undefined;
+    let line = src.ordinal ? `${i + 1}\t` : '';
+    for (let j = 0; j < n; j++) {
+      let lit: string | null;
+      const supplied = j === 0 && reserved !== undefined ? reserved[ri] : undefined;
+      if (supplied !== undefined) lit = supplied;
+      else {
+        try {
+          lit = enc[j]!(row[names[j]!]);
+        } catch (err) {
+          throw valueError(meta, names[j]!, offset + ri, err);
+        }
+      }
+      if (key !== undefined && keyAt[j]! >= 0) key[1 + keyAt[j]!] = lit as string;
+      line += j === 0 ? copyEscape(lit) : `\t${copyEscape(lit)}`;
     }
     out += `${line}\n`;
+    if (key !== undefined) keysOut!.push(key);
+    if (out.length >= PIECE) {
+      yield out;
+      out = '';
+    }
   }
-  return out;
+  if (out.length > 0) yield out;
 }
 
 /**
- * Stream `text` into `COPY ... FROM STDIN`; a COPY error names the row it came from, and the
- * table's column (a staging table's columns c0, c1, ... are named back to the group's columns).
+ * Stream `src`'s rows into `COPY ... FROM STDIN`; a COPY error names the row it came from, and
+ * the table's column (a staging table's columns c0, c1, ... are named back to the group's columns).
  */
-export async function copyIn(
-  client: DbClient,
-  sql: string,
-  text: string,
-  table: string,
-  group: EncodedGroup,
-  offset: number,
-): Promise<number> {
+export async function copyIn(client: DbClient, sql: string, src: CopySource): Promise<number> {
+  const { group, offset } = src;
+  const table = src.meta.displayName;
   const stream = client.query(copyFromStdin(sql));
   // The COPY stays the connection's active query until Postgres says ReadyForQuery: a backend
   // killed in between reports its error on this stream after pipeline() has let go of it, and
   // an unheard error event would crash the process. The connection's next query fails anyway.
   stream.on('error', () => {});
   try {
-    await pipeline(Readable.from([Buffer.from(text, 'utf8')]), stream);
+    await pipeline(Readable.from(copyLines(src), { objectMode: false }), stream);
     // Rows Postgres wrote: a BEFORE trigger returning NULL skips a row.
     return stream.rowCount;
   } catch (err) {
@@ -76,17 +121,11 @@ export async function copyIn(
 }
 
 /**
- * copyFrom's chunk. Without onConflict each group is COPYed straight into the table; keys for
- * returning were reserved up front, so keys come back without a query and whole rows with one
+ * The COPY write of an insert chunk (copyFrom's, and bulkCreate's unless it uses INSERT).
+ * Without onConflict each group is COPYed straight into the table; keys for returning are drawn
+ * first in the same transaction, so keys come back without a query and whole rows with one
  * SELECT by key. With onConflict the group is COPYed into a temporary staging table and moved
  * with INSERT ... SELECT ... ON CONFLICT (RETURNING when asked), in the same transaction.
- */
-/**
- * The COPY write of an insert chunk (copyFrom's, and bulkCreate's unless it uses INSERT).
- * Without onConflict each group is COPYed straight into the table; keys for returning were
- * reserved up front, so keys come back without a query and whole rows with one SELECT by key.
- * With onConflict the group is COPYed into a temporary staging table and moved with INSERT ...
- * SELECT ... ON CONFLICT (RETURNING when asked), in the same transaction.
  */
 export function copyWrite(
   plan: InsertPlan,
@@ -94,7 +133,6 @@ export function copyWrite(
   client: DbClient,
   p: PreparedInsert,
 ) => Promise<{ result: InsertChunkResult; ledger: unknown }> {
-  const table = plan.meta.displayName;
   const ret = plan.returning;
   const keysOnly = ret?.columns.every((c) => ret.pairKey.includes(c.name)) ?? false;
   return async (client, p) => {
@@ -102,33 +140,44 @@ export function copyWrite(
     let echoed = true;
     const returned: (Row | undefined)[] | undefined = ret ? [] : undefined;
     const keys: (string | number)[][] = [];
-    for (let gi = 0; gi < p.groups.length; gi++) {
-      const g = p.groups[gi]!;
+    let reserved: (string | undefined)[] | undefined;
+    if (p.lacking.length > 0) {
+      const drawn = await drawKeys(client, plan, p.lacking.length);
+      reserved = new Array(p.rows.length);
+      p.lacking.forEach((ri, n) => {
+        reserved![ri] = drawn[n];
+      });
+    }
+    for (let gi = 0; gi < p.rowGroups.length; gi++) {
+      const g = p.rowGroups[gi]!;
       if (g.columns.length === 0) {
         // Rows with no columns (all defaults): COPY needs a column, INSERT does not.
         const text = buildInsert(plan.meta, g.columns, jsonSource(g.columns), {
           onConflict: plan.onConflict,
         });
-        const r = await client.query({ text, values: [JSON.stringify(g.values)] });
+        const r = await client.query({
+          text,
+          values: [JSON.stringify(g.rowIdx.map(() => []))],
+        });
         count += r.rowCount ?? 0;
         continue;
       }
+      const src: CopySource = {
+        meta: plan.meta,
+        rows: p.rows,
+        group: g,
+        offset: p.chunk.offset,
+        ordinal: plan.onConflict !== undefined,
+        reserved,
+      };
       if (plan.onConflict === undefined) {
-        const written = await copyIn(
-          client,
-          buildCopyIn(plan.meta, g.columns),
-          copyText(g, false),
-          table,
-          g,
-          p.chunk.offset,
-        );
-        count += written;
-        if (written !== g.values.length) echoed = false; // some rows were skipped: ask the table
         if (ret) {
-          const kidx = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
-          for (let i = 0; i < g.values.length; i++)
-            keys.push([g.rowIdx[i]!, ...kidx.map((j) => g.values[i]![j] as string)]);
+          src.keyColumns = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
+          src.keysOut = keys;
         }
+        const written = await copyIn(client, buildCopyIn(plan.meta, g.columns), src);
+        count += written;
+        if (written !== g.rowIdx.length) echoed = false; // some rows were skipped: ask the table
         continue;
       }
       const stage = `bulkmodel_stage_${gi}`;
@@ -137,14 +186,7 @@ export function copyWrite(
         text: `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT NULL::int8 AS i, ${cols} FROM ${plan.meta.sqlName} AS t LIMIT 0`,
       });
       const stageCols = ['i', ...g.columns.map((_, j) => `c${j}`)].join(', ');
-      await copyIn(
-        client,
-        `COPY ${stage} (${stageCols}) FROM STDIN`,
-        copyText(g, true),
-        table,
-        g,
-        p.chunk.offset,
-      );
+      await copyIn(client, `COPY ${stage} (${stageCols}) FROM STDIN`, src);
       const text = buildInsert(plan.meta, g.columns, stageSource(stage, g.columns), {
         onConflict: plan.onConflict,
         overriding: p.overriding,

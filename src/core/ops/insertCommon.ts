@@ -3,7 +3,7 @@ import { type DecodeOptions, type Decoder, decoderFor, RAW_TEXT_TYPES } from '..
 import { BulkError } from '../errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
 import type { InsertLikeOptions } from '../options.js';
-import { type EncodedGroup, encodeRows } from '../rows.js';
+import { type EncodedGroup, encodeRows, groupRows, type RowGroup } from '../rows.js';
 import { type Chunk, type Engine, queryWithRetry } from '../runner.js';
 import type { Row, Signals } from '../signals.js';
 import type { OnConflict } from '../sql/insert.js';
@@ -23,11 +23,16 @@ export interface InsertPlan {
 
 export interface PreparedInsert {
   chunk: Chunk;
-  /** Rows as written (after pre-signal listeners and key reservation). */
+  /** Rows as written (after pre-signal listeners; for INSERT, with their reserved keys). */
   rows: Row[];
   /** Rows as the caller gave them (after pre-signal listeners), for post signals. */
   inputRows: Row[];
+  /** INSERT: the rows encoded, by group. */
   groups: EncodedGroup[];
+  /** COPY: the rows grouped, encoded as they stream. */
+  rowGroups: RowGroup[];
+  /** COPY with returning: rows whose key is drawn in the chunk's transaction. */
+  lacking: number[];
   overriding: boolean;
   /** Every row's key came from Postgres (reserved): its text is the stored one. */
   keysFromPostgres: boolean;
@@ -139,20 +144,17 @@ export function planInsert(
   };
 }
 
-/** Evaluate the key column's default for each row that lacks it (nextval, gen_random_uuid(), ...). */
-async function reserveKeys(
-  engine: Engine,
-  plan: InsertPlan,
-  rows: Row[],
-  offset: number,
-  client: DbClient | undefined,
-): Promise<{ rows: Row[]; reserved: number }> {
+/**
+ * Rows (by index) that lack a pairing key: their key is the key column's default, evaluated up
+ * front (nextval, gen_random_uuid(), ...) so that rows and keys pair without RETURNING order.
+ */
+function lackingKeys(plan: InsertPlan, rows: Row[], offset: number): number[] {
   const col = plan.reserve;
   const pairKey = plan.returning?.pairKey ?? [];
   const lacking: number[] = [];
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i];
-    if (r === null || typeof r !== 'object') continue; // encodeRows reports it
+    if (r === null || typeof r !== 'object') continue; // groupRows reports it
     for (const k of pairKey) {
       const v = r[k];
       if (col?.identity === 'a' && k === col.name && v !== undefined) {
@@ -181,21 +183,24 @@ async function reserveKeys(
       }
     }
   }
-  if (!col || lacking.length === 0) return { rows, reserved: 0 };
-  const reserve = (c: DbClient) =>
-    c.query({
-      text: `SELECT (${col.defaultExpr})::text AS k FROM generate_series(1, $1::int)`,
-      values: [lacking.length],
-    });
-  // Inside an operation-wide transaction, on its own connection: a second one could wait forever.
-  const got = client ? await reserve(client) : await queryWithRetry(engine, reserve);
-  const out = rows.slice();
-  lacking.forEach((i, n) => {
-    out[i] = { ...rows[i], [col.name]: (got.rows[n] as { k: string }).k };
-  });
-  return { rows: out, reserved: lacking.length };
+  return col ? lacking : [];
 }
 
+/** Evaluate the reserve column's default `n` times: the keys of rows that lack one, as text. */
+export async function drawKeys(client: DbClient, plan: InsertPlan, n: number): Promise<string[]> {
+  const r = await client.query({
+    text: `SELECT (${plan.reserve!.defaultExpr})::text AS k FROM generate_series(1, $1::int)`,
+    values: [n],
+    rowMode: 'array',
+  });
+  return (r.rows as string[][]).map((x) => x[0]!);
+}
+
+/**
+ * Before a chunk's transaction: the pre signal, the checks, and for INSERT the encoding (and
+ * the reserved keys, drawn now on a connection of their own). A COPY chunk is only grouped
+ * here: its values are encoded as they stream, and its keys are drawn in its transaction.
+ */
 export async function prepareInsert(
   engine: Engine,
   signals: Signals | null,
@@ -218,25 +223,35 @@ export async function prepareInsert(
     await signals.emitPre(signal, ev);
     rows = ev.rows;
   }
-  let toWrite = rows;
-  let overriding = false;
-  let keysFromPostgres = false;
-  if (plan.returning) {
-    const r = await reserveKeys(engine, plan, rows, chunk.offset, client);
-    toWrite = r.rows;
-    overriding = r.reserved > 0 && plan.reserve?.identity === 'a';
-    keysFromPostgres = r.reserved === rows.length;
+  const lacking = plan.returning ? lackingKeys(plan, rows, chunk.offset) : [];
+  const overriding = lacking.length > 0 && plan.reserve?.identity === 'a';
+  const keysFromPostgres = plan.returning !== undefined && lacking.length === rows.length;
+  const allowIdentity = overriding ? new Set([plan.reserve!.name]) : undefined;
+  const base = { chunk, inputRows: rows, overriding, keysFromPostgres };
+  if (plan.strategy === 'copy') {
+    const supplied = lacking.length > 0 ? plan.reserve!.name : undefined;
+    const rowGroups = groupRows(plan.meta, rows, chunk.offset, { allowIdentity, supplied });
+    return { ...base, rows, groups: [], rowGroups, lacking };
   }
-  const groups = encodeRows(plan.meta, toWrite, chunk.offset, {
-    allowIdentity: overriding && plan.reserve ? new Set([plan.reserve.name]) : undefined,
-  });
-  return { chunk, rows: toWrite, inputRows: rows, groups, overriding, keysFromPostgres };
+  let toWrite = rows;
+  if (lacking.length > 0) {
+    // Inside an operation-wide transaction, on its own connection: a second one could wait forever.
+    const draw = (c: DbClient) => drawKeys(c, plan, lacking.length);
+    const keys = client ? await draw(client) : await queryWithRetry(engine, draw);
+    toWrite = rows.slice();
+    const name = plan.reserve!.name;
+    lacking.forEach((i, n) => {
+      toWrite[i] = { ...rows[i], [name]: keys[n] };
+    });
+  }
+  const groups = encodeRows(plan.meta, toWrite, chunk.offset, { allowIdentity });
+  return { ...base, rows: toWrite, groups, rowGroups: [], lacking: [] };
 }
 
 /** Turn RETURNING rows ([ordinal, ...text]) of one group into decoded rows by chunk row index. */
 export function collectReturned(
   plan: InsertPlan,
-  group: EncodedGroup,
+  group: Pick<EncodedGroup, 'rowIdx'>,
   result: unknown[],
   into: (Row | undefined)[],
 ): void {
@@ -262,7 +277,7 @@ export function insertLedger(
 /** Key texts of returned rows, read from the raw RETURNING arrays, for the ledger. */
 export function rawKeysOf(
   plan: InsertPlan,
-  group: EncodedGroup,
+  group: Pick<EncodedGroup, 'rowIdx'>,
   result: unknown[],
   into: (string | number)[][],
 ): void {
