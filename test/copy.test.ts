@@ -207,7 +207,7 @@ describe('copyFrom', () => {
       i4: i === 5500 ? 2 ** 31 : i,
     }));
     for (const method of ['copyFrom', 'bulkCreate'] as const) {
-      for (const returning of [false, ['id']] as const) {
+      for (const returning of [false, ['id']]) {
         await tdb.pool.query(`TRUNCATE ${tdb.t('hostile')}`);
         const e = await rejects(m[method](rows, { batchSize: 3000, returning }));
         expect(e.code).toBe('INVALID_VALUE');

@@ -19,7 +19,14 @@ const INT_RANGE: Record<'int2' | 'int4' | 'int8', [bigint, bigint]> = {
   int8: [-9223372036854775808n, 9223372036854775807n],
 };
 
+const INT_NUM_RANGE: Record<'int2' | 'int4', [number, number]> = {
+  int2: [-32768, 32767],
+  int4: [-2147483648, 2147483647],
+};
+
 const INT_TEXT = /^[+-]?\d+$/;
+/** Integers written as Postgres writes them, up to 15 digits (always within 2^53). */
+const SHORT_INT_TEXT = /^(?:0|-?[1-9]\d{0,14})$/;
 /** Numbers as text, for numeric and float columns alike. */
 const NUMERIC_TEXT =
   /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
@@ -62,10 +69,18 @@ function intLiteral(kind: 'int2' | 'int4' | 'int8', v: unknown): string {
       throw new ValueProblem(
         `${v} is beyond 2^53 and may have lost precision: pass a BigInt or a string`,
       );
-    if (kind !== 'int8' && (v < Number(INT_RANGE[kind][0]) || v > Number(INT_RANGE[kind][1]))) {
+    if (kind !== 'int8' && (v < INT_NUM_RANGE[kind][0] || v > INT_NUM_RANGE[kind][1])) {
       throw new ValueProblem(`${v} is out of range for ${kind}`);
     }
     return String(v);
+  }
+  if (typeof v === 'string' && SHORT_INT_TEXT.test(v)) {
+    // Canonical and short (keys read back from Postgres, CSV fields): no BigInt needed.
+    if (kind === 'int8') return v;
+    const n = Number(v);
+    if (n < INT_NUM_RANGE[kind][0] || n > INT_NUM_RANGE[kind][1])
+      throw new ValueProblem(`${v} is out of range for ${kind}`);
+    return v;
   }
   if (typeof v === 'bigint') b = v;
   else if (typeof v === 'string' && INT_TEXT.test(v)) b = BigInt(v);

@@ -42,7 +42,13 @@ export interface ChunkResultBase {
 export interface ChunkSteps<P, R extends ChunkResultBase> {
   /** `client` is given when every chunk runs in one transaction: use it, not the pool. */
   prepare(chunk: Chunk, client?: DbClient): Promise<P>;
-  write(client: DbClient, prepared: P): Promise<{ result: R; ledger: unknown }>;
+  write(client: DbClient, prepared: P, hooks: WriteHooks): Promise<{ result: R; ledger: unknown }>;
+  /**
+   * The write calls `hooks.busy()` once it has handed the server its long statement: a
+   * sequential call prepares its next chunk then, while the server works, instead of as soon
+   * as this chunk's write starts (which would hold up its first round trips).
+   */
+  signalsBusy?: boolean;
   recover(client: DbClient, prepared: P, ledgerValue: unknown): Promise<R>;
   after?(prepared: P, result: R): Promise<void>;
 }
@@ -59,6 +65,13 @@ export interface RunOptions {
 }
 
 type Source = AsyncIterable<Row[]> | Iterable<Row[]>;
+
+export interface WriteHooks {
+  /** The server has been handed the chunk's long statement (a COPY's last data, an UPDATE). */
+  busy(): void;
+}
+
+const NO_HOOKS: WriteHooks = { busy: () => {} };
 
 /** A chunk not prepared because another had failed first. */
 const SKIPPED = Symbol('skipped');
@@ -88,6 +101,7 @@ async function runChunk<P, R extends ChunkResultBase>(
   prepared: P,
   index: number,
   signal?: AbortSignal,
+  hooks: WriteHooks = NO_HOOKS,
 ): Promise<R> {
   return withRetry(
     () =>
@@ -102,7 +116,7 @@ async function runChunk<P, R extends ChunkResultBase>(
                 const claim = await engine.ledger.claim(client, opId, index);
                 if (!claim.claimed) return steps.recover(client, prepared, claim.result);
               }
-              const { result, ledger } = await steps.write(client, prepared);
+              const { result, ledger } = await steps.write(client, prepared, hooks);
               if (engine.ledger) await engine.ledger.complete(client, opId, index, ledger);
               return result;
             },
@@ -180,7 +194,14 @@ export async function runChunks<P, R extends ChunkResultBase>(
       // A chunk whose turn comes after a failure is not prepared (no pre signal, no reserved keys).
       const prepare = (): Promise<P> => (failure ? Promise.reject(SKIPPED) : steps.prepare(chunk));
       const preparing = opts.concurrency === 1 ? prepared$.then(prepare) : prepare();
-      prepared$ = preparing.catch(() => {});
+      // The next chunk is prepared once this one is, or (steps that signal it) once this one's
+      // write has handed the server its long statement, or has ended either way.
+      let handedOff!: () => void;
+      const handoff = new Promise<void>((r) => {
+        handedOff = r;
+      });
+      const hooks: WriteHooks = { busy: handedOff };
+      prepared$ = steps.signalsBusy ? handoff : preparing.catch(() => {});
       const p: Promise<void> = (async () => {
         const ready = await preparing.then(
           (p) => ({ p }),
@@ -203,6 +224,7 @@ export async function runChunks<P, R extends ChunkResultBase>(
               prepared,
               chunk.index,
               stop.signal,
+              hooks,
             );
           } catch (err) {
             fail(err); // before the place is handed to the next waiting chunk
@@ -217,7 +239,10 @@ export async function runChunks<P, R extends ChunkResultBase>(
         await steps.after?.(prepared, r);
       })()
         .catch(fail)
-        .finally(() => inflight.delete(p));
+        .finally(() => {
+          handedOff();
+          inflight.delete(p);
+        });
       inflight.add(p);
     }
   } catch (err) {
@@ -267,7 +292,7 @@ export async function runInOneTransaction<P, R extends ChunkResultBase>(
             if (!claim.claimed) r = await steps.recover(client, p, claim.result);
           }
           if (!r) {
-            const w = await steps.write(client, p);
+            const w = await steps.write(client, p, NO_HOOKS);
             if (engine.ledger)
               await engine.ledger.complete(client, opts.operationId, chunk.index, w.ledger);
             r = w.result;

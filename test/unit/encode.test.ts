@@ -56,7 +56,15 @@ describe('integers', () => {
     problem(() => e(below));
     problem(() => e(above));
     problem(() => e(String(above)));
+    problem(() => e(String(below)));
     problem(() => e(BigInt(below)));
+    // Strings take a short path when already canonical, the BigInt path otherwise.
+    expect(e(String(lo))).toBe(String(lo));
+    expect(e('0')).toBe('0');
+    expect(e('-0')).toBe('0');
+    expect(e('007')).toBe('7');
+    expect(e('+12')).toBe('12');
+    problem(() => e(`0${above}`));
   });
 
   it('int8: BigInt and strings beyond 2^53 exactly; unsafe numbers refused', () => {
@@ -65,6 +73,8 @@ describe('integers', () => {
     expect(e(-(2n ** 63n))).toBe('-9223372036854775808');
     expect(e('9007199254740993')).toBe('9007199254740993');
     expect(e('+12')).toBe('12');
+    expect(e('999999999999999')).toBe('999999999999999');
+    expect(e('-0999999999999999')).toBe('-999999999999999');
     expect(e(Number.MAX_SAFE_INTEGER)).toBe('9007199254740991');
     problem(() => e(2n ** 63n));
     problem(() => e('9223372036854775808'));

@@ -40,6 +40,7 @@ export function bulkCreateSteps(
         client,
       ),
     write: plan.strategy === 'copy' ? copyWrite(plan) : insertWrite,
+    signalsBusy: plan.strategy === 'copy',
     recover: (client, _p, value) => recoverInsert(client, plan, value),
     async after(p, r) {
       await ctx.signals?.emitPost('postBulkCreate', {

@@ -7,7 +7,7 @@ import { copyEscape, valueError } from '../encode.js';
 import { fromPgError } from '../errors.js';
 import type { TableMeta } from '../meta.js';
 import type { RowGroup } from '../rows.js';
-import type { ChunkSteps } from '../runner.js';
+import type { ChunkSteps, WriteHooks } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildCopyIn } from '../sql/copy.js';
 import { buildInsert, jsonSource, stageSource } from '../sql/insert.js';
@@ -16,8 +16,11 @@ import {
   collectReturned,
   drawKeys,
   type InsertChunkResult,
+  type InsertLedger,
   type InsertPlan,
   insertLedger,
+  keysOfLedger,
+  ledgerKeys,
   type PreparedInsert,
   prepareInsert,
   rawKeysOf,
@@ -36,9 +39,11 @@ export interface CopySource {
   ordinal: boolean;
   /** Keys drawn from Postgres by row index, for the group's first column where the row has none. */
   reserved?: (string | undefined)[];
-  /** Collect [row index, ...literal of these columns] of each row (returned keys). */
+  /** Collect the literals of these columns, row after row (returned keys). */
   keyColumns?: number[];
-  keysOut?: (string | number)[][];
+  keysOut?: string[];
+  /** Called once every line has been produced (the server still has the tail to parse). */
+  onEnd?: () => void;
 }
 
 const PIECE = 1 << 16;
@@ -53,16 +58,15 @@ export function* copyLines(src: CopySource): Generator<string> {
   const names = group.columns.map((c) => c.name);
   const enc = group.encoders;
   const n = names.length;
-  const keyAt = new Array<number>(n).fill(-1);
-  keyColumns?.forEach((j, k) => {
-    keyAt[j] = k;
-  });
-  const wantKeys = keysOut !== undefined && keyColumns !== undefined;
+  const isKey = new Array<boolean>(n).fill(false);
+  for (const j of keyColumns ?? []) isKey[j] = true;
+  const nk = keysOut === undefined ? 0 : (keyColumns?.length ?? 0);
+  // Key literals in key order: a row's key columns need not come in that order in the group.
+  const keyBuf: string[] = new Array(n);
   let out = '';
   for (let i = 0; i < group.rowIdx.length; i++) {
     const ri = group.rowIdx[i]!;
     const row = rows[ri]!;
-    const key: (string | number)[] | undefined = wantKeys ? [ri] : undefined;
     let line = src.ordinal ? `${i + 1}\t` : '';
     for (let j = 0; j < n; j++) {
       let lit: string | null;
@@ -75,17 +79,18 @@ export function* copyLines(src: CopySource): Generator<string> {
           throw valueError(meta, names[j]!, offset + ri, err);
         }
       }
-      if (key !== undefined && keyAt[j]! >= 0) key[1 + keyAt[j]!] = lit as string;
+      if (nk > 0 && isKey[j]) keyBuf[j] = lit as string;
       line += j === 0 ? copyEscape(lit) : `\t${copyEscape(lit)}`;
     }
     out += `${line}\n`;
-    if (key !== undefined) keysOut!.push(key);
+    for (let k = 0; k < nk; k++) keysOut!.push(keyBuf[keyColumns![k]!]!);
     if (out.length >= PIECE) {
       yield out;
       out = '';
     }
   }
   if (out.length > 0) yield out;
+  src.onEnd?.();
 }
 
 /**
@@ -132,14 +137,17 @@ export function copyWrite(
 ): (
   client: DbClient,
   p: PreparedInsert,
+  hooks: WriteHooks,
 ) => Promise<{ result: InsertChunkResult; ledger: unknown }> {
   const ret = plan.returning;
   const keysOnly = ret?.columns.every((c) => ret.pairKey.includes(c.name)) ?? false;
-  return async (client, p) => {
+  return async (client, p, hooks) => {
     let count = 0;
     let echoed = true;
     const returned: (Row | undefined)[] | undefined = ret ? [] : undefined;
     const keys: (string | number)[][] = [];
+    // COPY with returning: key literals of the rows written, by group (nk per row).
+    const copied: { rowIdx: number[]; lits: string[] }[] = [];
     let reserved: (string | undefined)[] | undefined;
     if (p.lacking.length > 0) {
       const drawn = await drawKeys(client, plan, p.lacking.length);
@@ -169,11 +177,13 @@ export function copyWrite(
         offset: p.chunk.offset,
         ordinal: plan.onConflict !== undefined,
         reserved,
+        onEnd: gi === p.rowGroups.length - 1 ? hooks.busy : undefined,
       };
       if (plan.onConflict === undefined) {
         if (ret) {
           src.keyColumns = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
-          src.keysOut = keys;
+          src.keysOut = [];
+          copied.push({ rowIdx: g.rowIdx, lits: src.keysOut });
         }
         const written = await copyIn(client, buildCopyIn(plan.meta, g.columns), src);
         count += written;
@@ -204,22 +214,30 @@ export function copyWrite(
       await client.query({ text: `DROP TABLE ${stage}` });
     }
     if (ret && plan.onConflict === undefined) {
+      const nk = ret.pairKey.length;
+      const ledger: InsertLedger = { count };
+      if (copied.length === 1)
+        Object.assign(ledger, ledgerKeys(copied[0]!.rowIdx, copied[0]!.lits, nk));
+      else ledger.keys = copied.flatMap((c) => keysOfLedger(ledgerKeys(c.rowIdx, c.lits, nk)));
       // Keys reserved from Postgres are the stored text; keys the caller gave may be spelled
       // otherwise (an uppercase uuid, '1.50'): read those back, as INSERT ... RETURNING would.
       if (keysOnly && echoed && p.keysFromPostgres) {
-        for (const k of keys) {
-          const obj: Row = {};
-          ret.columns.forEach((c, j) => {
-            obj[c.name] = plan.decoders[j]!(k[1 + ret.pairKey.indexOf(c.name)] as string);
-          });
-          returned![k[0] as number] = obj;
+        const at = ret.columns.map((c) => ret.pairKey.indexOf(c.name));
+        for (const { rowIdx, lits } of copied) {
+          for (let i = 0; i < rowIdx.length; i++) {
+            const obj: Row = {};
+            for (let j = 0; j < at.length; j++)
+              obj[ret.columns[j]!.name] = plan.decoders[j]!(lits[i * nk + at[j]!]!);
+            returned![rowIdx[i]!] = obj;
+          }
         }
       } else {
-        const got = await selectByKeys(client, plan, keys);
+        const got = await selectByKeys(client, plan, keysOfLedger(ledger));
         got.forEach((r, i) => {
           returned![i] = r;
         });
       }
+      return { result: { count, returned: returned! }, ledger };
     }
     const result: InsertChunkResult = returned ? { count, returned } : { count };
     return { result, ledger: insertLedger(plan, result, keys) };
@@ -244,6 +262,7 @@ export function copyFromSteps(
         client,
       ),
     write: copyWrite(plan),
+    signalsBusy: true,
     recover: (client, _p, value) => recoverInsert(client, plan, value),
     async after(p, r) {
       await ctx.signals?.emitPost('postCopyFrom', {

@@ -43,6 +43,55 @@ export interface InsertLedger {
   count: number;
   /** [row index within chunk, ...pairing key as text] */
   keys?: (string | number)[][];
+  /**
+   * The same, for an integer key, as runs of consecutive rows with consecutive keys (keys drawn
+   * from a sequence): [first row index, first key, length]. A chunk's keys take a few bytes.
+   */
+  runs?: [number, string, number][];
+}
+
+/**
+ * The ledger's keys of a chunk written by COPY: `lits` holds the key literals of rows
+ * `rowIdx` (nk per row). A single integer key whose rows and values both ascend by one is kept
+ * as runs; anything else as the full list.
+ */
+export function ledgerKeys(
+  rowIdx: readonly number[],
+  lits: readonly string[],
+  nk: number,
+): Pick<InsertLedger, 'keys' | 'runs'> {
+  if (nk === 1) {
+    const runs: [number, string, number][] = [];
+    let ok = true;
+    let prevRow = Number.NaN;
+    let prevKey = Number.NaN;
+    for (let i = 0; i < rowIdx.length && ok; i++) {
+      const lit = lits[i]!;
+      const k = Number(lit);
+      // Only canonical integers: a text key '007' must come back as written.
+      if (!Number.isSafeInteger(k) || String(k) !== lit) ok = false;
+      const last = runs[runs.length - 1];
+      if (last && rowIdx[i] === prevRow + 1 && k === prevKey + 1) last[2]++;
+      else runs.push([rowIdx[i]!, lit, 1]);
+      prevRow = rowIdx[i]!;
+      prevKey = k;
+    }
+    if (ok) return { runs };
+  }
+  const keys: (string | number)[][] = new Array(rowIdx.length);
+  for (let i = 0; i < rowIdx.length; i++)
+    keys[i] = [rowIdx[i]!, ...lits.slice(i * nk, i * nk + nk)];
+  return { keys };
+}
+
+/** The ledger's keys as [row index, ...key text], whichever form they were kept in. */
+export function keysOfLedger(v: Partial<InsertLedger>): (string | number)[][] {
+  const out: (string | number)[][] = [...(v.keys ?? [])];
+  for (const [row, first, len] of v.runs ?? []) {
+    const k0 = Number(first);
+    for (let j = 0; j < len; j++) out.push([row + j, String(k0 + j)]);
+  }
+  return out;
 }
 
 export interface InsertChunkResult {
@@ -188,12 +237,16 @@ function lackingKeys(plan: InsertPlan, rows: Row[], offset: number): number[] {
 
 /** Evaluate the reserve column's default `n` times: the keys of rows that lack one, as text. */
 export async function drawKeys(client: DbClient, plan: InsertPlan, n: number): Promise<string[]> {
+  // One row holding a JSON array: parsing one value beats parsing n result rows.
   const r = await client.query({
-    text: `SELECT (${plan.reserve!.defaultExpr})::text AS k FROM generate_series(1, $1::int)`,
+    text: `SELECT json_agg((${plan.reserve!.defaultExpr})::text)::text FROM generate_series(1, $1::int)`,
     values: [n],
     rowMode: 'array',
+    types: RAW_TEXT_TYPES,
   });
-  return (r.rows as string[][]).map((x) => x[0]!);
+  const keys = JSON.parse((r.rows as string[][])[0]![0]!) as string[];
+  if (keys.length !== n) throw new Error(`drew ${keys.length} keys, expected ${n}`);
+  return keys;
 }
 
 /**
@@ -333,5 +386,5 @@ export async function recoverInsert(
   const v = (value ?? {}) as Partial<InsertLedger>;
   const count = typeof v.count === 'number' ? v.count : 0;
   if (!plan.returning) return { count };
-  return { count, returned: await selectByKeys(client, plan, v.keys ?? []) };
+  return { count, returned: await selectByKeys(client, plan, keysOfLedger(v)) };
 }

@@ -1,10 +1,13 @@
+import type { DbClient } from '../db.js';
+import { valueError } from '../encode.js';
 import { BulkError } from '../errors.js';
 import { columnOf, type TableMeta } from '../meta.js';
-import { type EncodedGroup, encodeRows } from '../rows.js';
+import { type EncodedGroup, encodeGroup, groupRows, type RowGroup } from '../rows.js';
 import type { Chunk, ChunkSteps } from '../runner.js';
 import type { Row } from '../signals.js';
-import { buildUpdateFields } from '../sql/updateFields.js';
+import { buildUpdateFields, buildUpdateFromStage } from '../sql/updateFields.js';
 import type { OpContext } from './context.js';
+import { copyIn } from './copyFrom.js';
 import { explainRowError } from './locate.js';
 
 export interface UpdateFieldsPlan {
@@ -21,7 +24,8 @@ export interface UpdateFieldsPlan {
 export interface PreparedUpdateFields {
   chunk: Chunk;
   rows: Row[];
-  groups: EncodedGroup[];
+  /** Rows grouped by the columns they carry, each group's rows in key order. */
+  groups: RowGroup[];
 }
 
 export interface UpdateFieldsChunkResult {
@@ -73,15 +77,51 @@ export function planUpdateFields(
 }
 
 /**
- * Sort a group's rows by key: the UPDATE walks them in this order (see buildUpdateFields), so
- * every bulkmodel transaction locks rows in the same order and overlapping calls never deadlock.
+ * Check a group's keys for duplicates and sort its rows by key: the UPDATE walks them in this
+ * order (see write), so every bulkmodel transaction locks rows in the same order and
+ * overlapping calls never deadlock.
  */
-function sortByKey(g: EncodedGroup, keyCount: number): void {
-  const keyOf = (i: number) => g.values[i]!.slice(0, keyCount).join('\u0000');
-  const order = g.values.map((_, i) => i);
-  const keys = order.map(keyOf);
+function checkAndSortKeys(
+  plan: UpdateFieldsPlan,
+  rows: readonly Row[],
+  g: RowGroup,
+  offset: number,
+  seen: Map<string, number>,
+): void {
+  const keyCount = plan.key.length;
+  const n = g.rowIdx.length;
+  const keys: string[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const ri = g.rowIdx[i]!;
+    const row = rows[ri]!;
+    let k = '';
+    for (let j = 0; j < keyCount; j++) {
+      const name = g.columns[j]!.name;
+      let lit: string | null;
+      try {
+        lit = g.encoders[j]!(row[name]);
+      } catch (err) {
+        throw valueError(plan.meta, name, offset + ri, err);
+      }
+      k = j === 0 ? (lit as string) : `${k}\u0000${lit}`;
+    }
+    keys[i] = k;
+    const at = offset + ri;
+    const before = seen.get(k);
+    if (before !== undefined && before !== at) {
+      throw new BulkError(
+        'DUPLICATE_KEY',
+        `${plan.meta.displayName}: row ${at} repeats the key of row ${before} (${plan.key.join(', ')})`,
+        {
+          table: plan.meta.displayName,
+          row: at,
+        },
+      );
+    }
+    seen.set(k, at);
+  }
+  const order = Array.from({ length: n }, (_, i) => i);
   order.sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
-  g.values = order.map((i) => g.values[i]!);
   g.rowIdx = order.map((i) => g.rowIdx[i]!);
 }
 
@@ -91,12 +131,13 @@ export function updateFieldsSteps(
 ): ChunkSteps<PreparedUpdateFields, UpdateFieldsChunkResult> {
   const keyCount = plan.key.length;
   const only = plan.fields ? new Set(plan.fields) : undefined;
+  const meta = plan.meta;
   return {
     async prepare(chunk) {
       let rows = chunk.rows;
       if (ctx.signals) {
         const ev = {
-          table: plan.meta.displayName,
+          table: meta.displayName,
           operationId: ctx.op.operationId,
           chunkIndex: chunk.index,
           batchSize: ctx.op.batchSize,
@@ -107,65 +148,71 @@ export function updateFieldsSteps(
         await ctx.signals.emitPre('preUpdateFields', ev);
         rows = ev.rows;
       }
-      const groups = encodeRows(plan.meta, rows, chunk.offset, { key: plan.key, only });
+      const groups = groupRows(meta, rows, chunk.offset, { key: plan.key, only });
       const seen = plan.seen ?? new Map<string, number>();
-      for (const g of groups) {
-        for (let i = 0; i < g.values.length; i++) {
-          const k = g.values[i]!.slice(0, keyCount).join('\u0000');
-          const at = chunk.offset + g.rowIdx[i]!;
-          const before = seen.get(k);
-          if (before !== undefined && before !== at) {
-            throw new BulkError(
-              'DUPLICATE_KEY',
-              `${plan.meta.displayName}: row ${at} repeats the key of row ${before} (${plan.key.join(', ')})`,
-              {
-                table: plan.meta.displayName,
-                row: at,
-              },
-            );
-          }
-          seen.set(k, at);
-        }
-        sortByKey(g, keyCount);
-      }
+      for (const g of groups) checkAndSortKeys(plan, rows, g, chunk.offset, seen);
       return { chunk, rows, groups };
     },
-    async write(client, p) {
+    /**
+     * Per group: COPY the rows (in key order, values encoded as they stream) into a temporary
+     * staging table, then one UPDATE ... FROM it. Hash and merge joins are off, so the UPDATE
+     * is a nested loop over the staged rows in the order they were written, each found by its
+     * key: rows are locked in key order (a hash or merge join would lock them in table order,
+     * and two overlapping calls could deadlock), and no chunk scans the whole table. RETURNING
+     * gives the ordinals of rows that matched, so the keys that matched nothing are known.
+     */
+    signalsBusy: true,
+    async write(client, p, hooks) {
       let count = 0;
-      const matched = new Set<number>();
       const missing: number[] = [];
-      const run = async (g: EncodedGroup) => {
-        if (g.columns.length === keyCount) return { rows: [] }; // nothing to write for these rows
-        const st = buildUpdateFields(plan.meta, g, keyCount);
-        // A nested loop over the sorted rows, each found by its key: rows are locked in key
-        // order (a hash or merge join would lock them in table order, and two overlapping
-        // calls could deadlock), and no chunk scans the whole table.
-        await client.query({
-          text: 'SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off',
-        });
-        return client.query({ text: st.text, values: st.values, rowMode: 'array' });
-      };
+      let joinsOff = false;
       for (let gi = 0; gi < p.groups.length; gi++) {
         const g = p.groups[gi]!;
-        if (g.columns.length === keyCount) continue;
+        if (g.columns.length === keyCount) continue; // nothing to write for these rows
+        const stage = `bulkmodel_uf_${gi}`;
+        const cols = g.columns.map((c, j) => `t.${c.sqlName} AS c${j}`).join(', ');
+        // Dropped after use, not only at commit: one transaction may stage many chunks.
+        await client.query({
+          text:
+            `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT NULL::int8 AS i, ${cols} FROM ${meta.sqlName} AS t LIMIT 0` +
+            (joinsOff ? '' : '; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off'),
+        });
+        joinsOff = true;
+        const stageCols = ['i', ...g.columns.map((_, j) => `c${j}`)].join(', ');
+        await copyIn(client, `COPY ${stage} (${stageCols}) FROM STDIN`, {
+          meta,
+          rows: p.rows,
+          group: g,
+          offset: p.chunk.offset,
+          ordinal: true,
+        });
         let r: { rows: unknown[] };
         try {
-          r = await run(g);
+          const sent = client.query({
+            text: buildUpdateFromStage(meta, g.columns, keyCount, stage),
+            rowMode: 'array',
+          });
+          if (gi === p.groups.length - 1) hooks.busy();
+          r = await sent;
         } catch (err) {
-          // Locating the row takes a few round trips: not inside a whole-operation transaction,
-          // nor while concurrent chunks would keep being scheduled behind a failure not yet known.
+          // Postgres does not say which row broke a constraint. Locating it takes a few round
+          // trips: not inside a whole-operation transaction, nor while concurrent chunks would
+          // keep being scheduled behind a failure not yet known.
           if (ctx.op.transaction === 'operation' || ctx.op.concurrency > 1) throw err;
+          const encoded = p.groups.map((x) => encodeGroup(meta, p.rows, x, p.chunk.offset));
           throw await explainRowError(client, err, {
-            table: plan.meta.displayName,
+            table: meta.displayName,
             offset: p.chunk.offset,
-            groups: p.groups,
+            groups: encoded,
             failed: gi,
-            run,
+            run: (eg) => runFromDocument(client, eg),
           });
         }
-        for (const row of r.rows as unknown[][]) matched.add(g.rowIdx[Number(row[0]) - 1]!);
+        await client.query({ text: `DROP TABLE ${stage}` });
+        const matched = new Uint8Array(g.rowIdx.length);
+        for (const row of r.rows as unknown[][]) matched[Number(row[0]) - 1] = 1;
         count += r.rows.length;
-        for (const i of g.rowIdx) if (!matched.has(i)) missing.push(i);
+        for (let i = 0; i < g.rowIdx.length; i++) if (!matched[i]) missing.push(g.rowIdx[i]!);
       }
       missing.sort((a, b) => a - b);
       // The ledger keeps row indexes; the caller gets the keys.
@@ -184,7 +231,7 @@ export function updateFieldsSteps(
     },
     async after(p, r) {
       await ctx.signals?.emitPost('postUpdateFields', {
-        table: plan.meta.displayName,
+        table: meta.displayName,
         operationId: ctx.op.operationId,
         chunkIndex: p.chunk.index,
         batchSize: ctx.op.batchSize,
@@ -196,6 +243,16 @@ export function updateFieldsSteps(
       });
     },
   };
+
+  /** The same update from a JSON document of literals: used only to locate a failing row. */
+  function runFromDocument(client: DbClient, g: EncodedGroup) {
+    const st = buildUpdateFields(meta, g, keyCount);
+    return client
+      .query({
+        text: `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`,
+      })
+      .then(() => client.query({ text: st.text, values: st.values, rowMode: 'array' }));
+  }
 }
 
 /** The key values (as given) of rows that matched nothing. */

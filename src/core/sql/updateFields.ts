@@ -1,4 +1,4 @@
-import type { TableMeta } from '../meta.js';
+import type { ColumnMeta, TableMeta } from '../meta.js';
 import type { EncodedGroup } from '../rows.js';
 import { castField, chunkDocument, type Statement } from './insert.js';
 
@@ -30,4 +30,25 @@ export function buildUpdateFields(
       `UPDATE ${meta.sqlName} AS t SET ${set} FROM v WHERE ${match} RETURNING v.i`,
     values: [chunkDocument(group)],
   };
+}
+
+/**
+ * The UPDATE ... FROM a staging table (columns i, c0, c1, ...: ordinal, then the group's
+ * columns, keys first) filled by COPY; returns the ordinals of the staged rows that matched.
+ */
+export function buildUpdateFromStage(
+  meta: TableMeta,
+  cols: ColumnMeta[],
+  keyCount: number,
+  stage: string,
+): string {
+  const set = cols
+    .slice(keyCount)
+    .map((c, j) => `${c.sqlName} = v.c${j + keyCount}`)
+    .join(', ');
+  const match = cols
+    .slice(0, keyCount)
+    .map((c, j) => `t.${c.sqlName} = v.c${j}`)
+    .join(' AND ');
+  return `UPDATE ${meta.sqlName} AS t SET ${set} FROM ${stage} AS v WHERE ${match} RETURNING v.i`;
 }
