@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring] [--no-queue] [--no-memory]
+ * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring|queue] [--no-queue] [--no-memory]
  *
  * Compares bulkmodel with hand-written strategies side by side in one run: cases interleaved
  * over repetitions, median and min–max, ratio to each group's baseline. Every case is verified
@@ -330,9 +330,10 @@ async function main(): Promise<void> {
   await pool.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
   await pool.query(TABLE_DDL(T));
   await pool.query(TABLE_DDL(REF));
-  const selected = cases.filter(
-    (c) => !args.only || c.group.includes(args.only) || c.name.includes(args.only),
-  );
+  const onlyQueue = args.only === 'queue';
+  const selected = onlyQueue
+    ? []
+    : cases.filter((c) => !args.only || c.group.includes(args.only) || c.name.includes(args.only));
   const results = new Map<Case, number[]>();
   const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'cpu'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   process.stderr.write(`bench: ${N} rows, ${REPS} repetitions, ${machine}\n`);
@@ -359,7 +360,7 @@ async function main(): Promise<void> {
     ...(c.baseline ? { baseline: c.baseline } : {}),
     ...(c.note ? { note: c.note } : {}),
   }));
-  if (!args['no-queue'] && !args.only)
+  if (!args['no-queue'] && (!args.only || onlyQueue))
     out.push(
       ...(await new QueueBench(DB_URL, T, rows, REPS, reset, () =>
         expectTable(`all:${N}`, rows),

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
 import { parseTableName } from '../core/meta.js';
-import { DEFAULT_BATCH_SIZE } from '../core/options.js';
+import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
 import type { Where } from '../core/sql/where.js';
@@ -214,7 +214,7 @@ export class BulkProducer {
       );
     const givenId = options.operationId !== undefined;
     const id = options.operationId ?? randomUUID();
-    const batchSize = popts.batchSize ?? DEFAULT_BATCH_SIZE;
+    const batchSize = popts.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE;
     const opKey = this.keys.op(id);
     const {
       created,

@@ -77,12 +77,20 @@ function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const BIGINT = /^-?\d+$/;
 
+/** JSON strings, numbers, booleans and null decode to themselves (no path is built for them). */
+function isScalar(e: unknown): boolean {
+  return e === null || typeof e === 'string' || typeof e === 'number' || typeof e === 'boolean';
+}
+
 /** Decode one payload value back to JS. `absent` is returned as undefined. */
 export function decodeValue(e: unknown, path: string, depth = 0): unknown {
   if (depth > 64) bad(path, 'nested more than 64 deep');
   if (e === null || typeof e === 'string' || typeof e === 'boolean') return e;
   if (typeof e === 'number') return e;
-  if (Array.isArray(e)) return e.map((x, i) => decodeValue(x, `${path}[${i}]`, depth + 1));
+  if (Array.isArray(e))
+    return e.map((x, i) =>
+      isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}[${i}]`, depth + 1),
+    );
   if (typeof e !== 'object') bad(path, `unexpected ${typeof e}`);
   const t = e as { $t?: unknown; v?: unknown };
   for (const k in t)
@@ -111,8 +119,10 @@ export function decodeValue(e: unknown, path: string, depth = 0): unknown {
       if (t.v === null || typeof t.v !== 'object' || Array.isArray(t.v))
         bad(path, 'object tag needs an object');
       const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(t.v as Record<string, unknown>)) {
-        const d = decodeValue(x, `${path}.${k}`, depth + 1);
+      const o = t.v as Record<string, unknown>;
+      for (const k of Object.keys(o)) {
+        const x = o[k];
+        const d = isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}.${k}`, depth + 1);
         if (d !== undefined) setOwn(out, k, d);
       }
       return out;
@@ -174,7 +184,8 @@ export function decodeRows(
       bad(`row ${offset + i}`, `expected ${columns.length} values`);
     const row: Record<string, unknown> = {};
     for (let j = 0; j < columns.length; j++) {
-      const v = decodeValue(vals[j], `row ${offset + i}.${columns[j]}`);
+      const e = vals[j];
+      const v = isScalar(e) ? e : decodeValue(e, `row ${offset + i}.${columns[j]}`);
       if (v !== undefined) setOwn(row, columns[j]!, v);
     }
     return row;
