@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import pg from 'pg';
 import { type BulkClient, BulkProducer, silentLogger } from '../src/index.js';
@@ -8,6 +8,9 @@ import { type BenchRow, TABLE_DDL } from './data.js';
 import type { CaseResult } from './stats.js';
 
 const CLI = new URL('../src/cli/main.ts', import.meta.url).pathname;
+/** The built CLI, as users run it (`npm run build`); the memory run prefers it. */
+const BUILT_CLI = new URL('../dist/cli/main.js', import.meta.url).pathname;
+const BUILT_INDEX = new URL('../dist/index.js', import.meta.url).pathname;
 
 /** A `bulkmodel worker` child process; resolves once it consumes jobs. */
 export async function startWorker(
@@ -15,13 +18,14 @@ export async function startWorker(
   table: string,
   queue: string,
   concurrency = 4,
+  built = false,
+  nodeArgs: string[] = [],
 ): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
     [
-      '--import',
-      'tsx',
-      CLI,
+      ...nodeArgs,
+      ...(built ? [BUILT_CLI] : ['--import', 'tsx', CLI]),
       'worker',
       '--tables',
       table,
@@ -147,13 +151,24 @@ export class QueueBench {
 export async function memoryRun(
   url: string,
   n: number,
-): Promise<{ rows: number; producerMb: number; workerMb: number; secs: number }> {
+  /** Node flags for the worker, e.g. a heap cap. */
+  workerNodeArgs: string[] = [],
+): Promise<{
+  rows: number;
+  producerMb: number;
+  workerMb: number;
+  secs: number;
+  workerRuns: string;
+}> {
   const table = 'bulkmodel_bench.memory';
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   pool.on('error', () => {});
   await pool.query(TABLE_DDL(table));
   const queueName = `bench-mem-${process.pid}`;
-  const worker = await startWorker(url, table, queueName);
+  // The worker as users run it: the built CLI under plain node (tsx's loader alone holds
+  // about 100 MB). Without a build (`npm run build`), the sources under tsx.
+  const built = existsSync(BUILT_CLI) && existsSync(BUILT_INDEX);
+  const worker = await startWorker(url, table, queueName, 4, built, workerNodeArgs);
   try {
     const t0 = performance.now();
     const child = spawn(
@@ -186,6 +201,7 @@ export async function memoryRun(
       producerMb: report.peakMb,
       workerMb: peakRssMb(worker.pid!),
       secs: (performance.now() - t0) / 1000,
+      workerRuns: `${['node', ...workerNodeArgs].join(' ')} ${built ? 'dist/cli/main.js' : '--import tsx src/cli/main.ts'} worker`,
     };
   } finally {
     await stopWorker(worker);
