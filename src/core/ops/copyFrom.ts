@@ -42,6 +42,8 @@ export interface CopySource {
   /** Collect the literals of these columns, row after row (returned keys). */
   keyColumns?: number[];
   keysOut?: string[];
+  /** Called after each row's key literals were added to keysOut, at position `at`. */
+  onRowKeys?: (ri: number, keysOut: readonly string[], at: number) => void;
   /** Called once every line has been produced (the server still has the tail to parse). */
   onEnd?: () => void;
 }
@@ -83,7 +85,11 @@ export function* copyLines(src: CopySource): Generator<string> {
       line += j === 0 ? copyEscape(lit) : `\t${copyEscape(lit)}`;
     }
     out += `${line}\n`;
-    for (let k = 0; k < nk; k++) keysOut!.push(keyBuf[keyColumns![k]!]!);
+    if (nk > 0) {
+      const at = keysOut!.length;
+      for (let k = 0; k < nk; k++) keysOut!.push(keyBuf[keyColumns![k]!]!);
+      src.onRowKeys?.(ri, keysOut!, at);
+    }
     if (out.length >= PIECE) {
       yield out;
       out = '';
@@ -149,6 +155,17 @@ export function copyWrite(
     // COPY with returning: key literals of the rows written, by group (nk per row).
     const copied: { rowIdx: number[]; lits: string[] }[] = [];
     let reserved: (string | undefined)[] | undefined;
+    // Keys reserved from Postgres are the stored text: with returning of keys only, the rows
+    // come back without a query.
+    const keysFromStream =
+      ret !== undefined && keysOnly && p.keysFromPostgres && plan.onConflict === undefined;
+    const keyAt = ret ? ret.columns.map((c) => ret.pairKey.indexOf(c.name)) : [];
+    const keyRow = (ri: number, lits: readonly string[], at: number) => {
+      const obj: Row = {};
+      for (let j = 0; j < keyAt.length; j++)
+        obj[ret!.columns[j]!.name] = plan.decoders[j]!(lits[at + keyAt[j]!]!);
+      returned![ri] = obj;
+    };
     if (p.lacking.length > 0) {
       const drawn = await drawKeys(client, plan, p.lacking.length);
       reserved = new Array(p.rows.length);
@@ -184,6 +201,9 @@ export function copyWrite(
           src.keyColumns = ret.pairKey.map((k) => g.columns.findIndex((c) => c.name === k));
           src.keysOut = [];
           copied.push({ rowIdx: g.rowIdx, lits: src.keysOut });
+          // Returned rows are built as the rows stream (Node works while the server parses),
+          // kept only if the COPY wrote every row (a trigger may skip some).
+          if (keysFromStream) src.onRowKeys = keyRow;
         }
         const written = await copyIn(client, buildCopyIn(plan.meta, g.columns), src);
         count += written;
@@ -219,19 +239,11 @@ export function copyWrite(
       if (copied.length === 1)
         Object.assign(ledger, ledgerKeys(copied[0]!.rowIdx, copied[0]!.lits, nk));
       else ledger.keys = copied.flatMap((c) => keysOfLedger(ledgerKeys(c.rowIdx, c.lits, nk)));
-      // Keys reserved from Postgres are the stored text; keys the caller gave may be spelled
-      // otherwise (an uppercase uuid, '1.50'): read those back, as INSERT ... RETURNING would.
-      if (keysOnly && echoed && p.keysFromPostgres) {
-        const at = ret.columns.map((c) => ret.pairKey.indexOf(c.name));
-        for (const { rowIdx, lits } of copied) {
-          for (let i = 0; i < rowIdx.length; i++) {
-            const obj: Row = {};
-            for (let j = 0; j < at.length; j++)
-              obj[ret.columns[j]!.name] = plan.decoders[j]!(lits[i * nk + at[j]!]!);
-            returned![rowIdx[i]!] = obj;
-          }
-        }
-      } else {
+      // Unless keyRow filled `returned` as the rows streamed: keys the caller gave may be
+      // spelled otherwise than stored (an uppercase uuid, '1.50'), other columns are asked for,
+      // or a trigger skipped rows; read the rows back by key, as INSERT ... RETURNING would.
+      if (!(keysFromStream && echoed)) {
+        returned!.length = 0;
         const got = await selectByKeys(client, plan, keysOfLedger(ledger));
         got.forEach((r, i) => {
           returned![i] = r;
