@@ -292,7 +292,7 @@ const cases: Case[] = [
   },
   {
     group: 'homogeneous update (every row)',
-    name: 'bulkmodel update, 5k-key batches',
+    name: 'bulkmodel update, default 20k-key batches',
     baseline: 'one UPDATE statement',
     rows: N,
     setup: loadAll,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type BulkClient, BulkError } from '../src/index.js';
-import { type TestDb, testDb } from './helpers.js';
+import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import { createHostileTables, expectedHostile, HOSTILE_COLUMNS, hostileRow } from './hostile.js';
 
 let tdb: TestDb;
@@ -218,5 +218,94 @@ describe('updateFields', () => {
     const e4 = await rejects(m.updateFields(dup()));
     expect(e4.code).toBe('DUPLICATE_KEY');
     expect((await uniqRows()).map((r) => r.n)).toEqual([1, 9, 9]);
+  });
+});
+
+describe('updateFields through a staging table (regressions)', () => {
+  it('keys are matched as given, never rounded or cut to the column size first', async () => {
+    await tdb.pool.query(`
+      CREATE TABLE ${tdb.t('nkey')} (k numeric(4,1) PRIMARY KEY, v int);
+      CREATE TABLE ${tdb.t('vkey')} (k varchar(3) PRIMARY KEY, v int);
+      INSERT INTO ${tdb.t('nkey')} VALUES (1.6, 0);
+      INSERT INTO ${tdb.t('vkey')} VALUES ('abc', 0);`);
+    // 1.55 would round to 1.6 in a numeric(4,1) column: it must not update the 1.6 row.
+    expect(await db.model(tdb.t('nkey')).updateFields([{ k: '1.55', v: 1 }])).toEqual({
+      count: 0,
+      missing: [{ k: '1.55' }],
+    });
+    expect(
+      await db.model(tdb.t('nkey')).updateFields([
+        { k: '1.55', v: 2 },
+        { k: '1.6', v: 3 },
+      ]),
+    ).toEqual({ count: 1, missing: [{ k: '1.55' }] });
+    expect((await tdb.pool.query(`SELECT k::text, v FROM ${tdb.t('nkey')}`)).rows).toEqual([
+      { k: '1.6', v: 3 },
+    ]);
+    // Too long for varchar(3): no such row, not an error.
+    expect(await db.model(tdb.t('vkey')).updateFields([{ k: 'abcdef', v: 1 }])).toEqual({
+      count: 0,
+      missing: [{ k: 'abcdef' }],
+    });
+    // Values still get the column's modifier: too long for varchar(3) is refused, row named.
+    await tdb.pool.query(`CREATE TABLE ${tdb.t('vval')} (id int PRIMARY KEY, s varchar(3))`);
+    await tdb.pool.query(`INSERT INTO ${tdb.t('vval')} VALUES (1, 'a'), (2, 'b')`);
+    const e = await rejects(
+      db.model(tdb.t('vval')).updateFields([
+        { id: 1, s: 'xyz' },
+        { id: 2, s: 'toolong' },
+      ]),
+    );
+    expect(e.row).toBe(1);
+    expect(e.column).toBe('s');
+    expect((await tdb.pool.query(`SELECT s FROM ${tdb.t('vval')} ORDER BY id`)).rows).toEqual([
+      { s: 'a' },
+      { s: 'b' },
+    ]);
+  });
+
+  it('needs only UPDATE on the written columns and SELECT on the keys (plus TEMP)', async () => {
+    const role = `${tdb.schema}_writer`;
+    await tdb.pool.query(`
+      CREATE TABLE ${tdb.t('priv')} (id int PRIMARY KEY, v int, secret text);
+      INSERT INTO ${tdb.t('priv')} VALUES (1, 0, 's');
+      CREATE ROLE ${role} LOGIN;
+      GRANT USAGE ON SCHEMA ${tdb.schema} TO ${role};
+      GRANT SELECT (id), UPDATE (v) ON ${tdb.t('priv')} TO ${role};`);
+    try {
+      const url = new URL(DATABASE_URL);
+      url.username = role;
+      const limited = tdb.client({ connectionString: url.toString(), ledger: false });
+      expect(
+        await limited.model(tdb.t('priv')).updateFields([
+          { id: 1, v: 5 },
+          { id: 2, v: 6 },
+        ]),
+      ).toEqual({ count: 1, missing: [{ id: 2 }] });
+      await limited.close();
+      expect((await tdb.pool.query(`SELECT v FROM ${tdb.t('priv')}`)).rows).toEqual([{ v: 5 }]);
+    } finally {
+      await tdb.pool.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
+  it('a constraint broken after a group with nothing to write still names its row', async () => {
+    await tdb.pool.query(
+      `CREATE TABLE ${tdb.t('chk')} (id int PRIMARY KEY, b int CHECK (b < 100));
+       INSERT INTO ${tdb.t('chk')} SELECT g, 0 FROM generate_series(1, 4) g`,
+    );
+    const e = await rejects(
+      db
+        .model(tdb.t('chk'))
+        .updateFields([{ id: 1 }, { id: 2, b: 5 }, { id: 3, b: 500 }, { id: 4, b: 6 }]),
+    );
+    expect(e.code).toBe('CHECK_VIOLATION');
+    expect(e.row).toBe(2);
+    expect((await tdb.pool.query(`SELECT b FROM ${tdb.t('chk')} ORDER BY id`)).rows).toEqual([
+      { b: 0 },
+      { b: 0 },
+      { b: 0 },
+      { b: 0 },
+    ]);
   });
 });

@@ -4,7 +4,7 @@ import type { OpContext } from './ops/context.js';
 import { copyFromSteps } from './ops/copyFrom.js';
 import { planInsert } from './ops/insertCommon.js';
 import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
-import { type InsertLikeOptions, resolveWrite } from './options.js';
+import { type InsertLikeOptions, QUEUE_DEFAULT_BATCH_SIZE, resolveWrite } from './options.js';
 import { runOneChunk } from './runner.js';
 import type { Row } from './signals.js';
 
@@ -39,7 +39,8 @@ export async function executeChunk(
 ): Promise<ChunkJobResult> {
   db.assertOpen();
   const { fields, key, returning, onConflict, ...rest } = options;
-  const op = resolveWrite(rest);
+  // A chunk job holds QUEUE_DEFAULT_BATCH_SIZE rows unless the producer said otherwise.
+  const op = resolveWrite({ ...rest, batchSize: rest.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE });
   const meta = await db.meta(table);
   const engine = db.engine;
   if (engine.ledger) await engine.ledger.ensure(engine.pool);

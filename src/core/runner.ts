@@ -229,6 +229,8 @@ export async function runChunks<P, R extends ChunkResultBase>(
           } catch (err) {
             fail(err); // before the place is handed to the next waiting chunk
             throw err;
+          } finally {
+            handedOff(); // a write that never said busy (recovered from the ledger, say)
           }
         });
         if (r === undefined) return; // another chunk failed while this one waited for a place

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { executeChunk } from '../core/chunkJob.js';
 import type { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
+import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import type { Row } from '../core/signals.js';
 import { type BulkEventName, publishEvent } from '../producer/events.js';
 import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.js';
@@ -307,7 +308,7 @@ export async function processOperation(
       { where, set },
       {
         operationId: p.operationId,
-        ...(p.options.batchSize ? { batchSize: p.options.batchSize } : {}),
+        batchSize: p.options.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE,
         signals: p.options.signals !== false,
       },
     );

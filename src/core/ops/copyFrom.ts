@@ -9,7 +9,7 @@ import type { TableMeta } from '../meta.js';
 import type { RowGroup } from '../rows.js';
 import type { ChunkSteps, WriteHooks } from '../runner.js';
 import type { Row } from '../signals.js';
-import { buildCopyIn } from '../sql/copy.js';
+import { buildCopyIn, buildStageCopy, buildStageTable } from '../sql/copy.js';
 import { buildInsert, jsonSource, stageSource } from '../sql/insert.js';
 import type { OpContext } from './context.js';
 import {
@@ -37,8 +37,9 @@ export interface CopySource {
   offset: number;
   /** Prefix each line with the row's 1-based ordinal in the group (staging tables). */
   ordinal: boolean;
-  /** Keys drawn from Postgres by row index, for the group's first column where the row has none. */
+  /** Keys drawn from Postgres by row index, for column `reservedAt` where the row has none. */
   reserved?: (string | undefined)[];
+  reservedAt?: number;
   /** Collect the literals of these columns, row after row (returned keys). */
   keyColumns?: number[];
   keysOut?: string[];
@@ -72,7 +73,7 @@ export function* copyLines(src: CopySource): Generator<string> {
     let line = src.ordinal ? `${i + 1}\t` : '';
     for (let j = 0; j < n; j++) {
       let lit: string | null;
-      const supplied = j === 0 && reserved !== undefined ? reserved[ri] : undefined;
+      const supplied = j === src.reservedAt && reserved !== undefined ? reserved[ri] : undefined;
       if (supplied !== undefined) lit = supplied;
       else {
         try {
@@ -106,16 +107,28 @@ export function* copyLines(src: CopySource): Generator<string> {
 export async function copyIn(client: DbClient, sql: string, src: CopySource): Promise<number> {
   const { group, offset } = src;
   const table = src.meta.displayName;
+  // A refused value cancels the COPY (CopyFail, which the server logs): the server is told
+  // only that, the caller gets the BulkError naming row and column (values stay out of logs).
+  let refused: unknown;
+  function* guarded(): Generator<string> {
+    try {
+      yield* copyLines(src);
+    } catch (err) {
+      refused = err;
+      throw new Error('bulkmodel cancelled the COPY: a value was refused');
+    }
+  }
   const stream = client.query(copyFromStdin(sql));
   // The COPY stays the connection's active query until Postgres says ReadyForQuery: a backend
   // killed in between reports its error on this stream after pipeline() has let go of it, and
   // an unheard error event would crash the process. The connection's next query fails anyway.
   stream.on('error', () => {});
   try {
-    await pipeline(Readable.from(copyLines(src), { objectMode: false }), stream);
+    await pipeline(Readable.from(guarded(), { objectMode: false }), stream);
     // Rows Postgres wrote: a BEFORE trigger returning NULL skips a row.
     return stream.rowCount;
   } catch (err) {
+    if (refused !== undefined) throw refused;
     const e = fromPgError(err, {
       table,
       rowIndexOfLine: (line) =>
@@ -194,6 +207,7 @@ export function copyWrite(
         offset: p.chunk.offset,
         ordinal: plan.onConflict !== undefined,
         reserved,
+        reservedAt: plan.reserve ? g.columns.findIndex((c) => c.name === plan.reserve!.name) : -1,
         onEnd: gi === p.rowGroups.length - 1 ? hooks.busy : undefined,
       };
       if (plan.onConflict === undefined) {
@@ -211,12 +225,8 @@ export function copyWrite(
         continue;
       }
       const stage = `bulkmodel_stage_${gi}`;
-      const cols = g.columns.map((c, j) => `t.${c.sqlName} AS c${j}`).join(', ');
-      await client.query({
-        text: `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT NULL::int8 AS i, ${cols} FROM ${plan.meta.sqlName} AS t LIMIT 0`,
-      });
-      const stageCols = ['i', ...g.columns.map((_, j) => `c${j}`)].join(', ');
-      await copyIn(client, `COPY ${stage} (${stageCols}) FROM STDIN`, src);
+      await client.query({ text: buildStageTable(stage, g.columns) });
+      await copyIn(client, buildStageCopy(stage, g.columns), src);
       const text = buildInsert(plan.meta, g.columns, stageSource(stage, g.columns), {
         onConflict: plan.onConflict,
         overriding: p.overriding,

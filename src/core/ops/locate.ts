@@ -5,7 +5,7 @@ import type { EncodedGroup } from '../rows.js';
 import { castField } from '../sql/insert.js';
 
 /** Errors a row's data causes (class 22: bad value; class 23: constraint), never transient. */
-function isRowError(err: unknown): boolean {
+export function isRowError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
 }

@@ -5,10 +5,11 @@ import { columnOf, type TableMeta } from '../meta.js';
 import { type EncodedGroup, encodeGroup, groupRows, type RowGroup } from '../rows.js';
 import type { Chunk, ChunkSteps } from '../runner.js';
 import type { Row } from '../signals.js';
+import { buildStageCopy, buildStageTable } from '../sql/copy.js';
 import { buildUpdateFields, buildUpdateFromStage } from '../sql/updateFields.js';
 import type { OpContext } from './context.js';
 import { copyIn } from './copyFrom.js';
-import { explainRowError } from './locate.js';
+import { explainRowError, isRowError } from './locate.js';
 
 export interface UpdateFieldsPlan {
   meta: TableMeta;
@@ -170,16 +171,14 @@ export function updateFieldsSteps(
         const g = p.groups[gi]!;
         if (g.columns.length === keyCount) continue; // nothing to write for these rows
         const stage = `bulkmodel_uf_${gi}`;
-        const cols = g.columns.map((c, j) => `t.${c.sqlName} AS c${j}`).join(', ');
         // Dropped after use, not only at commit: one transaction may stage many chunks.
         await client.query({
           text:
-            `CREATE TEMP TABLE ${stage} ON COMMIT DROP AS SELECT NULL::int8 AS i, ${cols} FROM ${meta.sqlName} AS t LIMIT 0` +
+            buildStageTable(stage, g.columns, keyCount) +
             (joinsOff ? '' : '; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off'),
         });
         joinsOff = true;
-        const stageCols = ['i', ...g.columns.map((_, j) => `c${j}`)].join(', ');
-        await copyIn(client, `COPY ${stage} (${stageCols}) FROM STDIN`, {
+        await copyIn(client, buildStageCopy(stage, g.columns), {
           meta,
           rows: p.rows,
           group: g,
@@ -198,8 +197,11 @@ export function updateFieldsSteps(
           // Postgres does not say which row broke a constraint. Locating it takes a few round
           // trips: not inside a whole-operation transaction, nor while concurrent chunks would
           // keep being scheduled behind a failure not yet known.
-          if (ctx.op.transaction === 'operation' || ctx.op.concurrency > 1) throw err;
-          const encoded = p.groups.map((x) => encodeGroup(meta, p.rows, x, p.chunk.offset));
+          if (ctx.op.transaction === 'operation' || ctx.op.concurrency > 1 || !isRowError(err))
+            throw err;
+          const encoded = p.groups
+            .slice(0, gi + 1)
+            .map((x) => encodeGroup(meta, p.rows, x, p.chunk.offset));
           throw await explainRowError(client, err, {
             table: meta.displayName,
             offset: p.chunk.offset,
@@ -214,6 +216,7 @@ export function updateFieldsSteps(
         count += r.rows.length;
         for (let i = 0; i < g.rowIdx.length; i++) if (!matched[i]) missing.push(g.rowIdx[i]!);
       }
+      hooks.busy(); // (already, unless the last group had nothing to write)
       missing.sort((a, b) => a - b);
       // The ledger keeps row indexes; the caller gets the keys.
       return {
@@ -245,7 +248,8 @@ export function updateFieldsSteps(
   };
 
   /** The same update from a JSON document of literals: used only to locate a failing row. */
-  function runFromDocument(client: DbClient, g: EncodedGroup) {
+  async function runFromDocument(client: DbClient, g: EncodedGroup) {
+    if (g.columns.length === keyCount) return { rows: [] }; // nothing to write for these rows
     const st = buildUpdateFields(meta, g, keyCount);
     return client
       .query({
