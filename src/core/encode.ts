@@ -1,4 +1,5 @@
 import { BulkError } from './errors.js';
+import { JsonText } from './jsonText.js';
 import type { ColumnMeta, TableMeta, ValueKind } from './meta.js';
 
 /**
@@ -45,6 +46,7 @@ function typeName(v: unknown): string {
   if (Array.isArray(v)) return 'array';
   if (Buffer.isBuffer(v)) return 'Buffer';
   if (v instanceof Date) return 'Date';
+  if (v instanceof JsonText) return 'JsonText';
   return typeof v;
 }
 
@@ -129,6 +131,20 @@ export function dateToLiteral(d: Date): string {
 
 /** JSON text for a json/jsonb value, refusing what Postgres's jsonb refuses. */
 export function jsonLiteral(v: unknown): string {
+  if (v instanceof JsonText) {
+    const t = v.text;
+    // Escapes are rare: only then is the text parsed, to check its strings as below.
+    if (t.includes('\\u')) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(t);
+      } catch {
+        throw new ValueProblem('JsonText is not valid JSON');
+      }
+      checkJsonStrings(parsed, 0);
+    }
+    return t;
+  }
   let s: string | undefined;
   try {
     s = JSON.stringify(v);

@@ -33,7 +33,7 @@ export const PAYLOAD_SCHEMA = {
       required: ['$t'],
       additionalProperties: false,
       properties: {
-        $t: { enum: ['absent', 'bigint', 'bytes', 'date', 'number', 'object'] },
+        $t: { enum: ['absent', 'bigint', 'bytes', 'date', 'json', 'number', 'object'] },
         v: {},
       },
       allOf: [
@@ -47,6 +47,10 @@ export const PAYLOAD_SCHEMA = {
         },
         {
           if: { properties: { $t: { const: 'date' } } },
+          then: { required: ['v'], properties: { v: { type: 'string' } } },
+        },
+        {
+          if: { properties: { $t: { const: 'json' } } },
           then: { required: ['v'], properties: { v: { type: 'string' } } },
         },
         {

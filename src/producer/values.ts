@@ -1,4 +1,5 @@
 import { BulkError } from '../core/errors.js';
+import { JsonText } from '../core/jsonText.js';
 
 /**
  * Values in job payloads. JSON strings, finite numbers, booleans and null travel as themselves;
@@ -8,7 +9,8 @@ import { BulkError } from '../core/errors.js';
  *   {"$t":"bytes","v":"<base64>"}            Buffer / Uint8Array
  *   {"$t":"date","v":"2026-01-02T03:04:05.678Z"}  Date
  *   {"$t":"number","v":"NaN" | "Infinity" | "-Infinity"}
- *   {"$t":"object","v":{ "<key>": <encoded value>, ... }}  a plain object (a json/jsonb value)
+ *   {"$t":"object","v":{ "<key>": <encoded value>, ... }}  a plain object
+ *   {"$t":"json","v":"<JSON text>"}          a json/jsonb column's object value, as JSON text
  *   {"$t":"absent"}                          the row does not carry this column (its default applies)
  *
  * Every plain object is tagged, so a JSON object in a payload is always a tag, never ambiguous.
@@ -46,6 +48,7 @@ export function encodeValue(v: unknown, path: string, depth = 0): Encoded {
           $t: 'bytes',
           v: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64'),
         };
+      if (v instanceof JsonText) return { $t: 'json', v: v.text };
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
         throw new BulkError(
@@ -61,6 +64,36 @@ export function encodeValue(v: unknown, path: string, depth = 0): Encoded {
     default:
       throw new BulkError('INVALID_VALUE', `${path}: a ${typeof v} cannot be sent`);
   }
+}
+
+/**
+ * Encode a row's column value. A plain object can only be a json/jsonb value: it travels as its
+ * JSON text (the `json` tag), exactly what direct mode writes (JSON.stringify), so the worker
+ * writes that text without building the object again. Arrays are encoded element by element.
+ */
+export function encodeColumnValue(v: unknown, path: string, depth = 0): Encoded {
+  if (v !== null && typeof v === 'object' && !(v instanceof Date) && !(v instanceof Uint8Array)) {
+    if (Array.isArray(v)) {
+      if (depth > 64) throw new BulkError('INVALID_VALUE', `${path}: nested more than 64 deep`);
+      return v.map((x, i) =>
+        x === undefined ? null : encodeColumnValue(x, `${path}[${i}]`, depth + 1),
+      );
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto === Object.prototype || proto === null) {
+      let text: string;
+      try {
+        text = JSON.stringify(v);
+      } catch (e) {
+        throw new BulkError(
+          'INVALID_VALUE',
+          `${path}: value cannot be serialized as JSON: ${(e as Error).message}`,
+        );
+      }
+      return { $t: 'json', v: text };
+    }
+  }
+  return encodeValue(v, path, depth);
 }
 
 function bad(path: string, what: string): never {
@@ -82,14 +115,17 @@ function isScalar(e: unknown): boolean {
   return e === null || typeof e === 'string' || typeof e === 'number' || typeof e === 'boolean';
 }
 
-/** Decode one payload value back to JS. `absent` is returned as undefined. */
-export function decodeValue(e: unknown, path: string, depth = 0): unknown {
+/**
+ * Decode one payload value back to JS. `absent` is returned as undefined. A `json` tag is its
+ * value parsed, or with `jsonText` a JsonText (for writing, without parsing it).
+ */
+export function decodeValue(e: unknown, path: string, depth = 0, jsonText = false): unknown {
   if (depth > 64) bad(path, 'nested more than 64 deep');
   if (e === null || typeof e === 'string' || typeof e === 'boolean') return e;
   if (typeof e === 'number') return e;
   if (Array.isArray(e))
     return e.map((x, i) =>
-      isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}[${i}]`, depth + 1),
+      isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}[${i}]`, depth + 1, jsonText),
     );
   if (typeof e !== 'object') bad(path, `unexpected ${typeof e}`);
   const t = e as { $t?: unknown; v?: unknown };
@@ -110,6 +146,15 @@ export function decodeValue(e: unknown, path: string, depth = 0): unknown {
       if (Number.isNaN(d.getTime())) bad(path, 'date tag needs an ISO timestamp');
       return d;
     }
+    case 'json': {
+      if (typeof t.v !== 'string') bad(path, 'json tag needs JSON text');
+      if (jsonText) return new JsonText(t.v);
+      try {
+        return JSON.parse(t.v);
+      } catch {
+        return bad(path, 'json tag holds text that is not JSON');
+      }
+    }
     case 'number':
       if (t.v === 'NaN') return Number.NaN;
       if (t.v === 'Infinity') return Number.POSITIVE_INFINITY;
@@ -122,7 +167,8 @@ export function decodeValue(e: unknown, path: string, depth = 0): unknown {
       const o = t.v as Record<string, unknown>;
       for (const k of Object.keys(o)) {
         const x = o[k];
-        const d = isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}.${k}`, depth + 1);
+        const d =
+          isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}.${k}`, depth + 1, jsonText);
         if (d !== undefined) setOwn(out, k, d);
       }
       return out;
@@ -166,18 +212,22 @@ export function encodeRows(
     for (let j = 0; j < columns.length; j++) {
       const c = columns[j]!;
       const v = r[c];
-      vals[j] = v === undefined ? ABSENT : encodeValue(v, `row ${offset + i}.${c}`);
+      vals[j] = v === undefined ? ABSENT : encodeColumnValue(v, `row ${offset + i}.${c}`);
     }
     out[i] = vals;
   }
   return { columns, rows: out };
 }
 
-/** The compact form back to row objects (absent columns left out). */
+/**
+ * The compact form back to row objects (absent columns left out). `jsonText`: json values as
+ * JsonText, for a worker that writes them (see decodeValue).
+ */
 export function decodeRows(
   columns: string[],
   rows: unknown[][],
   offset: number,
+  jsonText = false,
 ): Record<string, unknown>[] {
   return rows.map((vals, i) => {
     if (!Array.isArray(vals) || vals.length !== columns.length)
@@ -185,7 +235,7 @@ export function decodeRows(
     const row: Record<string, unknown> = {};
     for (let j = 0; j < columns.length; j++) {
       const e = vals[j];
-      const v = isScalar(e) ? e : decodeValue(e, `row ${offset + i}.${columns[j]}`);
+      const v = isScalar(e) ? e : decodeValue(e, `row ${offset + i}.${columns[j]}`, 0, jsonText);
       if (v !== undefined) setOwn(row, columns[j]!, v);
     }
     return row;

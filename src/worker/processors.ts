@@ -115,7 +115,8 @@ export async function processChunk(
   ctx: ProcessorContext,
   p: ChunkPayload,
 ): Promise<ChunkJobReturn> {
-  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset);
+  // json values stay JSON text: written as they came, never parsed into objects.
+  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset, true);
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;
   const res = await executeChunk(ctx.db, p.kind, p.table, rows, p.chunk, {
     operationId: p.operationId,

@@ -7,6 +7,7 @@ import {
   ValueProblem,
   valueError,
 } from '../../src/core/encode.js';
+import { JsonText } from '../../src/core/jsonText.js';
 import type { ColumnMeta, TableMeta, ValueKind } from '../../src/core/meta.js';
 import { BulkError } from '../../src/index.js';
 import { HOSTILE_TEXT, type TestDb, testDb } from '../helpers.js';
@@ -186,6 +187,16 @@ describe('json', () => {
     expect(jsonLiteral([])).toBe('[]');
     // a literal backslash-u in text is fine: it is not an escape for NUL
     expect(jsonLiteral('a\\u0000')).toBe('"a\\\\u0000"');
+  });
+
+  it('JsonText is written as its text, with the same checks on its strings', () => {
+    expect(jsonLiteral(new JsonText('{"a": [1, null]}'))).toBe('{"a": [1, null]}');
+    expect(jsonLiteral(new JsonText('"a\\\\u0000"'))).toBe('"a\\\\u0000"');
+    expect(jsonLiteral([new JsonText('{"x":1}'), 2])).toBe('[{"x":1},2]');
+    problem(() => jsonLiteral(new JsonText('{"a": "x\\u0000"}')));
+    problem(() => jsonLiteral(new JsonText('["\\ud800"]')));
+    problem(() => jsonLiteral(new JsonText('{"\\udc00": 1}')));
+    problem(() => jsonLiteral(new JsonText('{"a": "\\u0000"')));
   });
 
   it('refuses NUL, lone surrogates (values and keys), BigInt, undefined, cycles', () => {

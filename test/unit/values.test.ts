@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BulkError } from '../../src/core/errors.js';
+import { JsonText } from '../../src/core/jsonText.js';
 import { type ChunkPayload, validatePayload } from '../../src/producer/payload.js';
 import { PAYLOAD_SCHEMA } from '../../src/producer/schema.js';
 import { decodeRows, decodeValue, encodeRows, encodeValue } from '../../src/producer/values.js';
@@ -174,6 +175,44 @@ function chunkPayload(): ChunkPayload {
     rows: JSON.parse(JSON.stringify(enc.rows)),
   };
 }
+
+describe('json values in rows', () => {
+  it('a plain object in a row travels as its JSON text, exactly what direct mode writes', () => {
+    const payload = {
+      a: [1, null, { b: 'tab\t"q"\\N 😀' }],
+      __proto__x: 1,
+      when: new Date(Date.UTC(2026, 0, 2)),
+      nan: Number.NaN,
+      skip: undefined,
+    };
+    const enc = encodeRows([{ id: 1, payload, list: [{ x: 1 }, 'y'] }], 0);
+    expect(enc.rows[0]![1]).toEqual({ $t: 'json', v: JSON.stringify(payload) });
+    // In an array (a json[] column, or a jsonb column holding an array), element by element.
+    expect(enc.rows[0]![2]).toEqual([{ $t: 'json', v: '{"x":1}' }, 'y']);
+    const wire = JSON.parse(JSON.stringify(enc));
+    // Anywhere but a writing worker, the tag decodes to the parsed value.
+    expect(decodeRows(wire.columns, wire.rows, 0)[0]!.payload).toEqual(
+      JSON.parse(JSON.stringify(payload)),
+    );
+    // A worker keeps the text: JsonText, serialized back to the same JSON inside other values.
+    const forWrite = decodeRows(wire.columns, wire.rows, 0, true)[0]!;
+    expect(forWrite.payload).toBeInstanceOf(JsonText);
+    expect((forWrite.payload as JsonText).text).toBe(JSON.stringify(payload));
+    expect(JSON.stringify(forWrite.list)).toBe('[{"x":1},"y"]');
+    // Events and results re-encode a JsonText as the same tag.
+    expect(encodeValue(forWrite.payload, 'p')).toEqual({ $t: 'json', v: JSON.stringify(payload) });
+  });
+
+  it('what JSON.stringify refuses is INVALID_VALUE at enqueue; bad json tags are INVALID_PAYLOAD', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    expect(code(() => encodeRows([{ p: cyclic }], 0))).toBe('INVALID_VALUE');
+    expect(code(() => encodeRows([{ p: { n: 1n } }], 0))).toBe('INVALID_VALUE');
+    expect(code(() => decodeValue({ $t: 'json', v: 5 }, 'v'))).toBe('INVALID_PAYLOAD');
+    expect(code(() => decodeValue({ $t: 'json', v: '{nope' }, 'v'))).toBe('INVALID_PAYLOAD');
+    expect(code(() => decodeValue({ $t: 'json' }, 'v'))).toBe('INVALID_PAYLOAD');
+  });
+});
 
 describe('validatePayload', () => {
   it('accepts a chunk, an operation and a seal payload under their own job names', () => {
