@@ -36,7 +36,7 @@ import type {
   PayloadOptions,
 } from './payload.js';
 import { connect, jobIds, QueueKeys, type RedisInput } from './redis.js';
-import { type Encoded, encodeRows, encodeValue } from './values.js';
+import { type Encoded, encodeRows, encodeValue, jsonSizeBound } from './values.js';
 
 export interface BulkProducerOptions {
   /** Redis URL, ioredis options or instance. Default: REDIS_URL, else redis://127.0.0.1:6379. */
@@ -258,8 +258,10 @@ export class BulkProducer {
           columns: enc.columns,
           rows: enc.rows,
         };
-        const json = JSON.stringify(data);
-        const bytes = Buffer.byteLength(json);
+        // Serialized here only to fingerprint it, or when a cheap bound cannot rule out the size
+        // limit: BullMQ serializes it anyway to store it.
+        const json = givenId || jsonSizeBound(data) > maxBytes ? JSON.stringify(data) : undefined;
+        const bytes = json === undefined ? 0 : Buffer.byteLength(json);
         if (bytes > maxBytes) {
           throw new BulkError(
             'PAYLOAD_TOO_LARGE',
@@ -273,7 +275,7 @@ export class BulkProducer {
         let fp: string | undefined;
         let state: string | null = null;
         if (givenId) {
-          fp = createHash('sha1').update(json).digest('base64');
+          fp = createHash('sha1').update(json!).digest('base64');
           const got = await this.redis.hmget(opKey, `fp${index}`, 'state');
           prevFp = got[0] ?? null;
           state = got[1] ?? null;

@@ -241,3 +241,34 @@ export function decodeRows(
     return row;
   });
 }
+
+/**
+ * An upper bound of the UTF-8 size of JSON.stringify(v), without building the text: a string's
+ * code unit takes at most 6 bytes (an escape like \u001f), a number at most 24 characters. Lets
+ * the producer check a chunk against its size limit without serializing it a second time
+ * (BullMQ serializes it to store it).
+ */
+export function jsonSizeBound(v: unknown): number {
+  switch (typeof v) {
+    case 'string':
+      return 6 * v.length + 2;
+    case 'number':
+      return 24;
+    case 'boolean':
+      return 5;
+    case 'object': {
+      if (v === null) return 4;
+      if (Array.isArray(v)) {
+        let n = 2 + v.length;
+        for (const x of v) n += jsonSizeBound(x);
+        return n;
+      }
+      let n = 2;
+      const o = v as Record<string, unknown>;
+      for (const k of Object.keys(o)) n += 6 * k.length + 4 + jsonSizeBound(o[k]);
+      return n;
+    }
+    default:
+      return 4; // undefined and functions are left out or written as null
+  }
+}

@@ -4,7 +4,13 @@ import { BulkError } from '../../src/core/errors.js';
 import { JsonText } from '../../src/core/jsonText.js';
 import { type ChunkPayload, validatePayload } from '../../src/producer/payload.js';
 import { PAYLOAD_SCHEMA } from '../../src/producer/schema.js';
-import { decodeRows, decodeValue, encodeRows, encodeValue } from '../../src/producer/values.js';
+import {
+  decodeRows,
+  decodeValue,
+  encodeRows,
+  encodeValue,
+  jsonSizeBound,
+} from '../../src/producer/values.js';
 
 /** Through the wire: encode, JSON text (what Redis holds), parse, decode. */
 function roundTrip(v: unknown): unknown {
@@ -211,6 +217,33 @@ describe('json values in rows', () => {
     expect(code(() => decodeValue({ $t: 'json', v: 5 }, 'v'))).toBe('INVALID_PAYLOAD');
     expect(code(() => decodeValue({ $t: 'json', v: '{nope' }, 'v'))).toBe('INVALID_PAYLOAD');
     expect(code(() => decodeValue({ $t: 'json' }, 'v'))).toBe('INVALID_PAYLOAD');
+  });
+});
+
+describe('jsonSizeBound', () => {
+  it('is never below the UTF-8 size of the JSON text', () => {
+    const values: unknown[] = [
+      '',
+      'plain',
+      '"\\\u0000\u001f\n\t',
+      '😀'.repeat(50),
+      '\ud800 lone',
+      'ünïcode é',
+      -1.7976931348623157e308,
+      5e-324,
+      -0,
+      true,
+      null,
+      [],
+      {},
+      [1, 'two', [null, { $t: 'json', v: '{"k":"\\"}' }]],
+      { 'k"ey\u0001': ['x'], __proto__x: { $t: 'bigint', v: '-9223372036854775808' } },
+      encodeRows([{ a: { deep: ['q"uote', '😀'] }, b: 1.5, c: null }], 0),
+    ];
+    for (const v of values) {
+      const exact = Buffer.byteLength(JSON.stringify(v));
+      expect(jsonSizeBound(v)).toBeGreaterThanOrEqual(exact);
+    }
   });
 });
 
