@@ -212,7 +212,15 @@ export function encodeRows(
     for (let j = 0; j < columns.length; j++) {
       const c = columns[j]!;
       const v = r[c];
-      vals[j] = v === undefined ? ABSENT : encodeColumnValue(v, `row ${offset + i}.${c}`);
+      // Strings, booleans, finite numbers and null travel as themselves (no error path built).
+      vals[j] =
+        typeof v === 'string' || typeof v === 'boolean' || v === null
+          ? v
+          : typeof v === 'number' && Number.isFinite(v)
+            ? v
+            : v === undefined
+              ? ABSENT
+              : encodeColumnValue(v, `row ${offset + i}.${c}`);
     }
     out[i] = vals;
   }
@@ -229,6 +237,7 @@ export function decodeRows(
   offset: number,
   jsonText = false,
 ): Record<string, unknown>[] {
+  const plain = columns.map((c) => c !== '__proto__');
   return rows.map((vals, i) => {
     if (!Array.isArray(vals) || vals.length !== columns.length)
       bad(`row ${offset + i}`, `expected ${columns.length} values`);
@@ -236,7 +245,9 @@ export function decodeRows(
     for (let j = 0; j < columns.length; j++) {
       const e = vals[j];
       const v = isScalar(e) ? e : decodeValue(e, `row ${offset + i}.${columns[j]}`, 0, jsonText);
-      if (v !== undefined) setOwn(row, columns[j]!, v);
+      if (v === undefined) continue;
+      if (plain[j]) row[columns[j]!] = v;
+      else setOwn(row, columns[j]!, v);
     }
     return row;
   });
