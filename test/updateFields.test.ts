@@ -289,6 +289,37 @@ describe('updateFields through a staging table (regressions)', () => {
     }
   });
 
+  it('missing keys by primary key (found from the count) and by another key (RETURNING) agree', async () => {
+    await seedUniq(6);
+    const rows = [
+      { id: 6, n: 60 },
+      { id: 99, name: 'x' },
+      { id: 2, name: 'two' },
+      { id: 98, n: 1 },
+      { id: 1, n: 10, name: 'one' },
+      { id: 97, n: 1, name: 'z' },
+    ];
+    const byPk = await db.model(tdb.t('uniq')).updateFields(rows, { batchSize: 4 });
+    expect(byPk).toEqual({ count: 3, missing: [{ id: 99 }, { id: 98 }, { id: 97 }] });
+    const byCode = await db.model(tdb.t('uniq')).updateFields(
+      rows.map(({ id, ...r }) => ({ code: `c${id}`, ...r })),
+      { key: ['code'], batchSize: 4 },
+    );
+    expect(byCode).toEqual({
+      count: 3,
+      missing: [{ code: 'c99' }, { code: 'c98' }, { code: 'c97' }],
+    });
+    const got = await tdb.pool.query(`SELECT id, name, n FROM ${tdb.t('uniq')} ORDER BY id`);
+    expect(got.rows.map((r) => [r.id, r.name, r.n])).toEqual([
+      [1, 'one', 10],
+      [2, 'two', 2],
+      [3, 'name3', 3],
+      [4, 'name4', 4],
+      [5, 'name5', 5],
+      [6, 'name6', 60],
+    ]);
+  });
+
   it('a constraint broken after a group with nothing to write still names its row', async () => {
     await tdb.pool.query(
       `CREATE TABLE ${tdb.t('chk')} (id int PRIMARY KEY, b int CHECK (b < 100));

@@ -6,7 +6,11 @@ import { type EncodedGroup, encodeGroup, groupRows, type RowGroup } from '../row
 import type { Chunk, ChunkSteps } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildStageCopy, buildStageTable } from '../sql/copy.js';
-import { buildUpdateFields, buildUpdateFromStage } from '../sql/updateFields.js';
+import {
+  buildMissingFromStage,
+  buildUpdateFields,
+  buildUpdateFromStage,
+} from '../sql/updateFields.js';
 import type { OpContext } from './context.js';
 import { copyIn } from './copyFrom.js';
 import { explainRowError, isRowError } from './locate.js';
@@ -133,6 +137,9 @@ export function updateFieldsSteps(
   const keyCount = plan.key.length;
   const only = plan.fields ? new Set(plan.fields) : undefined;
   const meta = plan.meta;
+  // Matching on the primary key: a staged row matches at most one row (other keys may match many).
+  const byPrimaryKey =
+    meta.primaryKey.length === keyCount && plan.key.every((k) => meta.primaryKey.includes(k));
   return {
     async prepare(chunk) {
       let rows = chunk.rows;
@@ -185,10 +192,10 @@ export function updateFieldsSteps(
           offset: p.chunk.offset,
           ordinal: true,
         });
-        let r: { rows: unknown[] };
+        let r: { rows: unknown[]; rowCount: number | null };
         try {
           const sent = client.query({
-            text: buildUpdateFromStage(meta, g.columns, keyCount, stage),
+            text: buildUpdateFromStage(meta, g.columns, keyCount, stage, !byPrimaryKey),
             rowMode: 'array',
           });
           if (gi === p.groups.length - 1) hooks.busy();
@@ -210,11 +217,25 @@ export function updateFieldsSteps(
             run: (eg) => runFromDocument(client, eg),
           });
         }
+        if (byPrimaryKey) {
+          // Each staged row matches at most one row and no two staged rows share a key: the
+          // count tells whether any matched nothing, and only then are they looked for.
+          const n = r.rowCount ?? 0;
+          count += n;
+          if (n < g.rowIdx.length) {
+            const m = await client.query({
+              text: buildMissingFromStage(meta, g.columns, keyCount, stage),
+              rowMode: 'array',
+            });
+            for (const row of m.rows as unknown[][]) missing.push(g.rowIdx[Number(row[0]) - 1]!);
+          }
+        } else {
+          const matched = new Uint8Array(g.rowIdx.length);
+          for (const row of r.rows as unknown[][]) matched[Number(row[0]) - 1] = 1;
+          count += r.rows.length;
+          for (let i = 0; i < g.rowIdx.length; i++) if (!matched[i]) missing.push(g.rowIdx[i]!);
+        }
         await client.query({ text: `DROP TABLE ${stage}` });
-        const matched = new Uint8Array(g.rowIdx.length);
-        for (const row of r.rows as unknown[][]) matched[Number(row[0]) - 1] = 1;
-        count += r.rows.length;
-        for (let i = 0; i < g.rowIdx.length; i++) if (!matched[i]) missing.push(g.rowIdx[i]!);
       }
       hooks.busy(); // (already, unless the last group had nothing to write)
       missing.sort((a, b) => a - b);

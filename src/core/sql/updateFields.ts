@@ -32,23 +32,38 @@ export function buildUpdateFields(
   };
 }
 
+function stageMatch(cols: ColumnMeta[], keyCount: number): string {
+  return cols
+    .slice(0, keyCount)
+    .map((c, j) => `t.${c.sqlName} = v.c${j}`)
+    .join(' AND ');
+}
+
 /**
  * The UPDATE ... FROM a staging table (columns i, c0, c1, ...: ordinal, then the group's
- * columns, keys first) filled by COPY; returns the ordinals of the staged rows that matched.
+ * columns, keys first) filled by COPY. With `returning`, returns the ordinals of the staged rows
+ * that matched (needed when a key may match several rows); otherwise the count says it all.
  */
 export function buildUpdateFromStage(
   meta: TableMeta,
   cols: ColumnMeta[],
   keyCount: number,
   stage: string,
+  returning: boolean,
 ): string {
   const set = cols
     .slice(keyCount)
     .map((c, j) => `${c.sqlName} = v.c${j + keyCount}`)
     .join(', ');
-  const match = cols
-    .slice(0, keyCount)
-    .map((c, j) => `t.${c.sqlName} = v.c${j}`)
-    .join(' AND ');
-  return `UPDATE ${meta.sqlName} AS t SET ${set} FROM ${stage} AS v WHERE ${match} RETURNING v.i`;
+  return `UPDATE ${meta.sqlName} AS t SET ${set} FROM ${stage} AS v WHERE ${stageMatch(cols, keyCount)}${returning ? ' RETURNING v.i' : ''}`;
+}
+
+/** The ordinals of staged rows whose key matches no row of the table. */
+export function buildMissingFromStage(
+  meta: TableMeta,
+  cols: ColumnMeta[],
+  keyCount: number,
+  stage: string,
+): string {
+  return `SELECT v.i FROM ${stage} AS v WHERE NOT EXISTS (SELECT 1 FROM ${meta.sqlName} AS t WHERE ${stageMatch(cols, keyCount)})`;
 }
