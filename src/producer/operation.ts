@@ -89,20 +89,49 @@ export class Operation extends EventEmitter {
     if (this.following) return;
     this.following = true;
     const events = this.ctx.events();
+    // Progress only moves forward: the snapshot below and the live events may cross.
+    let lastChunks = 0;
+    const emitProgress = (e: ProgressEvent) => {
+      if (e.chunksDone <= lastChunks) return;
+      lastChunks = e.chunksDone;
+      this.emit('progress', e);
+    };
     const onProgress = (e: ProgressEvent) => {
-      if (e.operationId === this.id) this.emit('progress', e);
+      if (e.operationId === this.id) emitProgress(e);
     };
     // Stop following once the operation has ended, so a long-lived producer does not gather
     // one listener per operation it ever watched.
-    const onEnd = (e: OperationEndEvent) => {
-      if (e.operationId !== this.id) return;
+    const stop = () => {
       events.off('progress', onProgress);
       events.off('completed', onEnd);
       events.off('failed', onEnd);
     };
+    const onEnd = (e: OperationEndEvent) => {
+      if (e.operationId === this.id) stop();
+    };
     events.on('progress', onProgress);
     events.on('completed', onEnd);
     events.on('failed', onEnd);
+    // A listener added after chunks committed (or after the end) first gets the counters as
+    // they stand, read once the event reader is live so that nothing falls in between.
+    void events
+      .waitUntilReady()
+      .then(() => this.status())
+      .then((s) => {
+        const { totalRows, totalChunks } = s;
+        emitProgress({
+          operationId: this.id,
+          table: s.table,
+          kind: s.kind,
+          rowsDone: s.rowsDone,
+          chunksDone: s.chunksDone,
+          ...(totalRows !== undefined ? { totalRows } : {}),
+          ...(totalChunks !== undefined ? { totalChunks } : {}),
+        });
+        // Ended before the reader was live: its end event will not come.
+        if (s.state === 'completed' || s.state === 'failed' || s.state === 'cancelled') stop();
+      })
+      .catch(() => {}); // best effort, like the events themselves
   }
 
   /** The operation's counters and state as stored beside the queue. */

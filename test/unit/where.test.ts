@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTableMeta, type TableMeta } from '../../src/core/meta.js';
 import { buildCopyIn, buildCopyOut } from '../../src/core/sql/copy.js';
 import { buildInsert, jsonSource, onConflictSql } from '../../src/core/sql/insert.js';
-import { buildSelectBatch, buildUpdateAll, buildUpdateBatch } from '../../src/core/sql/update.js';
+import { buildBatchEnd, buildUpdateAll, buildUpdateRange } from '../../src/core/sql/update.js';
 import { buildUpdateFields } from '../../src/core/sql/updateFields.js';
 import { buildWhere, dollarParams, settingParams } from '../../src/core/sql/where.js';
 import { BulkError } from '../../src/index.js';
@@ -214,19 +214,29 @@ describe('statement builders', () => {
     }
   });
 
-  it('buildSelectBatch / buildUpdateBatch / buildUpdateAll', async () => {
+  it('buildBatchEnd / buildUpdateRange / buildUpdateAll', async () => {
     const key = [meta.byName.get('id')!];
-    const sel = buildSelectBatch(meta, key, 't."n" IS NOT NULL', [], ['1'], 10);
+    const sel = buildBatchEnd(meta, key, 't."n" IS NOT NULL', [], ['1'], 10);
     expect(sel).toEqual({
-      text: `SELECT t."id"::text FROM ${T} AS t WHERE t."n" IS NOT NULL AND (t."id") > ($1::integer) ORDER BY t."id" LIMIT $2`,
-      values: ['1', 10],
+      text: `SELECT t."id"::text FROM ${T} AS t WHERE t."n" IS NOT NULL AND (t."id") > ($1::integer) ORDER BY t."id" OFFSET $2 LIMIT 1`,
+      values: ['1', 9],
     });
+    // Fewer than 10 rows after key 1: no end key, the range is open.
     const rs = await tdb.pool.query({ text: sel.text, values: sel.values, rowMode: 'array' });
-    expect(rs.rows).toEqual([['2']]);
+    expect(rs.rows).toEqual([]);
+    const one = buildBatchEnd(meta, key, '', [], null, 1);
+    expect(
+      (await tdb.pool.query({ text: one.text, values: one.values, rowMode: 'array' })).rows,
+    ).toEqual([['1']]);
     const set = [{ col: meta.byName.get('name')!, lit: 'new' }];
-    const up = buildUpdateBatch(meta, key, set, 't."id" > $1::integer', ['0'], '[["1"],["3"]]');
-    expect(up.text).toBe(
-      `UPDATE ${T} AS t SET "name" = $2::character varying FROM (SELECT (x.e->>0)::integer AS "k0" FROM jsonb_array_elements($3::jsonb) AS x(e)) AS v WHERE t."id" = v."k0" AND t."id" > $1::integer`,
+    const up = buildUpdateRange(meta, key, set, 't."id" > $1::integer', ['0'], ['0'], ['3']);
+    expect(up).toEqual({
+      text: `UPDATE ${T} AS t SET "name" = $2::character varying WHERE t."id" > $1::integer AND (t."id") > ($3::integer) AND (t."id") <= ($4::integer)`,
+      values: ['0', 'new', '0', '3'],
+    });
+    const open = buildUpdateRange(meta, key, set, '', [], ['1'], null);
+    expect(open.text).toBe(
+      `UPDATE ${T} AS t SET "name" = $1::character varying WHERE (t."id") > ($2::integer)`,
     );
     const all = buildUpdateAll(meta, set, 't."id" = $2::integer', ['2']);
     expect(all).toEqual({
@@ -236,7 +246,8 @@ describe('statement builders', () => {
     const client = await tdb.pool.connect();
     try {
       await client.query('BEGIN');
-      expect((await client.query(up.text, up.values)).rowCount).toBe(2);
+      expect((await client.query(up.text, up.values)).rowCount).toBe(3);
+      expect((await client.query(open.text, open.values)).rowCount).toBe(2);
       expect((await client.query(all.text, all.values)).rowCount).toBe(1);
       await client.query('ROLLBACK');
     } finally {

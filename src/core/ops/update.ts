@@ -6,7 +6,7 @@ import { checkRow } from '../rows.js';
 import type { Chunk, ChunkSteps, Engine } from '../runner.js';
 import { queryWithRetry } from '../runner.js';
 import type { Row } from '../signals.js';
-import { buildSelectBatch, buildUpdateAll, buildUpdateBatch } from '../sql/update.js';
+import { buildBatchEnd, buildUpdateAll, buildUpdateRange } from '../sql/update.js';
 import { buildWhere, dollarParams, type Where } from '../sql/where.js';
 
 export interface UpdateArgs {
@@ -63,14 +63,25 @@ export function planUpdate(meta: TableMeta, args: UpdateArgs): UpdatePlan {
   return { meta, key: meta.primaryKey.map((k) => columnOf(meta, k)), set, where: args.where };
 }
 
-/** A batch that committed in an earlier run of the same operation: its last key, to go on after. */
+/**
+ * A batch that committed in an earlier run of the same operation: its last key, to go on after,
+ * or `final` when it was the open-ended last batch.
+ */
 interface DoneBatch {
   done: true;
-  key: (string | null)[];
+  key: (string | null)[] | null;
+  final: boolean;
+}
+
+/** One batch: the rows with keys in (after, last], `last` null for the open-ended final batch. */
+interface KeyRange {
+  after: (string | null)[] | null;
+  last: (string | null)[] | null;
 }
 
 /**
- * Key batches of the rows the filter matches, read lazily (keyset pagination on the primary key).
+ * Key ranges of `batchSize` rows the filter matches, found lazily (keyset pagination on the
+ * primary key: each scan returns only the range's last key; the last range is open-ended).
  *
  * With `resume` (a stable operation id, as a queue job's replay has), batch i that already
  * committed under that id is not scanned again: the ledger keeps its last key, and the scan goes
@@ -95,34 +106,35 @@ export async function* keyBatches(
   const ledger = resume ? engine.ledger : null;
   let after: (string | null)[] | null = null;
   for (let index = 0; ; index++) {
-    const scan = async (c: DbClient) => {
-      const st = buildSelectBatch(plan.meta, plan.key, w.sql, w.values, after, batchSize);
+    const scan = async (c: DbClient): Promise<KeyRange> => {
+      const st = buildBatchEnd(plan.meta, plan.key, w.sql, w.values, after, batchSize);
       const r = await c.query({ text: st.text, values: st.values, rowMode: 'array' });
-      return r.rows as (string | null)[][];
+      return { after, last: (r.rows[0] as (string | null)[] | undefined) ?? null };
     };
-    const found: DoneBatch | (string | null)[][] = client
+    const found: DoneBatch | KeyRange = client
       ? await scan(client)
       : await queryWithRetry(engine, async (c) => {
           if (!ledger || !resume) return scan(c);
           await c.query({ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' });
           const prev = await ledger.read(c, resume.operationId, index);
-          const last = (prev?.result as { last?: unknown } | null | undefined)?.last;
-          const out: DoneBatch | (string | null)[][] = Array.isArray(last)
-            ? { done: true, key: last as (string | null)[] }
-            : await scan(c);
+          const v = prev?.result as { last?: unknown; final?: unknown } | null | undefined;
+          const out: DoneBatch | KeyRange = Array.isArray(v?.last)
+            ? { done: true, key: v.last as (string | null)[], final: false }
+            : v?.final === true
+              ? { done: true, key: null, final: true }
+              : await scan(c);
           await c.query({ text: 'COMMIT' });
           return out;
         });
-    if (!Array.isArray(found)) {
+    if ('done' in found) {
       yield [found as unknown as Row];
+      if (found.final) return;
       after = found.key;
       continue;
     }
-    const keys = found;
-    if (keys.length === 0) return;
-    yield keys.map((k) => ({ key: k }));
-    if (keys.length < batchSize) return;
-    after = keys[keys.length - 1]!;
+    yield [found as unknown as Row];
+    if (found.last === null) return;
+    after = found.last;
   }
 }
 
@@ -130,7 +142,9 @@ export function updateSteps(plan: UpdatePlan): ChunkSteps<Chunk, { count: number
   return {
     prepare: async (chunk) => chunk,
     async write(client, chunk) {
-      const first = chunk.rows[0] as { all?: boolean; done?: boolean } | undefined;
+      const first = chunk.rows[0] as
+        | ({ all?: boolean; done?: boolean } & Partial<KeyRange>)
+        | undefined;
       // A batch found done in the ledger before its claim, whose ledger row then went (pruned):
       // nothing is known of its keys any more, so nothing is written.
       if (first?.done) return { result: { count: 0 }, ledger: { count: 0 } };
@@ -140,14 +154,19 @@ export function updateSteps(plan: UpdatePlan): ChunkSteps<Chunk, { count: number
         st = buildUpdateAll(plan.meta, plan.set, w.sql, w.values);
       } else {
         const w = buildWhere(plan.meta, plan.where, dollarParams(1), 't');
-        const keys = JSON.stringify(chunk.rows.map((r) => (r as { key: unknown[] }).key));
-        st = buildUpdateBatch(plan.meta, plan.key, plan.set, w.sql, w.values, keys);
+        const after = first?.after ?? null;
+        const last = first?.last ?? null;
+        st = buildUpdateRange(plan.meta, plan.key, plan.set, w.sql, w.values, after, last);
       }
       const r = await client.query({ text: st.text, values: st.values });
       const result = { count: r.rowCount ?? 0 };
-      // The batch's last key lets a replay of the operation resume after it (keyBatches).
-      const last = first?.all ? undefined : (chunk.rows.at(-1) as { key: unknown[] }).key;
-      return { result, ledger: last ? { ...result, last } : result };
+      // The batch's last key lets a replay of the operation resume after it (keyBatches); the
+      // open-ended last batch is marked final, so a replay stops there.
+      if (first?.all) return { result, ledger: result };
+      return {
+        result,
+        ledger: first?.last ? { ...result, last: first.last } : { ...result, final: true },
+      };
     },
     async recover(_c, _p, value) {
       const v = (value ?? {}) as { count?: unknown };

@@ -1,13 +1,26 @@
-import { quoteIdent } from '../ident.js';
 import type { ColumnMeta, TableMeta } from '../meta.js';
 import type { Statement } from './insert.js';
 
 /**
- * Homogeneous update in key batches: `selectBatch` finds the next `limit` keys after the last
- * one seen (keyset pagination on the primary key, so no batch rescans what came before), and
- * `updateBatch` updates exactly those keys, re-checking the filter.
+ * Homogeneous update in key ranges: `buildBatchEnd` finds the key `limit` rows after the last
+ * batch's end (keyset pagination on the primary key: one index walk, one key sent back), and
+ * `buildUpdateRange` updates the rows of that key range, re-checking the filter.
  */
-export function buildSelectBatch(
+function keyAfter(
+  key: ColumnMeta[],
+  values: unknown[],
+  bound: (string | null)[],
+  op: '>' | '<=',
+): string {
+  const params = key.map((c, j) => {
+    values.push(bound[j]);
+    return `$${values.length}::${c.castSql}`;
+  });
+  return `(${key.map((c) => `t.${c.sqlName}`).join(', ')}) ${op} (${params.join(', ')})`;
+}
+
+/** The key of the `limit`-th row after `after` that the filter matches (none: fewer remain). */
+export function buildBatchEnd(
   meta: TableMeta,
   key: ColumnMeta[],
   whereSql: string,
@@ -18,41 +31,34 @@ export function buildSelectBatch(
   const keyList = key.map((c) => `t.${c.sqlName}`).join(', ');
   const values = [...whereValues];
   const conds = whereSql ? [whereSql] : [];
-  if (after) {
-    const params = key.map((c, j) => {
-      values.push(after[j]);
-      return `$${values.length}::${c.castSql}`;
-    });
-    conds.push(`(${keyList}) > (${params.join(', ')})`);
-  }
-  values.push(limit);
+  if (after) conds.push(keyAfter(key, values, after, '>'));
+  values.push(limit - 1);
   return {
-    text: `SELECT ${key.map((c) => `t.${c.sqlName}::text`).join(', ')} FROM ${meta.sqlName} AS t${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${keyList} LIMIT $${values.length}`,
+    text: `SELECT ${key.map((c) => `t.${c.sqlName}::text`).join(', ')} FROM ${meta.sqlName} AS t${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${keyList} OFFSET $${values.length} LIMIT 1`,
     values,
   };
 }
 
-export function buildUpdateBatch(
+/** Update the rows with keys in (after, last] (either end open when null) that the filter matches. */
+export function buildUpdateRange(
   meta: TableMeta,
   key: ColumnMeta[],
   set: { col: ColumnMeta; lit: string | null }[],
   whereSql: string,
   whereValues: unknown[],
-  keysDoc: string,
+  after: (string | null)[] | null,
+  last: (string | null)[] | null,
 ): Statement {
   const values: unknown[] = [...whereValues];
   const assigns = set.map(({ col, lit }) => {
     values.push(lit);
     return `${col.sqlName} = $${values.length}::${col.castSql}`;
   });
-  values.push(keysDoc);
-  const src = key.map((c, j) => `(x.e->>${j})::${c.castSql} AS ${quoteIdent(`k${j}`)}`).join(', ');
-  const match = key.map((c, j) => `t.${c.sqlName} = v.${quoteIdent(`k${j}`)}`).join(' AND ');
+  const conds = whereSql ? [whereSql] : [];
+  if (after) conds.push(keyAfter(key, values, after, '>'));
+  if (last) conds.push(keyAfter(key, values, last, '<='));
   return {
-    text:
-      `UPDATE ${meta.sqlName} AS t SET ${assigns.join(', ')} ` +
-      `FROM (SELECT ${src} FROM jsonb_array_elements($${values.length}::jsonb) AS x(e)) AS v ` +
-      `WHERE ${match}${whereSql ? ` AND ${whereSql}` : ''}`,
+    text: `UPDATE ${meta.sqlName} AS t SET ${assigns.join(', ')}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''}`,
     values,
   };
 }
