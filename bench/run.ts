@@ -300,6 +300,21 @@ const cases: Case[] = [
     verify: () => expectTable('flagged', flagged),
   },
   {
+    group: 'homogeneous update (every row)',
+    name: 'bulkmodel update concurrent (2)',
+    baseline: 'one UPDATE statement',
+    rows: N,
+    setup: loadAll,
+    run: () =>
+      db2
+        .model(T)
+        .update(
+          { where: { value: { gte: 0 } }, set: { flag: true } },
+          { concurrent: true, maxConcurrentWorkers: 2 },
+        ),
+    verify: () => expectTable('flagged', flagged),
+  },
+  {
     group: 'read every row into objects',
     name: 'SELECT with pg type parsers',
     rows: N,
