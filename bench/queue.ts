@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import pg from 'pg';
 import { type BulkClient, BulkProducer, silentLogger } from '../src/index.js';
@@ -62,6 +62,46 @@ export async function stopWorker(child: ChildProcess): Promise<void> {
   await once(child, 'exit');
 }
 
+type Who = 'worker' | 'producer' | 'postgres' | 'redis';
+
+/**
+ * CPU time (ms) used so far by the worker, this process (the producer), every postgres process
+ * and redis-server, from /proc (Linux): where each queue case spends the machine's two cores.
+ */
+function cpuMs(workerPid: number): Record<Who, number> | undefined {
+  const tick = 1000 / 100; // USER_HZ
+  const out: Record<Who, number> = { worker: 0, producer: 0, postgres: 0, redis: 0 };
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return undefined;
+  }
+  for (const d of pids) {
+    try {
+      const pid = Number(d);
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = (Number(f[11]) + Number(f[12])) * tick;
+      const who: Who | undefined =
+        pid === workerPid
+          ? 'worker'
+          : pid === process.pid
+            ? 'producer'
+            : comm.startsWith('postgres')
+              ? 'postgres'
+              : comm.startsWith('redis')
+                ? 'redis'
+                : undefined;
+      if (who) out[who] += ms;
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
+
 /** Peak RSS of a live process, from /proc. */
 export function peakRssMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -73,6 +113,9 @@ export function peakRssMb(pid: number): number {
  * until the last commit) and end to end (from the producer's call until op.done()).
  */
 export class QueueBench {
+  /** CPU µs per row by process, per repetition, for the drain and end-to-end cases. */
+  readonly cpu: Record<'drain' | 'e2e', Record<Who, number>[]> = { drain: [], e2e: [] };
+
   constructor(
     private readonly url: string,
     private readonly table: string,
@@ -81,6 +124,36 @@ export class QueueBench {
     private readonly reset: () => Promise<void>,
     private readonly verify: () => Promise<void>,
   ) {}
+
+  private record(
+    phase: 'drain' | 'e2e',
+    a: Record<Who, number> | undefined,
+    b: Record<Who, number> | undefined,
+  ): void {
+    if (!a || !b) return;
+    const perRow = {} as Record<Who, number>;
+    for (const k of Object.keys(a) as Who[]) perRow[k] = ((b[k] - a[k]) * 1000) / this.rows.length;
+    this.cpu[phase].push(perRow);
+  }
+
+  /** Median CPU µs per row of each process in the queue cases, as a markdown table. */
+  cpuMarkdown(): string {
+    if (this.cpu.drain.length === 0) return '';
+    const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    const cols: Who[] = ['producer', 'worker', 'postgres', 'redis'];
+    const line = (phase: 'drain' | 'e2e', label: string) => {
+      const v = cols.map((k) => med(this.cpu[phase].map((r) => r[k])));
+      const total = v.reduce((x, y) => x + y, 0);
+      return `| ${label} | ${v.map((x) => x.toFixed(1)).join(' | ')} | ${total.toFixed(1)} |`;
+    };
+    return [
+      '\n### CPU per row in the queue cases (µs, median; from /proc: user + system time)\n',
+      '| case | producer | worker | postgres | redis | total |',
+      '|---|---:|---:|---:|---:|---:|',
+      line('drain', 'queue drain'),
+      line('e2e', 'queue end to end'),
+    ].join('\n');
+  }
 
   async run(direct: BulkClient): Promise<CaseResult[]> {
     const queueName = `bench-${process.pid}`;
@@ -102,16 +175,20 @@ export class QueueBench {
         await this.reset();
         await queue.pause();
         const op = await producer.bulkCreate(this.table, this.rows);
+        let c0 = cpuMs(worker.pid!);
         t0 = performance.now();
         await queue.resume();
         await op.done();
         secs.drain.push((performance.now() - t0) / 1000);
+        this.record('drain', c0, cpuMs(worker.pid!));
         await this.verify();
 
         await this.reset();
+        c0 = cpuMs(worker.pid!);
         t0 = performance.now();
         await (await producer.bulkCreate(this.table, this.rows)).done();
         secs.e2e.push((performance.now() - t0) / 1000);
+        this.record('e2e', c0, cpuMs(worker.pid!));
         await this.verify();
         process.stderr.write(
           `  rep ${rep + 1} queue: direct ${Math.round(n / secs.direct.at(-1)!)} / drain ${Math.round(n / secs.drain.at(-1)!)} / e2e ${Math.round(n / secs.e2e.at(-1)!)} rows/s\n`,

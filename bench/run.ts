@@ -377,12 +377,12 @@ async function main(): Promise<void> {
     ...(c.baseline ? { baseline: c.baseline } : {}),
     ...(c.note ? { note: c.note } : {}),
   }));
-  if (!args['no-queue'] && (!args.only || onlyQueue))
-    out.push(
-      ...(await new QueueBench(DB_URL, T, rows, REPS, reset, () =>
-        expectTable(`all:${N}`, rows),
-      ).run(db1)),
-    );
+  let cpuMd = '';
+  if (!args['no-queue'] && (!args.only || onlyQueue)) {
+    const qb = new QueueBench(DB_URL, T, rows, REPS, reset, () => expectTable(`all:${N}`, rows));
+    out.push(...(await qb.run(db1)));
+    cpuMd = qb.cpuMarkdown();
+  }
   // Twice: V8's default heap (which grows freely on a machine with memory to spare) and the
   // heap cap docs/guides/deployment.md and docker-compose.yml give workers.
   let memory: Awaited<ReturnType<typeof memoryRun>>[] | undefined;
@@ -401,7 +401,7 @@ async function main(): Promise<void> {
         )
         .join('')}`
     : '';
-  const md = `Rows: ${N}; repetitions: ${REPS}; machine: ${machine}; Postgres ${(await pool.query('SHOW server_version')).rows[0].server_version}.\n${markdown(out)}${memoryMd}`;
+  const md = `Rows: ${N}; repetitions: ${REPS}; machine: ${machine}; Postgres ${(await pool.query('SHOW server_version')).rows[0].server_version}.\n${markdown(out)}${cpuMd}${memoryMd}`;
   process.stdout.write(`${md}\n`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(
