@@ -147,7 +147,7 @@ export class QueueBench {
       return `| ${label} | ${v.map((x) => x.toFixed(1)).join(' | ')} | ${total.toFixed(1)} |`;
     };
     return [
-      '\n### CPU per row in the queue cases (µs, median; from /proc: user + system time)\n',
+      '\n\n### CPU per row in the queue cases (µs, median; from /proc: user + system time)\n',
       '| case | producer | worker | postgres | redis | total |',
       '|---|---:|---:|---:|---:|---:|',
       line('drain', 'queue drain'),

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type BulkClient, BulkError } from '../src/index.js';
+import { type BulkClient, BulkError, JsonText } from '../src/index.js';
 import { type TestDb, testDb } from './helpers.js';
 import { createHostileTables, expectedHostile, HOSTILE_COLUMNS, hostileRow } from './hostile.js';
 
@@ -319,6 +319,52 @@ describe('bulkCreate', () => {
     expect(err2.committedChunks).toBe(2);
     expect(err2.committedRows).toBe(6);
     expect(await count('uniq')).toBe(7);
+  });
+
+  it('JsonText values are written as their JSON text, by COPY and by INSERT', async () => {
+    const m = db.model(tdb.t('hostile'));
+    const text = '{"k": [1, null, "tab\\there \\\\N 😀"], "q": "\\"x\\""}';
+    for (const strategy of ['copy', 'insert'] as const) {
+      await tdb.pool.query(`TRUNCATE ${tdb.t('hostile')}`);
+      const r = await m.bulkCreate(
+        [
+          {
+            t: 'a',
+            jb: new JsonText(text),
+            js: new JsonText(text),
+            jba: [new JsonText('{"a":1}'), null],
+          },
+          { t: 'b', jb: [new JsonText('{"n":2}'), 3] },
+        ],
+        { strategy, returning: ['jb', 'js'] },
+      );
+      expect(r.rows![0]).toEqual({
+        id: expect.any(String),
+        jb: JSON.parse(text),
+        js: JSON.parse(text),
+      });
+      expect(r.rows![1]!.jb).toEqual([{ n: 2 }, 3]);
+      const back = await tdb.pool.query(
+        `SELECT jb, js::text AS js, jba FROM ${tdb.t('hostile')} ORDER BY t`,
+      );
+      expect(back.rows[0]).toEqual({ jb: JSON.parse(text), js: text, jba: [{ a: 1 }, null] });
+    }
+  });
+
+  it('a JsonText that is not JSON is refused naming its row; a NUL escape is INVALID_VALUE', async () => {
+    const m = db.model(tdb.t('hostile'));
+    for (const strategy of ['copy', 'insert'] as const) {
+      const e = await rejects(
+        m.bulkCreate([{ jb: new JsonText('{}') }, { jb: new JsonText('{nope') }], { strategy }),
+      );
+      expect(e.code).toBe('DATA_ERROR');
+      if (strategy === 'copy') expect(e.row).toBe(1);
+      expect(await count('hostile')).toBe(0);
+    }
+    const nul = await rejects(m.bulkCreate([{ jb: new JsonText('{"a": "x\\u0000"}') }]));
+    expect(nul.code).toBe('INVALID_VALUE');
+    expect(nul.column).toBe('jb');
+    expect(await count('hostile')).toBe(0);
   });
 
   it('a too long varchar is refused, not truncated', async () => {
