@@ -23,7 +23,7 @@ const prefix = runPrefix('events');
 beforeAll(async () => {
   tdb = await testDb('qevents');
   await tdb.pool.query(
-    `CREATE TABLE ${tdb.t('items')} (id bigserial PRIMARY KEY, name text NOT NULL, n int)`,
+    `CREATE TABLE ${tdb.t('items')} (id bigserial PRIMARY KEY, name text NOT NULL, n int, doc jsonb)`,
   );
 });
 afterAll(async () => {
@@ -160,16 +160,20 @@ describe('BulkEvents from a worker process', () => {
     try {
       const counts: number[] = [];
       w.signals.on('preBulkCreate', (e) => {
+        // json values reach listeners as objects (a worker without listeners keeps them as
+        // text): a change to one is written
+        for (const r of e.rows) (r.doc as { k: number[] }).k.push(r.n as number);
         e.rows = e.rows.map((r) => ({ ...r, name: String(r.name).toUpperCase() }));
       });
       w.signals.on('postBulkCreate', (e) => {
         counts.push(e.count);
       });
       await w.waitUntilReady();
-      const op = await p2.bulkCreate(tdb.t('items'), rows(6, 'low'), {
-        batchSize: 3,
-        returning: ['name'],
-      });
+      const op = await p2.bulkCreate(
+        tdb.t('items'),
+        rows(6, 'low').map((r) => ({ ...r, doc: { k: [0] } })),
+        { batchSize: 3, returning: ['name'] },
+      );
       const res = await op.done();
       expect(res.rows!.map((r) => r.name)).toEqual(rows(6, 'LOW').map((r) => r.name));
       expect(counts.sort()).toEqual([3, 3]);
@@ -177,6 +181,10 @@ describe('BulkEvents from a worker process', () => {
         `SELECT count(*)::int AS n FROM ${tdb.t('items')} WHERE name LIKE 'LOW%'`,
       );
       expect(back.rows[0].n).toBe(6);
+      const docs = await tdb.pool.query(
+        `SELECT n, doc FROM ${tdb.t('items')} WHERE name LIKE 'LOW%' ORDER BY n`,
+      );
+      expect(docs.rows).toEqual(rows(6).map((r) => ({ n: r.n, doc: { k: [0, r.n] } })));
     } finally {
       await p2.close();
       await w.close();

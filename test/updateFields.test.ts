@@ -320,6 +320,51 @@ describe('updateFields through a staging table (regressions)', () => {
     ]);
   });
 
+  it('a key naming a column twice is refused; a row a trigger skips matched, so it is not missing', async () => {
+    const e = await rejects(
+      db.model(tdb.t('uniq')).updateFields([{ id: 1, n: 1 }], { key: ['id', 'id'] }),
+    );
+    expect(e.code).toBe('INVALID_OPTION');
+    await tdb.pool.query(`
+      CREATE TABLE ${tdb.t('skip')} (id int PRIMARY KEY, v int);
+      INSERT INTO ${tdb.t('skip')} VALUES (1, 0), (2, 0);
+      CREATE FUNCTION ${tdb.schema}.skip_two() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN IF NEW.id = 2 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+      CREATE TRIGGER skip_two BEFORE UPDATE ON ${tdb.t('skip')}
+        FOR EACH ROW EXECUTE FUNCTION ${tdb.schema}.skip_two();`);
+    expect(
+      await db.model(tdb.t('skip')).updateFields([
+        { id: 1, v: 5 },
+        { id: 2, v: 5 },
+        { id: 3, v: 5 },
+      ]),
+    ).toEqual({ count: 1, missing: [{ id: 3 }] });
+    // the same by another key (the UPDATE returns what it matched)
+    await tdb.pool.query(`
+      CREATE TABLE ${tdb.t('skip2')} (id int PRIMARY KEY, v int, code text UNIQUE);
+      INSERT INTO ${tdb.t('skip2')} VALUES (1, 0, 'c1'), (2, 0, 'c2');
+      CREATE TRIGGER skip_two BEFORE UPDATE ON ${tdb.t('skip2')}
+        FOR EACH ROW EXECUTE FUNCTION ${tdb.schema}.skip_two();`);
+    expect(
+      await db.model(tdb.t('skip2')).updateFields(
+        [
+          { code: 'c1', v: 6 },
+          { code: 'c2', v: 6 },
+          { code: 'c3', v: 6 },
+        ],
+        { key: ['code'] },
+      ),
+    ).toEqual({ count: 1, missing: [{ code: 'c3' }] });
+    expect((await tdb.pool.query(`SELECT v FROM ${tdb.t('skip')} ORDER BY id`)).rows).toEqual([
+      { v: 5 },
+      { v: 0 },
+    ]);
+    expect((await tdb.pool.query(`SELECT v FROM ${tdb.t('skip2')} ORDER BY id`)).rows).toEqual([
+      { v: 6 },
+      { v: 0 },
+    ]);
+  });
+
   it('a constraint broken after a group with nothing to write still names its row', async () => {
     await tdb.pool.query(
       `CREATE TABLE ${tdb.t('chk')} (id int PRIMARY KEY, b int CHECK (b < 100));

@@ -46,7 +46,7 @@ function typeName(v: unknown): string {
   if (Array.isArray(v)) return 'array';
   if (Buffer.isBuffer(v)) return 'Buffer';
   if (v instanceof Date) return 'Date';
-  if (v instanceof JsonText) return 'JsonText';
+  if (v instanceof JsonText) return 'object'; // a JSON object, to whoever sent it
   return typeof v;
 }
 
@@ -132,18 +132,8 @@ export function dateToLiteral(d: Date): string {
 /** JSON text for a json/jsonb value, refusing what Postgres's jsonb refuses. */
 export function jsonLiteral(v: unknown): string {
   if (v instanceof JsonText) {
-    const t = v.text;
-    // Escapes are rare: only then is the text parsed, to check its strings as below.
-    if (t.includes('\\u')) {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(t);
-      } catch {
-        throw new ValueProblem('JsonText is not valid JSON');
-      }
-      checkJsonStrings(parsed, 0);
-    }
-    return t;
+    checkJsonText(v.text);
+    return v.text;
   }
   let s: string | undefined;
   try {
@@ -157,9 +147,26 @@ export function jsonLiteral(v: unknown): string {
   return s;
 }
 
+/** JSON text holds no NUL and no lone surrogate, raw or escaped (jsonb refuses both). */
+function checkJsonText(t: string): void {
+  checkText(t);
+  // Escapes are rare: only then is the text parsed, to check its strings as below.
+  if (t.includes('\\u')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(t);
+    } catch {
+      throw new ValueProblem('JsonText is not valid JSON');
+    }
+    checkJsonStrings(parsed, 0);
+  }
+}
+
 function checkJsonStrings(v: unknown, depth: number): void {
   if (depth > 200) throw new ValueProblem('JSON nested too deeply');
-  if (typeof v === 'string') {
+  if (v instanceof JsonText) {
+    checkJsonText(v.text);
+  } else if (typeof v === 'string') {
     checkText(v);
   } else if (Array.isArray(v)) {
     for (const x of v) checkJsonStrings(x, depth + 1);

@@ -99,6 +99,11 @@ export class Signals {
     };
   }
 
+  /** Listeners of `name` in this process (taps, which only observe, not counted). */
+  listenerCount(name: SignalName): number {
+    return this.listeners.get(name)?.length ?? 0;
+  }
+
   hasListeners(name: SignalName): boolean {
     return (this.listeners.get(name)?.length ?? 0) > 0 || this.taps.length > 0;
   }

@@ -131,7 +131,7 @@ export class Operation extends EventEmitter {
         // Ended before the reader was live: its end event will not come.
         if (s.state === 'completed' || s.state === 'failed' || s.state === 'cancelled') stop();
       })
-      .catch(() => {}); // best effort, like the events themselves
+      .catch(() => stop()); // no record (pruned, unknown id): nothing more will come
   }
 
   /** The operation's counters and state as stored beside the queue. */

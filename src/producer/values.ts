@@ -182,6 +182,8 @@ export function decodeValue(e: unknown, path: string, depth = 0, jsonText = fals
 export function encodeRows(
   rows: readonly unknown[],
   offset: number,
+  /** json/jsonb objects as JSON text (the `json` tag); false: as `object` tags, exactly. */
+  jsonAsText = true,
 ): { columns: string[]; rows: Encoded[][] } {
   const index = new Map<string, number>();
   const columns: string[] = [];
@@ -220,7 +222,9 @@ export function encodeRows(
             ? v
             : v === undefined
               ? ABSENT
-              : encodeColumnValue(v, `row ${offset + i}.${c}`);
+              : jsonAsText
+                ? encodeColumnValue(v, `row ${offset + i}.${c}`)
+                : encodeValue(v, `row ${offset + i}.${c}`);
     }
     out[i] = vals;
   }
@@ -264,7 +268,7 @@ export function jsonSizeBound(v: unknown): number {
     case 'string':
       return 6 * v.length + 2;
     case 'number':
-      return 24;
+      return 25; // -0.0000010000000000000002
     case 'boolean':
       return 5;
     case 'object': {
@@ -274,8 +278,9 @@ export function jsonSizeBound(v: unknown): number {
         for (const x of v) n += jsonSizeBound(x);
         return n;
       }
-      let n = 2;
       const o = v as Record<string, unknown>;
+      if (typeof o.toJSON === 'function') return Number.POSITIVE_INFINITY; // serialized otherwise
+      let n = 2;
       for (const k of Object.keys(o)) n += 6 * k.length + 4 + jsonSizeBound(o[k]);
       return n;
     }

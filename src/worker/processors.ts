@@ -110,13 +110,24 @@ export async function assertLive(
     });
 }
 
+const SIGNALS_OF = {
+  bulkCreate: ['preBulkCreate', 'postBulkCreate'],
+  copyFrom: ['preCopyFrom', 'postCopyFrom'],
+  updateFields: ['preUpdateFields', 'postUpdateFields'],
+} as const;
+
 /** A 'chunk' job: decode the rows and write them with the core, exactly once. */
 export async function processChunk(
   ctx: ProcessorContext,
   p: ChunkPayload,
 ): Promise<ChunkJobReturn> {
-  // json values stay JSON text: written as they came, never parsed into objects.
-  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset, true);
+  // json values stay JSON text, written as they came without being parsed into objects, unless
+  // a listener in this process sees the rows (and may read or change them as objects).
+  const [pre, post] = SIGNALS_OF[p.kind];
+  const seen =
+    p.options.signals !== false &&
+    (ctx.db.signals.listenerCount(pre) > 0 || ctx.db.signals.listenerCount(post) > 0);
+  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset, !seen);
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;
   const res = await executeChunk(ctx.db, p.kind, p.table, rows, p.chunk, {
     operationId: p.operationId,
@@ -137,7 +148,8 @@ export async function processChunk(
   await markChunkDone(ctx, p, res.count);
   const out: ChunkJobReturn = { index: p.chunk.index, count: res.count };
   if (res.rows) {
-    const enc = encodeRows(res.rows, 0);
+    // Rows read back from Postgres: objects keep the exact tags (a type parser may give BigInts).
+    const enc = encodeRows(res.rows, 0, false);
     out.columns = enc.columns;
     out.rows = enc.rows;
   }

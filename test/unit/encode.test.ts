@@ -197,6 +197,13 @@ describe('json', () => {
     problem(() => jsonLiteral(new JsonText('["\\ud800"]')));
     problem(() => jsonLiteral(new JsonText('{"\\udc00": 1}')));
     problem(() => jsonLiteral(new JsonText('{"a": "\\u0000"')));
+    // raw, unescaped: a lone surrogate or a NUL in the text itself
+    problem(() => jsonLiteral(new JsonText('"\ud800"')));
+    problem(() => jsonLiteral(new JsonText('"a\u0000"')));
+    // nested inside another JSON value (a queue worker's json[] or a jsonb array)
+    problem(() => jsonLiteral([new JsonText('{"a": "x\\u0000"}')]));
+    problem(() => jsonLiteral([new JsonText('{"b": "\\udc00"}')]));
+    problem(() => jsonLiteral({ k: new JsonText('["\ud800"]') }));
   });
 
   it('refuses NUL, lone surrogates (values and keys), BigInt, undefined, cycles', () => {

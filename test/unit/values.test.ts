@@ -205,6 +205,11 @@ describe('json values in rows', () => {
     expect(forWrite.payload).toBeInstanceOf(JsonText);
     expect((forWrite.payload as JsonText).text).toBe(JSON.stringify(payload));
     expect(JSON.stringify(forWrite.list)).toBe('[{"x":1},"y"]');
+    // Rows read back from Postgres keep exact object tags (a BigInt inside stays a BigInt).
+    expect(encodeRows([{ p: { n: 1n } }], 0, false).rows[0]![0]).toEqual({
+      $t: 'object',
+      v: { n: { $t: 'bigint', v: '1' } },
+    });
     // Events and results re-encode a JsonText as the same tag.
     expect(encodeValue(forWrite.payload, 'p')).toEqual({ $t: 'json', v: JSON.stringify(payload) });
   });
@@ -239,11 +244,15 @@ describe('jsonSizeBound', () => {
       [1, 'two', [null, { $t: 'json', v: '{"k":"\\"}' }]],
       { 'k"ey\u0001': ['x'], __proto__x: { $t: 'bigint', v: '-9223372036854775808' } },
       encodeRows([{ a: { deep: ['q"uote', '😀'] }, b: 1.5, c: null }], 0),
+      -0.0000010000000000000002,
+      [-1.2345678901234568e-300, Number('-0.0000012345678901234567')],
     ];
     for (const v of values) {
       const exact = Buffer.byteLength(JSON.stringify(v));
       expect(jsonSizeBound(v)).toBeGreaterThanOrEqual(exact);
     }
+    // Anything serialized through toJSON is not bounded: the exact size is measured then.
+    expect(jsonSizeBound({ d: new Date() })).toBe(Number.POSITIVE_INFINITY);
   });
 });
 

@@ -54,6 +54,11 @@ export function planUpdateFields(
     );
   }
   for (const k of key) columnOf(meta, k);
+  if (new Set(key).size !== key.length) {
+    throw new BulkError('INVALID_OPTION', `${meta.displayName}: key names a column twice`, {
+      table: meta.displayName,
+    });
+  }
   let fields: string[] | undefined;
   if (opts.fields !== undefined) {
     if (!Array.isArray(opts.fields) || opts.fields.length === 0) {
@@ -139,7 +144,7 @@ export function updateFieldsSteps(
   const meta = plan.meta;
   // Matching on the primary key: a staged row matches at most one row (other keys may match many).
   const byPrimaryKey =
-    meta.primaryKey.length === keyCount && plan.key.every((k) => meta.primaryKey.includes(k));
+    meta.primaryKey.length === keyCount && meta.primaryKey.every((k) => plan.key.includes(k));
   return {
     async prepare(chunk) {
       let rows = chunk.rows;
@@ -217,23 +222,28 @@ export function updateFieldsSteps(
             run: (eg) => runFromDocument(client, eg),
           });
         }
+        // By primary key a staged row matches at most one row, and no two share a key: a count
+        // equal to the staged rows means none is missing (most chunks), and no row comes back.
+        // Another key may match several rows: the UPDATE returns the ordinals that matched.
+        // Either way, when some staged row updated nothing, the keys that match no row are
+        // looked up (a row a trigger or a policy kept from being updated did match: not missing).
+        let someUnmatched: boolean;
         if (byPrimaryKey) {
-          // Each staged row matches at most one row and no two staged rows share a key: the
-          // count tells whether any matched nothing, and only then are they looked for.
           const n = r.rowCount ?? 0;
           count += n;
-          if (n < g.rowIdx.length) {
-            const m = await client.query({
-              text: buildMissingFromStage(meta, g.columns, keyCount, stage),
-              rowMode: 'array',
-            });
-            for (const row of m.rows as unknown[][]) missing.push(g.rowIdx[Number(row[0]) - 1]!);
-          }
+          someUnmatched = n !== g.rowIdx.length;
         } else {
           const matched = new Uint8Array(g.rowIdx.length);
           for (const row of r.rows as unknown[][]) matched[Number(row[0]) - 1] = 1;
           count += r.rows.length;
-          for (let i = 0; i < g.rowIdx.length; i++) if (!matched[i]) missing.push(g.rowIdx[i]!);
+          someUnmatched = matched.includes(0);
+        }
+        if (someUnmatched) {
+          const m = await client.query({
+            text: buildMissingFromStage(meta, g.columns, keyCount, stage),
+            rowMode: 'array',
+          });
+          for (const row of m.rows as unknown[][]) missing.push(g.rowIdx[Number(row[0]) - 1]!);
         }
         await client.query({ text: `DROP TABLE ${stage}` });
       }

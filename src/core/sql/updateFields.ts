@@ -41,8 +41,8 @@ function stageMatch(cols: ColumnMeta[], keyCount: number): string {
 
 /**
  * The UPDATE ... FROM a staging table (columns i, c0, c1, ...: ordinal, then the group's
- * columns, keys first) filled by COPY. With `returning`, returns the ordinals of the staged rows
- * that matched (needed when a key may match several rows); otherwise the count says it all.
+ * columns, keys first) filled by COPY. With `returning`, it returns the ordinals of the staged
+ * rows that matched (a key that may match several rows); without, only its count.
  */
 export function buildUpdateFromStage(
   meta: TableMeta,
