@@ -365,6 +365,32 @@ describe('updateFields through a staging table (regressions)', () => {
     ]);
   });
 
+  it('a key without an index: same results (the planner may hash-join instead of a per-row scan)', async () => {
+    await tdb.pool.query(`
+      CREATE TABLE ${tdb.t('unidx')} (id int PRIMARY KEY, sku text, v int);
+      INSERT INTO ${tdb.t('unidx')} SELECT g, 's' || g, 0 FROM generate_series(1, 3000) g;
+      CREATE INDEX ON ${tdb.t('unidx')} ((lower(sku)));
+      CREATE INDEX ON ${tdb.t('unidx')} (sku) WHERE v > 100;`);
+    const meta = await db.meta(tdb.t('unidx'));
+    // only plain btree indexes on columns count: not the expression or the partial one
+    expect(meta.indexes).toEqual([['id']]);
+    const ups = Array.from({ length: 1000 }, (_, i) => ({
+      sku: `s${((i * 7) % 3000) + 1}`,
+      v: i + 1,
+    }));
+    ups.push({ sku: 'nope', v: 1 });
+    expect(
+      await db.model(tdb.t('unidx')).updateFields(ups, { key: ['sku'], batchSize: 400 }),
+    ).toEqual({
+      count: 1000,
+      missing: [{ sku: 'nope' }],
+    });
+    const got = await tdb.pool.query(
+      `SELECT count(*)::int AS n, sum(v)::int AS s FROM ${tdb.t('unidx')} WHERE v > 0`,
+    );
+    expect(got.rows[0]).toEqual({ n: 1000, s: (1000 * 1001) / 2 });
+  });
+
   it('a constraint broken after a group with nothing to write still names its row', async () => {
     await tdb.pool.query(
       `CREATE TABLE ${tdb.t('chk')} (id int PRIMARY KEY, b int CHECK (b < 100));

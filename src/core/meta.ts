@@ -60,6 +60,8 @@ export interface TableMeta {
   columns: ColumnMeta[];
   byName: Map<string, ColumnMeta>;
   primaryKey: string[];
+  /** The key columns of each valid plain btree index, in index order (the primary key's too). */
+  indexes: string[][];
 }
 
 /** Parse `name`, `schema.name` or quoted forms into parts. Anything else is INVALID_IDENTIFIER. */
@@ -176,6 +178,17 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnu
 WHERE i.indrelid = $1 AND i.indisprimary
 ORDER BY k.ord`;
 
+const INDEXES = `
+SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1 AND i.indisvalid AND i.indpred IS NULL AND am.amname = 'btree'
+  AND k.ord <= i.indnkeyatts AND NOT (0 = ANY (i.indkey::int2[]))
+GROUP BY i.indexrelid`;
+
 export function kindOf(typname: string, typtype: string): ValueKind {
   if (typtype === 'e') return 'text'; // enums take their label as a string
   switch (typname) {
@@ -253,6 +266,7 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
   const sqlName = `${quoteIdent(t.nspname)}.${quoteIdent(t.relname)}`;
   const cols = await db.query({ text: COLUMNS, values: [t.oid, sqlName] });
   const pk = await db.query({ text: PRIMARY_KEY, values: [t.oid] });
+  const ix = await db.query({ text: INDEXES, values: [t.oid] });
   const columns: ColumnMeta[] = (cols.rows as ColumnRow[]).map((r) => {
     const isArray = r.base_category === 'A' && r.elem_oid !== null;
     const kind = isArray ? 'other' : kindOf(r.base_name, r.base_typtype);
@@ -286,6 +300,7 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
     columns,
     byName: new Map(columns.map((c) => [c.name, c])),
     primaryKey: (pk.rows as { name: string }[]).map((r) => r.name),
+    indexes: (ix.rows as { cols: string[] }[]).map((r) => r.cols),
   };
 }
 

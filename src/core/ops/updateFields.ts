@@ -145,6 +145,16 @@ export function updateFieldsSteps(
   // Matching on the primary key: a staged row matches at most one row (other keys may match many).
   const byPrimaryKey =
     meta.primaryKey.length === keyCount && meta.primaryKey.every((k) => plan.key.includes(k));
+  // With an index on the key, the UPDATE is a nested loop over the staged rows in key order,
+  // each found through the index (hash and merge joins off): rows are locked in key order. A key
+  // without an index would make that loop scan the table once per row: there the planner joins
+  // as it likes (a hash join locks rows in the table's order; a deadlock is retried).
+  const keyIndexed = meta.indexes.some(
+    (ix) => ix.length >= keyCount && plan.key.every((k) => ix.slice(0, keyCount).includes(k)),
+  );
+  const joinsOffSql = keyIndexed
+    ? '; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off'
+    : '';
   return {
     async prepare(chunk) {
       let rows = chunk.rows;
@@ -185,9 +195,7 @@ export function updateFieldsSteps(
         const stage = `bulkmodel_uf_${gi}`;
         // Dropped after use, not only at commit: one transaction may stage many chunks.
         await client.query({
-          text:
-            buildStageTable(stage, g.columns, keyCount) +
-            (joinsOff ? '' : '; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off'),
+          text: buildStageTable(stage, g.columns, keyCount) + (joinsOff ? '' : joinsOffSql),
         });
         joinsOff = true;
         await copyIn(client, buildStageCopy(stage, g.columns), {
@@ -282,11 +290,8 @@ export function updateFieldsSteps(
   async function runFromDocument(client: DbClient, g: EncodedGroup) {
     if (g.columns.length === keyCount) return { rows: [] }; // nothing to write for these rows
     const st = buildUpdateFields(meta, g, keyCount);
-    return client
-      .query({
-        text: `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`,
-      })
-      .then(() => client.query({ text: st.text, values: st.values, rowMode: 'array' }));
+    if (joinsOffSql) await client.query({ text: joinsOffSql.slice(2) });
+    return client.query({ text: st.text, values: st.values, rowMode: 'array' });
   }
 }
 
