@@ -178,11 +178,11 @@ export function updateFieldsSteps(
     },
     /**
      * Per group: COPY the rows (in key order, values encoded as they stream) into a temporary
-     * staging table, then one UPDATE ... FROM it. Hash and merge joins are off, so the UPDATE
-     * is a nested loop over the staged rows in the order they were written, each found by its
-     * key: rows are locked in key order (a hash or merge join would lock them in table order,
-     * and two overlapping calls could deadlock), and no chunk scans the whole table. RETURNING
-     * gives the ordinals of rows that matched, so the keys that matched nothing are known.
+     * staging table, then one UPDATE ... FROM it. With the key indexed, hash and merge joins are
+     * off, so the UPDATE is a nested loop over the staged rows in the order they were written,
+     * each found through the index: rows are locked in key order (a hash or merge join would
+     * lock them in table order, and two overlapping calls could deadlock), and no chunk scans
+     * the whole table. Keys that matched nothing are then looked up if the count says so.
      */
     signalsBusy: true,
     async write(client, p, hooks) {
