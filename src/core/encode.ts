@@ -20,9 +20,10 @@ const INT_RANGE: Record<'int2' | 'int4' | 'int8', [bigint, bigint]> = {
   int8: [-9223372036854775808n, 9223372036854775807n],
 };
 
+/** The same ranges as numbers, for values that are numbers. */
 const INT_NUM_RANGE: Record<'int2' | 'int4', [number, number]> = {
-  int2: [-32768, 32767],
-  int4: [-2147483648, 2147483647],
+  int2: [Number(INT_RANGE.int2[0]), Number(INT_RANGE.int2[1])],
+  int4: [Number(INT_RANGE.int4[0]), Number(INT_RANGE.int4[1])],
 };
 
 const INT_TEXT = /^[+-]?\d+$/;

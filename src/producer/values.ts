@@ -216,15 +216,13 @@ export function encodeRows(
       const v = r[c];
       // Strings, booleans, finite numbers and null travel as themselves (no error path built).
       vals[j] =
-        typeof v === 'string' || typeof v === 'boolean' || v === null
-          ? v
-          : typeof v === 'number' && Number.isFinite(v)
-            ? v
-            : v === undefined
-              ? ABSENT
-              : jsonAsText
-                ? encodeColumnValue(v, `row ${offset + i}.${c}`)
-                : encodeValue(v, `row ${offset + i}.${c}`);
+        isScalar(v) && (typeof v !== 'number' || Number.isFinite(v))
+          ? (v as Encoded)
+          : v === undefined
+            ? ABSENT
+            : jsonAsText
+              ? encodeColumnValue(v, `row ${offset + i}.${c}`)
+              : encodeValue(v, `row ${offset + i}.${c}`);
     }
     out[i] = vals;
   }
@@ -259,7 +257,7 @@ export function decodeRows(
 
 /**
  * An upper bound of the UTF-8 size of JSON.stringify(v), without building the text: a string's
- * code unit takes at most 6 bytes (an escape like \u001f), a number at most 24 characters. Lets
+ * code unit takes at most 6 bytes (an escape like \u001f), a number at most 25 characters. Lets
  * the producer check a chunk against its size limit without serializing it a second time
  * (BullMQ serializes it to store it).
  */

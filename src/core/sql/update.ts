@@ -6,7 +6,7 @@ import type { Statement } from './insert.js';
  * batch's end (keyset pagination on the primary key: one index walk, one key sent back), and
  * `buildUpdateRange` updates the rows of that key range, re-checking the filter.
  */
-function keyAfter(
+function keyBound(
   key: ColumnMeta[],
   values: unknown[],
   bound: (string | null)[],
@@ -31,7 +31,7 @@ export function buildBatchEnd(
   const keyList = key.map((c) => `t.${c.sqlName}`).join(', ');
   const values = [...whereValues];
   const conds = whereSql ? [whereSql] : [];
-  if (after) conds.push(keyAfter(key, values, after, '>'));
+  if (after) conds.push(keyBound(key, values, after, '>'));
   values.push(limit - 1);
   return {
     text: `SELECT ${key.map((c) => `t.${c.sqlName}::text`).join(', ')} FROM ${meta.sqlName} AS t${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${keyList} OFFSET $${values.length} LIMIT 1`,
@@ -55,8 +55,8 @@ export function buildUpdateRange(
     return `${col.sqlName} = $${values.length}::${col.castSql}`;
   });
   const conds = whereSql ? [whereSql] : [];
-  if (after) conds.push(keyAfter(key, values, after, '>'));
-  if (last) conds.push(keyAfter(key, values, last, '<='));
+  if (after) conds.push(keyBound(key, values, after, '>'));
+  if (last) conds.push(keyBound(key, values, last, '<='));
   return {
     text: `UPDATE ${meta.sqlName} AS t SET ${assigns.join(', ')}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''}`,
     values,
