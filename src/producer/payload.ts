@@ -27,6 +27,8 @@ export interface ChunkPayload {
   options: PayloadOptions;
   columns: string[];
   rows: Encoded[][];
+  /** Indexes of columns whose values are bare JSON text (or null, or the absent tag). */
+  jsonColumns?: number[];
 }
 
 /** Job 'operation': the parent of an operation's chunks; for update and copyTo, the whole job. */
@@ -106,6 +108,12 @@ export function validatePayload(
   const expect = 'seal' in p ? 'seal' : 'chunk' in p ? 'chunk' : 'operation';
   if (expect !== jobName)
     throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: payload is for a '${expect}' job`);
+  if ('chunk' in p && p.jsonColumns?.some((j) => j >= p.columns.length)) {
+    throw new BulkError(
+      'INVALID_PAYLOAD',
+      `job ${jobName}: jsonColumns must name columns by index (0-${p.columns.length - 1})`,
+    );
+  }
   if ('chunk' in p && p.rows.some((r) => r.length !== p.columns.length)) {
     throw new BulkError(
       'INVALID_PAYLOAD',

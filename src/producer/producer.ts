@@ -257,6 +257,7 @@ export class BulkProducer {
           options: popts,
           columns: enc.columns,
           rows: enc.rows,
+          ...(enc.jsonColumns ? { jsonColumns: enc.jsonColumns } : {}),
         };
         // Serialized here only to fingerprint it, or when a cheap bound cannot rule out the size
         // limit: BullMQ serializes it anyway to store it.

@@ -117,6 +117,14 @@ export const PAYLOAD_SCHEMA = {
         options: { $ref: '#/definitions/options' },
         columns: { type: 'array', items: name, maxItems: 1600, uniqueItems: true },
         rows: { type: 'array', items: { type: 'array', items: { $ref: '#/definitions/value' } } },
+        jsonColumns: {
+          description:
+            "Indexes of columns whose values are a json/jsonb value's JSON text as a bare string (not a json tag), null, or the absent tag",
+          type: 'array',
+          items: { type: 'integer', minimum: 0 },
+          maxItems: 1600,
+          uniqueItems: true,
+        },
       },
     },
     operation: {

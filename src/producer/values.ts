@@ -148,12 +148,7 @@ export function decodeValue(e: unknown, path: string, depth = 0, jsonText = fals
     }
     case 'json': {
       if (typeof t.v !== 'string') bad(path, 'json tag needs JSON text');
-      if (jsonText) return new JsonText(t.v);
-      try {
-        return JSON.parse(t.v);
-      } catch {
-        return bad(path, 'json tag holds text that is not JSON');
-      }
+      return jsonValue(t.v, path, jsonText);
     }
     case 'number':
       if (t.v === 'NaN') return Number.NaN;
@@ -178,13 +173,19 @@ export function decodeValue(e: unknown, path: string, depth = 0, jsonText = fals
   }
 }
 
-/** Rows to the compact form: column names once, then one array of values per row. */
+/**
+ * Rows to the compact form: column names once, then one array of values per row.
+ *
+ * With `jsonAsText`, a column whose values in these rows are all json objects (or null, or
+ * absent) is listed in `jsonColumns` and its values travel as bare JSON text, without a `json`
+ * tag around each: a worker parses a bare string about twice as fast as a tag object.
+ */
 export function encodeRows(
   rows: readonly unknown[],
   offset: number,
   /** json/jsonb objects as JSON text (the `json` tag); false: as `object` tags, exactly. */
   jsonAsText = true,
-): { columns: string[]; rows: Encoded[][] } {
+): { columns: string[]; rows: Encoded[][]; jsonColumns?: number[] } {
   const index = new Map<string, number>();
   const columns: string[] = [];
   for (let i = 0; i < rows.length; i++) {
@@ -207,6 +208,8 @@ export function encodeRows(
       }
     }
   }
+  // Per column: 0 no json value yet, 1 json values (and nulls, absents) only, 2 anything else.
+  const json = jsonAsText ? new Uint8Array(columns.length) : undefined;
   const out: Encoded[][] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i] as Record<string, unknown>;
@@ -215,7 +218,7 @@ export function encodeRows(
       const c = columns[j]!;
       const v = r[c];
       // Strings, booleans, finite numbers and null travel as themselves (no error path built).
-      vals[j] =
+      const e =
         isScalar(v) && (typeof v !== 'number' || Number.isFinite(v))
           ? (v as Encoded)
           : v === undefined
@@ -223,36 +226,88 @@ export function encodeRows(
             : jsonAsText
               ? encodeColumnValue(v, `row ${offset + i}.${c}`)
               : encodeValue(v, `row ${offset + i}.${c}`);
+      vals[j] = e;
+      if (json !== undefined && json[j] !== 2 && e !== null) {
+        const t = typeof e === 'object' && !Array.isArray(e) ? e.$t : undefined;
+        if (t === 'json') json[j] = 1;
+        else if (t !== 'absent') json[j] = 2;
+      }
     }
     out[i] = vals;
   }
-  return { columns, rows: out };
+  const jsonColumns: number[] = [];
+  if (json !== undefined)
+    for (let j = 0; j < columns.length; j++) if (json[j] === 1) jsonColumns.push(j);
+  if (jsonColumns.length === 0) return { columns, rows: out };
+  for (const vals of out) {
+    for (const j of jsonColumns) {
+      const e = vals[j] as { $t: string; v?: unknown } | null;
+      if (e !== null && e.$t === 'json') vals[j] = e.v as string;
+    }
+  }
+  return { columns, rows: out, jsonColumns };
 }
 
 /**
  * The compact form back to row objects (absent columns left out). `jsonText`: json values as
- * JsonText, for a worker that writes them (see decodeValue).
+ * JsonText, for a worker that writes them (see decodeValue). `jsonColumns`: columns whose
+ * values are bare JSON text, null or the absent tag (see encodeRows).
  */
 export function decodeRows(
   columns: string[],
   rows: unknown[][],
   offset: number,
   jsonText = false,
+  jsonColumns: readonly number[] = [],
 ): Record<string, unknown>[] {
   const plain = columns.map((c) => c !== '__proto__');
+  const isJson = columns.map(() => false);
+  for (const j of jsonColumns) {
+    if (!Number.isInteger(j) || j < 0 || j >= columns.length)
+      bad('jsonColumns', `${j} is not the index of a column`);
+    isJson[j] = true;
+  }
   return rows.map((vals, i) => {
     if (!Array.isArray(vals) || vals.length !== columns.length)
       bad(`row ${offset + i}`, `expected ${columns.length} values`);
     const row: Record<string, unknown> = {};
     for (let j = 0; j < columns.length; j++) {
       const e = vals[j];
-      const v = isScalar(e) ? e : decodeValue(e, `row ${offset + i}.${columns[j]}`, 0, jsonText);
+      const v = isJson[j]
+        ? decodeJsonColumn(e, `row ${offset + i}.${columns[j]}`, jsonText)
+        : isScalar(e)
+          ? e
+          : decodeValue(e, `row ${offset + i}.${columns[j]}`, 0, jsonText);
       if (v === undefined) continue;
       if (plain[j]) row[columns[j]!] = v;
       else setOwn(row, columns[j]!, v);
     }
     return row;
   });
+}
+
+/** JSON text as a JsonText (to be written as it is) or parsed. */
+function jsonValue(text: string, path: string, jsonText: boolean): unknown {
+  if (jsonText) return new JsonText(text);
+  try {
+    return JSON.parse(text);
+  } catch {
+    return bad(path, 'json value holds text that is not JSON');
+  }
+}
+
+/** A value of a `jsonColumns` column: JSON text, null, or the absent tag. */
+function decodeJsonColumn(e: unknown, path: string, jsonText: boolean): unknown {
+  if (typeof e === 'string') return jsonValue(e, path, jsonText);
+  if (e === null) return null;
+  if (
+    typeof e === 'object' &&
+    !Array.isArray(e) &&
+    (e as { $t?: unknown }).$t === 'absent' &&
+    Object.keys(e).length === 1
+  )
+    return undefined;
+  return bad(path, 'a value of a jsonColumns column must be JSON text, null or the absent tag');
 }
 
 /**

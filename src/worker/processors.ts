@@ -127,7 +127,7 @@ export async function processChunk(
   const seen =
     p.options.signals !== false &&
     (ctx.db.signals.listenerCount(pre) > 0 || ctx.db.signals.listenerCount(post) > 0);
-  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset, !seen);
+  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset, !seen, p.jsonColumns);
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;
   const res = await executeChunk(ctx.db, p.kind, p.table, rows, p.chunk, {
     operationId: p.operationId,

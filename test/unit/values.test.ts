@@ -19,7 +19,7 @@ function roundTrip(v: unknown): unknown {
 
 function rowsRoundTrip(rows: Record<string, unknown>[]): Record<string, unknown>[] {
   const enc = JSON.parse(JSON.stringify(encodeRows(rows, 0)));
-  return decodeRows(enc.columns, enc.rows, 0);
+  return decodeRows(enc.columns, enc.rows, 0, false, enc.jsonColumns);
 }
 
 function code(fn: () => unknown): string {
@@ -192,16 +192,18 @@ describe('json values in rows', () => {
       skip: undefined,
     };
     const enc = encodeRows([{ id: 1, payload, list: [{ x: 1 }, 'y'] }], 0);
-    expect(enc.rows[0]![1]).toEqual({ $t: 'json', v: JSON.stringify(payload) });
+    // A column of json objects only: bare JSON text, the column listed in jsonColumns.
+    expect(enc.rows[0]![1]).toBe(JSON.stringify(payload));
+    expect(enc.jsonColumns).toEqual([1]);
     // In an array (a json[] column, or a jsonb column holding an array), element by element.
     expect(enc.rows[0]![2]).toEqual([{ $t: 'json', v: '{"x":1}' }, 'y']);
     const wire = JSON.parse(JSON.stringify(enc));
-    // Anywhere but a writing worker, the tag decodes to the parsed value.
-    expect(decodeRows(wire.columns, wire.rows, 0)[0]!.payload).toEqual(
+    // Anywhere but a writing worker, the text decodes to the parsed value.
+    expect(decodeRows(wire.columns, wire.rows, 0, false, wire.jsonColumns)[0]!.payload).toEqual(
       JSON.parse(JSON.stringify(payload)),
     );
     // A worker keeps the text: JsonText, serialized back to the same JSON inside other values.
-    const forWrite = decodeRows(wire.columns, wire.rows, 0, true)[0]!;
+    const forWrite = decodeRows(wire.columns, wire.rows, 0, true, wire.jsonColumns)[0]!;
     expect(forWrite.payload).toBeInstanceOf(JsonText);
     expect((forWrite.payload as JsonText).text).toBe(JSON.stringify(payload));
     expect(JSON.stringify(forWrite.list)).toBe('[{"x":1},"y"]');
@@ -212,6 +214,49 @@ describe('json values in rows', () => {
     });
     // Events and results re-encode a JsonText as the same tag.
     expect(encodeValue(forWrite.payload, 'p')).toEqual({ $t: 'json', v: JSON.stringify(payload) });
+  });
+
+  it('jsonColumns: only columns of json objects, nulls and absents; others keep their tags', () => {
+    const rows = [
+      { a: { k: 1 }, b: { k: 'x' }, c: null, d: 'text', e: { k: 2 } },
+      { a: null, b: 'a JSON string', d: 'more' },
+      { b: { k: '\t\n"\\' }, c: null, e: new JsonText('[1, 2]') },
+    ];
+    const enc = encodeRows(rows, 0);
+    expect(enc.columns).toEqual(['a', 'b', 'c', 'd', 'e']);
+    // a: objects and null; e: an object, absent, a JsonText. b mixes a string in; c, d hold none.
+    expect(enc.jsonColumns).toEqual([0, 4]);
+    expect(enc.rows[1]![0]).toBeNull();
+    expect(enc.rows[1]![4]).toEqual({ $t: 'absent' });
+    expect(enc.rows[2]![0]).toEqual({ $t: 'absent' });
+    expect(enc.rows[2]![4]).toBe('[1, 2]');
+    expect(enc.rows[0]![1]).toEqual({ $t: 'json', v: '{"k":"x"}' });
+    expect(enc.rows[1]![1]).toBe('a JSON string');
+    const back = rowsRoundTrip(rows);
+    expect(back).toEqual([
+      { a: { k: 1 }, b: { k: 'x' }, c: null, d: 'text', e: { k: 2 } },
+      { a: null, b: 'a JSON string', d: 'more' },
+      { b: { k: '\t\n"\\' }, c: null, e: [1, 2] },
+    ]);
+    expect('a' in back[2]!).toBe(false);
+    // Exact object tags (rows read back from Postgres) never use jsonColumns.
+    expect(encodeRows(rows.slice(0, 1), 0, false).jsonColumns).toBeUndefined();
+  });
+
+  it('jsonColumns: a value that is not JSON text, null or absent is INVALID_PAYLOAD', () => {
+    for (const bad of [5, true, ['x'], { $t: 'json', v: '1' }, { $t: 'absent', v: 1 }, '{nope']) {
+      expect(code(() => decodeRows(['id', 'p'], [[1, bad]], 0, false, [1]))).toBe(
+        'INVALID_PAYLOAD',
+      );
+    }
+    // Out of range, and refused by validatePayload before any row is decoded.
+    expect(code(() => decodeRows(['p'], [['{}']], 0, true, [1]))).toBe('INVALID_PAYLOAD');
+    const p = { ...chunkPayload(), jsonColumns: [chunkPayload().columns.length] };
+    expect(code(() => validatePayload(p, 'chunk'))).toBe('INVALID_PAYLOAD');
+    expect(code(() => validatePayload({ ...chunkPayload(), jsonColumns: [-1] }, 'chunk'))).toBe(
+      'INVALID_PAYLOAD',
+    );
+    expect(validatePayload({ ...chunkPayload(), jsonColumns: [0] }, 'chunk')).toBeTruthy();
   });
 
   it('what JSON.stringify refuses is INVALID_VALUE at enqueue; bad json tags are INVALID_PAYLOAD', () => {
