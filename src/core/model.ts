@@ -292,21 +292,20 @@ export class BulkModel<T extends Row = Row> {
     const db = this.db;
     const table = this.table;
     const { signals: sig, ...rest } = options;
-    const gen = async function* () {
-      db.assertOpen();
-      const meta = await db.meta(table);
-      return yield* copyToIterate(
-        {
-          engine: db.engine,
-          signals: sig === false ? null : db.signals,
-          decode: db.decode,
-          meta,
-          operationId: globalThis.crypto.randomUUID(),
+    // One generator, not a wrapper around one: each row is one await, not two.
+    return copyToIterate(
+      {
+        engine: db.engine,
+        signals: sig === false ? null : db.signals,
+        decode: db.decode,
+        meta: () => {
+          db.assertOpen();
+          return db.meta(table);
         },
-        rest,
-      );
-    };
-    return gen() as AsyncGenerator<T, { count: number }>;
+        operationId: globalThis.crypto.randomUUID(),
+      },
+      rest,
+    ) as AsyncGenerator<T, { count: number }>;
   }
 
   /** copyTo as a Node Readable of raw CSV (header included) or COPY text, to pipe to a file. */

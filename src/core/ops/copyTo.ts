@@ -58,11 +58,10 @@ export function copyUnescape(s: string): string {
 export class CopyTextParser {
   private rest = '';
   private readonly decoders: ((s: string | null) => unknown)[];
-  constructor(
-    private readonly columns: ColumnMeta[],
-    decode: DecodeOptions,
-  ) {
+  private readonly names: string[];
+  constructor(columns: ColumnMeta[], decode: DecodeOptions) {
     this.decoders = columns.map((c) => decoderFor(c, decode));
+    this.names = columns.map((c) => c.name);
   }
 
   push(chunk: string, out: Row[]): void {
@@ -71,7 +70,7 @@ export class CopyTextParser {
     for (;;) {
       const nl = text.indexOf('\n', start);
       if (nl === -1) break;
-      out.push(this.line(text.slice(start, nl)));
+      out.push(this.line(text, start, nl));
       start = nl + 1;
     }
     this.rest = text.slice(start);
@@ -81,15 +80,24 @@ export class CopyTextParser {
     if (this.rest.length > 0) throw new Error('COPY output ended in the middle of a row');
   }
 
-  private line(line: string): Row {
-    const fields = line.split('\t');
+  /** The line of `text` from `start` to `end` (its newline), fields found in place, not split. */
+  private line(text: string, start: number, end: number): Row {
     const row: Row = {};
-    const cols = this.columns;
-    if (fields.length !== cols.length)
-      throw new Error(`COPY row has ${fields.length} fields, expected ${cols.length}`);
-    for (let j = 0; j < cols.length; j++) {
-      const f = fields[j]!;
-      row[cols[j]!.name] = this.decoders[j]!(f === '\\N' ? null : copyUnescape(f));
+    const names = this.names;
+    const decoders = this.decoders;
+    const last = names.length - 1;
+    let at = start;
+    for (let j = 0; j <= last; j++) {
+      const tab = text.indexOf('\t', at);
+      const stop = j === last ? end : tab;
+      if (j === last ? tab !== -1 && tab < end : tab === -1 || tab > end) {
+        throw new Error(
+          `COPY row ${JSON.stringify(text.slice(start, end))} does not have ${names.length} fields`,
+        );
+      }
+      const f = text.slice(at, stop);
+      row[names[j]!] = decoders[j]!(f === '\\N' ? null : copyUnescape(f));
+      at = stop + 1;
     }
     return row;
   }
@@ -99,7 +107,8 @@ export interface CopyToContext {
   engine: Engine;
   signals: Signals | null;
   decode: DecodeOptions;
-  meta: TableMeta;
+  /** The table's metadata, loaded when the iteration starts. */
+  meta: () => Promise<TableMeta>;
   operationId: string;
 }
 
@@ -146,7 +155,7 @@ export async function* copyToIterate(
   ctx: CopyToContext,
   opts: CopyToOptions,
 ): AsyncGenerator<Row | Buffer, { count: number }> {
-  const { meta } = ctx;
+  const meta = await ctx.meta();
   const plan = planCopyTo(meta, opts);
   const base = {
     table: meta.displayName,
