@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL } from './helpers.js';
-import { killAll, REDIS_URL, runCli } from './queueHelpers.js';
+import { killAll, queueName, REDIS_URL, runCli, until } from './queueHelpers.js';
 
 /** `bulkmodel worker` as users meet it: help, usage errors, services that do not answer. */
 afterAll(killAll);
@@ -28,6 +28,55 @@ describe('bulkmodel worker CLI', () => {
     });
     expect(r.code).toBe(2);
     expect(r.out).toContain('--tables');
+  });
+
+  it('--heap-growth takes a whole percent (0: V8 decides); anything else exits 2', async () => {
+    for (const bad of ['-1', '1.5', 'lots']) {
+      const r = await run(['worker', '--tables', 'x', '--heap-growth', bad]);
+      expect(r.code).toBe(2);
+      expect(r.out).toContain('--heap-growth');
+    }
+    const help = await run(['worker', '--help']);
+    expect(help.out).toContain('--heap-growth <pct>');
+  });
+
+  it('sets the heap growth at startup, unless node was given --heap-growing-percent', async () => {
+    const flag = ['--heap-growing-percent=20'];
+    const cases: [string[], string[], string][] = [
+      [[], [], '"heapGrowthPercent":100'],
+      [['--heap-growth', '30'], [], '"heapGrowthPercent":30'],
+      [[], flag, '"heapGrowthPercent":"node flag"'],
+      [['--heap-growth', '0'], flag, '"heapGrowthPercent":0'],
+    ];
+    for (const [extra, nodeArgs, expected] of cases) {
+      const c = runCli(
+        [
+          'worker',
+          '--tables',
+          'items',
+          '--queue',
+          queueName('heap'),
+          '--database',
+          DATABASE_URL,
+          '--redis',
+          REDIS_URL,
+          ...extra,
+        ],
+        { LOG_LEVEL: 'debug' },
+        nodeArgs,
+      );
+      let ended = false;
+      void c.exited.then(() => {
+        ended = true;
+      });
+      await until('the worker to start', () => {
+        if (ended) throw new Error(`the worker exited; it printed:\n${c.output()}`);
+        return c.output().includes('bulkmodel worker started');
+      });
+      expect(c.output()).toContain(expected);
+      c.child.kill('SIGTERM');
+      expect((await c.exited).code).toBe(0);
+    }
   });
 
   it('an unknown flag exits 2', async () => {

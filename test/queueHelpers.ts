@@ -55,12 +55,17 @@ const live = new Set<ChildProcess>();
 export function runCli(
   args: string[],
   env: Record<string, string> = {},
+  nodeArgs: string[] = [],
 ): { child: ChildProcess; output(): string; exited: WorkerProcess['exited'] } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, '--import', 'tsx', 'src/cli/main.ts', ...args],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   live.add(child);
   let out = '';
   child.stdout!.on('data', (d) => {
