@@ -20,6 +20,7 @@ export async function startWorker(
   concurrency = 4,
   built = false,
   nodeArgs: string[] = [],
+  cliArgs: string[] = [],
 ): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
@@ -33,6 +34,7 @@ export async function startWorker(
       queue,
       '--concurrency',
       String(concurrency),
+      ...cliArgs,
     ],
     {
       env: { ...process.env, DATABASE_URL: url },
@@ -230,6 +232,8 @@ export async function memoryRun(
   n: number,
   /** Node flags for the worker, e.g. a heap cap. */
   workerNodeArgs: string[] = [],
+  /** `bulkmodel worker` options, e.g. `--heap-growth 0`. */
+  workerCliArgs: string[] = [],
 ): Promise<{
   rows: number;
   producerMb: number;
@@ -245,7 +249,7 @@ export async function memoryRun(
   // The worker as users run it: the built CLI under plain node (tsx's loader alone holds
   // about 100 MB). Without a build (`npm run build`), the sources under tsx.
   const built = existsSync(BUILT_CLI) && existsSync(BUILT_INDEX);
-  const worker = await startWorker(url, table, queueName, 4, built, workerNodeArgs);
+  const worker = await startWorker(url, table, queueName, 4, built, workerNodeArgs, workerCliArgs);
   try {
     const t0 = performance.now();
     const child = spawn(
@@ -278,7 +282,7 @@ export async function memoryRun(
       producerMb: report.peakMb,
       workerMb: peakRssMb(worker.pid!),
       secs: (performance.now() - t0) / 1000,
-      workerRuns: `${['node', ...workerNodeArgs].join(' ')} ${built ? 'dist/cli/main.js' : '--import tsx src/cli/main.ts'} worker`,
+      workerRuns: `${['node', ...workerNodeArgs].join(' ')} ${built ? 'dist/cli/main.js' : '--import tsx src/cli/main.ts'} ${['worker', ...workerCliArgs].join(' ')}`,
     };
   } finally {
     await stopWorker(worker);

@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring|queue] [--no-queue] [--no-memory]
+ * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring|queue|memory] [--no-queue] [--no-memory]
  *
  * Compares bulkmodel with hand-written strategies side by side in one run: cases interleaved
  * over repetitions, median and min–max, ratio to each group's baseline. Every case is verified
@@ -348,9 +348,13 @@ async function main(): Promise<void> {
   await pool.query(TABLE_DDL(T));
   await pool.query(TABLE_DDL(REF));
   const onlyQueue = args.only === 'queue';
-  const selected = onlyQueue
-    ? []
-    : cases.filter((c) => !args.only || c.group.includes(args.only) || c.name.includes(args.only));
+  const onlyMemory = args.only === 'memory';
+  const selected =
+    onlyQueue || onlyMemory
+      ? []
+      : cases.filter(
+          (c) => !args.only || c.group.includes(args.only) || c.name.includes(args.only),
+        );
   const results = new Map<Case, number[]>();
   const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'cpu'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   process.stderr.write(`bench: ${N} rows, ${REPS} repetitions, ${machine}\n`);
@@ -378,18 +382,20 @@ async function main(): Promise<void> {
     ...(c.note ? { note: c.note } : {}),
   }));
   let cpuMd = '';
-  if (!args['no-queue'] && (!args.only || onlyQueue)) {
+  if (!args['no-queue'] && !onlyMemory && (!args.only || onlyQueue)) {
     const qb = new QueueBench(DB_URL, T, rows, REPS, reset, () => expectTable(`all:${N}`, rows));
     out.push(...(await qb.run(db1)));
     cpuMd = qb.cpuMarkdown();
   }
-  // Twice: V8's default heap (which grows freely on a machine with memory to spare) and the
-  // heap cap docs/guides/deployment.md and docker-compose.yml give workers.
+  // Three times: the worker as it starts by default (--heap-growth 100), with V8's own heap
+  // growth (which grows freely on a machine with memory to spare), and with the heap cap
+  // docs/guides/deployment.md and docker-compose.yml give workers.
   let memory: Awaited<ReturnType<typeof memoryRun>>[] | undefined;
-  if (!args['no-memory'] && !quick && !args.only) {
+  if (!args['no-memory'] && !quick && (!args.only || onlyMemory)) {
     const n = Number(args['memory-rows'] ?? 2_000_000);
     memory = [
       await memoryRun(DB_URL, n),
+      await memoryRun(DB_URL, n, [], ['--heap-growth', '0']),
       await memoryRun(DB_URL, n, [`--max-old-space-size=${WORKER_HEAP_MB}`]),
     ];
   }

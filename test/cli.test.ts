@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DATABASE_URL } from './helpers.js';
 import { killAll, queueName, REDIS_URL, runCli, until } from './queueHelpers.js';
@@ -31,13 +32,17 @@ describe('bulkmodel worker CLI', () => {
   });
 
   it('--heap-growth takes a whole percent (0: V8 decides); anything else exits 2', async () => {
-    for (const bad of ['-1', '1.5', 'lots']) {
+    for (const bad of ['-1', '1.5', 'lots', '1001']) {
       const r = await run(['worker', '--tables', 'x', '--heap-growth', bad]);
       expect(r.code).toBe(2);
       expect(r.out).toContain('--heap-growth');
     }
     const help = await run(['worker', '--help']);
     expect(help.out).toContain('--heap-growth <pct>');
+    // The V8 flag it sets exists in this node (setFlagsFromString ignores unknown flags).
+    const v8 = spawnSync(process.execPath, ['--v8-options'], { encoding: 'utf8' });
+    expect(v8.stdout).toContain('--heap-growing-percent');
+    expect(spawnSync(process.execPath, ['--heap-growing-percent=100', '-e', '0']).status).toBe(0);
   });
 
   it('sets the heap growth at startup, unless node was given --heap-growing-percent', async () => {

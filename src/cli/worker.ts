@@ -30,8 +30,8 @@ Options:
                         answer, else 503) on this port
   --metrics-host <addr> address for --metrics-port (default 127.0.0.1; 0.0.0.0 in containers)
   --heap-growth <pct>   let V8's heap grow this many percent past the live data before a full
-                        garbage collection (default 100; 0 keeps V8's own growth, which on a
-                        machine with memory to spare can double the worker's RSS)
+                        garbage collection (0-1000, default 100; 0: V8's own growth, which
+                        on a machine with memory to spare can double the worker's RSS)
 
 Logs: JSON lines on stderr (pretty on a terminal), passwords redacted; LOG_LEVEL sets the level.
 
@@ -47,7 +47,7 @@ Examples:
  * A worker's heap holds a few jobs' rows at a time and much short-lived garbage. V8 lets the
  * heap grow up to 4x the live data between full collections (more on a machine with memory to
  * spare): a 2-million-row drain peaked anywhere from 290 to 430 MB of RSS. Growing at most to
- * twice the live data keeps it near 210 MB at the same speed (docs/PERFORMANCE.md). V8 reads
+ * twice the live data keeps it at 210-235 MB at the same speed (docs/PERFORMANCE.md). V8 reads
  * this flag at each collection, so setting it at startup works; a --heap-growing-percent given
  * to node itself is left alone unless --heap-growth is given too.
  */
@@ -92,9 +92,10 @@ export async function runWorker(argv: string[]): Promise<number> {
       'INVALID_OPTION',
       '--tables is required: the tables this worker may write (see bulkmodel worker --help)',
     );
-  const heapGrowth = setHeapGrowth(
-    str(p, 'heap-growth') !== undefined ? int(p, 'heap-growth', 0, 0) : undefined,
-  );
+  const growth = str(p, 'heap-growth') !== undefined ? int(p, 'heap-growth', 0, 0) : undefined;
+  if (growth !== undefined && growth > 1000)
+    throw new BulkError('INVALID_OPTION', `--heap-growth must be at most 1000, got ${growth}`);
+  const heapGrowth = setHeapGrowth(growth);
   const metricsPort = str(p, 'metrics-port') ? int(p, 'metrics-port', 0, 0) : undefined;
   const services = await checkServices(str(p, 'database'), str(p, 'redis'));
   const registry = new Registry();

@@ -69,8 +69,9 @@ const validateAll = ajv.compile(PAYLOAD_SCHEMA);
 
 /**
  * The same schema with a chunk's row values left unchecked: the worker decodes every value
- * right after (`decodeRows`, which refuses exactly what the schema's `value` refuses), so
- * checking them here too would walk thousands of values twice.
+ * right after (`decodeRows`, which refuses what the schema's `value` refuses, and in a
+ * `jsonColumns` column anything but JSON text, null or the absent tag), so checking them here
+ * too would walk thousands of values twice.
  */
 const ENVELOPE_SCHEMA = (() => {
   const s = JSON.parse(JSON.stringify(PAYLOAD_SCHEMA));
@@ -119,6 +120,22 @@ export function validatePayload(
       'INVALID_PAYLOAD',
       `job ${jobName}: every row must hold ${p.columns.length} values`,
     );
+  }
+  // What a JSON Schema cannot say: the values of a jsonColumns column (by index) are JSON text.
+  if ('chunk' in p && p.jsonColumns && options.values !== false) {
+    for (let i = 0; i < p.rows.length; i++) {
+      for (const j of p.jsonColumns) {
+        const e = p.rows[i]![j];
+        const absent =
+          e !== null && typeof e === 'object' && !Array.isArray(e) && e.$t === 'absent';
+        if (e !== null && typeof e !== 'string' && !absent) {
+          throw new BulkError(
+            'INVALID_PAYLOAD',
+            `job ${jobName}: invalid payload at /rows/${i}/${j}: a jsonColumns value must be JSON text, null or the absent tag`,
+          );
+        }
+      }
+    }
   }
   return p;
 }

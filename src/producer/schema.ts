@@ -119,7 +119,7 @@ export const PAYLOAD_SCHEMA = {
         rows: { type: 'array', items: { type: 'array', items: { $ref: '#/definitions/value' } } },
         jsonColumns: {
           description:
-            "Indexes of columns whose values are a json/jsonb value's JSON text as a bare string (not a json tag), null, or the absent tag",
+            "Indexes of columns whose values are a json/jsonb value's JSON text as a bare string (not a json tag), null, or the absent tag (by index, so not checked by this schema: validatePayload and the worker check it)",
           type: 'array',
           items: { type: 'integer', minimum: 0 },
           maxItems: 1600,

@@ -90,6 +90,12 @@ export function encodeColumnValue(v: unknown, path: string, depth = 0): Encoded 
           `${path}: value cannot be serialized as JSON: ${(e as Error).message}`,
         );
       }
+      // A toJSON that returns undefined: no JSON value at all (direct mode refuses it too).
+      if (text === undefined)
+        throw new BulkError(
+          'INVALID_VALUE',
+          `${path}: value has no JSON form (toJSON gave undefined)`,
+        );
       return { $t: 'json', v: text };
     }
   }
@@ -210,13 +216,15 @@ export function encodeRows(
   }
   // Per column: 0 no json value yet, 1 json values (and nulls, absents) only, 2 anything else.
   const json = jsonAsText ? new Uint8Array(columns.length) : undefined;
+  // A row without its own "__proto__" would read Object.prototype for that column.
+  const protoAt = index.get('__proto__') ?? -1;
   const out: Encoded[][] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i] as Record<string, unknown>;
     const vals: Encoded[] = new Array(columns.length);
     for (let j = 0; j < columns.length; j++) {
       const c = columns[j]!;
-      const v = r[c];
+      const v = j === protoAt && !Object.hasOwn(r, c) ? undefined : r[c];
       // Strings, booleans, finite numbers and null travel as themselves (no error path built).
       const e =
         isScalar(v) && (typeof v !== 'number' || Number.isFinite(v))

@@ -47,8 +47,16 @@ describe('CopyTextParser', () => {
     }
   });
 
+  it('one column: every line is one field; a tab is one field too many', () => {
+    const p = new CopyTextParser([col('a')], {});
+    const out: Row[] = [];
+    p.push('x\n\\N\n\nlast \\t\n', out);
+    expect(out).toEqual([{ a: 'x' }, { a: null }, { a: '' }, { a: 'last \t' }]);
+    expect(() => p.push('a\tb\n', [])).toThrow(/does not have 1 fields/);
+  });
+
   it('refuses a row with too few or too many fields, and output cut mid-row', () => {
-    for (const bad of ['x\t1\n', 'x\t1\ty\tz\n', 'x\n']) {
+    for (const bad of ['x\t1\n', 'x\t1\ty\tz\n', 'x\n', 'x\t1\na\tb\tc\n', 'a\t1\tb\nx\t1\n']) {
       const p = new CopyTextParser(COLS, {});
       expect(() => p.push(bad, [])).toThrow(/does not have 3 fields/);
     }

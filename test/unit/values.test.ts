@@ -243,6 +243,22 @@ describe('json values in rows', () => {
     expect(encodeRows(rows.slice(0, 1), 0, false).jsonColumns).toBeUndefined();
   });
 
+  it('a json value whose toJSON gives undefined is INVALID_VALUE, never sent as null', () => {
+    const rows = [{ id: 1, p: { toJSON: () => undefined } }];
+    expect(code(() => encodeRows(rows, 0))).toBe('INVALID_VALUE');
+  });
+
+  it('a "__proto__" column some rows lack is absent in those rows, not Object.prototype', () => {
+    const withProto = JSON.parse('{"__proto__": {"x": 1}, "n": 1}');
+    const enc = encodeRows([withProto, { n: 2 }], 0);
+    expect(enc.columns).toEqual(['__proto__', 'n']);
+    expect(enc.rows[1]![0]).toEqual({ $t: 'absent' });
+    const back = rowsRoundTrip([withProto, { n: 2 }]);
+    expect(Object.hasOwn(back[0]!, '__proto__')).toBe(true);
+    expect(Object.getOwnPropertyDescriptor(back[0]!, '__proto__')?.value).toEqual({ x: 1 });
+    expect(Object.hasOwn(back[1]!, '__proto__')).toBe(false);
+  });
+
   it('jsonColumns: a value that is not JSON text, null or absent is INVALID_PAYLOAD', () => {
     for (const bad of [5, true, ['x'], { $t: 'json', v: '1' }, { $t: 'absent', v: 1 }, '{nope']) {
       expect(code(() => decodeRows(['id', 'p'], [[1, bad]], 0, false, [1]))).toBe(
@@ -256,7 +272,19 @@ describe('json values in rows', () => {
     expect(code(() => validatePayload({ ...chunkPayload(), jsonColumns: [-1] }, 'chunk'))).toBe(
       'INVALID_PAYLOAD',
     );
-    expect(validatePayload({ ...chunkPayload(), jsonColumns: [0] }, 'chunk')).toBeTruthy();
+    // Column 1 holds strings: valid. Column 0 holds a bigint tag: the schema alone cannot tell
+    // (it names columns by index), validatePayload does.
+    expect(validatePayload({ ...chunkPayload(), jsonColumns: [1] }, 'chunk')).toBeTruthy();
+    expect(code(() => validatePayload({ ...chunkPayload(), jsonColumns: [0] }, 'chunk'))).toBe(
+      'INVALID_PAYLOAD',
+    );
+    // The worker's path leaves values to decodeRows, which refuses it as it decodes.
+    const env = validatePayload({ ...chunkPayload(), jsonColumns: [0] }, 'chunk', {
+      values: false,
+    }) as ChunkPayload;
+    expect(
+      code(() => decodeRows(env.columns, env.rows as unknown[][], 0, true, env.jsonColumns)),
+    ).toBe('INVALID_PAYLOAD');
   });
 
   it('what JSON.stringify refuses is INVALID_VALUE at enqueue; bad json tags are INVALID_PAYLOAD', () => {

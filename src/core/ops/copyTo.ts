@@ -64,8 +64,22 @@ export class CopyTextParser {
     this.names = columns.map((c) => c.name);
   }
 
+  /** The first tab at or after the last search's start in the current text (-1: none). */
+  private tab = -1;
+  private tabFrom = Number.POSITIVE_INFINITY;
+
+  /** The first tab at or after `at`: each search resumes where the last one stopped. */
+  private nextTab(text: string, at: number): number {
+    if (at < this.tabFrom || (this.tab !== -1 && this.tab < at)) {
+      this.tab = text.indexOf('\t', at);
+      this.tabFrom = at;
+    }
+    return this.tab;
+  }
+
   push(chunk: string, out: Row[]): void {
     const text = this.rest + chunk;
+    this.tabFrom = Number.POSITIVE_INFINITY; // a new text: nothing searched yet
     let start = 0;
     for (;;) {
       const nl = text.indexOf('\n', start);
@@ -88,13 +102,10 @@ export class CopyTextParser {
     const last = names.length - 1;
     let at = start;
     for (let j = 0; j <= last; j++) {
-      const tab = text.indexOf('\t', at);
+      const tab = this.nextTab(text, at);
       const stop = j === last ? end : tab;
-      if (j === last ? tab !== -1 && tab < end : tab === -1 || tab > end) {
-        throw new Error(
-          `COPY row ${JSON.stringify(text.slice(start, end))} does not have ${names.length} fields`,
-        );
-      }
+      if (j === last ? tab !== -1 && tab < end : tab === -1 || tab > end)
+        throw new Error(`a COPY output row does not have ${names.length} fields`);
       const f = text.slice(at, stop);
       row[names[j]!] = decoders[j]!(f === '\\N' ? null : copyUnescape(f));
       at = stop + 1;
