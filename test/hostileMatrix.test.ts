@@ -1,3 +1,6 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BulkClient, type BulkErrorCode, BulkProducer, type Row } from '../src/index.js';
@@ -26,6 +29,7 @@ import {
 let tdb: TestDb;
 let db: BulkClient;
 let worker: WorkerProcess;
+let exportDir: string;
 let producer: BulkProducer;
 let q: Queue;
 const prefix = runPrefix('matrix');
@@ -40,11 +44,19 @@ beforeAll(async () => {
     CREATE TABLE ${tdb.t('secret')} (id bigserial PRIMARY KEY, code text, n int);
     INSERT INTO ${tdb.t('m')} (code, n, name) SELECT 'seed' || g, g, 'seed' FROM generate_series(1, 20) g;`);
   db = tdb.client();
-  worker = await startWorker({ tables: [tdb.t('m')], queue, prefix, concurrency: 1 });
+  exportDir = mkdtempSync(join(tmpdir(), 'bm-matrix-'));
+  worker = await startWorker({
+    tables: [tdb.t('m')],
+    queue,
+    prefix,
+    concurrency: 1,
+    args: ['--export-dir', exportDir],
+  });
   producer = new BulkProducer({ redis: REDIS_URL, queue, prefix, maxPayloadBytes: 256 * 1024 });
   q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
 });
 afterAll(async () => {
+  if (exportDir) rmSync(exportDir, { recursive: true, force: true });
   await q?.close();
   await producer?.close();
   if (worker) expect(await stopWorker(worker)).toBe(0);
@@ -383,6 +395,8 @@ describe(`hostile input matrix (${CASES.length} inputs, direct and queued)`, () 
         const err = await rejection(runQueued(c));
         expect(err.code).toBe(c.queueCode ?? c.code);
         expect(await fingerprint()).toBe(before);
+        // A refused export leaves no file behind, not even an empty .partial one.
+        expect(readdirSync(exportDir)).toEqual([]);
         await stillServes();
       });
   }

@@ -1,5 +1,4 @@
-import { createWriteStream } from 'node:fs';
-import { mkdir, realpath, rename, rm } from 'node:fs/promises';
+import { mkdir, open, realpath, rename, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -269,6 +268,11 @@ async function runCopyTo(
     signals: p.options.signals !== false,
   };
   let count = 0;
+  // Opened here, before any row is read: a failure (an unknown column, say) then always finds
+  // the file to remove. Opened by the write stream instead, its open could finish after the
+  // cleanup and leave an empty .partial file behind.
+  const file = await open(tmp, 'wx');
+  const sink = () => file.createWriteStream();
   try {
     if (spec.format === 'ndjson') {
       const rows = model.copyTo({ ...base, format: 'rows' });
@@ -280,7 +284,7 @@ async function runCopyTo(
           }
         })(),
       );
-      await pipeline(lines, createWriteStream(tmp, { flags: 'wx' }));
+      await pipeline(lines, sink());
     } else {
       const out = model.copyTo({ ...base, format: spec.format ?? 'csv' });
       const bytes = Readable.from(
@@ -295,10 +299,12 @@ async function runCopyTo(
           }
         })(),
       );
-      await pipeline(bytes, createWriteStream(tmp, { flags: 'wx' }));
+      await pipeline(bytes, sink());
     }
     await rename(tmp, full);
   } catch (err) {
+    // The stream closes the file when it ends or is destroyed; closing it again is harmless.
+    await file.close().catch(() => {});
     await rm(tmp, { force: true });
     throw err;
   }
