@@ -85,7 +85,8 @@ async function settle(): Promise<void> {
   if (!canCheckpoint) return;
   try {
     await pool.query('CHECKPOINT');
-  } catch {
+  } catch (err) {
+    if ((err as { code?: string }).code !== '42501') throw err;
     canCheckpoint = false;
     process.stderr.write('bench: CHECKPOINT not permitted; cases are not settled before timing\n');
   }

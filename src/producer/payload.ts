@@ -127,7 +127,11 @@ export function validatePayload(
       for (const j of p.jsonColumns) {
         const e = p.rows[i]![j];
         const absent =
-          e !== null && typeof e === 'object' && !Array.isArray(e) && e.$t === 'absent';
+          e !== null &&
+          typeof e === 'object' &&
+          !Array.isArray(e) &&
+          e.$t === 'absent' &&
+          Object.keys(e).length === 1;
         if (e !== null && typeof e !== 'string' && !absent) {
           throw new BulkError(
             'INVALID_PAYLOAD',

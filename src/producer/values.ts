@@ -216,15 +216,16 @@ export function encodeRows(
   }
   // Per column: 0 no json value yet, 1 json values (and nulls, absents) only, 2 anything else.
   const json = jsonAsText ? new Uint8Array(columns.length) : undefined;
-  // A row without its own "__proto__" would read Object.prototype for that column.
-  const protoAt = index.get('__proto__') ?? -1;
+  // A row without its own "__proto__" (or "constructor", "toString", ...) would read what
+  // Object.prototype has under that name: such columns are read as own properties only.
+  const inherited = columns.map((c) => c in Object.prototype);
   const out: Encoded[][] = new Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i] as Record<string, unknown>;
     const vals: Encoded[] = new Array(columns.length);
     for (let j = 0; j < columns.length; j++) {
       const c = columns[j]!;
-      const v = j === protoAt && !Object.hasOwn(r, c) ? undefined : r[c];
+      const v = inherited[j] && !Object.hasOwn(r, c) ? undefined : r[c];
       // Strings, booleans, finite numbers and null travel as themselves (no error path built).
       const e =
         isScalar(v) && (typeof v !== 'number' || Number.isFinite(v))

@@ -303,7 +303,8 @@ async function runCopyTo(
     }
     await rename(tmp, full);
   } catch (err) {
-    // The stream closes the file when it ends or is destroyed; closing it again is harmless.
+    // The stream has closed the file if it ended or failed before writing; not always when it
+    // failed mid-stream. Closing it again is harmless.
     await file.close().catch(() => {});
     await rm(tmp, { force: true });
     throw err;

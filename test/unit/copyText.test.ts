@@ -55,6 +55,15 @@ describe('CopyTextParser', () => {
     expect(() => p.push('a\tb\n', [])).toThrow(/does not have 1 fields/);
   });
 
+  it('a column named "__proto__" is an own property, not the row\'s prototype', () => {
+    const p = new CopyTextParser([col('__proto__'), col('n', 23)], {});
+    const out: Row[] = [];
+    p.push('x\t1\n', out);
+    expect(Object.getOwnPropertyDescriptor(out[0]!, '__proto__')?.value).toBe('x');
+    expect(Object.getPrototypeOf(out[0]!)).toBe(Object.prototype);
+    expect(out[0]!.n).toBe(1);
+  });
+
   it('refuses a row with too few or too many fields, and output cut mid-row', () => {
     for (const bad of ['x\t1\n', 'x\t1\ty\tz\n', 'x\n', 'x\t1\na\tb\tc\n', 'a\t1\tb\nx\t1\n']) {
       const p = new CopyTextParser(COLS, {});

@@ -257,6 +257,11 @@ describe('json values in rows', () => {
     expect(Object.hasOwn(back[0]!, '__proto__')).toBe(true);
     expect(Object.getOwnPropertyDescriptor(back[0]!, '__proto__')?.value).toEqual({ x: 1 });
     expect(Object.hasOwn(back[1]!, '__proto__')).toBe(false);
+    // Likewise any name Object.prototype has.
+    const odd = [{ id: 1, constructor: 5, toString: 'x' }, { id: 2 }];
+    const encOdd = encodeRows(odd, 0);
+    expect(encOdd.rows[1]).toEqual([2, { $t: 'absent' }, { $t: 'absent' }]);
+    expect(rowsRoundTrip(odd)).toEqual(odd);
   });
 
   it('jsonColumns: a value that is not JSON text, null or absent is INVALID_PAYLOAD', () => {
@@ -275,6 +280,11 @@ describe('json values in rows', () => {
     // Column 1 holds strings: valid. Column 0 holds a bigint tag: the schema alone cannot tell
     // (it names columns by index), validatePayload does.
     expect(validatePayload({ ...chunkPayload(), jsonColumns: [1] }, 'chunk')).toBeTruthy();
+    const extra = chunkPayload();
+    extra.rows[0]![1] = { $t: 'absent', v: 1 } as never;
+    expect(code(() => validatePayload({ ...extra, jsonColumns: [1] }, 'chunk'))).toBe(
+      'INVALID_PAYLOAD',
+    );
     expect(code(() => validatePayload({ ...chunkPayload(), jsonColumns: [0] }, 'chunk'))).toBe(
       'INVALID_PAYLOAD',
     );

@@ -107,7 +107,15 @@ export class CopyTextParser {
       if (j === last ? tab !== -1 && tab < end : tab === -1 || tab > end)
         throw new Error(`a COPY output row does not have ${names.length} fields`);
       const f = text.slice(at, stop);
-      row[names[j]!] = decoders[j]!(f === '\\N' ? null : copyUnescape(f));
+      const v = decoders[j]!(f === '\\N' ? null : copyUnescape(f));
+      if (names[j] === '__proto__')
+        Object.defineProperty(row, '__proto__', {
+          value: v,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      else row[names[j]!] = v;
       at = stop + 1;
     }
     return row;
