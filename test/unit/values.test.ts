@@ -258,7 +258,7 @@ describe('json values in rows', () => {
     expect(Object.getOwnPropertyDescriptor(back[0]!, '__proto__')?.value).toEqual({ x: 1 });
     expect(Object.hasOwn(back[1]!, '__proto__')).toBe(false);
     // Likewise any name Object.prototype has.
-    const odd = [{ id: 1, constructor: 5, toString: 'x' }, { id: 2 }];
+    const odd: Record<string, unknown>[] = [{ id: 1, constructor: 5, toString: 'x' }, { id: 2 }];
     const encOdd = encodeRows(odd, 0);
     expect(encOdd.rows[1]).toEqual([2, { $t: 'absent' }, { $t: 'absent' }]);
     expect(rowsRoundTrip(odd)).toEqual(odd);
