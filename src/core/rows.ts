@@ -12,6 +12,13 @@ export interface EncodedGroup {
   values: (string | null)[][];
 }
 
+/** Assign as an own property, even for the key "__proto__" (a legal JSON key and column name). */
+export function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === '__proto__')
+    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else o[k] = v;
+}
+
 export function checkRow(meta: TableMeta, row: unknown, index: number): asserts row is Row {
   if (
     row === null ||

@@ -1,7 +1,7 @@
 import AjvModule from 'ajv';
 import { BulkError } from '../core/errors.js';
 import { PAYLOAD_SCHEMA } from './schema.js';
-import type { Encoded } from './values.js';
+import { type Encoded, isJsonColumnValue } from './values.js';
 
 export const PAYLOAD_VERSION = 1;
 
@@ -125,14 +125,7 @@ export function validatePayload(
   if ('chunk' in p && p.jsonColumns && options.values !== false) {
     for (let i = 0; i < p.rows.length; i++) {
       for (const j of p.jsonColumns) {
-        const e = p.rows[i]![j];
-        const absent =
-          e !== null &&
-          typeof e === 'object' &&
-          !Array.isArray(e) &&
-          e.$t === 'absent' &&
-          Object.keys(e).length === 1;
-        if (e !== null && typeof e !== 'string' && !absent) {
+        if (!isJsonColumnValue(p.rows[i]![j])) {
           throw new BulkError(
             'INVALID_PAYLOAD',
             `job ${jobName}: invalid payload at /rows/${i}/${j}: a jsonColumns value must be JSON text, null or the absent tag`,

@@ -1,5 +1,6 @@
 import { BulkError } from '../core/errors.js';
 import { JsonText } from '../core/jsonText.js';
+import { setOwn } from '../core/rows.js';
 
 /**
  * Values in job payloads. JSON strings, finite numbers, booleans and null travel as themselves;
@@ -104,13 +105,6 @@ export function encodeColumnValue(v: unknown, path: string, depth = 0): Encoded 
 
 function bad(path: string, what: string): never {
   throw new BulkError('INVALID_PAYLOAD', `${path}: ${what}`);
-}
-
-/** Assign as an own property, even for the key "__proto__" (a legal JSON key and column name). */
-function setOwn(o: Record<string, unknown>, k: string, v: unknown): void {
-  if (k === '__proto__')
-    Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
-  else o[k] = v;
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -305,17 +299,27 @@ function jsonValue(text: string, path: string, jsonText: boolean): unknown {
   }
 }
 
-/** A value of a `jsonColumns` column: JSON text, null, or the absent tag. */
-function decodeJsonColumn(e: unknown, path: string, jsonText: boolean): unknown {
-  if (typeof e === 'string') return jsonValue(e, path, jsonText);
-  if (e === null) return null;
-  if (
+/** Exactly the absent tag, `{"$t": "absent"}`. */
+function isAbsentTag(e: unknown): boolean {
+  return (
+    e !== null &&
     typeof e === 'object' &&
     !Array.isArray(e) &&
     (e as { $t?: unknown }).$t === 'absent' &&
     Object.keys(e).length === 1
-  )
-    return undefined;
+  );
+}
+
+/** What a `jsonColumns` column may hold: JSON text, null, or the absent tag. */
+export function isJsonColumnValue(e: unknown): boolean {
+  return typeof e === 'string' || e === null || isAbsentTag(e);
+}
+
+/** A value of a `jsonColumns` column: JSON text, null, or the absent tag. */
+function decodeJsonColumn(e: unknown, path: string, jsonText: boolean): unknown {
+  if (typeof e === 'string') return jsonValue(e, path, jsonText);
+  if (e === null) return null;
+  if (isAbsentTag(e)) return undefined;
   return bad(path, 'a value of a jsonColumns column must be JSON text, null or the absent tag');
 }
 

@@ -4,6 +4,7 @@ import type { DbClient } from '../db.js';
 import { type DecodeOptions, decoderFor } from '../decode.js';
 import { BulkError, fromPgError } from '../errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
+import { setOwn } from '../rows.js';
 import type { Engine } from '../runner.js';
 import type { Row, Signals } from '../signals.js';
 import { buildCopyOut } from '../sql/copy.js';
@@ -59,9 +60,12 @@ export class CopyTextParser {
   private rest = '';
   private readonly decoders: ((s: string | null) => unknown)[];
   private readonly names: string[];
+  /** Names a plain assignment sets as an own property (all but "__proto__"). */
+  private readonly plain: boolean[];
   constructor(columns: ColumnMeta[], decode: DecodeOptions) {
     this.decoders = columns.map((c) => decoderFor(c, decode));
     this.names = columns.map((c) => c.name);
+    this.plain = this.names.map((n) => n !== '__proto__');
   }
 
   /** The first tab at or after the last search's start in the current text (-1: none). */
@@ -108,14 +112,8 @@ export class CopyTextParser {
         throw new Error(`a COPY output row does not have ${names.length} fields`);
       const f = text.slice(at, stop);
       const v = decoders[j]!(f === '\\N' ? null : copyUnescape(f));
-      if (names[j] === '__proto__')
-        Object.defineProperty(row, '__proto__', {
-          value: v,
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
-      else row[names[j]!] = v;
+      if (this.plain[j]) row[names[j]!] = v;
+      else setOwn(row, names[j]!, v);
       at = stop + 1;
     }
     return row;

@@ -16,27 +16,28 @@ export function buildUpdateFields(
 ): Statement {
   const cols = group.columns;
   const src = cols.map((c, j) => `${castField(j, c)} AS c${j}`).join(', ');
-  const set = cols
-    .slice(keyCount)
-    .map((c, j) => `${c.sqlName} = v.c${j + keyCount}`)
-    .join(', ');
-  const match = cols
-    .slice(0, keyCount)
-    .map((c, j) => `t.${c.sqlName} = v.c${j}`)
-    .join(' AND ');
   return {
     text:
       `WITH v AS MATERIALIZED (SELECT x.i, ${src} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)) ` +
-      `UPDATE ${meta.sqlName} AS t SET ${set} FROM v WHERE ${match} RETURNING v.i`,
+      `UPDATE ${meta.sqlName} AS t SET ${setList(cols, keyCount)} FROM v WHERE ${keyMatch(cols, keyCount)} RETURNING v.i`,
     values: [chunkDocument(group)],
   };
 }
 
-function stageMatch(cols: ColumnMeta[], keyCount: number): string {
+/** Target row `t` matches source row `v` (columns c0, c1, ...) on the first `keyCount` columns. */
+function keyMatch(cols: ColumnMeta[], keyCount: number): string {
   return cols
     .slice(0, keyCount)
     .map((c, j) => `t.${c.sqlName} = v.c${j}`)
     .join(' AND ');
+}
+
+/** The columns after the key set from source row `v`. */
+function setList(cols: ColumnMeta[], keyCount: number): string {
+  return cols
+    .slice(keyCount)
+    .map((c, j) => `${c.sqlName} = v.c${j + keyCount}`)
+    .join(', ');
 }
 
 /**
@@ -51,11 +52,7 @@ export function buildUpdateFromStage(
   stage: string,
   returning: boolean,
 ): string {
-  const set = cols
-    .slice(keyCount)
-    .map((c, j) => `${c.sqlName} = v.c${j + keyCount}`)
-    .join(', ');
-  return `UPDATE ${meta.sqlName} AS t SET ${set} FROM ${stage} AS v WHERE ${stageMatch(cols, keyCount)}${returning ? ' RETURNING v.i' : ''}`;
+  return `UPDATE ${meta.sqlName} AS t SET ${setList(cols, keyCount)} FROM ${stage} AS v WHERE ${keyMatch(cols, keyCount)}${returning ? ' RETURNING v.i' : ''}`;
 }
 
 /** The ordinals of staged rows whose key matches no row of the table. */
@@ -65,5 +62,5 @@ export function buildMissingFromStage(
   keyCount: number,
   stage: string,
 ): string {
-  return `SELECT v.i FROM ${stage} AS v WHERE NOT EXISTS (SELECT 1 FROM ${meta.sqlName} AS t WHERE ${stageMatch(cols, keyCount)})`;
+  return `SELECT v.i FROM ${stage} AS v WHERE NOT EXISTS (SELECT 1 FROM ${meta.sqlName} AS t WHERE ${keyMatch(cols, keyCount)})`;
 }
