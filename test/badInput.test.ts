@@ -318,7 +318,7 @@ describe('bad input', () => {
         'INVALID_OPTION',
       );
       await rejects(
-        db.model(tdb.t('uniq')).update({ where: {}, set: { n: 1 } }, { returning: true } as never),
+        db.model(tdb.t('uniq')).update({ all: true, set: { n: 1 } }, { returning: true } as never),
         'INVALID_OPTION',
       );
       await rejects(uf([{ id: 1, n: 'x' }]), 'INVALID_VALUE');
@@ -361,9 +361,9 @@ describe('bad input', () => {
   it('update: injection in where and set column names', async () => {
     const m = db.model(tdb.t('uniq'));
     await rejects(m.update({ where: { 'id" = 1 OR "1"="1': 1 }, set: { n: 1 } }), 'UNKNOWN_COLUMN');
-    await rejects(m.update({ where: {}, set: { 'n" = 1, "code': 'x' } }), 'UNKNOWN_COLUMN');
-    await rejects(m.update({ where: {}, set: { n: 1 } }, { batchSize: 0 }), 'INVALID_OPTION');
-    await rejects(m.update({ where: {}, set: { id: 1, gen: 1 } }, {}), 'UNKNOWN_COLUMN');
+    await rejects(m.update({ all: true, set: { 'n" = 1, "code': 'x' } }), 'UNKNOWN_COLUMN');
+    await rejects(m.update({ all: true, set: { n: 1 } }, { batchSize: 0 }), 'INVALID_OPTION');
+    await rejects(m.update({ all: true, set: { id: 1, gen: 1 } }, {}), 'UNKNOWN_COLUMN');
     const r = await tdb.pool.query(`SELECT n FROM ${tdb.t('uniq')}`);
     expect(r.rows).toEqual([{ n: null }]);
   });

@@ -182,21 +182,21 @@ describe('hostile rows through the queue land exactly as sent', () => {
   it('copyTo writes the same bytes as direct mode (csv), and ndjson keeps every string', async () => {
     const input = Array.from({ length: 25 }, (_, i) => hostileRow(i));
     await (await producer.copyFrom(tdb.t('hostile'), input)).done();
-    const csv = await producer.copyTo(tdb.t('hostile'), { path: 'out/hostile.csv', format: 'csv' });
+    const csv = await producer.copyTo(tdb.t('hostile'), { path: 'hostile.csv', format: 'csv' });
     const res = await csv.done();
     expect(res.count).toBe(25);
     const parts: Buffer[] = [];
     for await (const b of db.model(tdb.t('hostile')).copyTo({ format: 'csv' })) parts.push(b);
-    expect(await readFile(join(exportDir, 'out/hostile.csv'))).toEqual(Buffer.concat(parts));
+    expect(await readFile(join(exportDir, 'hostile.csv'))).toEqual(Buffer.concat(parts));
 
     const nd = await producer.copyTo(tdb.t('hostile'), {
-      path: 'out/hostile.ndjson',
+      path: 'hostile.ndjson',
       format: 'ndjson',
       columns: ['id', 't', 'ta', 'jb', 'js', 'i8', 'num', 'by', 'f8'],
       where: { id: { gt: 3 } },
     });
     expect((await nd.done()).count).toBe(22);
-    const lines = (await readFile(join(exportDir, 'out/hostile.ndjson'), 'utf8'))
+    const lines = (await readFile(join(exportDir, 'hostile.ndjson'), 'utf8'))
       .split('\n')
       .filter(Boolean)
       .map((l) => JSON.parse(l));

@@ -1,4 +1,14 @@
-import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
@@ -237,39 +247,74 @@ describe('bad input through the queue', () => {
     }
   });
 
-  it('copyTo to a path outside the export directory is refused, nothing written there', async () => {
+  it('copyTo paths that are not plain file names are refused at enqueue', async () => {
     const outside = join(tmpdir(), `bulkmodel-evil-${queue}.csv`);
-    for (const path of ['../../evil.csv', outside, '.']) {
-      const op = await producer.copyTo(tdb.t('items'), { path });
-      const err = await rejection(op.done());
-      expect(err.code).toBe('INVALID_OPTION');
-      expect(err.message).toMatch(/outside the worker's export directory/);
+    for (const path of [
+      '../../evil.csv',
+      outside,
+      '.',
+      '..',
+      'a/b.csv',
+      'a\\b.csv',
+      '.hidden',
+      'x\u0000y',
+      'a\nb',
+      '',
+      'é'.repeat(200),
+    ]) {
+      const err = await rejection(producer.copyTo(tdb.t('items'), { path }));
+      expect([path, err.code]).toEqual([path, 'INVALID_OPTION']);
     }
     expect(existsSync(outside)).toBe(false);
+  });
+
+  it('copyTo without an export directory is refused by the worker: EXPORT_DISABLED', async () => {
+    const op = await producer.copyTo(tdb.t('items'), { path: 'items.csv' });
+    expect((await rejection(op.done())).code).toBe('EXPORT_DISABLED');
     await sameWorkerStillServes();
   });
 
-  it('copyTo through a symlink that leads out of the export directory is refused; ..name is a name', async () => {
+  it('copyTo never replaces a file, nor follows a link, unless told to overwrite', async () => {
     const exportDir = mkdtempSync(join(tmpdir(), 'bulkmodel-export-'));
     const outsideDir = mkdtempSync(join(tmpdir(), 'bulkmodel-outside-'));
-    symlinkSync(outsideDir, join(exportDir, 'link'));
+    const victim = join(outsideDir, 'victim.txt');
+    writeFileSync(victim, 'keep me');
+    symlinkSync(victim, join(exportDir, 'link.csv'));
+    writeFileSync(join(exportDir, 'app.js'), 'original');
     const other = queueName('symlink');
-    const w = await startWorker({
-      tables: [tdb.t('items')],
-      queue: other,
-      prefix,
-      args: ['--export-dir', exportDir],
-    });
+    const start = (args: string[]) =>
+      startWorker({
+        tables: [tdb.t('items')],
+        queue: other,
+        prefix,
+        args: ['--export-dir', exportDir, ...args],
+      });
+    let w = await start([]);
     const p2 = new BulkProducer({ redis: REDIS_URL, queue: other, prefix });
     try {
-      for (const path of ['link/evil.csv', 'link/sub/evil.csv']) {
+      await tdb.pool.query(`INSERT INTO ${tdb.t('items')} (name, n) VALUES ('console.log(1)', 1)`);
+      for (const path of ['link.csv', 'app.js']) {
         const err = await rejection((await p2.copyTo(tdb.t('items'), { path })).done());
-        expect(err.code).toBe('INVALID_OPTION');
+        expect([path, err.code]).toEqual([path, 'FILE_EXISTS']);
       }
-      expect(readdirSync(outsideDir)).toEqual([]);
-      const ok = await (await p2.copyTo(tdb.t('items'), { path: '..data.csv' })).done();
-      expect(ok.path).toBe(join(realpathSync(exportDir), '..data.csv'));
-      expect(existsSync(join(exportDir, '..data.csv'))).toBe(true);
+      expect(readFileSync(victim, 'utf8')).toBe('keep me');
+      expect(readFileSync(join(exportDir, 'app.js'), 'utf8')).toBe('original');
+      const ok = await (await p2.copyTo(tdb.t('items'), { path: 'data.csv' })).done();
+      expect(ok.path).toBe(join(realpathSync(exportDir), 'data.csv'));
+      expect(readFileSync(join(exportDir, 'data.csv'), 'utf8')).toBe(
+        'id,name,n\n1,console.log(1),1\n',
+      );
+      // a second export of the same name is refused; no temporary file is left behind
+      const again = await rejection((await p2.copyTo(tdb.t('items'), { path: 'data.csv' })).done());
+      expect(again.code).toBe('FILE_EXISTS');
+      expect(readdirSync(exportDir).sort()).toEqual(['app.js', 'data.csv', 'link.csv']);
+      // with --export-overwrite the link itself is replaced, never what it points to
+      expect(await stopWorker(w)).toBe(0);
+      w = await start(['--export-overwrite']);
+      await (await p2.copyTo(tdb.t('items'), { path: 'link.csv' })).done();
+      expect(lstatSync(join(exportDir, 'link.csv')).isSymbolicLink()).toBe(false);
+      expect(readFileSync(victim, 'utf8')).toBe('keep me');
+      expect(readdirSync(outsideDir)).toEqual(['victim.txt']);
     } finally {
       await p2.close();
       expect(await stopWorker(w)).toBe(0);

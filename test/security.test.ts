@@ -256,7 +256,7 @@ describe('a worker never writes outside its allowlist', () => {
           const e = await rejection(op.done());
           expect([table, e.code]).toEqual([table, 'TABLE_NOT_ALLOWED']);
         }
-        const up = await producer.update(table, { where: {}, set: { n: 2 } });
+        const up = await producer.update(table, { all: true, set: { n: 2 } });
         expect((await rejection(up.done())).code).toBe('TABLE_NOT_ALLOWED');
       }
       expect(await counts()).toBe(0);

@@ -102,7 +102,7 @@ describe('signals', () => {
     db.signals.on('preUpdate', async () => {
       throw new Error('not today');
     });
-    const e2 = await rejects(db.model(tdb.t('uniq')).update({ where: {}, set: { n: 1 } }));
+    const e2 = await rejects(db.model(tdb.t('uniq')).update({ all: true, set: { n: 1 } }));
     expect(e2.code).toBe('SIGNAL_REJECTED');
     expect((await uniq()).map((r) => r.n)).toEqual([null, null]);
     db.signals.on('preCopyFrom', () => {
@@ -131,7 +131,7 @@ describe('signals', () => {
     await m.bulkCreate([{ code: 'a' }], { signals: false, returning: true });
     await m.copyFrom([{ code: 'b' }], { signals: false });
     await m.updateFields([{ id: 1, n: 1 }], { signals: false });
-    await m.update({ where: {}, set: { n: 2 } }, { signals: false });
+    await m.update({ all: true, set: { n: 2 } }, { signals: false });
     for await (const _ of m.copyTo({ signals: false }));
     expect(seen).toEqual([]);
     expect(await uniq()).toHaveLength(2);
@@ -150,7 +150,7 @@ describe('signals', () => {
       returning: ['code'],
     });
     expect(r.count).toBe(2);
-    expect((await db.model(tdb.t('uniq')).update({ where: {}, set: { n: 3 } })).count).toBe(2);
+    expect((await db.model(tdb.t('uniq')).update({ all: true, set: { n: 3 } })).count).toBe(2);
     expect(await uniq()).toEqual([
       { code: 'a', name: null, n: 3 },
       { code: 'b', name: null, n: 3 },

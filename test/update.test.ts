@@ -55,7 +55,6 @@ describe('update', () => {
     ['isNull true', { name: { isNull: true } }, [2, 4, 6, 8, 10]],
     ['isNull false', { name: { isNull: false } }, [1, 3, 5, 7, 9]],
     ['AND of columns', { name: { isNull: false }, n: { gte: 5 } }, [5, 7, 9]],
-    ['empty filter: every row', {}, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]],
   ];
   for (const [what, where, ids] of cases) {
     it(`where ${what}`, async () => {
@@ -64,6 +63,57 @@ describe('update', () => {
       expect(await flagged()).toEqual(ids);
     });
   }
+
+  it('all: true updates every row; an empty or undefined filter never does', async () => {
+    const m = db.model(tdb.t('uniq'));
+    const id: number | undefined = undefined;
+    const refusals = [
+      { where: {}, set: { p: 1 } },
+      { where: { id }, set: { p: 1 } },
+      { where: { id: { eq: undefined } }, set: { p: 1 } },
+      { where: { id: { in: [1, undefined] } }, set: { p: 1 } },
+      { where: { n: 1, id }, set: { p: 1 } },
+      { where: undefined, set: { p: 1 } },
+      { set: { p: 1 } },
+      { all: false, set: { p: 1 } },
+      { all: 'yes', set: { p: 1 } },
+      { all: true, where: { n: 1 }, set: { p: 1 } },
+      { all: true, set: { p: undefined } },
+      { all: true, set: { p: 1, n: undefined } },
+      { where: { n: 1 }, set: { p: 1 }, extra: 1 },
+    ];
+    for (const args of refusals) {
+      const e = await rejects(m.update(args as never));
+      expect(e.code, JSON.stringify(args)).toBe('INVALID_OPTION');
+    }
+    expect(await flagged()).toEqual([]);
+    const res = await m.update({ all: true, set: { p: 1 } }, { batchSize: 3 });
+    expect(res.count).toBe(10);
+    expect(await flagged()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it('a filter or set nested 200,000 deep is INVALID_OPTION, not a stack overflow', async () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 200_000; i++) deep = { eq: deep };
+    const m = db.model(tdb.t('uniq'));
+    expect((await rejects(m.update({ where: { n: deep }, set: { p: 1 } }))).code).toBe(
+      'INVALID_OPTION',
+    );
+    expect((await rejects(m.update({ where: { n: 1 }, set: { p: deep } }))).code).toBe(
+      'INVALID_OPTION',
+    );
+    let arr: unknown = [1];
+    for (let i = 0; i < 200_000; i++) arr = [arr];
+    expect((await rejects(m.update({ where: { id: arr }, set: { p: 1 } }))).code).toBe(
+      'INVALID_OPTION',
+    );
+    const read = async (where: unknown) => {
+      for await (const _ of m.copyTo({ where: where as never })) void _;
+    };
+    expect((await rejects(read({ n: deep }))).code).toBe('INVALID_OPTION');
+    expect((await rejects(read({ n: undefined }))).code).toBe('INVALID_OPTION');
+    expect(await flagged()).toEqual([]);
+  });
 
   it('sets hostile values and NULL on every matched row, in batches', async () => {
     const res = await db
@@ -171,14 +221,14 @@ describe('update', () => {
     expect((await rejects(m.update({ where: { nope: 1 }, set: { n: 1 } }))).code).toBe(
       'UNKNOWN_COLUMN',
     );
-    expect((await rejects(m.update({ where: {}, set: { nope: 1 } }))).code).toBe('UNKNOWN_COLUMN');
+    expect((await rejects(m.update({ all: true, set: { nope: 1 } }))).code).toBe('UNKNOWN_COLUMN');
     expect((await rejects(m.update({ where: { n: 'x' }, set: { n: 1 } }))).code).toBe(
       'INVALID_VALUE',
     );
-    expect((await rejects(m.update({ where: {}, set: { n: 2 ** 31 } }))).code).toBe(
+    expect((await rejects(m.update({ all: true, set: { n: 2 ** 31 } }))).code).toBe(
       'INVALID_VALUE',
     );
-    expect((await rejects(m.update({ where: {}, set: {} }))).code).toBe('INVALID_OPTION');
+    expect((await rejects(m.update({ all: true, set: {} }))).code).toBe('INVALID_OPTION');
     expect((await rejects(m.update({ where: { n: { gt: null } }, set: { n: 1 } }))).code).toBe(
       'INVALID_OPTION',
     );

@@ -1,7 +1,9 @@
 // The TypeScript of docs/guides/queue-mode.md, block by block (each `// ---` starts the next).
 // test/docs.test.ts checks the guide and this file agree, typechecks it and runs it.
 
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { BulkEvents, BulkProducer, BulkWorker } from 'bulkmodel';
 
 const redis = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -13,7 +15,8 @@ const worker = new BulkWorker({
   database: process.env.DATABASE_URL,
   tables: ['items'],
   concurrency: 4,
-  exportDir: tmpdir(), // where copyTo jobs may write files
+  // The directory copyTo jobs write their files into; without one they are refused.
+  exportDir: await mkdtemp(join(tmpdir(), 'bulkmodel-exports-')),
 });
 worker.signals.on('preBulkCreate', (e) => {
   for (const row of e.rows) row.name = String(row.name).toUpperCase(); // runs in the worker

@@ -138,7 +138,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   const env = { ...process.env, DATABASE_URL: services.database, REDIS_URL: services.redis };
   const local = new LocalWorkers(
     workers,
-    ['--tables', TABLE, '--queue', queue, '--export-dir', exportDir],
+    ['--tables', TABLE, '--queue', queue, '--export-dir', exportDir, '--export-overwrite'],
     env,
   );
   const producer = new BulkProducer({ redis: services.redis, queue, logger: silentLogger });

@@ -4,6 +4,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { parse as csvParser } from 'csv-parse';
 import { BulkError } from '../core/errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../core/meta.js';
+import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
 import { fromCsvField, fromJsonField } from './fileValues.js';
 
@@ -102,7 +103,7 @@ async function* csvRows(
       const row: Row = {};
       for (let j = 0; j < cols.length; j++) {
         const col = cols[j]!;
-        row[col.name] = fromCsvField(col, record[j] ?? null, `${path} line ${line}`);
+        setOwn(row, col.name, fromCsvField(col, record[j] ?? null, `${path} line ${line}`));
       }
       progress.rows++;
       yield row;
@@ -133,8 +134,9 @@ async function* ndjsonRows(
     let obj: unknown;
     try {
       obj = JSON.parse(text);
-    } catch (err) {
-      throw new BulkError('INVALID_ROW', `${where}: not valid JSON (${(err as Error).message})`, {
+    } catch {
+      // (V8's message quotes the line: row values stay out of messages.)
+      throw new BulkError('INVALID_ROW', `${where}: not valid JSON`, {
         table: meta.displayName,
       });
     }
@@ -143,7 +145,8 @@ async function* ndjsonRows(
         table: meta.displayName,
       });
     const row: Row = {};
-    for (const [k, v] of Object.entries(obj)) row[k] = fromJsonField(columnOf(meta, k), v, where);
+    for (const [k, v] of Object.entries(obj))
+      setOwn(row, k, fromJsonField(columnOf(meta, k), v, where));
     progress.rows++;
     yield row;
   }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { parse as parseArray } from 'postgres-array';
+import { showValue } from '../core/encode.js';
 import { BulkError } from '../core/errors.js';
 import type { ColumnMeta, ValueKind } from '../core/meta.js';
 
@@ -13,9 +14,10 @@ import type { ColumnMeta, ValueKind } from '../core/meta.js';
 
 const parseBytea = pg.types.getTypeParser(17, 'text') as (s: string) => Buffer;
 
-function bad(col: ColumnMeta, where: string, what: string): BulkError {
+function bad(col: ColumnMeta, where: string, what: string, value?: string): BulkError {
   return new BulkError('INVALID_VALUE', `${where}: column ${col.name}: ${what}`, {
     column: col.name,
+    value: value === undefined ? undefined : showValue(value),
   });
 }
 
@@ -24,7 +26,7 @@ function scalarFromText(kind: ValueKind, s: string, col: ColumnMeta, where: stri
     try {
       return JSON.parse(s);
     } catch {
-      throw bad(col, where, `not valid JSON: ${JSON.stringify(s.slice(0, 60))}`);
+      throw bad(col, where, 'not valid JSON', s);
     }
   }
   if (kind === 'bytea') return parseBytea(s);
@@ -35,8 +37,7 @@ function scalarFromText(kind: ValueKind, s: string, col: ColumnMeta, where: stri
 export function fromCsvField(col: ColumnMeta, s: string | null, where: string): unknown {
   if (s === null) return null;
   if (col.isArray) {
-    if (!s.startsWith('{') && !s.startsWith('['))
-      throw bad(col, where, `not an array literal: ${JSON.stringify(s.slice(0, 60))}`);
+    if (!s.startsWith('{') && !s.startsWith('[')) throw bad(col, where, 'not an array literal', s);
     return parseArray(s, (e: string) => scalarFromText(col.elemKind, e, col, where));
   }
   return scalarFromText(col.kind, s, col, where);

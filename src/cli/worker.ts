@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { BulkError } from '../core/errors.js';
 import { startWorkerHttp } from '../worker/http.js';
+import { DEFAULT_LIMITS } from '../worker/limits.js';
 import { createWorkerMetrics } from '../worker/metrics.js';
 import { registerQueueMetrics } from '../worker/queueMetrics.js';
 import { BulkWorker } from '../worker/worker.js';
@@ -24,7 +25,12 @@ Options:
   --lock-duration <ms>  a job whose worker is silent this long goes to another (default 30000)
   --database <url>      Postgres URL (env DATABASE_URL)
   --redis <url>         Redis URL (env REDIS_URL, default redis://127.0.0.1:6379)
-  --export-dir <dir>    where copyTo jobs may write files (default: current directory)
+  --export-dir <dir>    the directory queued copyTo jobs write their files into (created if
+                        missing); without it copyTo jobs are refused (EXPORT_DISABLED)
+  --export-overwrite    let copyTo jobs replace files of the same name (default: FILE_EXISTS)
+  --show-values         keep row values in recorded errors and logs (Postgres's detail, the
+                        value refused): for debugging; by default only table, column,
+                        constraint and row index are kept
   --close-timeout <ms>  on SIGTERM, wait this long for in-flight chunks (default 30000)
   --metrics-port <n>    serve Prometheus /metrics and /health (200 when Redis and Postgres
                         answer, else 503) on this port
@@ -33,6 +39,12 @@ Options:
                         garbage collection (0-1000, default 100; 0: V8's own growth, which
                         on a machine with memory to spare can double the worker's RSS)
 
+Limits (every job is untrusted input; a job over one fails at once, docs/SECURITY.md):
+  --max-payload-bytes <n>  job data larger than this is refused unparsed (default 16777216)
+  --max-chunk-rows <n>     rows in one chunk job (default 1000000)
+  --max-chunks <n>         chunks in one operation (default 1000000)
+  --max-nesting <n>        nesting of values in a job (default 64)
+
 Logs: JSON lines on stderr (pretty on a terminal), passwords redacted; LOG_LEVEL sets the level.
 
 SIGTERM or SIGINT stops taking jobs and finishes in-flight chunks; a second signal exits at
@@ -40,6 +52,7 @@ once (those chunks are replayed by another worker, exactly once, through the chu
 
 Examples:
   bulkmodel worker --tables items
+  bulkmodel worker --tables items --export-dir /var/lib/bulkmodel/exports
   DATABASE_URL=postgres://app@db/app bulkmodel worker --tables public.items,orders --concurrency 8
 `;
 
@@ -74,6 +87,12 @@ export async function runWorker(argv: string[]): Promise<number> {
         database: { type: 'string' },
         redis: { type: 'string' },
         'export-dir': { type: 'string' },
+        'export-overwrite': { type: 'boolean' },
+        'show-values': { type: 'boolean' },
+        'max-payload-bytes': { type: 'string' },
+        'max-chunk-rows': { type: 'string' },
+        'max-chunks': { type: 'string' },
+        'max-nesting': { type: 'string' },
         'close-timeout': { type: 'string' },
         'metrics-port': { type: 'string' },
         'metrics-host': { type: 'string' },
@@ -114,6 +133,14 @@ export async function runWorker(argv: string[]): Promise<number> {
     ...(str(p, 'queue') ? { queue: str(p, 'queue') } : {}),
     ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
     ...(str(p, 'export-dir') ? { exportDir: str(p, 'export-dir') } : {}),
+    exportOverwrite: p.values['export-overwrite'] === true,
+    showValues: p.values['show-values'] === true,
+    limits: {
+      maxPayloadBytes: int(p, 'max-payload-bytes', DEFAULT_LIMITS.maxPayloadBytes),
+      maxChunkRows: int(p, 'max-chunk-rows', DEFAULT_LIMITS.maxChunkRows),
+      maxChunks: int(p, 'max-chunks', DEFAULT_LIMITS.maxChunks),
+      maxNesting: int(p, 'max-nesting', DEFAULT_LIMITS.maxNesting),
+    },
   });
   await worker.waitUntilReady();
   if (metricsPort !== undefined) {

@@ -46,7 +46,11 @@ export async function executeChunk(
   if (engine.ledger) await engine.ledger.ensure(engine.pool);
   const ctx: OpContext = { engine, op, signals: op.signals ? db.signals : null, decode: db.decode };
   const c = { index: chunk.index, offset: chunk.offset, rows };
-  const at = { operationId: op.operationId, table: meta.displayName };
+  const at = {
+    operationId: op.operationId,
+    table: meta.displayName,
+    fingerprint: op.fingerprint,
+  };
   if (kind === 'updateFields') {
     const plan = planUpdateFields(meta, { fields, key, acrossChunks: false });
     const r = await runOneChunk(engine, c, updateFieldsSteps(ctx, plan), at);

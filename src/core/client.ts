@@ -48,6 +48,9 @@ export interface ConnectionCheck {
  * Direct mode: bulk operations against Postgres with no queue. `model(table)` gives the
  * operations of one table; metadata is read from the catalog once per table and cached.
  */
+/** Table spellings whose metadata is cached at once. */
+const META_CACHE_MAX = 1000;
+
 export class BulkClient {
   readonly signals: Signals;
   readonly logger: Logger;
@@ -140,8 +143,15 @@ export class BulkClient {
     let p = refresh ? undefined : this.metaCache.get(table);
     if (!p) {
       p = withRetry(() => loadTableMeta(this.engine.pool, table), this.engine.retry);
+      this.metaCache.delete(table);
       this.metaCache.set(table, p);
-      p.catch(() => this.metaCache.delete(table));
+      // Bounded: table names can come from queue jobs, which anyone who writes the queue
+      // chooses (many spellings of one table). The oldest entry goes first.
+      if (this.metaCache.size > META_CACHE_MAX)
+        this.metaCache.delete(this.metaCache.keys().next().value!);
+      p.catch(() => {
+        if (this.metaCache.get(table) === p) this.metaCache.delete(table);
+      });
     }
     return p;
   }

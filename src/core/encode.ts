@@ -10,7 +10,24 @@ import type { ColumnMeta, TableMeta, ValueKind } from './meta.js';
  * An encoder returns the literal, or null for SQL NULL. It throws ValueProblem for bad input;
  * the caller wraps it as a BulkError naming table, column and row.
  */
-export class ValueProblem extends Error {}
+export class ValueProblem extends Error {
+  /**
+   * @param message says what is wrong without quoting the value (messages travel into logs and
+   *   Redis); `shown` is the value, shortened, kept apart (BulkError's `value`).
+   */
+  constructor(
+    message: string,
+    readonly shown?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A value as an error may show it when asked to: its first 40 characters. */
+export function showValue(v: unknown): string {
+  const s = typeof v === 'string' ? v : typeof v === 'bigint' ? `${v}n` : String(v);
+  return JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s);
+}
 
 export type Encoder = (value: unknown) => string | null;
 
@@ -67,13 +84,15 @@ export function checkText(s: string): string {
 function intLiteral(kind: 'int2' | 'int4' | 'int8', v: unknown): string {
   let b: bigint;
   if (typeof v === 'number') {
-    if (!Number.isInteger(v)) throw new ValueProblem(`expected an integer, got ${v}`);
+    if (!Number.isInteger(v))
+      throw new ValueProblem('expected an integer, got a fraction', showValue(v));
     if (!Number.isSafeInteger(v))
       throw new ValueProblem(
-        `${v} is beyond 2^53 and may have lost precision: pass a BigInt or a string`,
+        'a number beyond 2^53 may have lost precision: pass a BigInt or a string',
+        showValue(v),
       );
     if (kind !== 'int8' && (v < INT_NUM_RANGE[kind][0] || v > INT_NUM_RANGE[kind][1])) {
-      throw new ValueProblem(`${v} is out of range for ${kind}`);
+      throw new ValueProblem(`out of range for ${kind}`, showValue(v));
     }
     return String(v);
   }
@@ -82,16 +101,16 @@ function intLiteral(kind: 'int2' | 'int4' | 'int8', v: unknown): string {
     if (kind === 'int8') return v;
     const n = Number(v);
     if (n < INT_NUM_RANGE[kind][0] || n > INT_NUM_RANGE[kind][1])
-      throw new ValueProblem(`${v} is out of range for ${kind}`);
+      throw new ValueProblem(`out of range for ${kind}`, showValue(v));
     return v;
   }
   if (typeof v === 'bigint') b = v;
   else if (typeof v === 'string' && INT_TEXT.test(v)) b = BigInt(v);
   else if (typeof v === 'string')
-    throw new ValueProblem(`${JSON.stringify(v.slice(0, 40))} is not an integer`);
+    throw new ValueProblem('a string that is not an integer', showValue(v));
   else wrong('an integer (number, BigInt or string)', v);
   const [lo, hi] = INT_RANGE[kind];
-  if (b < lo || b > hi) throw new ValueProblem(`${b} is out of range for ${kind}`);
+  if (b < lo || b > hi) throw new ValueProblem(`out of range for ${kind}`, showValue(b));
   return b.toString();
 }
 
@@ -209,7 +228,7 @@ function scalar(kind: ValueKind, v: unknown): string {
       if (typeof v === 'bigint') return v.toString();
       if (typeof v === 'string' && NUMERIC_TEXT.test(v)) return v;
       if (typeof v === 'string')
-        throw new ValueProblem(`${JSON.stringify(v.slice(0, 40))} is not a number`);
+        throw new ValueProblem('a string that is not a number', showValue(v));
       return wrong('a number, BigInt or numeric string', v);
     case 'bool':
       if (typeof v === 'boolean') return v ? 't' : 'f';
@@ -217,7 +236,8 @@ function scalar(kind: ValueKind, v: unknown): string {
         const b = BOOL_TEXT.get(v.toLowerCase());
         if (b) return b;
         throw new ValueProblem(
-          `${JSON.stringify(v.slice(0, 40))} is not a boolean (t, f, true, false, 1, 0)`,
+          'a string that is not a boolean (t, f, true, false, 1, 0)',
+          showValue(v),
         );
       }
       return wrong('a boolean or one of the strings t, f, true, false, 1, 0', v);
@@ -303,6 +323,7 @@ export function valueError(
     table: meta.displayName,
     column: col,
     row,
+    value: err instanceof ValueProblem ? err.shown : undefined,
     cause: err instanceof ValueProblem ? undefined : err,
   });
 }

@@ -28,7 +28,13 @@ export const ERROR_CODES = {
   SIGNAL_REJECTED: 'A pre-signal listener threw or rejected, which stops the operation.',
   TABLE_NOT_ALLOWED: "The table is not in the worker's allowlist.",
   INVALID_PAYLOAD: 'A queue job payload is malformed or of an unknown version.',
-  PAYLOAD_TOO_LARGE: 'A chunk is larger than the payload size limit.',
+  PAYLOAD_TOO_LARGE: 'A chunk is larger than the payload size limit (bytes, or rows per chunk).',
+  LIMIT_EXCEEDED:
+    "A queue job exceeds one of the worker's own limits (chunk index, nesting depth) and is refused.",
+  CHUNK_CONFLICT:
+    'A chunk claims an (operation id, chunk index) slot that committed with other content.',
+  EXPORT_DISABLED: 'A queued copyTo reached a worker that has no export directory.',
+  FILE_EXISTS: 'A queued copyTo would replace a file that exists in the export directory.',
   OPERATION_CONFLICT: 'An operation id was reused for a different operation.',
   CANCELLED: 'The operation was cancelled.',
   CLOSED: 'The client, producer or worker was closed.',
@@ -44,7 +50,10 @@ export interface BulkErrorDetails {
   /** Postgres SQLSTATE when the error came from Postgres. */
   pgCode?: string | undefined;
   constraint?: string | undefined;
+  /** Postgres's detail line: it may quote row values, so it is not serialized by default. */
   detail?: string | undefined;
+  /** The offending value, shortened: kept in-process, not serialized by default. */
+  value?: string | undefined;
   /** For an operation that failed part way: chunks and rows that had committed before. */
   committedChunks?: number | undefined;
   committedRows?: number | undefined;
@@ -58,9 +67,16 @@ const DETAIL_KEYS = [
   'pgCode',
   'constraint',
   'detail',
+  'value',
   'committedChunks',
   'committedRows',
 ] as const;
+
+/** Fields that can hold row values: left out of `toJSON()` unless asked for. */
+const VALUE_KEYS: ReadonlySet<string> = new Set(['detail', 'value']);
+
+/** Longest message kept when an error is serialized (it travels into Redis and logs). */
+const MAX_MESSAGE = 2000;
 
 export class BulkError extends Error {
   override readonly name = 'BulkError';
@@ -71,6 +87,7 @@ export class BulkError extends Error {
   pgCode?: string | undefined;
   constraint?: string | undefined;
   detail?: string | undefined;
+  value?: string | undefined;
   committedChunks?: number | undefined;
   committedRows?: number | undefined;
 
@@ -82,15 +99,21 @@ export class BulkError extends Error {
     }
   }
 
-  /** A plain object that survives JSON (queue results) and can be turned back into a BulkError. */
-  toJSON(): Record<string, unknown> {
+  /**
+   * A plain object that survives JSON (queue results) and can be turned back into a BulkError.
+   * Row values (`detail`, `value`) stay out unless `values` is true: what this gives travels
+   * into Redis, logs and dashboards.
+   */
+  toJSON(options: { values?: boolean } = {}): Record<string, unknown> {
+    const values = options?.values === true;
     const out: Record<string, unknown> = {
       name: this.name,
       code: this.code,
-      message: this.message,
+      message:
+        this.message.length > MAX_MESSAGE ? `${this.message.slice(0, MAX_MESSAGE)}…` : this.message,
     };
     for (const k of DETAIL_KEYS) {
-      if (this[k] !== undefined) out[k] = this[k];
+      if (this[k] !== undefined && (values || !VALUE_KEYS.has(k))) out[k] = this[k];
     }
     return out;
   }
@@ -145,6 +168,21 @@ function pgCodeToBulk(code: string): BulkErrorCode {
   return 'DATABASE_ERROR';
 }
 
+/** Words after which Postgres quotes a name (an identifier), not a value. */
+const NAMED =
+  /(?:column|relation|table|constraint|index|type|schema|function|sequence|domain|encoding|database|role|operator|extension|collation|trigger|view|savepoint|cursor|statement|parameter|portal|prepared statement|attribute|key)\s*$/i;
+
+/**
+ * Postgres's message without the row values it quotes: `invalid input syntax for type integer:
+ * "five"` names the value, `value "99999999999" is out of range for type integer` too. A double
+ * quoted part is kept when a word before it says it is a name (column "x", constraint "y").
+ */
+export function hideValues(message: string): string {
+  return message.replace(/"(?:[^"]|"")*"/g, (q, at: number) =>
+    NAMED.test(message.slice(Math.max(0, at - 40), at)) ? q : '(value hidden)',
+  );
+}
+
 /**
  * Wrap a Postgres error as a BulkError naming the table, the column and, where Postgres says
  * (COPY reports a line), the row. `rowOffset` turns a line within a chunk into an input index.
@@ -167,10 +205,11 @@ export function fromPgError(
     row = ctx.rowIndexOfLine ? ctx.rowIndexOfLine(line) : (ctx.rowOffset ?? 0) + line - 1;
     if (!column && m[2]) column = m[2];
   }
-  const parts = [`${ctx.table}: ${e?.message ?? String(err)}`];
+  const parts = [`${ctx.table}: ${hideValues(e?.message ?? String(err))}`];
   if (column) parts.push(`column ${column}`);
   if (row !== undefined) parts.push(`row ${row}`);
-  if (e?.detail) parts.push(e.detail);
+  // Postgres's detail ("Key (code)=(x) already exists", "Failing row contains (...)") quotes
+  // row values: it stays on the error as `detail`, out of the message.
   return new BulkError(bulkCode, parts.join('; '), {
     table: ctx.table,
     column,

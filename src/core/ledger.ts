@@ -1,4 +1,5 @@
 import type { DbClient, Queryable } from './db.js';
+import { BulkError } from './errors.js';
 import { quoteIdent } from './ident.js';
 
 /**
@@ -8,6 +9,11 @@ import { quoteIdent } from './ident.js';
  *
  * The row is inserted first, so a second runner of the same chunk blocks on it until the first
  * commits (then skips) or aborts (then proceeds).
+ *
+ * A row can carry the chunk's fingerprint (a digest of its content, as the worker computed it
+ * from the job): a chunk that finds its slot taken by other content fails with CHUNK_CONFLICT
+ * instead of being skipped as done. Rows without one (written before fingerprints, or by calls
+ * that give none) match any chunk.
  */
 export interface Ledger {
   schema: string;
@@ -17,6 +23,7 @@ export interface Ledger {
     client: DbClient,
     operationId: string,
     chunkIndex: number,
+    fingerprint?: string,
   ): Promise<{ claimed: true } | { claimed: false; result: unknown }>;
   complete(
     client: DbClient,
@@ -29,9 +36,24 @@ export interface Ledger {
     db: Queryable,
     operationId: string,
     chunkIndex: number,
+    fingerprint?: string,
   ): Promise<{ result: unknown } | undefined>;
   forget(db: Queryable, operationId: string): Promise<void>;
   prune(db: Queryable, olderThanMs: number): Promise<number>;
+}
+
+/** A slot taken by other content is CHUNK_CONFLICT; a row without a fingerprint matches. */
+function checkFingerprint(
+  operationId: string,
+  chunkIndex: number,
+  mine: string | undefined,
+  stored: string | null | undefined,
+): void {
+  if (mine === undefined || stored === null || stored === undefined || stored === mine) return;
+  throw new BulkError(
+    'CHUNK_CONFLICT',
+    `operation ${operationId}, chunk ${chunkIndex} committed earlier with other content: this chunk is refused, not counted as done`,
+  );
 }
 
 export function createLedger(schema: string): Ledger {
@@ -55,6 +77,7 @@ export function createLedger(schema: string): Ledger {
               PRIMARY KEY (operation_id, chunk_index)
             );
             CREATE INDEX IF NOT EXISTS chunk_ledger_created_at ON ${table} (created_at);
+            ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS fingerprint text;
           END $$`,
         });
       })().catch((err) => {
@@ -63,20 +86,19 @@ export function createLedger(schema: string): Ledger {
       });
       return ready;
     },
-    async claim(client, operationId, chunkIndex) {
+    async claim(client, operationId, chunkIndex, fingerprint) {
       const r = await client.query({
-        text: `INSERT INTO ${table} (operation_id, chunk_index) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-        values: [operationId, chunkIndex],
+        text: `INSERT INTO ${table} (operation_id, chunk_index, fingerprint) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+        values: [operationId, chunkIndex, fingerprint ?? null],
       });
       if (r.rowCount === 1) return { claimed: true };
       const prev = await client.query({
-        text: `SELECT result FROM ${table} WHERE operation_id = $1 AND chunk_index = $2`,
+        text: `SELECT result, fingerprint FROM ${table} WHERE operation_id = $1 AND chunk_index = $2`,
         values: [operationId, chunkIndex],
       });
-      return {
-        claimed: false,
-        result: (prev.rows[0] as { result: unknown } | undefined)?.result ?? null,
-      };
+      const row = prev.rows[0] as { result: unknown; fingerprint: string | null } | undefined;
+      checkFingerprint(operationId, chunkIndex, fingerprint, row?.fingerprint);
+      return { claimed: false, result: row?.result ?? null };
     },
     async complete(client, operationId, chunkIndex, result) {
       await client.query({
@@ -84,13 +106,15 @@ export function createLedger(schema: string): Ledger {
         values: [operationId, chunkIndex, JSON.stringify(result)],
       });
     },
-    async read(db, operationId, chunkIndex) {
+    async read(db, operationId, chunkIndex, fingerprint) {
       const r = await db.query({
-        text: `SELECT result FROM ${table} WHERE operation_id = $1 AND chunk_index = $2`,
+        text: `SELECT result, fingerprint FROM ${table} WHERE operation_id = $1 AND chunk_index = $2`,
         values: [operationId, chunkIndex],
       });
-      const row = r.rows[0] as { result: unknown } | undefined;
-      return row ? { result: row.result } : undefined;
+      const row = r.rows[0] as { result: unknown; fingerprint: string | null } | undefined;
+      if (!row) return undefined;
+      checkFingerprint(operationId, chunkIndex, fingerprint, row.fingerprint);
+      return { result: row.result };
     },
     async forget(db, operationId) {
       await db.query({

@@ -6,9 +6,14 @@ export interface Logger {
   error(obj: object | string, msg?: string): void;
 }
 
-const CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)([^@\s]+)@/gi;
+/**
+ * `scheme://user:password@`: the password runs to the last `@` of the URL, since passwords may
+ * hold a raw `@` (invalid in a URL, yet common in DATABASE_URL). It stops at whitespace and
+ * quotes, so a URL inside a JSON log line never swallows the next field.
+ */
+const CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s"']*:)([^\s"']*)@/gi;
 
-/** Remove passwords from connection strings inside any text. */
+/** Remove passwords from connection strings inside any text (over-redacting rather than under). */
 export function redact(text: string): string {
   return text.replace(CREDENTIALS, '$1***@');
 }

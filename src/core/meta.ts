@@ -51,6 +51,8 @@ export interface ColumnMeta {
 }
 
 export interface TableMeta {
+  /** The table's pg_class oid: what the catalog resolved the name to. */
+  oid: number;
   schema: string;
   name: string;
   /** "schema"."name", quoted. */
@@ -293,6 +295,7 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
   });
   const displayName = t.nspname === 'public' ? t.relname : `${t.nspname}.${t.relname}`;
   return {
+    oid: Number(t.oid),
     schema: t.nspname,
     name: t.relname,
     sqlName,

@@ -108,6 +108,7 @@ export class BulkModel<T extends Row = Row> {
     if (engine.ledger) await engine.ledger.ensure(engine.pool);
     const runOpts = {
       operationId: op.operationId,
+      fingerprint: op.fingerprint,
       concurrency: op.concurrency,
       transaction: op.transaction,
       table: meta.displayName,
@@ -235,15 +236,20 @@ export class BulkModel<T extends Row = Row> {
     };
     let set = args.set;
     if (signals) {
-      const ev = { ...base, where: args.where, set: { ...args.set } };
+      const all = plan.where === undefined;
+      const ev = { ...base, where: plan.where, all, set: { ...args.set } };
       await signals.emitPre('preUpdate', ev);
-      plan = planUpdate(meta, { where: ev.where, set: ev.set });
+      plan = planUpdate(
+        meta,
+        ev.all === true ? { all: true, set: ev.set } : { where: ev.where as Row, set: ev.set },
+      );
       set = ev.set; // what a listener changed is what was written, and what postUpdate reports
     }
     const engine = this.db.engine;
     if (engine.ledger) await engine.ledger.ensure(engine.pool);
     const runOpts = {
       operationId: op.operationId,
+      fingerprint: op.fingerprint,
       concurrency: op.concurrency,
       transaction: op.transaction,
       table: meta.displayName,
@@ -266,7 +272,9 @@ export class BulkModel<T extends Row = Row> {
               engine,
               plan,
               op.batchSize,
-              op.ephemeralId ? undefined : { operationId: op.operationId },
+              op.ephemeralId
+                ? undefined
+                : { operationId: op.operationId, fingerprint: op.fingerprint },
             ),
             steps,
             runOpts,
@@ -275,7 +283,14 @@ export class BulkModel<T extends Row = Row> {
       await engine.ledger.forget(engine.pool, op.operationId).catch(() => {});
     }
     const count = results.reduce((n, r) => n + r.count, 0);
-    if (signals) await signals.emitPost('postUpdate', { ...base, where: plan.where, set, count });
+    if (signals)
+      await signals.emitPost('postUpdate', {
+        ...base,
+        where: plan.where,
+        all: plan.where === undefined,
+        set,
+        count,
+      });
     return { count };
   }
 

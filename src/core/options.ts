@@ -19,6 +19,13 @@ export interface WriteOptions {
   transaction?: 'chunk' | 'operation';
   /** Name the operation: a call repeated with the same id skips chunks that already committed. */
   operationId?: string;
+  /**
+   * With `operationId`: a digest of what the call writes (1-200 characters of your choosing),
+   * kept with each committed chunk. A call repeated under the same id with another fingerprint
+   * fails with CHUNK_CONFLICT instead of skipping those chunks as done. Queue workers set it
+   * from each job's content.
+   */
+  fingerprint?: string;
   /** Called after each committed chunk with totals so far. */
   onProgress?: (progress: { chunks: number; rows: number }) => void;
 }
@@ -39,6 +46,7 @@ export interface ResolvedWrite {
   operationId: string;
   /** The id was generated here, so its ledger rows can go when the call ends. */
   ephemeralId: boolean;
+  fingerprint: string | undefined;
   onProgress: ((p: { chunks: number; rows: number }) => void) | undefined;
 }
 
@@ -51,6 +59,8 @@ export const DEFAULT_BATCH_SIZE = 20_000;
 /** Through the queue a chunk is a job stored in Redis: 5,000 rows keep it near 1 MB. */
 export const QUEUE_DEFAULT_BATCH_SIZE = 5_000;
 export const DEFAULT_MAX_CONCURRENT_WORKERS = 4;
+/** The largest batchSize any call takes (direct or queued). */
+export const MAX_BATCH_SIZE = 1_000_000;
 const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
 /** Operation ids: 1-200 letters, digits and ._- (BullMQ job ids cannot hold ':'). */
@@ -76,6 +86,7 @@ const COMMON = [
   'signals',
   'transaction',
   'operationId',
+  'fingerprint',
   'onProgress',
 ];
 export const INSERT_OPTIONS: readonly string[] = ['returning', 'onConflict', 'key'];
@@ -96,7 +107,7 @@ export function resolveWrite(
   const batchSize =
     opts.batchSize === undefined
       ? DEFAULT_BATCH_SIZE
-      : positiveInt('batchSize', opts.batchSize, 1_000_000);
+      : positiveInt('batchSize', opts.batchSize, MAX_BATCH_SIZE);
   const maxWorkers =
     opts.maxConcurrentWorkers === undefined
       ? DEFAULT_MAX_CONCURRENT_WORKERS
@@ -117,6 +128,14 @@ export function resolveWrite(
       'operationId must be 1-200 characters of letters, digits and ._-',
     );
   }
+  if (
+    opts.fingerprint !== undefined &&
+    (typeof opts.fingerprint !== 'string' ||
+      opts.fingerprint.length === 0 ||
+      opts.fingerprint.length > 200)
+  ) {
+    throw new BulkError('INVALID_OPTION', 'fingerprint must be a string of 1-200 characters');
+  }
   return {
     batchSize,
     concurrency: opts.concurrent && transaction === 'chunk' ? maxWorkers : 1,
@@ -124,6 +143,7 @@ export function resolveWrite(
     transaction,
     operationId: opts.operationId ?? randomUUID(),
     ephemeralId: opts.operationId === undefined,
+    fingerprint: opts.fingerprint,
     onProgress: opts.onProgress,
   };
 }

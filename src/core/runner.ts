@@ -62,6 +62,8 @@ export interface RunOptions {
   table: string;
   /** Called after each committed chunk (progress). */
   onChunk?: (done: { chunks: number; rows: number }) => void;
+  /** The content's digest, kept in each chunk's ledger row (see Ledger). */
+  fingerprint?: string | undefined;
 }
 
 type Source = AsyncIterable<Row[]> | Iterable<Row[]>;
@@ -95,14 +97,14 @@ function annotate(err: unknown, table: string, chunks: number, rows: number): Bu
 /** Run one chunk in its own transaction, with the ledger, retrying transient failures. */
 async function runChunk<P, R extends ChunkResultBase>(
   engine: Engine,
-  opId: string,
-  table: string,
+  at: { operationId: string; table: string; fingerprint?: string | undefined },
   steps: ChunkSteps<P, R>,
   prepared: P,
   index: number,
   signal?: AbortSignal,
   hooks: WriteHooks = NO_HOOKS,
 ): Promise<R> {
+  const { operationId: opId, table, fingerprint } = at;
   return withRetry(
     () =>
       engine
@@ -113,7 +115,7 @@ async function runChunk<P, R extends ChunkResultBase>(
               if (engine.ledger) {
                 // First statement of the transaction: a replay of a committed chunk stops here,
                 // and a concurrent runner of the same chunk waits on this row.
-                const claim = await engine.ledger.claim(client, opId, index);
+                const claim = await engine.ledger.claim(client, opId, index, fingerprint);
                 if (!claim.claimed) return steps.recover(client, prepared, claim.result);
               }
               const { result, ledger } = await steps.write(client, prepared, hooks);
@@ -216,16 +218,7 @@ export async function runChunks<P, R extends ChunkResultBase>(
         const r = await writePlaces(async () => {
           if (failure) return undefined;
           try {
-            return await runChunk(
-              engine,
-              opts.operationId,
-              opts.table,
-              steps,
-              prepared,
-              chunk.index,
-              stop.signal,
-              hooks,
-            );
+            return await runChunk(engine, opts, steps, prepared, chunk.index, stop.signal, hooks);
           } catch (err) {
             fail(err); // before the place is handed to the next waiting chunk
             throw err;
@@ -290,7 +283,12 @@ export async function runInOneTransaction<P, R extends ChunkResultBase>(
           prepared.push(p);
           let r: R | undefined;
           if (engine.ledger) {
-            const claim = await engine.ledger.claim(client, opts.operationId, chunk.index);
+            const claim = await engine.ledger.claim(
+              client,
+              opts.operationId,
+              chunk.index,
+              opts.fingerprint,
+            );
             if (!claim.claimed) r = await steps.recover(client, p, claim.result);
           }
           if (!r) {
@@ -358,10 +356,10 @@ export async function runOneChunk<P, R extends ChunkResultBase>(
   engine: Engine,
   chunk: Chunk,
   steps: ChunkSteps<P, R>,
-  opts: { operationId: string; table: string },
+  opts: { operationId: string; table: string; fingerprint?: string | undefined },
 ): Promise<R> {
   const prepared = await steps.prepare(chunk);
-  const r = await runChunk(engine, opts.operationId, opts.table, steps, prepared, chunk.index);
+  const r = await runChunk(engine, opts, steps, prepared, chunk.index);
   await steps.after?.(prepared, r);
   return r;
 }

@@ -24,9 +24,10 @@ export interface SignalMap {
   /** After a chunk of bulkCreate committed; `returned` holds the created rows when asked for. */
   postBulkCreate: SignalBase & { rows: Row[]; count: number; returned?: Row[] };
   /** Before update(): the filter and the values; `set` may be changed. */
-  preUpdate: SignalBase & { where: Row; set: Row };
+  /** `where` is undefined and `all` true for an update of every row (`all: true`). */
+  preUpdate: SignalBase & { where: Row | undefined; all: boolean; set: Row };
   /** After update() finished: rows changed in all batches. */
-  postUpdate: SignalBase & { where: Row; set: Row; count: number };
+  postUpdate: SignalBase & { where: Row | undefined; all: boolean; set: Row; count: number };
   /** Before a chunk of updateFields is written. */
   preUpdateFields: SignalBase & { rows: Row[]; fields: string[] | undefined; key: string[] };
   /** After a chunk of updateFields committed; `missing` lists keys that matched no row. */

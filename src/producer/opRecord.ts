@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type FlowProducer, Job, type JobsOptions, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BulkError } from '../core/errors.js';
@@ -48,10 +49,11 @@ export async function register(
   keys: QueueKeys,
   id: string,
   identityOf: object,
-  fields: { kind: string; table: string },
+  fields: { kind: string; table: string; returning?: string },
 ): Promise<{ created: boolean; sealed: boolean; state: string | null }> {
   const key = keys.op(id);
-  const identity = JSON.stringify(identityOf);
+  // A digest: the identity holds an update's or a copyTo's filter values, kept out of Redis.
+  const identity = createHash('sha256').update(JSON.stringify(identityOf)).digest('base64url');
   const created = await redis.hsetnx(key, 'identity', identity);
   if (!created) {
     const [prev, sealed, state] = await redis.hmget(key, 'identity', 'sealed', 'state');

@@ -249,13 +249,12 @@ export class Operation extends EventEmitter {
   }
 
   private async fromCounters(): Promise<OperationResult> {
-    const [rowsDone, identity] = await this.ctx.redis.hmget(
+    const [rowsDone, returning] = await this.ctx.redis.hmget(
       this.ctx.keys.op(this.id),
       'rowsDone',
-      'identity',
+      'returning',
     );
-    const returning = identity ? JSON.parse(identity).options?.returning : undefined;
-    if (returning)
+    if (returning === '1')
       throw new BulkError(
         'INVALID_OPTION',
         `operation ${this.id} completed, but its returned rows were removed from the queue`,

@@ -1,5 +1,6 @@
+import { columnList } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
-import { isOperationId } from '../core/options.js';
+import { isOperationId, MAX_BATCH_SIZE } from '../core/options.js';
 import type { OnConflict } from '../core/sql/insert.js';
 import type { Where } from '../core/sql/where.js';
 import type { PayloadOptions } from './payload.js';
@@ -33,13 +34,12 @@ export interface QueueCopyToOptions {
   /** File the worker writes (inside its export directory). */
   path: string;
   format?: 'csv' | 'text' | 'ndjson';
-  columns?: string[];
+  columns?: string[] | string;
   where?: Where;
   operationId?: string;
   signals?: boolean;
 }
 
-const MAX_BATCH = 1_000_000;
 const KNOWN = new Set([
   'batchSize',
   'signals',
@@ -53,16 +53,9 @@ const KNOWN = new Set([
   'transaction',
 ]);
 
+/** Column names as options take them: one name, or a non-empty array of names. */
 export function checkNames(v: unknown, what: string): string[] | undefined {
-  if (v === undefined) return undefined;
-  if (
-    !Array.isArray(v) ||
-    v.length === 0 ||
-    v.some((x) => typeof x !== 'string' || x.length === 0)
-  ) {
-    throw new BulkError('INVALID_OPTION', `${what} must be a non-empty array of column names`);
-  }
-  return v as string[];
+  return columnList(v, what);
 }
 
 export function checkOperationId(id: unknown): void {
@@ -90,8 +83,11 @@ export function payloadOptions(o: QueueInsertOptions & QueueUpdateFieldsOptions)
   checkOperationId(o.operationId);
   const out: PayloadOptions = {};
   if (o.batchSize !== undefined) {
-    if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > MAX_BATCH) {
-      throw new BulkError('INVALID_OPTION', `batchSize must be an integer from 1 to ${MAX_BATCH}`);
+    if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > MAX_BATCH_SIZE) {
+      throw new BulkError(
+        'INVALID_OPTION',
+        `batchSize must be an integer from 1 to ${MAX_BATCH_SIZE}`,
+      );
     }
     out.batchSize = o.batchSize;
   }

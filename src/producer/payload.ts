@@ -5,6 +5,9 @@ import { type Encoded, isJsonColumnValue } from './values.js';
 
 export const PAYLOAD_VERSION = 1;
 
+/** Chunks in one operation: chunk indexes run below this (a worker's default limit too). */
+export const MAX_CHUNKS = 1_000_000;
+
 export type ChunkKind = 'bulkCreate' | 'updateFields' | 'copyFrom';
 export type OperationKind = ChunkKind | 'update' | 'copyTo';
 
@@ -38,7 +41,8 @@ export interface OperationPayload {
   operationId: string;
   table: string;
   options: PayloadOptions;
-  update?: { where: Record<string, Encoded>; set: Record<string, Encoded> };
+  /** `where` (never empty) or `all: true` (every row), never both. */
+  update?: { where?: Record<string, Encoded>; all?: true; set: Record<string, Encoded> };
   copyTo?: {
     path: string;
     format?: 'csv' | 'text' | 'ndjson';
@@ -135,4 +139,32 @@ export function validatePayload(
     }
   }
   return p;
+}
+
+/** Whether `s` holds a control character (U+0000 to U+001F, or DEL). */
+function hasControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/**
+ * A queued copyTo names a plain file in the worker's export directory: no directory part, not a
+ * dot-file, no control characters, at most 255 bytes. INVALID_OPTION otherwise.
+ */
+export function checkExportFileName(name: unknown): string {
+  const bad = (why: string) =>
+    new BulkError(
+      'INVALID_OPTION',
+      `copyTo path must be a plain file name in the worker's export directory: ${why}`,
+    );
+  if (typeof name !== 'string' || name.length === 0) throw bad('it is empty');
+  if (/[/\\]/.test(name)) throw bad('it holds a / or \\ (no directories)');
+  if (hasControl(name)) throw bad('it holds a control character (NUL, newline, ...)');
+  if (name.startsWith('.')) throw bad('it starts with a dot');
+  if (!name.isWellFormed()) throw bad('it is not valid Unicode');
+  if (Buffer.byteLength(name) > 255) throw bad('it is longer than 255 bytes');
+  return name;
 }

@@ -1,14 +1,16 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { FlowProducer, Job, Queue } from 'bullmq';
+import { FlowProducer, Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { checkDefined } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
 import { parseTableName } from '../core/meta.js';
+import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
-import type { Where } from '../core/sql/where.js';
 import { BulkEvents } from './events.js';
+import { LenientQueue } from './lenientJob.js';
 import { Operation } from './operation.js';
 import {
   abandon,
@@ -28,12 +30,14 @@ import {
   type QueueUpdateFieldsOptions,
   type QueueWriteOptions,
 } from './options.js';
-import type {
-  ChunkKind,
-  ChunkPayload,
-  OperationKind,
-  OperationPayload,
-  PayloadOptions,
+import {
+  type ChunkKind,
+  type ChunkPayload,
+  checkExportFileName,
+  MAX_CHUNKS,
+  type OperationKind,
+  type OperationPayload,
+  type PayloadOptions,
 } from './payload.js';
 import { connect, jobIds, QueueKeys, type RedisInput } from './redis.js';
 import { type Encoded, encodeRows, encodeValue, jsonSizeBound } from './values.js';
@@ -82,7 +86,7 @@ export class BulkProducer {
     const queue = options.queue ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
     const prefix = options.prefix ?? 'bull';
     this.keys = new QueueKeys(prefix, queue);
-    this.queue = new Queue(queue, { connection: this.redis, prefix });
+    this.queue = new LenientQueue(queue, { connection: this.redis, prefix });
     this.flows = new FlowProducer({ connection: this.redis, prefix });
     this.queue.on('error', (err) => this.logger.warn({ err }, 'queue connection error'));
     this.flows.on('error', (err) => this.logger.warn({ err }, 'flow producer connection error'));
@@ -107,23 +111,21 @@ export class BulkProducer {
     return this.enqueueChunks('updateFields', table, rows, options);
   }
 
-  /** Enqueue a homogeneous update; one worker runs it in key batches. */
+  /**
+   * Enqueue a homogeneous update; one worker runs it in key batches. `{ where, set }` updates
+   * the rows the filter matches; `{ all: true, set }` every row (an empty or undefined filter
+   * is refused, never read as "every row").
+   */
   async update(
     table: string,
-    args: { where: Where; set: Row },
+    args: UpdateArgs,
     options: QueueWriteOptions = {},
   ): Promise<Operation> {
-    if (
-      !args ||
-      typeof args !== 'object' ||
-      args.where === undefined ||
-      !args.set ||
-      typeof args.set !== 'object'
-    ) {
-      throw new BulkError('INVALID_OPTION', `${table}: update takes { where, set }`);
-    }
-    const update = {
-      where: this.encodeObject(args.where, 'where'),
+    checkUpdateArgs(args, table);
+    const update: NonNullable<OperationPayload['update']> = {
+      ...(args.all === true
+        ? { all: true as const }
+        : { where: this.encodeObject(args.where, 'where') }),
       set: this.encodeObject(args.set, 'set'),
     };
     return this.enqueueSingle('update', table, payloadOptions(options), options.operationId, {
@@ -133,16 +135,20 @@ export class BulkProducer {
 
   /** Enqueue an export: a worker streams COPY TO into `path` (CSV with header, COPY text, or NDJSON). */
   async copyTo(table: string, options: QueueCopyToOptions): Promise<Operation> {
-    if (!options || typeof options.path !== 'string' || options.path.length === 0) {
-      throw new BulkError('INVALID_OPTION', `${table}: copyTo needs a path`);
-    }
+    if (!options || typeof options !== 'object')
+      throw new BulkError('INVALID_OPTION', `${table}: copyTo needs { path }`);
+    // A plain file name in the worker's export directory (the worker checks it again).
+    checkExportFileName(options.path);
     const format = options.format ?? 'csv';
     if (!['csv', 'text', 'ndjson'].includes(format))
       throw new BulkError('INVALID_OPTION', `format must be csv, text or ndjson`);
     const copyTo: NonNullable<OperationPayload['copyTo']> = { path: options.path, format };
     const columns = checkNames(options.columns, 'columns');
     if (columns) copyTo.columns = columns;
-    if (options.where !== undefined) copyTo.where = this.encodeObject(options.where, 'where');
+    if (options.where !== undefined) {
+      checkDefined(options.where, 'where', table);
+      copyTo.where = this.encodeObject(options.where, 'where');
+    }
     const opts: PayloadOptions = options.signals === false ? { signals: false } : {};
     return this.enqueueSingle('copyTo', table, opts, options.operationId, { copyTo });
   }
@@ -220,7 +226,13 @@ export class BulkProducer {
       created,
       sealed,
       state: before,
-    } = await register(this.redis, this.keys, id, { kind, table, options: popts }, { kind, table });
+    } = await register(
+      this.redis,
+      this.keys,
+      id,
+      { kind, table, options: popts },
+      { kind, table, ...(popts.returning ? { returning: '1' } : {}) },
+    );
     // Enqueued before under this id. An operation that ended in failure is returned as is (its
     // done() rejects); otherwise the input must be the same, chunk by chunk, or it is a conflict.
     if (sealed && (before === 'failed' || before === 'cancelled'))
@@ -247,6 +259,12 @@ export class BulkProducer {
     let offset = 0;
     try {
       for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
+        if (index >= MAX_CHUNKS)
+          throw new BulkError(
+            'LIMIT_EXCEEDED',
+            `${table}: more than ${MAX_CHUNKS} chunks in one operation (workers refuse more): raise batchSize or split the input`,
+            { table, row: offset },
+          );
         const enc = encodeRows(chunk, offset);
         const data: ChunkPayload = {
           v: 1,

@@ -138,13 +138,21 @@ export const PAYLOAD_SCHEMA = {
         table: name,
         options: { $ref: '#/definitions/options' },
         update: {
+          description:
+            'The rows the filter matches (`where`, never empty), or every row (`all: true`); never both.',
           type: 'object',
-          required: ['where', 'set'],
+          required: ['set'],
           additionalProperties: false,
           properties: {
-            where: { $ref: '#/definitions/where' },
-            set: { type: 'object', additionalProperties: { $ref: '#/definitions/value' } },
+            where: { allOf: [{ $ref: '#/definitions/where' }, { minProperties: 1 }] },
+            all: { const: true },
+            set: {
+              type: 'object',
+              minProperties: 1,
+              additionalProperties: { $ref: '#/definitions/value' },
+            },
           },
+          oneOf: [{ required: ['where'] }, { required: ['all'] }],
         },
         copyTo: {
           type: 'object',

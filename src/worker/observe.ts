@@ -25,9 +25,28 @@ export interface WorkerMetricsHook {
 
 interface JobInfo {
   operationId: string;
+  /** The table as the job names it (checked against the payload schema): for log lines. */
   table: string;
+  /** The allowed table as the catalog names it, '' when not resolved: the metrics label. */
+  label: string;
   kind: string;
 }
+
+/** A job's name as a metric label: one of bulkmodel's, else 'other' (names come from jobs). */
+function jobLabel(job: Job): string {
+  return job.name === 'chunk' || job.name === 'operation' || job.name === 'seal'
+    ? job.name
+    : 'other';
+}
+
+/**
+ * Mark an operation started (first job wins) and index it, so that its record is pruned even
+ * when no producer registered it; returns its totals when this call was the first.
+ */
+const MARK_STARTED = `
+if redis.call('hsetnx', KEYS[1], 'startedAt', ARGV[1]) == 0 then return false end
+redis.call('zadd', KEYS[2], 'NX', ARGV[1], ARGV[2])
+return redis.call('hmget', KEYS[1], 'totalRows', 'totalChunks')`;
 
 function num(v: string | null | undefined): number | undefined {
   return v === null || v === undefined || v === '' ? undefined : Number(v);
@@ -47,16 +66,23 @@ export class JobObserver {
 
   /** Before a chunk or operation job runs: the first one marks and logs the operation's start. */
   async started(job: Job, op: JobInfo): Promise<void> {
-    const key = this.keys.op(op.operationId);
-    const first = await this.redis.hsetnx(key, 'startedAt', String(Date.now()));
-    if (first !== 1) return;
-    const [totalRows, totalChunks] = await this.redis.hmget(key, 'totalRows', 'totalChunks');
+    const now = String(Date.now());
+    const first = (await this.redis.eval(
+      MARK_STARTED,
+      2,
+      this.keys.op(op.operationId),
+      this.keys.ops,
+      now,
+      op.operationId,
+    )) as (string | null)[] | null;
+    if (!first) return;
+    const [totalRows, totalChunks] = first;
     this.logger.info(
       {
         operationId: op.operationId,
         table: op.table,
         kind: op.kind,
-        job: job.name,
+        job: jobLabel(job),
         totalRows: num(totalRows),
         totalChunks: num(totalChunks),
       },
@@ -70,9 +96,9 @@ export class JobObserver {
     const writes = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
     if (writes)
       this.metrics?.jobCompleted({
-        table: op.table,
+        table: op.label,
         kind: op.kind,
-        job: job.name,
+        job: jobLabel(job),
         rows,
         seconds: (performance.now() - startedMs) / 1000,
       });
@@ -82,9 +108,9 @@ export class JobObserver {
 
   failed(job: Job, op: Partial<JobInfo>, code: string, transient: boolean, final: boolean): void {
     this.metrics?.jobFailed({
-      table: op.table ?? '',
-      kind: op.kind ?? job.name,
-      job: job.name,
+      table: op.label ?? '',
+      kind: op.kind ?? '',
+      job: jobLabel(job),
       code,
       transient: transient && !final,
     });

@@ -1,7 +1,3 @@
-import { mkdir, open, realpath, rename, rm } from 'node:fs/promises';
-import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { executeChunk } from '../core/chunkJob.js';
@@ -14,13 +10,25 @@ import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.j
 import type { ChunkPayload, OperationPayload, SealPayload } from '../producer/payload.js';
 import { moveState, type QueueKeys } from '../producer/redis.js';
 import { decodeRows, decodeValue, encodeRows, encodeValue } from '../producer/values.js';
+import { type ExportTarget, exportToFile } from './export.js';
 
 export interface ProcessorContext {
   db: BulkClient;
   redis: Redis;
   keys: QueueKeys;
-  exportDir: string;
+  /** Where copyTo jobs write; undefined refuses them (EXPORT_DISABLED). */
+  exportTarget: ExportTarget | undefined;
   eventsMaxLen: number;
+  /** Keep row values in recorded errors (the operator's opt-in, for debugging). */
+  showValues: boolean;
+}
+
+/** What the worker checked of a job before running it. */
+export interface Checked {
+  /** The allowed table's name as the catalog spells it. */
+  table: string;
+  /** sha256 of the job's data as stored (binds a chunk's ledger slot to its content). */
+  fingerprint: string | undefined;
 }
 
 function decodeObject(o: Record<string, unknown> | undefined, what: string): Row | undefined {
@@ -32,12 +40,12 @@ async function publish(ctx: ProcessorContext, name: BulkEventName, event: unknow
   await publishEvent(ctx.redis, ctx.keys, name, event, ctx.eventsMaxLen);
 }
 
-/** Count a chunk once (a replay does not count twice) and publish progress. */
 /**
  * Count a chunk once (a bit per chunk: a replay does not count twice), move the operation to
  * running unless it has ended, and read the counters: one round trip.
  */
 const MARK_CHUNK_DONE = `
+redis.call('zadd', KEYS[3], 'NX', ARGV[3], ARGV[4])
 if redis.call('setbit', KEYS[2], ARGV[1], 1) == 0 then
   redis.call('hincrby', KEYS[1], 'rowsDone', ARGV[2])
   redis.call('hincrby', KEYS[1], 'chunksDone', 1)
@@ -47,13 +55,19 @@ end
 return redis.call('hmget', KEYS[1], 'rowsDone', 'chunksDone', 'totalRows', 'totalChunks')`;
 
 async function markChunkDone(ctx: ProcessorContext, p: ChunkPayload, count: number): Promise<void> {
+  // The chunk index is within the worker's limit (checkChunk): the bit offset is bounded. The
+  // operation is indexed (NX: once), so that its records are pruned even when no producer
+  // registered it.
   const [rowsDone, chunksDone, totalRows, totalChunks] = (await ctx.redis.eval(
     MARK_CHUNK_DONE,
-    2,
+    3,
     ctx.keys.op(p.operationId),
     ctx.keys.opDone(p.operationId),
+    ctx.keys.ops,
     String(p.chunk.index),
     String(count),
+    String(Date.now()),
+    p.operationId,
   )) as (string | null)[];
   const ev: Record<string, unknown> = {
     operationId: p.operationId,
@@ -76,7 +90,12 @@ export async function failOperation(
   err: BulkError,
 ): Promise<void> {
   const key = ctx.keys.op(operationId);
-  const set = await ctx.redis.hsetnx(key, 'error', JSON.stringify(err.toJSON()));
+  // Row values (Postgres's detail, the value refused) stay out unless the operator opted in.
+  const [[, set]] = (await ctx.redis
+    .multi()
+    .hsetnx(key, 'error', JSON.stringify(err.toJSON({ values: ctx.showValues })))
+    .zadd(ctx.keys.ops, 'NX', String(Date.now()), operationId)
+    .exec()) as [[Error | null, number]];
   const moved = await moveState(ctx.redis, key, {
     state: 'failed',
     finishedAt: String(Date.now()),
@@ -87,7 +106,7 @@ export async function failOperation(
       table,
       kind,
       state: 'failed',
-      error: { code: err.code, message: err.message },
+      error: { code: err.code, message: err.toJSON().message },
     });
 }
 
@@ -119,6 +138,7 @@ const SIGNALS_OF = {
 export async function processChunk(
   ctx: ProcessorContext,
   p: ChunkPayload,
+  checked: Checked,
 ): Promise<ChunkJobReturn> {
   // json values stay JSON text, written as they came without being parsed into objects, unless
   // a listener in this process sees the rows (and may read or change them as objects).
@@ -130,6 +150,7 @@ export async function processChunk(
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;
   const res = await executeChunk(ctx.db, p.kind, p.table, rows, p.chunk, {
     operationId: p.operationId,
+    ...(checked.fingerprint ? { fingerprint: checked.fingerprint } : {}),
     ...(returning !== undefined ? { returning } : {}),
     ...(onConflict !== undefined
       ? {
@@ -193,123 +214,26 @@ export async function finishOperation(
   });
 }
 
-/** Resolve a copyTo path inside the worker's export directory; anything outside is refused. */
-export function exportPath(exportDir: string, path: string): string {
-  const root = resolve(exportDir);
-  const full = resolve(root, path);
-  if (!inside(root, full)) {
-    throw new BulkError(
-      'INVALID_OPTION',
-      `copyTo path ${JSON.stringify(path)} is outside the worker's export directory ${root}`,
-    );
-  }
-  return full;
-}
-
-function inside(root: string, full: string): boolean {
-  const rel = relative(root, full);
-  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
-}
-
 /**
- * The same check on real directories: a symlink inside the export directory must not lead out.
- * Checked on the deepest directory that exists before creating the rest, and again after.
+ * A queued copyTo: stream the table into a new file of the export directory. The file's name
+ * and count are kept on the operation's record, so a run of the same job after the file was
+ * made (its worker died before the job completed) finds it done instead of FILE_EXISTS.
  */
-async function checkRealDir(exportDir: string, full: string, path: string): Promise<void> {
-  const root = await realpath(exportDir);
-  let dir = dirname(full);
-  for (;;) {
-    const real = await realpath(dir).catch(() => undefined);
-    if (real !== undefined) {
-      if (real !== root && !inside(root, real)) {
-        throw new BulkError(
-          'INVALID_OPTION',
-          `copyTo path ${JSON.stringify(path)} leads outside the worker's export directory`,
-        );
-      }
-      return;
-    }
-    dir = dirname(dir);
-  }
-}
-
-/**
- * NDJSON values where JSON has no exact form, as Postgres's to_json writes them: bigint as a
- * decimal string, bytea as '\\x' hex, NaN and ±Infinity as strings. (A replacer sees a Buffer
- * after its toJSON, so the raw value is read from the holder.)
- */
-function ndjsonValue(this: unknown, key: string, v: unknown): unknown {
-  const raw = (this as Record<string, unknown>)[key];
-  if (typeof raw === 'bigint') return raw.toString();
-  if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
-  if (typeof raw === 'number' && !Number.isFinite(raw)) return String(raw);
-  return v;
-}
-
-async function runCopyTo(
-  ctx: ProcessorContext,
-  p: OperationPayload,
-  job: Job,
-): Promise<OperationJobReturn> {
+async function runCopyTo(ctx: ProcessorContext, p: OperationPayload): Promise<OperationJobReturn> {
   const spec = p.copyTo!;
-  const full = exportPath(ctx.exportDir, spec.path);
-  await mkdir(ctx.exportDir, { recursive: true });
-  await checkRealDir(ctx.exportDir, full, spec.path);
-  await mkdir(dirname(full), { recursive: true });
-  await checkRealDir(ctx.exportDir, full, spec.path);
-  const tmp = `${full}.${job.id}.partial`;
-  // A crashed earlier attempt may have left it; removing a symlink removes the link, not its target.
-  await rm(tmp, { force: true });
-  const model = ctx.db.model(p.table);
-  const where = decodeObject(spec.where, 'where');
-  const base = {
-    ...(spec.columns ? { columns: spec.columns } : {}),
-    ...(where ? { where } : {}),
+  const key = ctx.keys.op(p.operationId);
+  const [file, count] = await ctx.redis.hmget(key, 'exportedFile', 'exportedCount');
+  const r = await exportToFile({
+    db: ctx.db,
+    target: ctx.exportTarget,
+    table: p.table,
+    spec,
+    where: decodeObject(spec.where, 'where'),
     signals: p.options.signals !== false,
-  };
-  let count = 0;
-  // Opened here, before any row is read: a failure (an unknown column, say) then always finds
-  // the file to remove. Opened by the write stream instead, its open could finish after the
-  // cleanup and leave an empty .partial file behind.
-  const file = await open(tmp, 'wx');
-  const sink = () => file.createWriteStream();
-  try {
-    if (spec.format === 'ndjson') {
-      const rows = model.copyTo({ ...base, format: 'rows' });
-      const lines = Readable.from(
-        (async function* () {
-          for await (const r of rows) {
-            count++;
-            yield `${JSON.stringify(r, ndjsonValue)}\n`;
-          }
-        })(),
-      );
-      await pipeline(lines, sink());
-    } else {
-      const out = model.copyTo({ ...base, format: spec.format ?? 'csv' });
-      const bytes = Readable.from(
-        (async function* () {
-          for (;;) {
-            const r = await out.next();
-            if (r.done) {
-              count = r.value.count;
-              return;
-            }
-            yield r.value;
-          }
-        })(),
-      );
-      await pipeline(bytes, sink());
-    }
-    await rename(tmp, full);
-  } catch (err) {
-    // The stream has closed the file if it ended or failed before writing; not always when it
-    // failed mid-stream. Closing it again is harmless.
-    await file.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  return { count, path: full };
+    earlier: file && count ? { file, count: Number(count) } : undefined,
+  });
+  await ctx.redis.hset(key, { exportedFile: spec.path, exportedCount: String(r.count) });
+  return r;
 }
 
 /** An 'operation' job: the parent of a chunked operation (all chunks done), or a whole update/copyTo. */
@@ -317,27 +241,28 @@ export async function processOperation(
   ctx: ProcessorContext,
   p: OperationPayload,
   job: Job,
+  checked: Checked,
 ): Promise<OperationJobReturn> {
   if (p.kind === 'update') {
-    const where = decodeObject(p.update!.where, 'where')!;
-    const set = decodeObject(p.update!.set, 'set')!;
+    const u = p.update!;
+    const set = decodeObject(u.set, 'set')!;
+    // The core refuses an empty or undefined filter: only `all: true` updates every row.
+    const args =
+      u.all === true
+        ? { all: true as const, set }
+        : { where: decodeObject(u.where, 'where')!, set };
     // Every run of the job (a retry, a stalled job handed to another worker) uses the operation's
     // id: batches that committed are recovered from the ledger with their counts, and the
     // key scan resumes after the last of them, so each row is updated once and counted once.
-    const r = await ctx.db.model(p.table).update(
-      { where, set },
-      {
-        operationId: p.operationId,
-        batchSize: p.options.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE,
-        signals: p.options.signals !== false,
-      },
-    );
+    const r = await ctx.db.model(p.table).update(args, {
+      operationId: p.operationId,
+      ...(checked.fingerprint ? { fingerprint: checked.fingerprint } : {}),
+      batchSize: p.options.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE,
+      signals: p.options.signals !== false,
+    });
     return { count: r.count };
   }
-  if (p.kind === 'copyTo') {
-    const r = await runCopyTo(ctx, p, job);
-    return r;
-  }
+  if (p.kind === 'copyTo') return runCopyTo(ctx, p);
   // The counters are exact (each chunk counted once): no need to load every chunk's result,
   // which holds its returned rows. Only updateFields gathers its chunks' missing keys.
   const [rowsDone, chunksDone] = await ctx.redis.hmget(

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BulkClient, type BulkClientOptions } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
@@ -16,10 +16,14 @@ import {
   validatePayload,
 } from '../producer/payload.js';
 import { connect, describe, QueueKeys, type RedisInput } from '../producer/redis.js';
-import { Allowlist } from './allowlist.js';
+import { Allowlist, canonicalName } from './allowlist.js';
+import { openExportTarget } from './export.js';
+import { GuardedWorker, rawFacts } from './jobGuard.js';
+import { checkChunk, checkDepth, resolveLimits, type WorkerLimits } from './limits.js';
 import { JobObserver, type WorkerMetricsHook } from './observe.js';
 import {
   assertLive,
+  type Checked,
   failOperation,
   finishOperation,
   type ProcessorContext,
@@ -28,6 +32,15 @@ import {
   processSeal,
   pruneOperations,
 } from './processors.js';
+
+/** The job names bulkmodel enqueues; any other is refused (and labelled 'other'). */
+const JOB_NAMES: ReadonlySet<string> = new Set(['chunk', 'operation', 'seal']);
+
+/** A job id as a log line may show it: as it is when plain, else quoted and shortened. */
+function shownId(id: string | undefined): string | undefined {
+  if (id === undefined || /^[A-Za-z0-9._:-]{1,250}$/.test(id)) return id;
+  return JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id);
+}
 
 export interface BulkWorkerOptions {
   /** Redis URL, ioredis options or instance. Default: REDIS_URL, else redis://127.0.0.1:6379. */
@@ -48,8 +61,21 @@ export interface BulkWorkerOptions {
   maxStalledCount?: number;
   /** close() waits this long for in-flight jobs before leaving them to other workers. Default 30000. */
   closeTimeoutMs?: number;
-  /** copyTo jobs write only inside this directory. Default: the current directory. */
+  /**
+   * The directory queued copyTo jobs write their files into (created if missing). No default:
+   * a worker without one refuses copyTo jobs (EXPORT_DISABLED). Jobs name plain files in it.
+   */
   exportDir?: string;
+  /** Let a copyTo job replace a file that exists in exportDir. Default false (FILE_EXISTS). */
+  exportOverwrite?: boolean;
+  /**
+   * Keep row values in the errors this worker records and logs (Postgres's detail line, the
+   * value a column refused): for debugging only. Default false: table, column, constraint and
+   * row index only.
+   */
+  showValues?: boolean;
+  /** What this worker accepts from a job; defaults match the producer's (see WorkerLimits). */
+  limits?: Partial<WorkerLimits>;
   /** Publish signal payloads with their rows (large); by default events carry counts only. */
   eventRows?: boolean;
   /** Approximate cap on the events stream. Default 10000. */
@@ -59,6 +85,17 @@ export interface BulkWorkerOptions {
   logger?: Logger;
   /** Told of every job's outcome (e.g. prom-client metrics: see createWorkerMetrics). */
   metrics?: WorkerMetricsHook;
+}
+
+/**
+ * The operation a job names when its payload was not read: a well-formed `operationId` in
+ * its data, or its parent's job id (a chunk's parent is its operation).
+ */
+function operationIdOf(job: Job): string | undefined {
+  const fromData = (job.data as { operationId?: unknown } | null)?.operationId;
+  if (isOperationId(fromData)) return fromData;
+  const parent = job.parent?.id;
+  return isOperationId(parent) ? parent : undefined;
 }
 
 /** Whether `p` settled within `ms` (it keeps running either way). */
@@ -94,8 +131,9 @@ export class BulkWorker {
   readonly stats: WorkerStats = { completed: 0, failed: 0, retried: 0, rows: 0 };
   private readonly redis: Redis;
   private readonly ownsRedis: boolean;
-  private readonly worker: Worker;
+  private readonly worker: GuardedWorker;
   private readonly allowlist: Allowlist;
+  private readonly limits: WorkerLimits;
   private readonly ctx: ProcessorContext;
   private readonly observer: JobObserver;
   private readonly opts: BulkWorkerOptions;
@@ -106,6 +144,7 @@ export class BulkWorker {
 
   constructor(options: BulkWorkerOptions) {
     Allowlist.validate(options?.tables); // before anything is opened
+    this.limits = resolveLimits(options.limits);
     this.opts = options;
     this.logger = options.logger ?? defaultLogger;
     const dbOpts: BulkClientOptions =
@@ -127,8 +166,9 @@ export class BulkWorker {
       db: this.db,
       redis: this.redis,
       keys: this.keys,
-      exportDir: options.exportDir ?? process.cwd(),
+      exportTarget: undefined, // opened by start()
       eventsMaxLen: options.eventsMaxLen ?? DEFAULT_EVENTS_MAX_LEN,
+      showValues: options.showValues === true,
     };
     this.observer = new JobObserver(this.redis, this.keys, this.logger, options.metrics);
     this.db.signals.tap((name, event) => {
@@ -140,7 +180,7 @@ export class BulkWorker {
         this.ctx.eventsMaxLen,
       ).catch((err) => this.logger.warn({ err, signal: name }, 'could not publish signal event'));
     });
-    this.worker = new Worker(queue, (job) => this.process(job), {
+    this.worker = new GuardedWorker(queue, (job) => this.process(job), {
       connection: this.redis,
       prefix,
       concurrency,
@@ -151,6 +191,7 @@ export class BulkWorker {
       stalledInterval: options.lockDurationMs ?? 30_000,
       maxStalledCount: options.maxStalledCount ?? 5,
     });
+    this.worker.maxPayloadBytes = this.limits.maxPayloadBytes;
     this.worker.on('error', (err) =>
       this.logger.warn({ err: redact(String(err?.message ?? err)) }, 'worker connection error'),
     );
@@ -213,6 +254,11 @@ export class BulkWorker {
         `Redis maxmemory-policy is ${policy[1]}: set it to noeviction, or Redis may evict queued jobs`,
       );
     }
+    if (this.opts.exportDir !== undefined)
+      this.ctx.exportTarget = await openExportTarget(
+        this.opts.exportDir,
+        this.opts.exportOverwrite === true,
+      );
     await this.db.ensureConnected({ timeoutMs: 30_000 });
     if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
     for (const table of await this.allowlist.resolveAll()) {
@@ -235,30 +281,69 @@ export class BulkWorker {
     this.runLoop = this.worker.run();
     this.runLoop.catch((err) => this.logger.error({ err }, 'worker stopped'));
     this.logger.info(
-      { queue: this.keys.queue, redis: describe(this.opts.redis), tables: this.opts.tables },
+      {
+        queue: this.keys.queue,
+        redis: describe(this.opts.redis),
+        tables: this.opts.tables,
+        exportDir: this.ctx.exportTarget?.dir ?? null,
+      },
       'bulkmodel worker started',
     );
   }
 
+  /**
+   * Run one job. Everything in it is untrusted (it may come from anyone who can write to the
+   * queue): its data is size-checked before parsing (GuardedWorker), depth-checked, validated
+   * against the payload schema and the worker's limits, and its table resolved through the
+   * catalog against the allowlist, before anything is written. A refused job fails at once,
+   * unrecoverable, with a BulkError code; the worker goes on with the next.
+   */
   private async process(job: Job): Promise<unknown> {
     let p: Payload | undefined;
     const startedMs = performance.now();
+    const jobName = JOB_NAMES.has(job.name) ? job.name : 'other';
+    // What is known of the job so far, for logs, metrics and the operation's record; the table
+    // only as the catalog names an allowed one (a job's own spelling never becomes a label).
+    const seen: { table?: string; label?: string; kind?: string; operationId?: string } = {};
     try {
-      p = validatePayload(job.data, job.name, { values: false }); // values: checked as they are decoded
+      const facts = rawFacts(job);
+      if (facts?.refused) {
+        // Its data goes from Redis (it may be huge, or unreadable by any list of jobs).
+        await job.updateData({ refused: facts.refused.code }).catch(() => {});
+        throw new BulkError(facts.refused.code, `job ${jobName}: ${facts.refused.message}`);
+      }
+      if (!JOB_NAMES.has(job.name))
+        throw new BulkError('INVALID_PAYLOAD', 'unknown job name (chunk, operation or seal)');
+      checkDepth(job.data, jobName, this.limits);
+      p = validatePayload(job.data, job.name, { values: false }); // values: checked as decoded
       if ('seal' in p) return await processSeal(this.ctx, p as SealPayload);
       const op = p as ChunkPayload | OperationPayload;
+      seen.operationId = op.operationId;
+      seen.kind = op.kind;
+      seen.table = op.table; // schema-checked: a string of 1-200 characters
+      if (job.name === 'chunk') checkChunk(op as ChunkPayload, this.limits);
       // The parent of a chunked operation only adds up its chunks' results: no table, no database.
       const touchesDb = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
-      if (touchesDb) await this.allowlist.check(op.table);
+      const checked: Checked = { table: '', fingerprint: facts?.fingerprint };
+      if (touchesDb) {
+        checked.table = canonicalName(await this.allowlist.check(op.table));
+        seen.label = checked.table;
+      }
       await assertLive(this.ctx, op.operationId, op.table);
-      await this.observer.started(job, op);
+      const info = {
+        operationId: op.operationId,
+        table: op.table,
+        label: checked.table,
+        kind: op.kind,
+      };
+      await this.observer.started(job, info);
       if (touchesDb) await this.db.ensureConnected({ timeoutMs: 10_000 });
       const out =
         job.name === 'chunk'
-          ? await processChunk(this.ctx, op as ChunkPayload)
-          : await processOperation(this.ctx, op as OperationPayload, job);
+          ? await processChunk(this.ctx, op as ChunkPayload, checked)
+          : await processOperation(this.ctx, op as OperationPayload, job, checked);
       this.stats.completed++;
-      this.observer.completed(job, op, out, startedMs);
+      this.observer.completed(job, info, out, startedMs);
       this.stats.rows += (out as { count?: number }).count ?? 0;
       return out;
     } catch (err) {
@@ -274,43 +359,43 @@ export class BulkWorker {
         (err instanceof BulkError &&
           (err.code === 'CONNECTION_FAILED' || err.code === 'RETRIES_EXHAUSTED'));
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      // An invalid payload may carry any operationId: only a well-formed one names an operation.
-      const rawId =
-        (p as { operationId?: string } | undefined)?.operationId ??
-        (job.data as { operationId?: unknown } | null)?.operationId;
-      const opId = isOperationId(rawId) ? rawId : undefined;
-      const known = (p ?? {}) as { table?: string; kind?: string };
-      const seen = { table: known.table, kind: known.kind, operationId: opId };
+      // An unreadable job may still name its operation: a valid id in its data, or its parent's.
+      const opId = seen.operationId ?? operationIdOf(job);
+      const message = bulk.toJSON({ values: this.ctx.showValues }).message as string;
       if (!transient || last) {
-        if (typeof opId === 'string') {
-          const table = (p as { table?: string } | undefined)?.table ?? '';
-          await failOperation(
-            this.ctx,
-            opId,
-            table,
-            (p as { kind?: string } | undefined)?.kind ?? job.name,
-            bulk,
-          ).catch(() => {});
+        if (opId !== undefined) {
+          await failOperation(this.ctx, opId, seen.table ?? '', seen.kind ?? jobName, bulk).catch(
+            () => {},
+          );
         }
         this.logger.warn(
-          { jobId: job.id, operationId: opId, code: bulk.code, err: redact(bulk.message) },
+          {
+            jobId: shownId(job.id),
+            operationId: opId,
+            table: seen.table,
+            code: bulk.code,
+            err: redact(message),
+            ...(this.ctx.showValues && (bulk.detail || bulk.value)
+              ? { detail: bulk.detail, value: bulk.value }
+              : {}),
+          },
           'job failed',
         );
-        this.observer.failed(job, seen, bulk.code, transient, true);
-        if (!transient) throw new UnrecoverableError(`${bulk.code}: ${bulk.message}`);
+        this.observer.failed(job, { ...seen, operationId: opId }, bulk.code, transient, true);
+        if (!transient) throw new UnrecoverableError(`${bulk.code}: ${message}`);
       } else {
-        if (typeof opId === 'string')
+        if (opId !== undefined)
           await this.redis.hincrby(this.keys.op(opId), 'retries', 1).catch(() => {});
         this.logger.warn(
           {
-            jobId: job.id,
+            jobId: shownId(job.id),
             operationId: opId,
             attempt: job.attemptsMade + 1,
-            err: redact(bulk.message),
+            err: redact(message),
           },
           'job failed transiently; BullMQ will retry',
         );
-        this.observer.failed(job, seen, bulk.code, true, false);
+        this.observer.failed(job, { ...seen, operationId: opId }, bulk.code, true, false);
       }
       throw err;
     }

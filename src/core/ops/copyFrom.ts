@@ -6,7 +6,7 @@ import { RAW_TEXT_TYPES } from '../decode.js';
 import { copyEscape, valueError } from '../encode.js';
 import { fromPgError } from '../errors.js';
 import type { TableMeta } from '../meta.js';
-import type { RowGroup } from '../rows.js';
+import { type RowGroup, setOwn } from '../rows.js';
 import type { ChunkSteps, WriteHooks } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildCopyIn, buildStageCopy, buildStageTable } from '../sql/copy.js';
@@ -176,7 +176,7 @@ export function copyWrite(
     const keyRow = (ri: number, lits: readonly string[], at: number) => {
       const obj: Row = {};
       for (let j = 0; j < keyAt.length; j++)
-        obj[ret!.columns[j]!.name] = plan.decoders[j]!(lits[at + keyAt[j]!]!);
+        setOwn(obj, ret!.columns[j]!.name, plan.decoders[j]!(lits[at + keyAt[j]!]!));
       returned![ri] = obj;
     };
     if (p.lacking.length > 0) {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { to as copyToStdout } from 'pg-copy-streams';
+import { checkDefined, columnList } from '../checks.js';
 import type { DbClient } from '../db.js';
 import { type DecodeOptions, decoderFor } from '../decode.js';
 import { BulkError, fromPgError } from '../errors.js';
@@ -11,8 +12,8 @@ import { buildCopyOut } from '../sql/copy.js';
 import { buildWhere, settingParams, type Where } from '../sql/where.js';
 
 export interface CopyToOptions {
-  /** Columns to read, in this order (default: all). */
-  columns?: string[];
+  /** Columns to read, in this order: one name or a list (default: all). */
+  columns?: string[] | string;
   /** Structured filter, as for update(). */
   where?: Where;
   /** 'rows' (default): decoded row objects. 'text' or 'csv': the raw COPY output as Buffers (CSV has a header line). */
@@ -138,11 +139,10 @@ function planCopyTo(meta: TableMeta, opts: CopyToOptions) {
       { table: meta.displayName },
     );
   }
-  const columns = (opts.columns ?? meta.columns.map((c) => c.name)).map((n) => columnOf(meta, n));
-  if (columns.length === 0)
-    throw new BulkError('INVALID_OPTION', `${meta.displayName}: columns is empty`, {
-      table: meta.displayName,
-    });
+  const columns = (
+    columnList(opts.columns, 'columns', meta.displayName) ?? meta.columns.map((c) => c.name)
+  ).map((n) => columnOf(meta, n));
+  if (opts.where !== undefined) checkDefined(opts.where, 'where', meta.displayName);
   const where = buildWhere(meta, opts.where, settingParams, 't');
   const sql = buildCopyOut(meta, columns, where.sql, format === 'csv' ? 'csv' : 'text');
   return { format, columns, where, sql };

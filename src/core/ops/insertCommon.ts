@@ -3,7 +3,7 @@ import { type DecodeOptions, type Decoder, decoderFor, RAW_TEXT_TYPES } from '..
 import { BulkError } from '../errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
 import type { InsertLikeOptions } from '../options.js';
-import { type EncodedGroup, encodeRows, groupRows, type RowGroup } from '../rows.js';
+import { type EncodedGroup, encodeRows, groupRows, type RowGroup, setOwn } from '../rows.js';
 import { type Chunk, type Engine, queryWithRetry } from '../runner.js';
 import type { Row, Signals } from '../signals.js';
 import type { OnConflict } from '../sql/insert.js';
@@ -313,7 +313,7 @@ export function collectReturned(
     const rowIdx = group.rowIdx[Number(r[0]) - 1]!;
     const obj: Row = {};
     for (let j = 0; j < cols.length; j++)
-      obj[cols[j]!.name] = plan.decoders[j]!(r[j + 1] as string | null);
+      setOwn(obj, cols[j]!.name, plan.decoders[j]!(r[j + 1] as string | null));
     into[rowIdx] = obj;
   }
 }
@@ -371,7 +371,7 @@ export async function selectByKeys(
   for (const row of r.rows as unknown[][]) {
     const obj: Row = {};
     for (let j = 0; j < p.columns.length; j++)
-      obj[p.columns[j]!.name] = plan.decoders[j]!(row[j + 1] as string | null);
+      setOwn(obj, p.columns[j]!.name, plan.decoders[j]!(row[j + 1] as string | null));
     out[Number(row[0])] = obj;
   }
   return out;

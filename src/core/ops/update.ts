@@ -1,3 +1,4 @@
+import { checkDefined } from '../checks.js';
 import type { DbClient } from '../db.js';
 import { cachedEncoder, valueError } from '../encode.js';
 import { BulkError } from '../errors.js';
@@ -10,7 +11,10 @@ import { buildBatchEnd, buildUpdateAll, buildUpdateRange } from '../sql/update.j
 import { buildWhere, dollarParams, type Where } from '../sql/where.js';
 
 export interface UpdateArgs {
-  where: Where;
+  /** The rows to update: a filter of column conditions (never empty). */
+  where?: Where;
+  /** Update every row of the table; required instead of `where` for that. */
+  all?: true;
   set: Row;
 }
 
@@ -18,27 +22,48 @@ export interface UpdatePlan {
   meta: TableMeta;
   key: ColumnMeta[];
   set: { col: ColumnMeta; lit: string | null }[];
-  where: Where;
+  /** The filter; `undefined` when the call asked for every row (`all: true`). */
+  where: Where | undefined;
+}
+
+const UPDATE_KEYS = new Set(['where', 'all', 'set']);
+
+/**
+ * Check the shape of `update({ where, set })` / `update({ all: true, set })`: a missing value
+ * never widens the update. `undefined` anywhere, an empty `where`, or neither `where` nor
+ * `all: true` is INVALID_OPTION; updating the whole table takes `all: true`, which no missing
+ * variable can produce.
+ */
+export function checkUpdateArgs(args: unknown, table: string): asserts args is UpdateArgs {
+  const bad = (msg: string) => new BulkError('INVALID_OPTION', `${table}: ${msg}`, { table });
+  if (args === null || typeof args !== 'object' || Array.isArray(args))
+    throw bad('update takes { where, set } (or { all: true, set })');
+  for (const k of Object.keys(args))
+    if (!UPDATE_KEYS.has(k)) throw bad(`update takes where, set and all, not ${JSON.stringify(k)}`);
+  const a = args as { where?: unknown; all?: unknown; set?: unknown };
+  if ('all' in a) {
+    if (a.all !== true) throw bad('all must be true (to update every row) or left out');
+    if ('where' in a) throw bad('update takes where or all: true, not both');
+  } else {
+    if (!('where' in a) || a.where === undefined)
+      throw bad('update needs a where (or all: true to update every row)');
+    if (a.where === null || typeof a.where !== 'object' || Array.isArray(a.where))
+      throw bad('where must be an object of column conditions');
+    if (Object.keys(a.where).length === 0)
+      throw bad('where is empty: pass all: true (instead of where) to update every row');
+    checkDefined(a.where, 'where', table);
+  }
+  if (a.set === null || typeof a.set !== 'object' || Array.isArray(a.set))
+    throw bad('set must be an object of column values');
+  checkDefined(a.set, 'set', table);
 }
 
 /** Validate and encode `set`; check `where` names real columns. */
 export function planUpdate(meta: TableMeta, args: UpdateArgs): UpdatePlan {
-  if (args === null || typeof args !== 'object') {
-    throw new BulkError('INVALID_OPTION', `${meta.displayName}: update takes { where, set }`, {
-      table: meta.displayName,
-    });
-  }
-  if (args.where === undefined) {
-    throw new BulkError(
-      'INVALID_OPTION',
-      `${meta.displayName}: update needs a where ({} to update every row)`,
-      { table: meta.displayName },
-    );
-  }
+  checkUpdateArgs(args, meta.displayName);
   checkRow(meta, args.set, 0);
   const set: UpdatePlan['set'] = [];
   for (const [name, v] of Object.entries(args.set)) {
-    if (v === undefined) continue;
     const col = columnOf(meta, name);
     if (col.generated || col.identity === 'a') {
       throw new BulkError('READ_ONLY_COLUMN', `${meta.displayName}.${name} cannot be written`, {
@@ -60,7 +85,12 @@ export function planUpdate(meta: TableMeta, args: UpdateArgs): UpdatePlan {
     );
   // Build once to validate the filter (unknown columns, bad values) before anything runs.
   buildWhere(meta, args.where, dollarParams(1), 't');
-  return { meta, key: meta.primaryKey.map((k) => columnOf(meta, k)), set, where: args.where };
+  return {
+    meta,
+    key: meta.primaryKey.map((k) => columnOf(meta, k)),
+    set,
+    where: args.all === true ? undefined : args.where,
+  };
 }
 
 /**
@@ -94,7 +124,7 @@ export async function* keyBatches(
   engine: Engine,
   plan: UpdatePlan,
   batchSize: number,
-  resume?: { operationId: string },
+  resume?: { operationId: string; fingerprint?: string | undefined },
   /** Read on this client (an operation-wide transaction's): a second connection could wait forever. */
   client?: DbClient,
 ): AsyncGenerator<Row[]> {
@@ -116,7 +146,7 @@ export async function* keyBatches(
       : await queryWithRetry(engine, async (c) => {
           if (!ledger || !resume) return scan(c);
           await c.query({ text: 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' });
-          const prev = await ledger.read(c, resume.operationId, index);
+          const prev = await ledger.read(c, resume.operationId, index, resume.fingerprint);
           const v = prev?.result as { last?: unknown; final?: unknown } | null | undefined;
           const out: DoneBatch | KeyRange = Array.isArray(v?.last)
             ? { done: true, key: v.last as (string | null)[], final: false }

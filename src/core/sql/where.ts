@@ -81,8 +81,15 @@ export function buildWhere(
     values.push(lits);
     return `${param(values.length - 1)}::text[]::${col.castSql}[]`;
   };
+  const undefinedAt = (path: string) =>
+    new BulkError(
+      'INVALID_OPTION',
+      `${meta.displayName}: where.${path} is undefined: a filter value must be given (null means IS NULL)`,
+      { table: meta.displayName },
+    );
   for (const [name, cond] of Object.entries(where)) {
-    if (cond === undefined) continue;
+    // A missing value never widens a filter: { id: undefined } would match every row.
+    if (cond === undefined) throw undefinedAt(name);
     const col = columnOf(meta, name);
     const c = `${prefix}${col.sqlName}`;
     if (cond === null) {
@@ -91,7 +98,7 @@ export function buildWhere(
       parts.push(cond.length === 0 ? 'false' : `${c} = ANY(${bindList(col, cond)})`);
     } else if (isOpObject(cond)) {
       for (const [op, v] of Object.entries(cond)) {
-        if (v === undefined) continue;
+        if (v === undefined) throw undefinedAt(`${name}.${op}`);
         if (op === 'isNull') {
           parts.push(`${c} IS ${v ? '' : 'NOT '}NULL`);
         } else if (op === 'in') {

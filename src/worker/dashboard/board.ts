@@ -30,5 +30,8 @@ export function boardRouter(queue: Queue, basePath: string, allowActions: boolea
       },
     },
   });
-  return server.getRouter() as Router;
+  const router = server.getRouter() as Router & { disable?: (setting: string) => unknown };
+  // bull-board serves from an Express app of its own, which would announce itself.
+  router.disable?.('x-powered-by');
+  return router;
 }

@@ -8,10 +8,32 @@ function bytesOf(v: unknown): number {
   }
 }
 
-/** A chunk's data becomes { table, kind, chunk, rows: n, columns, bytes }; other jobs stay whole. */
+/** Column names of a filter or set, never their values. */
+function namesOf(o: unknown): string[] | undefined {
+  return o !== null && typeof o === 'object' && !Array.isArray(o) ? Object.keys(o) : undefined;
+}
+
+/**
+ * A chunk's data becomes { table, kind, chunk, rows: n, columns, bytes }; an update's or a
+ * copyTo's filter and values show as column names only. Row values are never shown.
+ */
 export function summarizeJobData(data: unknown): unknown {
   if (data === null || typeof data !== 'object') return data;
   const d = data as Record<string, unknown>;
+  if (d.update !== null && typeof d.update === 'object') {
+    const u = d.update as Record<string, unknown>;
+    return {
+      ...d,
+      update: {
+        ...(u.all === true ? { all: true } : { whereColumns: namesOf(u.where) }),
+        setColumns: namesOf(u.set),
+      },
+    };
+  }
+  if (d.copyTo !== null && typeof d.copyTo === 'object') {
+    const { where, ...rest } = d.copyTo as Record<string, unknown>;
+    return { ...d, copyTo: { ...rest, ...(where ? { whereColumns: namesOf(where) } : {}) } };
+  }
   if (!Array.isArray(d.rows)) return data;
   const { rows, columns, ...rest } = d;
   return {

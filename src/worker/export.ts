@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { link, lstat, mkdir, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { BulkClient } from '../core/client.js';
+import { BulkError } from '../core/errors.js';
+import type { Row } from '../core/signals.js';
+import type { Where } from '../core/sql/where.js';
+import { checkExportFileName, type OperationPayload } from '../producer/payload.js';
+
+/**
+ * Where queued copyTo jobs may write: one directory the operator named, taken as its real path
+ * when the worker starts. A job names a plain file in it, never a path.
+ */
+export interface ExportTarget {
+  dir: string;
+  /** Replace a file of the same name (default: refuse with FILE_EXISTS). */
+  overwrite: boolean;
+}
+
+/** Create the directory if needed and settle its real path once. */
+export async function openExportTarget(dir: string, overwrite: boolean): Promise<ExportTarget> {
+  await mkdir(dir, { recursive: true });
+  const real = await realpath(dir);
+  if (!(await stat(real)).isDirectory())
+    throw new BulkError('INVALID_OPTION', `export directory ${dir} is not a directory`);
+  return { dir: real, overwrite };
+}
+
+/**
+ * NDJSON values where JSON has no exact form, as Postgres's to_json writes them: bigint as a
+ * decimal string, bytea as '\\x' hex, NaN and ±Infinity as strings. (A replacer sees a Buffer
+ * after its toJSON, so the raw value is read from the holder.)
+ */
+function ndjsonValue(this: unknown, key: string, v: unknown): unknown {
+  const raw = (this as Record<string, unknown>)[key];
+  if (typeof raw === 'bigint') return raw.toString();
+  if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
+  if (typeof raw === 'number' && !Number.isFinite(raw)) return String(raw);
+  return v;
+}
+
+/** Flags of the temporary file: created here, never through a link, never an existing file. */
+const CREATE_NEW =
+  constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
+
+export interface ExportJob {
+  db: BulkClient;
+  target: ExportTarget | undefined;
+  /** The catalog's name of the (allowed) table. */
+  table: string;
+  spec: NonNullable<OperationPayload['copyTo']>;
+  where: Where | undefined;
+  signals: boolean;
+  /** An earlier run of this operation that finished the file (its name and row count). */
+  earlier?: { file: string; count: number } | undefined;
+}
+
+/**
+ * Stream a table out into a new file of the export directory: written under a random
+ * temporary name, then linked to its name only if no file has that name (or renamed over it
+ * when the operator allows overwriting). Nothing outside the directory is created, written,
+ * followed or removed.
+ */
+export async function exportToFile(job: ExportJob): Promise<{ count: number; path: string }> {
+  if (!job.target)
+    throw new BulkError(
+      'EXPORT_DISABLED',
+      'this worker has no export directory: start it with --export-dir (exportDir) to accept copyTo jobs',
+      { table: job.table },
+    );
+  const { dir, overwrite } = job.target;
+  const name = checkExportFileName(job.spec.path);
+  const full = join(dir, name);
+  const exists = async () =>
+    lstat(full).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return false;
+        throw err;
+      },
+    );
+  const taken = () =>
+    new BulkError(
+      'FILE_EXISTS',
+      `${name} exists in the export directory (start the worker with --export-overwrite to replace files)`,
+      { table: job.table },
+    );
+  if (!overwrite && (await exists())) {
+    // This operation wrote it in a run that stopped before its job completed: done already.
+    if (job.earlier?.file === name) return { count: job.earlier.count, path: full };
+    throw taken();
+  }
+  const tmp = join(dir, `.bulkmodel-${randomUUID()}.partial`);
+  const file = await open(tmp, CREATE_NEW, 0o644);
+  const model = job.db.model(job.table);
+  const base = {
+    ...(job.spec.columns ? { columns: job.spec.columns } : {}),
+    ...(job.where ? { where: job.where } : {}),
+    signals: job.signals,
+  };
+  let count = 0;
+  try {
+    if (job.spec.format === 'ndjson') {
+      const rows = model.copyTo({ ...base, format: 'rows' }) as AsyncIterable<Row>;
+      const lines = Readable.from(
+        (async function* () {
+          for await (const r of rows) {
+            count++;
+            yield `${JSON.stringify(r, ndjsonValue)}\n`;
+          }
+        })(),
+      );
+      await pipeline(lines, file.createWriteStream());
+    } else {
+      const out = model.copyTo({ ...base, format: job.spec.format ?? 'csv' });
+      const bytes = Readable.from(
+        (async function* () {
+          for (;;) {
+            const r = await out.next();
+            if (r.done) {
+              count = r.value.count;
+              return;
+            }
+            yield r.value;
+          }
+        })(),
+      );
+      await pipeline(bytes, file.createWriteStream());
+    }
+    if (overwrite) {
+      await rename(tmp, full);
+    } else {
+      try {
+        await link(tmp, full);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw taken();
+        throw err;
+      }
+      await rm(tmp, { force: true });
+    }
+  } catch (err) {
+    // The stream closes the file when it ends or fails before writing; not always mid-stream.
+    await file.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return { count, path: full };
+}
