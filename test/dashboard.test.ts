@@ -103,6 +103,32 @@ describe('credentials', () => {
     await board.text();
   });
 
+  it('every route, bull-board and errors included, forbids framing and sniffing and does not announce Express', async () => {
+    const d = await dashboard(queueName('headers'), { credentials: creds });
+    const headers = { authorization: auth };
+    for (const path of [
+      '',
+      'operations.js',
+      'api/operations',
+      'metrics',
+      'queues',
+      'queues/api/queues',
+      'queues/static/no-such-file.js',
+      'no-such-page',
+    ]) {
+      for (const h of [headers, {}]) {
+        const r = await fetch(`${d.url}${path}`, { headers: h });
+        await r.arrayBuffer();
+        const csp = r.headers.get('content-security-policy') ?? '';
+        expect([path, csp]).toEqual([path, expect.stringContaining("frame-ancestors 'none'")]);
+        expect(csp).toContain("script-src 'self'");
+        expect(r.headers.get('x-frame-options'), path).toBe('DENY');
+        expect(r.headers.get('x-content-type-options'), path).toBe('nosniff');
+        expect(r.headers.get('x-powered-by'), path).toBeNull();
+      }
+    }
+  });
+
   it('refuses to start on a non-loopback host without credentials', async () => {
     const err = await startDashboard({ redis: REDIS_URL, host: '0.0.0.0', port: 0 }).then(
       () => undefined,

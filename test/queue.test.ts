@@ -39,7 +39,8 @@ beforeAll(async () => {
   tdb = await testDb('queue');
   await createHostileTables(tdb.pool, tdb.schema);
   await tdb.pool.query(
-    `CREATE TABLE ${tdb.t('items')} (id bigserial PRIMARY KEY, name text NOT NULL, n int)`,
+    `CREATE TABLE ${tdb.t('items')} (id bigserial PRIMARY KEY, name text NOT NULL, n int);
+     CREATE TABLE ${tdb.t('protos')} (id bigserial PRIMARY KEY, "__proto__" jsonb, "constructor" text, "toString" text)`,
   );
   db = tdb.client();
   exportDir = await mkdtemp(join(tmpdir(), 'bulkmodel-queue-'));
@@ -58,7 +59,7 @@ beforeEach(async () => {
   await tdb.pool.query(`TRUNCATE ${tdb.t('hostile')}, ${tdb.t('items')} RESTART IDENTITY`);
   queue = queueName('rt');
   worker = await startWorker({
-    tables: [tdb.t('hostile'), tdb.t('items')],
+    tables: [tdb.t('hostile'), tdb.t('items'), tdb.t('protos')],
     queue,
     prefix,
     args: ['--export-dir', exportDir],
@@ -211,6 +212,42 @@ describe('hostile rows through the queue land exactly as sent', () => {
       f8: typeof r.f8 === 'number' && !Number.isFinite(r.f8) ? String(r.f8) : r.f8,
     }));
     expect(lines.sort((a, b) => Number(a.id) - Number(b.id))).toEqual(stored);
+  });
+
+  it('columns named __proto__, constructor and toString: written, returned and exported as own properties', async () => {
+    const input = [
+      JSON.parse('{"__proto__": {"isAdmin": true}, "constructor": "c", "toString": "t"}'),
+      JSON.parse('{"__proto__": null, "constructor": null}'),
+    ];
+    const r = await (await producer.bulkCreate(tdb.t('protos'), input, { returning: true })).done();
+    expect(r.count).toBe(2);
+    for (const row of r.rows!) {
+      expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
+      expect(Object.hasOwn(row, '__proto__')).toBe(true);
+    }
+    expect(Object.getOwnPropertyDescriptor(r.rows![0], '__proto__')?.value).toEqual({
+      isAdmin: true,
+    });
+    expect((r.rows![0] as { isAdmin?: unknown }).isAdmin).toBeUndefined();
+    expect(r.rows![0]!.toString).toBe('t');
+    const stored = await tdb.pool.query(
+      `SELECT "__proto__"::text AS p, "constructor" AS c FROM ${tdb.t('protos')} ORDER BY id`,
+    );
+    expect(stored.rows).toEqual([
+      { p: '{"isAdmin": true}', c: 'c' },
+      { p: null, c: null },
+    ]);
+    // one column named alone is a one-column list, through the queue too
+    const nd = await producer.copyTo(tdb.t('protos'), {
+      path: `protos-${queue}.ndjson`,
+      format: 'ndjson',
+      columns: '__proto__',
+    });
+    expect((await nd.done()).count).toBe(2);
+    const lines = (await readFile(join(exportDir, `protos-${queue}.ndjson`), 'utf8'))
+      .trim()
+      .split('\n');
+    expect(lines).toEqual(['{"__proto__":{"isAdmin":true}}', '{"__proto__":null}']);
   });
 
   it('escaping-hostile text values survive one per row', async () => {

@@ -22,6 +22,8 @@ beforeAll(async () => {
     CREATE VIEW ${tdb.t('view')} AS SELECT id, v FROM ${tdb.t('parted')};
     CREATE TABLE ${tdb.t('oids')} (id int PRIMARY KEY, o oid);
     CREATE TABLE ${tdb.t('flags')} (id int PRIMARY KEY, n int);
+    CREATE TABLE ${tdb.t('fp')} (id int PRIMARY KEY, n int);
+    CREATE TABLE ${tdb.t('protos')} (id bigserial PRIMARY KEY, "__proto__" jsonb, "constructor" text, code text UNIQUE);
   `);
 });
 afterAll(() => tdb.close());
@@ -179,6 +181,121 @@ describe('regressions', () => {
     } finally {
       if (tz === undefined) delete process.env.TZ;
       else process.env.TZ = tz;
+    }
+  });
+
+  it('a returned row keeps a jsonb column named __proto__ as an own property, not its prototype', async () => {
+    const m = db.model(tdb.t('protos'));
+    for (const strategy of ['copy', 'insert'] as const) {
+      // JSON.parse makes "__proto__" an own property (an object literal would not)
+      const input = JSON.parse(
+        `{"__proto__": {"isAdmin": true}, "constructor": "c", "code": "p-${strategy}"}`,
+      );
+      const { rows } = await m.bulkCreate([input], { returning: true, strategy });
+      const row = rows![0]!;
+      expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
+      expect((row as { isAdmin?: unknown }).isAdmin).toBeUndefined();
+      expect(Object.hasOwn(row, '__proto__')).toBe(true);
+      expect(Object.getOwnPropertyDescriptor(row, '__proto__')?.value).toEqual({ isAdmin: true });
+      expect(row.constructor).toBe('c');
+    }
+  });
+
+  it('copyTo columns takes one name as a one-column list; a number is INVALID_OPTION, not a TypeError', async () => {
+    const m = db.model(tdb.t('fp'));
+    await m.bulkCreate([{ id: 1, n: 5 }]);
+    const rows: unknown[] = [];
+    for await (const r of m.copyTo({ columns: 'id' })) rows.push(r);
+    expect(rows).toEqual([{ id: 1 }]);
+    const read = async (columns: unknown) => {
+      for await (const _ of m.copyTo({ columns: columns as never })) void _;
+    };
+    expect(await code(read(5))).toBe('INVALID_OPTION');
+    expect(await code(read([]))).toBe('INVALID_OPTION');
+  });
+
+  it('an operation id repeated with another fingerprint is CHUNK_CONFLICT, never skipped as done', async () => {
+    const m = db.model(tdb.t('fp'));
+    const opts = { operationId: 'fp-op-1', batchSize: 2 };
+    const first = await m.bulkCreate(
+      [
+        { id: 10, n: 1 },
+        { id: 11, n: 1 },
+      ],
+      { ...opts, fingerprint: 'A' },
+    );
+    expect(first.count).toBe(2);
+    // the same call again: recovered from the ledger, nothing written twice
+    const again = await m.bulkCreate(
+      [
+        { id: 10, n: 1 },
+        { id: 11, n: 1 },
+      ],
+      { ...opts, fingerprint: 'A' },
+    );
+    expect(again.count).toBe(2);
+    expect(
+      await code(
+        m.bulkCreate(
+          [
+            { id: 12, n: 1 },
+            { id: 13, n: 1 },
+          ],
+          { ...opts, fingerprint: 'B' },
+        ),
+      ),
+    ).toBe('CHUNK_CONFLICT');
+    expect(await all(`SELECT id FROM ${tdb.t('fp')} WHERE id >= 10 ORDER BY id`)).toEqual([
+      { id: 10 },
+      { id: 11 },
+    ]);
+    expect(await code(m.update({ all: true, set: { n: 2 } }, { ...opts, fingerprint: 'C' }))).toBe(
+      'CHUNK_CONFLICT',
+    );
+  });
+
+  it('an INVALID_VALUE message names column and row, never the value; the value stays on the error', async () => {
+    const m = db.model(tdb.t('fp'));
+    try {
+      await m.bulkCreate([{ id: 20, n: 'secret-value-1' }]);
+      throw new Error('expected a rejection');
+    } catch (err) {
+      const e = err as BulkError;
+      expect(e.code).toBe('INVALID_VALUE');
+      expect(e.column).toBe('n');
+      expect(e.row).toBe(0);
+      expect(e.message).not.toContain('secret-value-1');
+      expect(e.value).toContain('secret-value-1');
+      expect(JSON.stringify(e)).not.toContain('secret-value-1');
+    }
+  });
+
+  it('a ledger made before fingerprints gains the column; its old rows match any fingerprint', async () => {
+    const schema = `${tdb.schema}_oldledger`;
+    await tdb.pool.query(`
+      CREATE SCHEMA ${schema};
+      CREATE TABLE ${schema}.chunk_ledger (operation_id text NOT NULL, chunk_index integer NOT NULL,
+        result jsonb, created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (operation_id, chunk_index));
+      INSERT INTO ${schema}.chunk_ledger VALUES ('old-op', 0, '{"count": 1}');`);
+    try {
+      const c = tdb.client({ ledger: { schema } });
+      const m = c.model(tdb.t('fp'));
+      // the chunk committed before the upgrade is recovered, not written again nor refused
+      const r = await m.bulkCreate([{ id: 100, n: 1 }], {
+        operationId: 'old-op',
+        fingerprint: 'x',
+      });
+      expect(r.count).toBe(1);
+      expect(await all(`SELECT id FROM ${tdb.t('fp')} WHERE id = 100`)).toEqual([]);
+      await m.bulkCreate([{ id: 101, n: 1 }], { operationId: 'new-op', fingerprint: 'y' });
+      expect(
+        await all(`SELECT operation_id, fingerprint FROM ${schema}.chunk_ledger ORDER BY 1`),
+      ).toEqual([
+        { operation_id: 'new-op', fingerprint: 'y' },
+        { operation_id: 'old-op', fingerprint: null },
+      ]);
+    } finally {
+      await tdb.pool.query(`DROP SCHEMA ${schema} CASCADE`);
     }
   });
 });

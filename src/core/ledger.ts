@@ -77,7 +77,13 @@ export function createLedger(schema: string): Ledger {
               PRIMARY KEY (operation_id, chunk_index)
             );
             CREATE INDEX IF NOT EXISTS chunk_ledger_created_at ON ${table} (created_at);
-            ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS fingerprint text;
+            -- Added to ledgers made before fingerprints; checked first, since ALTER TABLE
+            -- would wait for (and hold up) every chunk transaction even when it has nothing to do.
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                           WHERE attrelid = '${table.replace(/'/g, "''")}'::regclass
+                             AND attname = 'fingerprint' AND NOT attisdropped) THEN
+              ALTER TABLE ${table} ADD COLUMN fingerprint text;
+            END IF;
           END $$`,
         });
       })().catch((err) => {

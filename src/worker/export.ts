@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, lstat, mkdir, open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -40,6 +40,27 @@ function ndjsonValue(this: unknown, key: string, v: unknown): unknown {
   if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
   if (typeof raw === 'number' && !Number.isFinite(raw)) return String(raw);
   return v;
+}
+
+const TEMP = /^\.bulkmodel-[0-9a-f-]{36}\.partial$/;
+
+/**
+ * Remove temporary files that nothing has written to for `staleMs`: those of exports whose
+ * worker was killed mid-way (a running export writes its file continuously). Only names this
+ * worker's exports use, only regular files, only in the export directory itself.
+ */
+export async function sweepStaleTemps(target: ExportTarget, staleMs: number): Promise<number> {
+  let removed = 0;
+  const cutoff = Date.now() - staleMs;
+  for (const name of await readdir(target.dir)) {
+    if (!TEMP.test(name)) continue;
+    const full = join(target.dir, name);
+    const st = await lstat(full).catch(() => undefined);
+    if (!st?.isFile() || st.mtimeMs > cutoff) continue;
+    await rm(full, { force: true });
+    removed++;
+  }
+  return removed;
 }
 
 /** Flags of the temporary file: created here, never through a link, never an existing file. */

@@ -31,8 +31,27 @@ export interface Checked {
   fingerprint: string | undefined;
 }
 
+/**
+ * Decode a filter or `set` of a job. An `absent` tag anywhere in it is refused: decoded, it
+ * would be dropped like an undefined property, silently widening the filter (`{ id: absent }`
+ * matching every row) or leaving a column out of `set`.
+ */
 function decodeObject(o: Record<string, unknown> | undefined, what: string): Row | undefined {
   if (o === undefined) return undefined;
+  const stack: [unknown, string][] = [[o, what]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if ((v as { $t?: unknown }).$t === 'absent')
+      throw new BulkError(
+        'INVALID_OPTION',
+        `${path} is absent: a filter or set value must be given (null means NULL)`,
+      );
+    if (Array.isArray(v)) for (let i = 0; i < v.length; i++) stack.push([v[i], `${path}[${i}]`]);
+    else
+      for (const [k, x] of Object.entries(v))
+        stack.push([x, k === 'v' || k === '$t' ? path : `${path}.${k}`]);
+  }
   return decodeValue({ $t: 'object', v: o }, what) as Row;
 }
 

@@ -17,7 +17,7 @@ import {
 } from '../producer/payload.js';
 import { connect, describe, QueueKeys, type RedisInput } from '../producer/redis.js';
 import { Allowlist, canonicalName } from './allowlist.js';
-import { openExportTarget } from './export.js';
+import { openExportTarget, sweepStaleTemps } from './export.js';
 import { GuardedWorker, rawFacts } from './jobGuard.js';
 import { checkChunk, checkDepth, resolveLimits, type WorkerLimits } from './limits.js';
 import { JobObserver, type WorkerMetricsHook } from './observe.js';
@@ -274,6 +274,11 @@ export class BulkWorker {
       void pruneOperations(this.redis, this.keys, retentionMs).catch((err) =>
         this.logger.warn({ err }, 'operation records prune failed'),
       );
+      const target = this.ctx.exportTarget;
+      if (target)
+        void sweepStaleTemps(target, 3600_000).catch((err) =>
+          this.logger.warn({ err }, 'could not sweep stale export files'),
+        );
     };
     prune();
     this.pruneTimer = setInterval(prune, 3600_000);

@@ -128,6 +128,10 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     res.type(registry.contentType).send(await registry.metrics());
   });
   app.use('/queues', boardActions(allowActions), boardRouter(queue, '/queues', allowActions));
+  // Our own 404 (Express's would replace the security headers with its own).
+  app.use((_req, res) => {
+    res.status(404).type('text/plain').send('not found\n');
+  });
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     logger.warn(
       { err: redact(String((err as Error)?.message ?? err)) },
