@@ -190,12 +190,27 @@ async function expectRefused(qq: Queue, id: string, code: BulkErrorCode): Promis
   ).toEqual({ state: 'failed', code, attemptsMade: 1 });
   return e;
 }
+/**
+ * A job's id: its place, as BulkProducer and docs/payload.md name jobs (`<op>-c<index>` for a
+ * chunk, `<op>` for an operation), unless a test gives another.
+ */
+function placeOf(name: string, data: unknown): string | undefined {
+  const d = data as { operationId?: unknown; chunk?: { index?: unknown } } | null;
+  if (typeof d?.operationId !== 'string') return undefined;
+  if (name === 'chunk' && typeof d.chunk?.index === 'number')
+    return `${d.operationId}-c${d.chunk.index}`;
+  return name === 'operation' ? d.operationId : undefined;
+}
+async function add(qq: Queue, name: string, data: unknown, id?: string) {
+  const jobId = id ?? placeOf(name, data);
+  return qq.add(name, data, { attempts: 5, ...(jobId ? { jobId } : {}) });
+}
 async function refused(qq: Queue, name: string, data: unknown, code: BulkErrorCode, id?: string) {
-  const job = await qq.add(name, data, { attempts: 5, ...(id ? { jobId: id } : {}) });
+  const job = await add(qq, name, data, id);
   return expectRefused(qq, job.id!, code);
 }
 async function completes(qq: Queue, name: string, data: unknown, id?: string): Promise<void> {
-  const job = await qq.add(name, data, { attempts: 5, ...(id ? { jobId: id } : {}) });
+  const job = await add(qq, name, data, id);
   const e = await ended(qq, job.id!);
   expect(e.state, e.failedReason).toBe('completed');
 }
@@ -256,8 +271,17 @@ describe('hostile queue writer: copyTo exports stay in the export directory', ()
     await stillServes();
   });
 
-  it('a job id like a path never becomes one: only D/ok.csv is written', async () => {
-    await completes(q, 'operation', copyToData('ok.csv'), 'x/../../outside/victim');
+  it('a job id like a path never becomes one: refused; only D/ok.csv, from its own place, is written', async () => {
+    // A job's id must be its place (<operationId> for an operation): any other is refused.
+    await refused(
+      q,
+      'operation',
+      copyToData('ok.csv'),
+      'INVALID_PAYLOAD',
+      'x/../../outside/victim',
+    );
+    expect(readdirSync(D)).toEqual([]);
+    await completes(q, 'operation', copyToData('ok.csv'));
     expect(readdirSync(D)).toEqual(['ok.csv']);
     expect(readFileSync(join(D, 'ok.csv'), 'utf8')).toMatch(
       /^id,code,n,name,ts\n1,seed1,1,seed,\n/,
@@ -279,7 +303,7 @@ describe('hostile queue writer: copyTo exports stay in the export directory', ()
   it('a copyTo filter holding an absent value is refused, never read as no filter', async () => {
     const data = copyToData('absent.csv');
     const copyTo = { ...data.copyTo, where: { code: { $t: 'absent' } } };
-    const e = await ended(q, (await q.add('operation', { ...data, copyTo }, { attempts: 5 })).id!);
+    const e = await ended(q, (await add(q, 'operation', { ...data, copyTo })).id!);
     const file = join(D, 'absent.csv');
     const exported = existsSync(file) ? readFileSync(file, 'utf8').split('\n').length - 2 : 0;
     expect({ state: e.state, code: e.failedReason.split(':')[0], exported }).toEqual({
@@ -392,7 +416,7 @@ describe('hostile queue writer: update() never reaches every row by accident', (
       const name = `hacked-${i}`;
       const update = make({ name });
       const data = updateData(update);
-      const job = await q.add('operation', data, { attempts: 5 });
+      const job = await add(q, 'operation', data);
       const e = await ended(q, job.id!);
       const op = producer.operation(data.operationId);
       const opCode = await rejection(op.done({ timeoutMs: 5000 })).then(
@@ -432,7 +456,8 @@ describe('hostile queue writer: operation records and the chunk ledger', () => {
   it("a foreign chunk in a pending operation's slot: CHUNK_CONFLICT, never counted as done", async () => {
     const X = uid('claim');
     const [rowsA, rowsB] = [good(3), good(3)];
-    await completes(q, 'chunk', { ...chunkData(M, rowsA), operationId: X }, randomUUID());
+    // Added first, in the slot the producer's chunk 0 will claim (its place: <X>-c0).
+    await completes(q, 'chunk', { ...chunkData(M, rowsA), operationId: X });
     const op = await producer.bulkCreate(M, rowsB, { operationId: X });
     expect((await rejection(op.done({ timeoutMs: 20_000 }))).code).toBe('CHUNK_CONFLICT');
     const inM = async (rows: Row[]) =>
@@ -442,6 +467,39 @@ describe('hostile queue writer: operation records and the chunk ledger', () => {
         ])
       ).rows[0].n;
     expect([await inM(rowsA), await inM(rowsB)]).toEqual([3, 0]);
+    await stillServes();
+  });
+
+  it("a foreign chunk beyond an operation's own chunks is refused and never counted", async () => {
+    const rows = good(3);
+    const op = await producer.bulkCreate(M, rows, { batchSize: 1 });
+    expect(await op.done({ timeoutMs: 20_000 })).toEqual({ count: 3 });
+    const before = await fingerprint();
+    const extra = good(4);
+    await refused(
+      q,
+      'chunk',
+      { ...chunkData(M, extra), operationId: op.id, chunk: { index: 77, offset: 77 } },
+      'CHUNK_CONFLICT',
+    );
+    expect(await fingerprint()).toBe(before);
+    expect(await producer.operation(op.id).done()).toEqual({ count: 3 });
+    await stillServes();
+  });
+
+  it('a job under an id other than its place is refused: INVALID_PAYLOAD', async () => {
+    const before = await fingerprint();
+    const data = chunkData(M, good(2));
+    await refused(q, 'chunk', data, 'INVALID_PAYLOAD', randomUUID());
+    await refused(q, 'chunk', data, 'INVALID_PAYLOAD', `${data.operationId}-c1`);
+    await refused(
+      q,
+      'operation',
+      updateData({ all: true, set: { name: 'x' } }),
+      'INVALID_PAYLOAD',
+      'x',
+    );
+    expect(await fingerprint()).toBe(before);
     await stillServes();
   });
 
@@ -519,7 +577,7 @@ describe('hostile queue writer: no job-chosen name in metrics, no row value in e
     for (const t of [M, `"${s}"."m"`, `"${s}".m`, `${s.toUpperCase()}.M`])
       await completes(q, 'chunk', chunkData(t, good(1)));
     // leading space: allowed or refused, but never a label of its own
-    await ended(q, (await q.add('chunk', chunkData(` ${M}`, good(1)), { attempts: 5 })).id!);
+    await ended(q, (await add(q, 'chunk', chunkData(` ${M}`, good(1)))).id!);
     const unknown = [
       `${s}.zq9nope_a`,
       'zq9nope_b',

@@ -23,6 +23,9 @@ beforeAll(async () => {
     CREATE TABLE ${tdb.t('oids')} (id int PRIMARY KEY, o oid);
     CREATE TABLE ${tdb.t('flags')} (id int PRIMARY KEY, n int);
     CREATE TABLE ${tdb.t('fp')} (id int PRIMARY KEY, n int);
+    CREATE TABLE ${tdb.t('parent')} (id int PRIMARY KEY, v text);
+    CREATE TABLE ${tdb.t('child')} (extra int) INHERITS (${tdb.t('parent')});
+    INSERT INTO ${tdb.t('parent')} VALUES (1, 'p'); INSERT INTO ${tdb.t('child')} VALUES (2, 'c', 0);
     CREATE TABLE ${tdb.t('protos')} (id bigserial PRIMARY KEY, "__proto__" jsonb, "constructor" text, code text UNIQUE);
   `);
 });
@@ -297,5 +300,30 @@ describe('regressions', () => {
     } finally {
       await tdb.pool.query(`DROP SCHEMA ${schema} CASCADE`);
     }
+  });
+
+  it('writes through a parent table never reach the tables that inherit from it', async () => {
+    const m = db.model(tdb.t('parent'));
+    expect((await m.update({ all: true, set: { v: 'changed' } })).count).toBe(1);
+    expect((await m.updateFields([{ id: 2, v: 'x' }], { fields: ['v'] })).missing).toEqual([
+      { id: 2 },
+    ]);
+    const read: unknown[] = [];
+    for await (const r of m.copyTo()) read.push(r);
+    expect(read).toEqual([{ id: 1, v: 'changed' }]);
+    expect(await all(`SELECT id, v FROM ONLY ${tdb.t('child')}`)).toEqual([{ id: 2, v: 'c' }]);
+  });
+
+  it("the allowlist refuses the ledger's schema and the system catalogs, even under '*'", async () => {
+    const { Allowlist } = await import('../src/worker/allowlist.js');
+    const c = tdb.client();
+    await c.model(tdb.t('fp')).bulkCreate([{ id: 500, n: 1 }], { operationId: 'ledger-made' });
+    const ledger = c.engine.ledger!.schema;
+    const star = new Allowlist(['*'], c, ledger);
+    expect((await star.check(tdb.t('fp'))).name).toBe('fp');
+    for (const t of [`${ledger}.chunk_ledger`, 'pg_catalog.pg_class', 'information_schema.tables'])
+      expect(await code(star.check(t))).toBe('TABLE_NOT_ALLOWED');
+    const listed = new Allowlist([`${ledger}.chunk_ledger`], c, ledger);
+    expect(await code(listed.check(`${ledger}.chunk_ledger`))).toBe('TABLE_NOT_ALLOWED');
   });
 });

@@ -110,7 +110,12 @@ async function* csvRows(
     }
   } catch (err) {
     if (err instanceof BulkError) throw err;
-    throw new BulkError('INVALID_ROW', `${path}: ${(err as Error).message}`, {
+    // csv-parse ends its messages with the field's text (`..., value is "..."`): row values
+    // stay out of messages.
+    const msg = String((err as Error)?.message ?? err)
+      .replace(/,? value is ".*$/s, '')
+      .replace(/got ".*" at line/s, 'got another character at line');
+    throw new BulkError('INVALID_ROW', `${path}: ${msg}`, {
       table: meta.displayName,
       cause: err,
     });

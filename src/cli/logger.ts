@@ -1,12 +1,14 @@
 import { pino } from 'pino';
 import pretty from 'pino-pretty';
-import { type Logger, redact } from '../core/logger.js';
+import { type Logger, loggableError, redact } from '../core/logger.js';
 
 export interface CliLoggerOptions {
   /** Pretty lines for a person; default: when stderr is a terminal. JSON lines otherwise. */
   pretty?: boolean;
   /** Default: LOG_LEVEL, else debug with BULKMODEL_DEBUG, else info. */
   level?: string;
+  /** Log row values held by errors (Postgres's detail, the value refused). Default false. */
+  showValues?: boolean;
 }
 
 /**
@@ -28,6 +30,11 @@ export function createCliLogger(options: CliLoggerOptions = {}): Logger & pino.L
         'headers.authorization',
       ],
       censor: '***',
+    },
+    // Errors through bulkmodel's serializer: row values (a BulkError's detail and value,
+    // Postgres's quoted values, a driver error kept as `cause`) stay out unless asked for.
+    serializers: {
+      err: (e: unknown) => (e instanceof Error ? loggableError(e, options.showValues) : e),
     },
     hooks: { streamWrite: (s) => redact(s) },
   };

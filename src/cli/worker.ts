@@ -118,7 +118,7 @@ export async function runWorker(argv: string[]): Promise<number> {
   const metricsPort = str(p, 'metrics-port') ? int(p, 'metrics-port', 0, 0) : undefined;
   const services = await checkServices(str(p, 'database'), str(p, 'redis'));
   const registry = new Registry();
-  const logger = createCliLogger();
+  const logger = createCliLogger({ showValues: p.values['show-values'] === true });
   logger.debug({ heapGrowthPercent: heapGrowth }, 'heap growth past live data before a full GC');
   const worker = new BulkWorker({
     logger,

@@ -54,6 +54,8 @@ export interface BulkErrorDetails {
   detail?: string | undefined;
   /** The offending value, shortened: kept in-process, not serialized by default. */
   value?: string | undefined;
+  /** Postgres's own message, values included: kept in-process, not serialized by default. */
+  pgMessage?: string | undefined;
   /** For an operation that failed part way: chunks and rows that had committed before. */
   committedChunks?: number | undefined;
   committedRows?: number | undefined;
@@ -68,12 +70,13 @@ const DETAIL_KEYS = [
   'constraint',
   'detail',
   'value',
+  'pgMessage',
   'committedChunks',
   'committedRows',
 ] as const;
 
 /** Fields that can hold row values: left out of `toJSON()` unless asked for. */
-const VALUE_KEYS: ReadonlySet<string> = new Set(['detail', 'value']);
+const VALUE_KEYS: ReadonlySet<string> = new Set(['detail', 'value', 'pgMessage']);
 
 /** Longest message kept when an error is serialized (it travels into Redis and logs). */
 const MAX_MESSAGE = 2000;
@@ -88,6 +91,7 @@ export class BulkError extends Error {
   constraint?: string | undefined;
   detail?: string | undefined;
   value?: string | undefined;
+  pgMessage?: string | undefined;
   committedChunks?: number | undefined;
   committedRows?: number | undefined;
 
@@ -172,15 +176,45 @@ function pgCodeToBulk(code: string): BulkErrorCode {
 const NAMED =
   /(?:column|relation|table|constraint|index|type|schema|function|sequence|domain|encoding|database|role|operator|extension|collation|trigger|view|savepoint|cursor|statement|parameter|portal|prepared statement|attribute|key)\s*$/i;
 
+const HIDDEN = '(value hidden)';
+
 /**
- * Postgres's message without the row values it quotes: `invalid input syntax for type integer:
- * "five"` names the value, `value "99999999999" is out of range for type integer` too. A double
- * quoted part is kept when a word before it says it is a name (column "x", constraint "y").
+ * Postgres's message without the row values it quotes. Postgres does not escape a `"` inside
+ * a value it quotes, so the known shapes are matched whole first: a value at the end after
+ * `: "` (`invalid input syntax for type integer: "five"`, `invalid input value for enum mood:
+ * "x"`, `malformed array literal: "..."`), `value "..." is out of range for type integer`,
+ * `"..." is out of range for type double precision`, and bytes shown as `0x..`. In what is left
+ * (a trigger's own RAISE text, say), a double-quoted part is kept only when a word before it
+ * says it is a name (column "x", constraint "y"); everything from a quote that is not a name's
+ * to the last quote of the message is hidden.
  */
 export function hideValues(message: string): string {
-  return message.replace(/"(?:[^"]|"")*"/g, (q, at: number) =>
-    NAMED.test(message.slice(Math.max(0, at - 40), at)) ? q : '(value hidden)',
+  let m = message.replace(/0x[0-9a-fA-F]{2}(?: 0x[0-9a-fA-F]{2})*/g, '(bytes hidden)');
+  const atEnd = /^([^"]*(?:"[^"]*"[^"]*)*?): ".*"\s*$/s.exec(m);
+  if (atEnd && !/"/.test(atEnd[1]!.replace(/"[^"]*"/g, ''))) return `${atEnd[1]}: ${HIDDEN}`;
+  m = m.replace(
+    /^value ".*" is out of range for type ([^"]+)$/s,
+    `value ${HIDDEN} is out of range for type $1`,
   );
+  m = m.replace(
+    /^".*" is out of range for type ([^"]+)$/s,
+    `${HIDDEN} is out of range for type $1`,
+  );
+  let out = '';
+  let at = 0;
+  for (;;) {
+    const open = m.indexOf('"', at);
+    if (open === -1) return out + m.slice(at);
+    const close = m.indexOf('"', open + 1);
+    if (close === -1) return `${out}${m.slice(at, open)}${HIDDEN}`;
+    if (NAMED.test(m.slice(Math.max(0, open - 40), open))) {
+      out += m.slice(at, close + 1);
+      at = close + 1;
+      continue;
+    }
+    // Not a name: the value may hold quotes itself, so hide up to the last quote there is.
+    return `${out}${m.slice(at, open)}${HIDDEN}${m.slice(m.lastIndexOf('"') + 1)}`;
+  }
 }
 
 /**
@@ -205,18 +239,20 @@ export function fromPgError(
     row = ctx.rowIndexOfLine ? ctx.rowIndexOfLine(line) : (ctx.rowOffset ?? 0) + line - 1;
     if (!column && m[2]) column = m[2];
   }
-  const parts = [`${ctx.table}: ${hideValues(e?.message ?? String(err))}`];
+  const raw = typeof e?.message === 'string' ? e.message : String(err);
+  const parts = [ctx.table ? `${ctx.table}: ${hideValues(raw)}` : hideValues(raw)];
   if (column) parts.push(`column ${column}`);
   if (row !== undefined) parts.push(`row ${row}`);
   // Postgres's detail ("Key (code)=(x) already exists", "Failing row contains (...)") quotes
   // row values: it stays on the error as `detail`, out of the message.
   return new BulkError(bulkCode, parts.join('; '), {
-    table: ctx.table,
+    table: ctx.table || undefined,
     column,
     row,
     pgCode: code || undefined,
     constraint: e?.constraint,
     detail: e?.detail,
+    pgMessage: raw,
     cause: err,
   });
 }

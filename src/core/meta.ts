@@ -57,6 +57,14 @@ export interface TableMeta {
   name: string;
   /** "schema"."name", quoted. */
   sqlName: string;
+  /**
+   * The table as read and updated: `ONLY "schema"."name"` for a plain table (rows of tables
+   * inheriting from it are other tables'), `"schema"."name"` for a partitioned one (its
+   * partitions are its own storage).
+   */
+  scan: string;
+  /** pg_class.relkind: r table, p partitioned table, v view, m materialized view, f foreign table. */
+  relkind: string;
   /** schema.name as users read it. */
   displayName: string;
   columns: ColumnMeta[];
@@ -126,7 +134,7 @@ export function parseTableName(input: string): {
 }
 
 const FIND_TABLE = `
-SELECT c.oid, n.nspname, c.relname
+SELECT c.oid, n.nspname, c.relname, c.relkind
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'f', 'm')
@@ -253,6 +261,53 @@ interface ColumnRow {
   elem_typtype: string | null;
 }
 
+/**
+ * The oids names resolve to now (undefined: no such table), in one round trip: a name's
+ * spelling is tried as written, then, unquoted and in mixed case, in lower case, as
+ * loadTableMeta does.
+ */
+export async function resolveOids(
+  db: Queryable,
+  tables: readonly string[],
+): Promise<(number | undefined)[]> {
+  const names: string[] = [];
+  const schemas: (string | null)[] = [];
+  const owner: number[] = [];
+  tables.forEach((t, i) => {
+    let p: ReturnType<typeof parseTableName>;
+    try {
+      p = parseTableName(t);
+    } catch {
+      return;
+    }
+    names.push(p.name);
+    schemas.push(p.schema);
+    owner.push(i);
+    if (!p.quoted && p.name !== p.name.toLowerCase()) {
+      names.push(p.name.toLowerCase());
+      schemas.push(p.schema?.toLowerCase() ?? null);
+      owner.push(i);
+    }
+  });
+  const out: (number | undefined)[] = tables.map(() => undefined);
+  if (names.length === 0) return out;
+  const r = await db.query({
+    text: `SELECT x.i, (SELECT c.oid FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'f', 'm') AND c.relname = x.name
+          AND (CASE WHEN x.schema IS NULL THEN n.nspname = ANY (current_schemas(false)) ELSE n.nspname = x.schema END)
+        ORDER BY array_position(current_schemas(false), n.nspname::text) LIMIT 1) AS oid
+      FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(name, schema, i)
+      ORDER BY x.i`,
+    values: [names, schemas],
+  });
+  for (const row of r.rows as { i: string | number; oid: number | null }[]) {
+    const t = owner[Number(row.i) - 1]!;
+    if (out[t] === undefined && row.oid !== null) out[t] = Number(row.oid);
+  }
+  return out;
+}
+
 /** Read a table's columns, types and primary key from the catalog. */
 export async function loadTableMeta(db: Queryable, table: string): Promise<TableMeta> {
   const parsed = parseTableName(table);
@@ -263,7 +318,9 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
       values: [parsed.name.toLowerCase(), parsed.schema?.toLowerCase() ?? null],
     });
   }
-  const t = found.rows[0] as { oid: number; nspname: string; relname: string } | undefined;
+  const t = found.rows[0] as
+    | { oid: number; nspname: string; relname: string; relkind: string }
+    | undefined;
   if (!t) throw new BulkError('UNKNOWN_TABLE', `unknown table ${JSON.stringify(table)}`, { table });
   const sqlName = `${quoteIdent(t.nspname)}.${quoteIdent(t.relname)}`;
   const cols = await db.query({ text: COLUMNS, values: [t.oid, sqlName] });
@@ -299,6 +356,8 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
     schema: t.nspname,
     name: t.relname,
     sqlName,
+    scan: t.relkind === 'p' ? sqlName : `ONLY ${sqlName}`,
+    relkind: t.relkind,
     displayName,
     columns,
     byName: new Map(columns.map((c) => [c.name, c])),

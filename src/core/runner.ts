@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import type { DbClient, DbPool } from './db.js';
-import { BulkError, fromPgError } from './errors.js';
+import { type BulkError, fromPgError } from './errors.js';
 import type { Ledger } from './ledger.js';
 import type { Logger } from './logger.js';
 import { type RetryPolicy, withRetry } from './retry.js';
@@ -79,13 +79,9 @@ const NO_HOOKS: WriteHooks = { busy: () => {} };
 const SKIPPED = Symbol('skipped');
 
 function annotate(err: unknown, table: string, chunks: number, rows: number): BulkError {
-  const e =
-    err instanceof BulkError
-      ? err
-      : new BulkError('DATABASE_ERROR', `${table}: ${(err as Error)?.message ?? String(err)}`, {
-          table,
-          cause: err,
-        });
+  // A source's own failure (update's key scan, a user's iterable) is not wrapped yet: a
+  // Postgres error gets its code and its values hidden like any other.
+  const e = fromPgError(err, { table });
   e.committedChunks = chunks;
   e.committedRows = rows;
   if (chunks > 0 && !e.message.includes('already committed')) {

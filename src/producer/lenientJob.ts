@@ -17,11 +17,26 @@ export const jobFacts = new WeakMap<object, JobFacts>();
 
 /** Job.fromJSON that turns unreadable data into `null` instead of throwing. */
 export class LenientJob extends Job {
+  /** Data longer than this (UTF-16 units) is not parsed: the producer's 16 MiB limit. */
+  static maxDataLength = 16 * 1024 * 1024;
+
   static override fromJSON<T = unknown, R = unknown, N extends string = string>(
     queue: Parameters<typeof Job.fromJSON>[0],
     json: JobJson,
     jobId?: string,
   ): Job<T, R, N> {
+    // Reading lists of jobs (the dashboard) must not parse a huge job on every view either.
+    if (typeof json.data === 'string' && json.data.length > LenientJob.maxDataLength) {
+      const job = Job.fromJSON(queue, { ...json, data: 'null' }, jobId) as Job<T, R, N>;
+      jobFacts.set(job, {
+        bytes: json.data.length,
+        refused: {
+          code: 'PAYLOAD_TOO_LARGE',
+          message: `job data is at least ${json.data.length} bytes, not read`,
+        },
+      });
+      return job;
+    }
     try {
       return Job.fromJSON(queue, json, jobId) as Job<T, R, N>;
     } catch (err) {

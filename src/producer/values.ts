@@ -1,3 +1,4 @@
+import { MAX_NESTING } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import { JsonText } from '../core/jsonText.js';
 import { setOwn } from '../core/rows.js';
@@ -119,13 +120,23 @@ function isScalar(e: unknown): boolean {
  * Decode one payload value back to JS. `absent` is returned as undefined. A `json` tag is its
  * value parsed, or with `jsonText` a JsonText (for writing, without parsing it).
  */
-export function decodeValue(e: unknown, path: string, depth = 0, jsonText = false): unknown {
-  if (depth > 64) bad(path, 'nested more than 64 deep');
+export function decodeValue(
+  e: unknown,
+  path: string,
+  depth = 0,
+  jsonText = false,
+  /** Deepest nesting accepted (a worker's --max-nesting). */
+  maxDepth = MAX_NESTING,
+): unknown {
+  if (depth > maxDepth)
+    throw new BulkError('LIMIT_EXCEEDED', `${path}: nested more than ${maxDepth} deep`);
   if (e === null || typeof e === 'string' || typeof e === 'boolean') return e;
   if (typeof e === 'number') return e;
   if (Array.isArray(e))
     return e.map((x, i) =>
-      isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}[${i}]`, depth + 1, jsonText),
+      isScalar(x) && depth < maxDepth
+        ? x
+        : decodeValue(x, `${path}[${i}]`, depth + 1, jsonText, maxDepth),
     );
   if (typeof e !== 'object') bad(path, `unexpected ${typeof e}`);
   const t = e as { $t?: unknown; v?: unknown };
@@ -163,7 +174,9 @@ export function decodeValue(e: unknown, path: string, depth = 0, jsonText = fals
       for (const k of Object.keys(o)) {
         const x = o[k];
         const d =
-          isScalar(x) && depth < 64 ? x : decodeValue(x, `${path}.${k}`, depth + 1, jsonText);
+          isScalar(x) && depth < maxDepth
+            ? x
+            : decodeValue(x, `${path}.${k}`, depth + 1, jsonText, maxDepth);
         if (d !== undefined) setOwn(out, k, d);
       }
       return out;
@@ -262,6 +275,7 @@ export function decodeRows(
   offset: number,
   jsonText = false,
   jsonColumns: readonly number[] = [],
+  maxDepth = MAX_NESTING,
 ): Record<string, unknown>[] {
   const plain = columns.map((c) => c !== '__proto__');
   const isJson = columns.map(() => false);
@@ -280,7 +294,7 @@ export function decodeRows(
         ? decodeJsonColumn(e, `row ${offset + i}.${columns[j]}`, jsonText)
         : isScalar(e)
           ? e
-          : decodeValue(e, `row ${offset + i}.${columns[j]}`, 0, jsonText);
+          : decodeValue(e, `row ${offset + i}.${columns[j]}`, 0, jsonText, maxDepth);
       if (v === undefined) continue;
       if (plain[j]) row[columns[j]!] = v;
       else setOwn(row, columns[j]!, v);

@@ -45,9 +45,9 @@ function ndjsonValue(this: unknown, key: string, v: unknown): unknown {
 const TEMP = /^\.bulkmodel-[0-9a-f-]{36}\.partial$/;
 
 /**
- * Remove temporary files that nothing has written to for `staleMs`: those of exports whose
- * worker was killed mid-way (a running export writes its file continuously). Only names this
- * worker's exports use, only regular files, only in the export directory itself.
+ * Remove temporary files untouched for `staleMs`: those of exports whose worker was killed
+ * mid-way (a running export touches its file at least every TOUCH_MS, even while it writes
+ * nothing). Only names exports use, only regular files, only in the export directory itself.
  */
 export async function sweepStaleTemps(target: ExportTarget, staleMs: number): Promise<number> {
   let removed = 0;
@@ -70,14 +70,24 @@ const CREATE_NEW =
 export interface ExportJob {
   db: BulkClient;
   target: ExportTarget | undefined;
-  /** The catalog's name of the (allowed) table. */
+  /** The allowed table, as the catalog names it. */
   table: string;
   spec: NonNullable<OperationPayload['copyTo']>;
   where: Where | undefined;
   signals: boolean;
-  /** An earlier run of this operation that finished the file (its name and row count). */
-  earlier?: { file: string; count: number } | undefined;
+  /**
+   * Remember, on the operation, that the file with this identity (device and inode) holds its
+   * export of `count` rows; called before the file gets its name, so that a later run of the
+   * same operation (its worker died before the job completed, or two workers ran a stalled
+   * job at once) finds its own file done instead of FILE_EXISTS.
+   */
+  remember(identity: string, count: number): Promise<void>;
+  /** The count remembered for a file identity, if this operation made that file. */
+  recall(identity: string): Promise<number | undefined>;
 }
+
+/** How often a running export marks its temporary file as alive (see sweepStaleTemps). */
+const TOUCH_MS = 5 * 60_000;
 
 /**
  * Stream a table out into a new file of the export directory: written under a random
@@ -95,27 +105,38 @@ export async function exportToFile(job: ExportJob): Promise<{ count: number; pat
   const { dir, overwrite } = job.target;
   const name = checkExportFileName(job.spec.path);
   const full = join(dir, name);
-  const exists = async () =>
-    lstat(full).then(
-      () => true,
-      (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return false;
-        throw err;
-      },
-    );
+  /** The file that has the name: done by this operation (its count), or someone else's. */
+  const existing = async (): Promise<{ count: number } | 'other' | undefined> => {
+    let st: Awaited<ReturnType<typeof lstat>>;
+    try {
+      st = await lstat(full);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const count = st.isFile() ? await job.recall(`${st.dev}:${st.ino}`) : undefined;
+    return count === undefined ? 'other' : { count };
+  };
   const taken = () =>
     new BulkError(
       'FILE_EXISTS',
       `${name} exists in the export directory (start the worker with --export-overwrite to replace files)`,
       { table: job.table },
     );
-  if (!overwrite && (await exists())) {
-    // This operation wrote it in a run that stopped before its job completed: done already.
-    if (job.earlier?.file === name) return { count: job.earlier.count, path: full };
-    throw taken();
+  if (!overwrite) {
+    const found = await existing();
+    if (found === 'other') throw taken();
+    if (found) return { count: found.count, path: full };
   }
   const tmp = join(dir, `.bulkmodel-${randomUUID()}.partial`);
-  const file = await open(tmp, CREATE_NEW, 0o644);
+  const file = await open(tmp, CREATE_NEW, 0o640);
+  // A long export (a COPY waiting on a lock, a filter that matches little of a large table)
+  // may write nothing for a while: its file is touched, so that no sweep takes it for dead.
+  const touch = setInterval(() => {
+    const now = new Date();
+    void file.utimes(now, now).catch(() => {});
+  }, TOUCH_MS);
+  touch.unref();
   const model = job.db.model(job.table);
   const base = {
     ...(job.spec.columns ? { columns: job.spec.columns } : {}),
@@ -151,22 +172,29 @@ export async function exportToFile(job: ExportJob): Promise<{ count: number; pat
       );
       await pipeline(bytes, file.createWriteStream());
     }
+    // (The stream has closed the file; the temporary name is this export's own, random.)
+    const st = await lstat(tmp);
+    await job.remember(`${st.dev}:${st.ino}`, count);
     if (overwrite) {
       await rename(tmp, full);
     } else {
       try {
         await link(tmp, full);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw taken();
-        throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // Another run of this operation may have got there first (a stalled job run twice).
+        const found = await existing();
+        if (found === 'other' || found === undefined) throw taken();
+        count = found.count;
       }
       await rm(tmp, { force: true });
     }
   } catch (err) {
-    // The stream closes the file when it ends or fails before writing; not always mid-stream.
-    await file.close().catch(() => {});
     await rm(tmp, { force: true });
     throw err;
+  } finally {
+    clearInterval(touch);
+    await file.close().catch(() => {});
   }
   return { count, path: full };
 }

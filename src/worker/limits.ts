@@ -25,6 +25,18 @@ export const DEFAULT_LIMITS: Readonly<WorkerLimits> = {
   maxNesting: MAX_NESTING,
 };
 
+/**
+ * The largest value each limit takes: Redis strings end at 512 MiB; no producer sends bigger
+ * batches or deeper values; 10,000,000 chunks keep an operation's done-bitmap at 1.25 MB (and
+ * chunk indexes within the ledger's integer).
+ */
+export const MAX_LIMITS: Readonly<WorkerLimits> = {
+  maxPayloadBytes: 512 * 1024 * 1024,
+  maxChunkRows: MAX_BATCH_SIZE,
+  maxChunks: 10_000_000,
+  maxNesting: MAX_NESTING,
+};
+
 /** Check the limits given to a worker (INVALID_OPTION) and fill in the defaults. */
 export function resolveLimits(given: Partial<WorkerLimits> | undefined): WorkerLimits {
   const out = { ...DEFAULT_LIMITS };
@@ -32,8 +44,9 @@ export function resolveLimits(given: Partial<WorkerLimits> | undefined): WorkerL
     if (!(k in DEFAULT_LIMITS))
       throw new BulkError('INVALID_OPTION', `limits: unknown limit ${JSON.stringify(k)}`);
     if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1)
-      throw new BulkError('INVALID_OPTION', `limits.${k} must be a positive integer`);
+    const max = MAX_LIMITS[k as keyof WorkerLimits];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > max)
+      throw new BulkError('INVALID_OPTION', `limits.${k} must be an integer from 1 to ${max}`);
     out[k as keyof WorkerLimits] = v;
   }
   return out;
@@ -74,6 +87,7 @@ export function checkDepth(data: unknown, jobName: string, limits: WorkerLimits)
 
 /** A valid chunk's numbers within the worker's limits: its index, offset and rows. */
 export function checkChunk(p: ChunkPayload, limits: WorkerLimits): void {
+  if (p.rows.length === 0) throw new BulkError('INVALID_PAYLOAD', 'a chunk holds no rows');
   if (p.chunk.index >= limits.maxChunks)
     throw new BulkError(
       'LIMIT_EXCEEDED',

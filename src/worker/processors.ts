@@ -8,7 +8,7 @@ import type { Row } from '../core/signals.js';
 import { type BulkEventName, publishEvent } from '../producer/events.js';
 import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.js';
 import type { ChunkPayload, OperationPayload, SealPayload } from '../producer/payload.js';
-import { moveState, type QueueKeys } from '../producer/redis.js';
+import { jobIds, moveState, type QueueKeys } from '../producer/redis.js';
 import { decodeRows, decodeValue, encodeRows, encodeValue } from '../producer/values.js';
 import { type ExportTarget, exportToFile } from './export.js';
 
@@ -21,6 +21,8 @@ export interface ProcessorContext {
   eventsMaxLen: number;
   /** Keep row values in recorded errors (the operator's opt-in, for debugging). */
   showValues: boolean;
+  /** Deepest nesting of a value in a job (the worker's --max-nesting). */
+  maxNesting: number;
 }
 
 /** What the worker checked of a job before running it. */
@@ -36,7 +38,11 @@ export interface Checked {
  * would be dropped like an undefined property, silently widening the filter (`{ id: absent }`
  * matching every row) or leaving a column out of `set`.
  */
-function decodeObject(o: Record<string, unknown> | undefined, what: string): Row | undefined {
+function decodeObject(
+  o: Record<string, unknown> | undefined,
+  what: string,
+  maxDepth: number,
+): Row | undefined {
   if (o === undefined) return undefined;
   const stack: [unknown, string][] = [[o, what]];
   while (stack.length > 0) {
@@ -52,7 +58,7 @@ function decodeObject(o: Record<string, unknown> | undefined, what: string): Row
       for (const [k, x] of Object.entries(v))
         stack.push([x, k === 'v' || k === '$t' ? path : `${path}.${k}`]);
   }
-  return decodeValue({ $t: 'object', v: o }, what) as Row;
+  return decodeValue({ $t: 'object', v: o }, what, 0, false, maxDepth) as Row;
 }
 
 async function publish(ctx: ProcessorContext, name: BulkEventName, event: unknown): Promise<void> {
@@ -131,20 +137,44 @@ export async function failOperation(
 
 /**
  * Refuse to run a job of an operation that was cancelled or has already failed (bad input in
- * another chunk): its remaining chunks are skipped rather than written, as in direct mode.
+ * another chunk): its remaining chunks are skipped rather than written, as in direct mode. A
+ * chunk of an operation a producer registered must also be one of that operation's own: a
+ * child of its parent job, and within its chunks once it is sealed. A chunk that is not fails
+ * with CHUNK_CONFLICT before anything is written (it would otherwise be counted in the
+ * operation's result).
  */
 export async function assertLive(
   ctx: ProcessorContext,
   operationId: string,
   table: string,
+  chunk?: { index: number; parentId: string | undefined },
 ): Promise<void> {
-  const state = await ctx.redis.hget(ctx.keys.op(operationId), 'state');
+  const [state, identity, sealed, totalChunks] = await ctx.redis.hmget(
+    ctx.keys.op(operationId),
+    'state',
+    'identity',
+    'sealed',
+    'totalChunks',
+  );
   if (state === 'cancelled')
     throw new BulkError('CANCELLED', `operation ${operationId} was cancelled`, { table });
   if (state === 'failed')
     throw new BulkError('CANCELLED', `operation ${operationId} failed earlier; chunk skipped`, {
       table,
     });
+  if (!chunk || identity === null) return;
+  if (chunk.parentId !== jobIds.parent(operationId))
+    throw new BulkError(
+      'CHUNK_CONFLICT',
+      `operation ${operationId}: chunk ${chunk.index} is not a child of the operation's job: refused, not counted`,
+      { table },
+    );
+  if (sealed === '1' && chunk.index >= Number(totalChunks))
+    throw new BulkError(
+      'CHUNK_CONFLICT',
+      `operation ${operationId}: chunk ${chunk.index} is beyond its ${totalChunks} chunks: refused, not counted`,
+      { table },
+    );
 }
 
 const SIGNALS_OF = {
@@ -165,9 +195,17 @@ export async function processChunk(
   const seen =
     p.options.signals !== false &&
     (ctx.db.signals.listenerCount(pre) > 0 || ctx.db.signals.listenerCount(post) > 0);
-  const rows = decodeRows(p.columns, p.rows as unknown[][], p.chunk.offset, !seen, p.jsonColumns);
+  const rows = decodeRows(
+    p.columns,
+    p.rows as unknown[][],
+    p.chunk.offset,
+    !seen,
+    p.jsonColumns,
+    ctx.maxNesting,
+  );
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;
-  const res = await executeChunk(ctx.db, p.kind, p.table, rows, p.chunk, {
+  // The table as the allowlist resolved it (schema-qualified, quoted): no search_path again.
+  const res = await executeChunk(ctx.db, p.kind, checked.table, rows, p.chunk, {
     operationId: p.operationId,
     ...(checked.fingerprint ? { fingerprint: checked.fingerprint } : {}),
     ...(returning !== undefined ? { returning } : {}),
@@ -238,21 +276,32 @@ export async function finishOperation(
  * and count are kept on the operation's record, so a run of the same job after the file was
  * made (its worker died before the job completed) finds it done instead of FILE_EXISTS.
  */
-async function runCopyTo(ctx: ProcessorContext, p: OperationPayload): Promise<OperationJobReturn> {
+async function runCopyTo(
+  ctx: ProcessorContext,
+  p: OperationPayload,
+  checked: Checked,
+): Promise<OperationJobReturn> {
   const spec = p.copyTo!;
   const key = ctx.keys.op(p.operationId);
-  const [file, count] = await ctx.redis.hmget(key, 'exportedFile', 'exportedCount');
-  const r = await exportToFile({
+  return exportToFile({
     db: ctx.db,
     target: ctx.exportTarget,
-    table: p.table,
+    table: checked.table,
     spec,
-    where: decodeObject(spec.where, 'where'),
+    where: decodeObject(spec.where, 'where', ctx.maxNesting),
     signals: p.options.signals !== false,
-    earlier: file && count ? { file, count: Number(count) } : undefined,
+    remember: async (identity, count) => {
+      await ctx.redis
+        .multi()
+        .hset(key, `export:${identity}`, String(count))
+        .zadd(ctx.keys.ops, 'NX', String(Date.now()), p.operationId)
+        .exec();
+    },
+    recall: async (identity) => {
+      const v = await ctx.redis.hget(key, `export:${identity}`);
+      return v === null ? undefined : Number(v);
+    },
   });
-  await ctx.redis.hset(key, { exportedFile: spec.path, exportedCount: String(r.count) });
-  return r;
 }
 
 /** An 'operation' job: the parent of a chunked operation (all chunks done), or a whole update/copyTo. */
@@ -264,16 +313,16 @@ export async function processOperation(
 ): Promise<OperationJobReturn> {
   if (p.kind === 'update') {
     const u = p.update!;
-    const set = decodeObject(u.set, 'set')!;
+    const set = decodeObject(u.set, 'set', ctx.maxNesting)!;
     // The core refuses an empty or undefined filter: only `all: true` updates every row.
     const args =
       u.all === true
         ? { all: true as const, set }
-        : { where: decodeObject(u.where, 'where')!, set };
+        : { where: decodeObject(u.where, 'where', ctx.maxNesting)!, set };
     // Every run of the job (a retry, a stalled job handed to another worker) uses the operation's
     // id: batches that committed are recovered from the ledger with their counts, and the
     // key scan resumes after the last of them, so each row is updated once and counted once.
-    const r = await ctx.db.model(p.table).update(args, {
+    const r = await ctx.db.model(checked.table).update(args, {
       operationId: p.operationId,
       ...(checked.fingerprint ? { fingerprint: checked.fingerprint } : {}),
       batchSize: p.options.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE,
@@ -281,14 +330,24 @@ export async function processOperation(
     });
     return { count: r.count };
   }
-  if (p.kind === 'copyTo') return runCopyTo(ctx, p);
+  if (p.kind === 'copyTo') return runCopyTo(ctx, p, checked);
   // The counters are exact (each chunk counted once): no need to load every chunk's result,
   // which holds its returned rows. Only updateFields gathers its chunks' missing keys.
-  const [rowsDone, chunksDone] = await ctx.redis.hmget(
+  const [rowsDone, chunksDone, totalChunks, identity] = await ctx.redis.hmget(
     ctx.keys.op(p.operationId),
     'rowsDone',
     'chunksDone',
+    'totalChunks',
+    'identity',
   );
+  // Every chunk the producer enqueued was counted once, and nothing else was: a count that
+  // disagrees means chunks that were not the operation's own, and the result cannot be trusted.
+  if (identity !== null && Number(chunksDone ?? 0) !== Number(totalChunks ?? -1))
+    throw new BulkError(
+      'CHUNK_CONFLICT',
+      `operation ${p.operationId}: ${chunksDone ?? 0} chunks were counted, ${totalChunks ?? 'none'} were enqueued`,
+      { table: p.table },
+    );
   const out: OperationJobReturn = { count: Number(rowsDone ?? 0), chunks: Number(chunksDone ?? 0) };
   if (p.kind === 'updateFields') {
     const values = (await job.getChildrenValues()) as Record<

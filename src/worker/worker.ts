@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type Job, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BulkClient, type BulkClientOptions } from '../core/client.js';
-import { BulkError } from '../core/errors.js';
+import { BulkError, fromPgError } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
@@ -15,7 +15,7 @@ import {
   type SealPayload,
   validatePayload,
 } from '../producer/payload.js';
-import { connect, describe, QueueKeys, type RedisInput } from '../producer/redis.js';
+import { connect, describe, jobIds, QueueKeys, type RedisInput } from '../producer/redis.js';
 import { Allowlist, canonicalName } from './allowlist.js';
 import { openExportTarget, sweepStaleTemps } from './export.js';
 import { GuardedWorker, rawFacts } from './jobGuard.js';
@@ -155,7 +155,7 @@ export class BulkWorker {
     if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new BulkError('INVALID_OPTION', 'concurrency must be a positive integer');
     this.db = new BulkClient({ logger: this.logger, poolSize: concurrency + 2, ...dbOpts });
-    this.allowlist = new Allowlist(options.tables, this.db);
+    this.allowlist = new Allowlist(options.tables, this.db, this.db.engine.ledger?.schema);
     const c = connect(options.redis);
     this.redis = c.redis;
     this.ownsRedis = c.owned;
@@ -169,6 +169,7 @@ export class BulkWorker {
       exportTarget: undefined, // opened by start()
       eventsMaxLen: options.eventsMaxLen ?? DEFAULT_EVENTS_MAX_LEN,
       showValues: options.showValues === true,
+      maxNesting: this.limits.maxNesting,
     };
     this.observer = new JobObserver(this.redis, this.keys, this.logger, options.metrics);
     this.db.signals.tap((name, event) => {
@@ -199,7 +200,7 @@ export class BulkWorker {
       if (job.name !== 'operation') return;
       const count = (ret as { count?: number } | undefined)?.count ?? 0;
       void finishOperation(this.ctx, job.data as OperationPayload, count).catch((err) =>
-        this.logger.warn({ err, jobId: job.id }, 'could not record a completed operation'),
+        this.logger.warn({ err, jobId: shownId(job.id) }, 'could not record a completed operation'),
       );
     });
     this.worker.on('failed', (job, err) => {
@@ -261,7 +262,7 @@ export class BulkWorker {
       );
     await this.db.ensureConnected({ timeoutMs: 30_000 });
     if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
-    for (const table of await this.allowlist.resolveAll()) {
+    for (const table of (await this.allowlist.resolveAll()).missing) {
       this.logger.warn({ table }, 'allowed table not found (yet)');
     }
     // Ledger rows and operation records go together, after the same retention: re-enqueueing an
@@ -321,11 +322,29 @@ export class BulkWorker {
         throw new BulkError('INVALID_PAYLOAD', 'unknown job name (chunk, operation or seal)');
       checkDepth(job.data, jobName, this.limits);
       p = validatePayload(job.data, job.name, { values: false }); // values: checked as decoded
-      if ('seal' in p) return await processSeal(this.ctx, p as SealPayload);
+      if ('seal' in p) {
+        if (job.id !== jobIds.seal(p.operationId))
+          throw new BulkError(
+            'INVALID_PAYLOAD',
+            `a seal job of operation ${p.operationId} must have the job id ${jobIds.seal(p.operationId)}`,
+          );
+        return await processSeal(this.ctx, p as SealPayload);
+      }
       const op = p as ChunkPayload | OperationPayload;
       seen.operationId = op.operationId;
       seen.kind = op.kind;
       seen.table = op.table; // schema-checked: a string of 1-200 characters
+      // A job's id is its place: `<op>` for an operation, `<op>-c<index>` for a chunk (as
+      // BulkProducer and docs/payload.md name them), so that one job cannot pose as another.
+      const place =
+        job.name === 'chunk'
+          ? jobIds.chunk(op.operationId, (op as ChunkPayload).chunk.index)
+          : jobIds.parent(op.operationId);
+      if (job.id !== place)
+        throw new BulkError(
+          'INVALID_PAYLOAD',
+          `a ${job.name} job of operation ${op.operationId} must have the job id ${place}`,
+        );
       if (job.name === 'chunk') checkChunk(op as ChunkPayload, this.limits);
       // The parent of a chunked operation only adds up its chunks' results: no table, no database.
       const touchesDb = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
@@ -334,7 +353,14 @@ export class BulkWorker {
         checked.table = canonicalName(await this.allowlist.check(op.table));
         seen.label = checked.table;
       }
-      await assertLive(this.ctx, op.operationId, op.table);
+      await assertLive(
+        this.ctx,
+        op.operationId,
+        op.table,
+        job.name === 'chunk'
+          ? { index: (op as ChunkPayload).chunk.index, parentId: job.parent?.id }
+          : undefined,
+      );
       const info = {
         operationId: op.operationId,
         table: op.table,
@@ -352,10 +378,7 @@ export class BulkWorker {
       this.stats.rows += (out as { count?: number }).count ?? 0;
       return out;
     } catch (err) {
-      const bulk =
-        err instanceof BulkError
-          ? err
-          : new BulkError('DATABASE_ERROR', String((err as Error)?.message ?? err), { cause: err });
+      const bulk = fromPgError(err, { table: seen.table ?? '' });
       // A transient failure that outlasted the core's retry budget (Postgres away longer than
       // retry.maxElapsedMs, or ensureConnected's timeout) is still transient for the job: BullMQ
       // retries it with backoff (its attempts) instead of failing the operation for good.
@@ -390,7 +413,12 @@ export class BulkWorker {
         if (!transient) throw new UnrecoverableError(`${bulk.code}: ${message}`);
       } else {
         if (opId !== undefined)
-          await this.redis.hincrby(this.keys.op(opId), 'retries', 1).catch(() => {});
+          await this.redis
+            .multi()
+            .hincrby(this.keys.op(opId), 'retries', 1)
+            .zadd(this.keys.ops, 'NX', String(Date.now()), opId)
+            .exec()
+            .catch(() => {});
         this.logger.warn(
           {
             jobId: shownId(job.id),

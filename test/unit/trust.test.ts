@@ -25,6 +25,7 @@ describe('redact', () => {
     expect(redact('postgres://app:p@ss@db:5432/app')).toBe('postgres://app:***@db:5432/app');
     expect(redact('redis://:s3@cr@t@cache:6379 and more')).toBe('redis://:***@cache:6379 and more');
     expect(redact('postgres://a:b@c/d')).toBe('postgres://a:***@c/d');
+    expect(redact("postgres://u:pa'ss@h/db")).toBe('postgres://u:***@h/db');
   });
   it('never swallows the next field of a JSON line', () => {
     const line = JSON.stringify({ url: 'postgres://u:pw@h/db', who: 'a@b' });
@@ -47,6 +48,24 @@ describe('row values out of messages', () => {
     expect(hideValues(named)).toBe(named);
     const uniq = 'duplicate key value violates unique constraint "m_code_key"';
     expect(hideValues(uniq)).toBe(uniq);
+  });
+
+  it('hides values that hold quotes themselves (Postgres does not escape them)', () => {
+    expect(hideValues('invalid input value for enum mood: "The "key" to success"')).toBe(
+      'invalid input value for enum mood: (value hidden)',
+    );
+    expect(hideValues('value "1" "key" 2" is out of range for type integer')).toBe(
+      'value (value hidden) is out of range for type integer',
+    );
+    expect(hideValues('"1e999" is out of range for type double precision')).toBe(
+      '(value hidden) is out of range for type double precision',
+    );
+    expect(hideValues('custom: user "bob" has key "s3" and more')).toBe(
+      'custom: user (value hidden) and more',
+    );
+    expect(hideValues('invalid byte sequence for encoding "UTF8": 0xe9 0x20')).toBe(
+      'invalid byte sequence for encoding "UTF8": (bytes hidden)',
+    );
   });
 
   it("a Postgres error's detail stays on the error, out of its message and of toJSON()", () => {

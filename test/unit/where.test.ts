@@ -200,7 +200,7 @@ describe('statement builders', () => {
     const st = buildUpdateFields(meta, g, 1);
     expect(st.text).toBe(
       `WITH v AS MATERIALIZED (SELECT x.i, (x.e->>0)::integer AS c0, (x.e->>1)::character varying AS c1 FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)) ` +
-        `UPDATE ${T} AS t SET "name" = v.c1 FROM v WHERE t."id" = v.c0 RETURNING v.i`,
+        `UPDATE ONLY ${T} AS t SET "name" = v.c1 FROM v WHERE t."id" = v.c0 RETURNING v.i`,
     );
     expect(st.values).toEqual(['[["3","zz"],["99","no"]]']);
     const client = await tdb.pool.connect();
@@ -218,7 +218,7 @@ describe('statement builders', () => {
     const key = [meta.byName.get('id')!];
     const sel = buildBatchEnd(meta, key, 't."n" IS NOT NULL', [], ['1'], 10);
     expect(sel).toEqual({
-      text: `SELECT t."id"::text FROM ${T} AS t WHERE t."n" IS NOT NULL AND (t."id") > ($1::integer) ORDER BY t."id" OFFSET $2 LIMIT 1`,
+      text: `SELECT t."id"::text FROM ONLY ${T} AS t WHERE t."n" IS NOT NULL AND (t."id") > ($1::integer) ORDER BY t."id" OFFSET $2 LIMIT 1`,
       values: ['1', 9],
     });
     // Fewer than 10 rows after key 1: no end key, the range is open.
@@ -231,16 +231,16 @@ describe('statement builders', () => {
     const set = [{ col: meta.byName.get('name')!, lit: 'new' }];
     const up = buildUpdateRange(meta, key, set, 't."id" > $1::integer', ['0'], ['0'], ['3']);
     expect(up).toEqual({
-      text: `UPDATE ${T} AS t SET "name" = $2::character varying WHERE t."id" > $1::integer AND (t."id") > ($3::integer) AND (t."id") <= ($4::integer)`,
+      text: `UPDATE ONLY ${T} AS t SET "name" = $2::character varying WHERE t."id" > $1::integer AND (t."id") > ($3::integer) AND (t."id") <= ($4::integer)`,
       values: ['0', 'new', '0', '3'],
     });
     const open = buildUpdateRange(meta, key, set, '', [], ['1'], null);
     expect(open.text).toBe(
-      `UPDATE ${T} AS t SET "name" = $1::character varying WHERE (t."id") > ($2::integer)`,
+      `UPDATE ONLY ${T} AS t SET "name" = $1::character varying WHERE (t."id") > ($2::integer)`,
     );
     const all = buildUpdateAll(meta, set, 't."id" = $2::integer', ['2']);
     expect(all).toEqual({
-      text: `UPDATE ${T} AS t SET "name" = $1::character varying WHERE t."id" = $2::integer`,
+      text: `UPDATE ONLY ${T} AS t SET "name" = $1::character varying WHERE t."id" = $2::integer`,
       values: ['new', '2'],
     });
     const client = await tdb.pool.connect();
@@ -259,10 +259,10 @@ describe('statement builders', () => {
     expect(buildCopyIn(meta, cols())).toBe(`COPY ${T} ("id", "name", "n") FROM STDIN`);
     // Always the query form (it also reads views, partitioned tables and generated columns).
     expect(buildCopyOut(meta, cols(), '', 'text')).toBe(
-      `COPY (SELECT t."id", t."name", t."n" FROM ${T} AS t) TO STDOUT`,
+      `COPY (SELECT t."id", t."name", t."n" FROM ONLY ${T} AS t) TO STDOUT`,
     );
     expect(buildCopyOut(meta, cols(), 't."id" = 1', 'csv')).toBe(
-      `COPY (SELECT t."id", t."name", t."n" FROM ${T} AS t WHERE t."id" = 1) TO STDOUT WITH (FORMAT csv, HEADER true)`,
+      `COPY (SELECT t."id", t."name", t."n" FROM ONLY ${T} AS t WHERE t."id" = 1) TO STDOUT WITH (FORMAT csv, HEADER true)`,
     );
   });
 });

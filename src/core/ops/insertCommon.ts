@@ -363,7 +363,7 @@ export async function selectByKeys(
     .join(' AND ');
   const cols = p.columns.map((c) => `, t.${c.sqlName}::text`).join('');
   const r = await client.query({
-    text: `SELECT (x.e->>0)::int${cols} FROM jsonb_array_elements($1::jsonb) AS x(e) JOIN ${plan.meta.sqlName} AS t ON ${match}`,
+    text: `SELECT (x.e->>0)::int${cols} FROM jsonb_array_elements($1::jsonb) AS x(e) JOIN ${plan.meta.scan} AS t ON ${match}`,
     values: [JSON.stringify(keys.map((k) => [String(k[0]), ...k.slice(1)]))],
     rowMode: 'array',
     types: RAW_TEXT_TYPES,

@@ -30,5 +30,5 @@ export function buildCopyOut(
   const opts = format === 'csv' ? ' WITH (FORMAT csv, HEADER true)' : '';
   // Always the query form: COPY table (cols) refuses generated columns, views and partitioned
   // tables, which COPY (SELECT ...) reads like any other relation.
-  return `COPY (SELECT ${columns.map((c) => `t.${c.sqlName}`).join(', ')} FROM ${meta.sqlName} AS t${whereSql ? ` WHERE ${whereSql}` : ''}) TO STDOUT${opts}`;
+  return `COPY (SELECT ${columns.map((c) => `t.${c.sqlName}`).join(', ')} FROM ${meta.scan} AS t${whereSql ? ` WHERE ${whereSql}` : ''}) TO STDOUT${opts}`;
 }

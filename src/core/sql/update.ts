@@ -34,7 +34,7 @@ export function buildBatchEnd(
   if (after) conds.push(keyBound(key, values, after, '>'));
   values.push(limit - 1);
   return {
-    text: `SELECT ${key.map((c) => `t.${c.sqlName}::text`).join(', ')} FROM ${meta.sqlName} AS t${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${keyList} OFFSET $${values.length} LIMIT 1`,
+    text: `SELECT ${key.map((c) => `t.${c.sqlName}::text`).join(', ')} FROM ${meta.scan} AS t${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${keyList} OFFSET $${values.length} LIMIT 1`,
     values,
   };
 }
@@ -58,7 +58,7 @@ export function buildUpdateRange(
   if (after) conds.push(keyBound(key, values, after, '>'));
   if (last) conds.push(keyBound(key, values, last, '<='));
   return {
-    text: `UPDATE ${meta.sqlName} AS t SET ${assigns.join(', ')}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''}`,
+    text: `UPDATE ${meta.scan} AS t SET ${assigns.join(', ')}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''}`,
     values,
   };
 }
@@ -74,7 +74,7 @@ export function buildUpdateAll(
   const assigns = set.map(({ col }, j) => `${col.sqlName} = $${j + 1}::${col.castSql}`);
   values.push(...whereValues);
   return {
-    text: `UPDATE ${meta.sqlName} AS t SET ${assigns.join(', ')}${whereSql ? ` WHERE ${whereSql}` : ''}`,
+    text: `UPDATE ${meta.scan} AS t SET ${assigns.join(', ')}${whereSql ? ` WHERE ${whereSql}` : ''}`,
     values,
   };
 }

@@ -19,7 +19,7 @@ export function buildUpdateFields(
   return {
     text:
       `WITH v AS MATERIALIZED (SELECT x.i, ${src} FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, i)) ` +
-      `UPDATE ${meta.sqlName} AS t SET ${setList(cols, keyCount)} FROM v WHERE ${keyMatch(cols, keyCount)} RETURNING v.i`,
+      `UPDATE ${meta.scan} AS t SET ${setList(cols, keyCount)} FROM v WHERE ${keyMatch(cols, keyCount)} RETURNING v.i`,
     values: [chunkDocument(group)],
   };
 }
@@ -52,7 +52,7 @@ export function buildUpdateFromStage(
   stage: string,
   returning: boolean,
 ): string {
-  return `UPDATE ${meta.sqlName} AS t SET ${setList(cols, keyCount)} FROM ${stage} AS v WHERE ${keyMatch(cols, keyCount)}${returning ? ' RETURNING v.i' : ''}`;
+  return `UPDATE ${meta.scan} AS t SET ${setList(cols, keyCount)} FROM ${stage} AS v WHERE ${keyMatch(cols, keyCount)}${returning ? ' RETURNING v.i' : ''}`;
 }
 
 /** The ordinals of staged rows whose key matches no row of the table. */
@@ -62,5 +62,5 @@ export function buildMissingFromStage(
   keyCount: number,
   stage: string,
 ): string {
-  return `SELECT v.i FROM ${stage} AS v WHERE NOT EXISTS (SELECT 1 FROM ${meta.sqlName} AS t WHERE ${keyMatch(cols, keyCount)})`;
+  return `SELECT v.i FROM ${stage} AS v WHERE NOT EXISTS (SELECT 1 FROM ${meta.scan} AS t WHERE ${keyMatch(cols, keyCount)})`;
 }
