@@ -1,7 +1,7 @@
 // The public surface of bulkmodel. Everything not exported here is internal.
 export { BulkClient, type BulkClientOptions, type ConnectionCheck } from './core/client.js';
 export type { DbClient, DbPool, Queryable } from './core/db.js';
-export type { DecodeOptions } from './core/decode.js';
+export { type DecodeOptions, EXACT } from './core/decode.js';
 export { BulkError, type BulkErrorCode, ERROR_CODES, isBulkError } from './core/errors.js';
 export { JsonText } from './core/jsonText.js';
 export { defaultLogger, type Logger, redact, silentLogger } from './core/logger.js';

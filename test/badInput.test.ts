@@ -106,7 +106,7 @@ describe('bad input', () => {
           [{ b: 'yes' }, 'b'],
           [{ by: 'not a buffer' }, 'by'],
           [{ jb: 10n }, 'jb'],
-          [{ ta: 'not an array' }, 'ta'],
+          [{ ta: 5 }, 'ta'],
           [{ ia: [1, 'x'] }, 'ia'],
           [{ num: 'twelve' }, 'num'],
           [{ u: 5 }, 'u'],

@@ -13,6 +13,7 @@ import {
   runPrefix,
   startWorker,
   stopWorker,
+  until,
 } from './queueHelpers.js';
 
 /** A worker's --metrics-port: Prometheus counters after an operation, /health, its log lines. */
@@ -75,9 +76,14 @@ it('serves /metrics and /health, and logs one line per operation start and end',
     code: 'NOT_NULL_VIOLATION',
   });
 
-  const m = await fetch(`${base}/metrics`);
-  expect(m.status).toBe(200);
-  const text = await m.text();
+  // done() rejects as soon as the failure is recorded; BullMQ may still be moving the failed
+  // job out of the active list: read the metrics once the queue has settled.
+  const text = await until('no job left active', async () => {
+    const m = await fetch(`${base}/metrics`);
+    expect(m.status).toBe(200);
+    const t = await m.text();
+    return metricValue(t, 'bulkmodel_queue_jobs', { queue, state: 'active' }) === 0 ? t : undefined;
+  });
   expect(metricValue(text, 'bulkmodel_rows_written_total', { table, kind: 'bulkCreate' })).toBe(
     2500,
   );

@@ -5,12 +5,10 @@ import { pipeline } from 'node:stream/promises';
 import { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
-import { columnOf, type TableMeta } from '../core/meta.js';
-import { copyUnescape } from '../core/ops/copyTo.js';
+import { columnOf } from '../core/meta.js';
 import type { Where } from '../core/sql/where.js';
 import { DEFAULT_DATABASE_URL, EXIT, parse, str } from './args.js';
-import { fileFormat, lines } from './fileFormats.js';
-import { toJsonField } from './fileValues.js';
+import { fileFormat } from './fileFormats.js';
 import { ProgressBar } from './progress.js';
 import { checkPostgres } from './services.js';
 
@@ -26,10 +24,12 @@ renamed when complete. A progress bar shows rows and rows/s.
 Formats (by extension, or --format):
   .csv              Postgres's own COPY ... CSV with a header row: NULL is an unquoted empty
                     field, the empty string is ""; every type in Postgres's text form
-  .ndjson, .jsonl   one JSON object per row: json/jsonb as JSON values, booleans, int2/int4
-                    and finite floats as numbers; bigint and numeric as strings (exact beyond
-                    2^53), timestamps as Postgres writes them (microseconds kept), bytea as
-                    \\x hex, arrays as JSON arrays (with nulls)
+  .ndjson, .jsonl   one JSON object per row: json/jsonb as their JSON text exactly as stored,
+                    booleans, int2/int4 and floats as numbers digit for digit (-0 kept; NaN
+                    and ±Infinity as strings); bigint, numeric and money as strings (exact
+                    beyond 2^53), timestamps as Postgres writes them (microseconds kept),
+                    bytea as \\x hex, arrays as JSON arrays (with nulls), every other type as
+                    Postgres's text (docs/types.md)
 
 Both formats load back exactly with bulkmodel load.
 
@@ -49,31 +49,6 @@ Examples:
 
 function usage(message: string): BulkError {
   return new BulkError('INVALID_OPTION', `${message} (see bulkmodel export --help)`);
-}
-
-/** COPY text output to NDJSON lines, one per row, values exact (see toJsonField). */
-async function* ndjsonLines(
-  text: AsyncIterable<Buffer>,
-  meta: TableMeta,
-  names: string[],
-  onRow: () => void,
-): AsyncGenerator<string> {
-  const cols = names.map((n) => columnOf(meta, n));
-  for await (const line of lines(text)) {
-    const fields = line.split('\t');
-    const row: Record<string, unknown> = {};
-    for (let j = 0; j < cols.length; j++) {
-      const f = fields[j]!;
-      Object.defineProperty(row, cols[j]!.name, {
-        value: toJsonField(cols[j]!, f === '\\N' ? null : copyUnescape(f)),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    }
-    onRow();
-    yield `${JSON.stringify(row)}\n`;
-  }
 }
 
 /** Raw CSV buffers, counting lines for the progress bar (a quoted newline counts too). */
@@ -150,11 +125,22 @@ export async function runExport(argv: string[]): Promise<number> {
       );
       await pipeline(Readable.from(counted), createWriteStream(tmp));
     } else {
-      const out = model.copyTo({ ...opts, format: 'text' }) as AsyncIterable<Buffer>;
-      const gen = ndjsonLines(out, meta, names, () => {
-        rows++;
-        if (rows % 1000 === 0) bar.update(rows);
-      });
+      const out = model.copyTo({ ...opts, format: 'ndjson' });
+      let lineCount = 0;
+      const gen = (async function* () {
+        for (;;) {
+          const r = await out.next();
+          if (r.done) {
+            rows = r.value.count;
+            return;
+          }
+          let n = 0;
+          for (let i = r.value.indexOf('\n'); i !== -1; i = r.value.indexOf('\n', i + 1)) n++;
+          lineCount += n;
+          bar.update(lineCount);
+          yield r.value;
+        }
+      })();
       await pipeline(Readable.from(gen), createWriteStream(tmp));
     }
     await rename(tmp, file);

@@ -3,10 +3,11 @@ import { extname } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { parse as csvParser } from 'csv-parse';
 import { BulkError } from '../core/errors.js';
+import { JsonSyntaxError, scanObject, skipWs } from '../core/jsonScan.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../core/meta.js';
+import { fromJsonField, fromTextField, JsonFieldProblem } from '../core/ndjson.js';
 import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
-import { fromCsvField, fromJsonField } from './fileValues.js';
 
 export type FileFormat = 'csv' | 'ndjson';
 
@@ -88,7 +89,6 @@ async function* csvRows(
   source.on('error', (err) => parser.destroy(err));
   source.pipe(parser);
   let cols: ColumnMeta[] | undefined;
-  let line = 1;
   try {
     for await (const record of parser as AsyncIterable<(string | null)[]>) {
       if (!cols) {
@@ -99,11 +99,10 @@ async function* csvRows(
         );
         continue;
       }
-      line = (parser.info as { lines: number }).lines;
       const row: Row = {};
       for (let j = 0; j < cols.length; j++) {
         const col = cols[j]!;
-        setOwn(row, col.name, fromCsvField(col, record[j] ?? null, `${path} line ${line}`));
+        setOwn(row, col.name, fromTextField(col, record[j] ?? null));
       }
       progress.rows++;
       yield row;
@@ -125,36 +124,76 @@ async function* csvRows(
   if (!cols) throw new BulkError('INVALID_ROW', `${path}: empty file, expected a header row`);
 }
 
-/** Rows of an NDJSON file: one JSON object per line (blank lines skipped), values as they are. */
+/**
+ * Rows of an NDJSON file: one JSON object per record (blank lines skipped). Values are read
+ * exactly (core/ndjson.ts): numbers keep their digits, json values their JSON text. A record
+ * starts on its own line and may span lines (a json value's whitespace); messages name the
+ * line it starts on.
+ */
 async function* ndjsonRows(
   path: string,
   meta: TableMeta,
   progress: ReadProgress,
 ): AsyncGenerator<Row> {
   let n = 0;
-  for await (const text of lines(counted(path, progress))) {
-    n++;
-    if (text.trim() === '') continue;
-    const where = `${path} line ${n}`;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch {
-      // (V8's message quotes the line: row values stay out of messages.)
-      throw new BulkError('INVALID_ROW', `${where}: not valid JSON`, {
-        table: meta.displayName,
-      });
+  let text = '';
+  let first = 0;
+  const cols = new Map<string, ColumnMeta>();
+  const colOf = (k: string) => {
+    let c = cols.get(k);
+    if (!c) {
+      c = columnOf(meta, k);
+      cols.set(k, c);
     }
-    if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
-      throw new BulkError('INVALID_ROW', `${where}: expected a JSON object per line`, {
-        table: meta.displayName,
-      });
+    return c;
+  };
+  for await (const line of lines(counted(path, progress))) {
+    n++;
+    if (text === '') {
+      if (line.trim() === '') continue;
+      first = n;
+      text = line;
+    } else text += `\n${line}`;
+    const where = `${path} line ${first}`;
+    let rec: ReturnType<typeof scanObject>;
+    try {
+      rec = scanObject(text, 0);
+      if (skipWs(text, rec.end) !== text.length)
+        throw new JsonSyntaxError('more after the object', rec.end);
+    } catch (err) {
+      if (err instanceof JsonSyntaxError && err.incomplete) continue; // the record goes on
+      throw new BulkError(
+        'INVALID_ROW',
+        `${where}: ${err instanceof JsonSyntaxError ? `not a JSON object (${err.message})` : 'not valid JSON'}`,
+        { table: meta.displayName },
+      );
+    }
+    text = '';
     const row: Row = {};
-    for (const [k, v] of Object.entries(obj))
-      setOwn(row, k, fromJsonField(columnOf(meta, k), v, where));
+    for (const [k, f] of rec.fields) {
+      const col = colOf(k);
+      try {
+        setOwn(row, k, fromJsonField(col, f));
+      } catch (err) {
+        // (Never the value: messages name file line and column.)
+        throw new BulkError(
+          'INVALID_VALUE',
+          `${where}: column ${col.name}: ${err instanceof JsonFieldProblem ? err.message : 'not valid JSON'}`,
+          { table: meta.displayName, column: col.name },
+        );
+      }
+    }
     progress.rows++;
     yield row;
   }
+  if (text !== '')
+    throw new BulkError(
+      'INVALID_ROW',
+      `${path} line ${first}: the file ends inside a JSON object`,
+      {
+        table: meta.displayName,
+      },
+    );
 }
 
 /** The rows of a CSV or NDJSON file, streamed, with values shaped for the table's columns. */

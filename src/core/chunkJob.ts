@@ -1,8 +1,9 @@
 import type { BulkClient } from './client.js';
+import { type ColumnType, columnType } from './decode.js';
 import { bulkCreateSteps } from './ops/bulkCreate.js';
 import type { OpContext } from './ops/context.js';
 import { copyFromSteps } from './ops/copyFrom.js';
-import { planInsert } from './ops/insertCommon.js';
+import { planInsert, rowText } from './ops/insertCommon.js';
 import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
 import { type InsertLikeOptions, QUEUE_DEFAULT_BATCH_SIZE, resolveWrite } from './options.js';
 import { runOneChunk } from './runner.js';
@@ -14,12 +15,16 @@ export interface ChunkJobOptions extends InsertLikeOptions {
   fields?: string[];
   operationId: string;
   batchSize?: number;
+  /** With returning: also give Postgres's text of the returned rows (`text`). */
+  rowText?: boolean;
 }
 
 export interface ChunkJobResult {
   count: number;
   /** bulkCreate/copyFrom with returning: rows written, in input order. */
   rows?: Row[];
+  /** With `rowText`: the returned rows as Postgres's text, with their columns' names and types. */
+  text?: { names: string[]; types: ColumnType[]; rows: (string | null)[][] };
   /** updateFields: keys that matched no row. */
   missing?: Row[];
 }
@@ -38,7 +43,7 @@ export async function executeChunk(
   options: ChunkJobOptions,
 ): Promise<ChunkJobResult> {
   db.assertOpen();
-  const { fields, key, returning, onConflict, ...rest } = options;
+  const { fields, key, returning, onConflict, rowText: keepText, ...rest } = options;
   // A chunk job holds QUEUE_DEFAULT_BATCH_SIZE rows unless the producer said otherwise.
   const op = resolveWrite({ ...rest, batchSize: rest.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE });
   const meta = await db.meta(table);
@@ -61,8 +66,20 @@ export async function executeChunk(
     { key, returning, onConflict, ...(kind === 'copyFrom' ? { strategy: 'copy' as const } : {}) },
     db.decode,
   );
+  if (keepText) plan.keepText = true;
   const steps = kind === 'bulkCreate' ? bulkCreateSteps(ctx, plan) : copyFromSteps(ctx, plan);
   const r = await runOneChunk(engine, c, steps, at);
   if (!plan.returning) return { count: r.count };
-  return { count: r.count, rows: (r.returned ?? []).filter((x): x is Row => x !== undefined) };
+  const out = (r.returned ?? []).filter((x): x is Row => x !== undefined);
+  if (!keepText) return { count: r.count, rows: out };
+  const cols = plan.returning.columns;
+  return {
+    count: r.count,
+    rows: out,
+    text: {
+      names: cols.map((c) => c.name),
+      types: cols.map(columnType),
+      rows: out.map((row) => rowText(row) ?? cols.map(() => null)),
+    },
+  };
 }

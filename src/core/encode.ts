@@ -208,14 +208,7 @@ function scalar(kind: ValueKind, v: unknown): string {
     case 'int8':
       return intLiteral(kind, v);
     case 'float':
-      if (typeof v === 'number')
-        return Number.isNaN(v)
-          ? 'NaN'
-          : v === Infinity
-            ? 'Infinity'
-            : v === -Infinity
-              ? '-Infinity'
-              : String(v);
+      if (typeof v === 'number') return floatText(v);
       if (typeof v === 'string' && NUMERIC_TEXT.test(v)) return v;
       if (typeof v === 'bigint') return v.toString();
       return wrong('a number', v);
@@ -251,7 +244,37 @@ function scalar(kind: ValueKind, v: unknown): string {
     case 'date':
       if (v instanceof Date) return dateToLiteral(v);
       if (typeof v === 'string') return checkText(v);
+      // node-postgres reads 'infinity' and '-infinity' as ±Infinity
+      if (v === Number.POSITIVE_INFINITY) return 'infinity';
+      if (v === Number.NEGATIVE_INFINITY) return '-infinity';
       return wrong('a Date or an ISO string', v);
+    case 'money':
+      // Postgres's own text ('$1,234.56', as lc_monetary writes and reads it), or a number.
+      if (typeof v === 'string') return checkText(v);
+      if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+      if (typeof v === 'bigint') return v.toString();
+      return wrong('a string or a finite number', v);
+    case 'interval':
+      if (typeof v === 'string') return checkText(v);
+      // node-postgres reads an interval as a PostgresInterval, which writes itself back
+      // exactly (microseconds kept) through the toPostgres() every pg value type may have.
+      if (hasToPostgres(v)) return checkText(String(v.toPostgres()));
+      return wrong('a string or an interval object (toPostgres)', v);
+    case 'point': {
+      if (typeof v === 'string') return checkText(v);
+      const p = objectOf(v);
+      if (isXY(p)) return `(${floatText(p.x)},${floatText(p.y)})`;
+      return wrong('a string or { x, y }', v);
+    }
+    case 'circle': {
+      if (typeof v === 'string') return checkText(v);
+      v = objectOf(v);
+      if (isXY(v) && typeof (v as { radius?: unknown }).radius === 'number') {
+        const r = (v as unknown as { radius: number }).radius;
+        return `<(${floatText(v.x)},${floatText(v.y)}),${floatText(r)}>`;
+      }
+      return wrong('a string or { x, y, radius }', v);
+    }
     case 'uuid':
       if (typeof v !== 'string') wrong('a string', v);
       return checkText(v);
@@ -260,8 +283,45 @@ function scalar(kind: ValueKind, v: unknown): string {
       if (typeof v === 'number' || typeof v === 'bigint') return String(v);
       if (typeof v === 'boolean') return v ? 't' : 'f';
       if (v instanceof Date) return dateToLiteral(v);
+      if (hasToPostgres(v)) return checkText(String(v.toPostgres()));
       return wrong('a string', v);
   }
+}
+
+/** A float's text: -0 keeps its sign, NaN and ±Infinity as Postgres spells them. */
+function floatText(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Number.POSITIVE_INFINITY) return 'Infinity';
+  if (v === Number.NEGATIVE_INFINITY) return '-Infinity';
+  return Object.is(v, -0) ? '-0' : String(v);
+}
+
+/** A value that writes itself as Postgres text, as node-postgres's own values may (intervals). */
+function hasToPostgres(v: unknown): v is { toPostgres(): unknown } {
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    typeof (v as { toPostgres?: unknown }).toPostgres === 'function'
+  );
+}
+
+/** An object given as JSON text (how a queue carries a plain object) as the object. */
+function objectOf(v: unknown): unknown {
+  if (!(v instanceof JsonText)) return v;
+  try {
+    return JSON.parse(v.text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isXY(v: unknown): v is { x: number; y: number } {
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    typeof (v as { x?: unknown }).x === 'number' &&
+    typeof (v as { y?: unknown }).y === 'number'
+  );
 }
 
 /** Quote one element of an array literal. */
@@ -289,6 +349,9 @@ export function encoderFor(col: ColumnMeta): Encoder {
     const ek = col.elemKind;
     return (v) => {
       if (v === null) return null;
+      // An array literal as Postgres writes it: how an array with lower bounds other than 1
+      // ('[0:2]={7,8,9}') is read back, since a JS array cannot hold its bounds.
+      if (typeof v === 'string') return checkText(v);
       if (!Array.isArray(v)) wrong('an array', v);
       return arrayLiteral(ek, v, 0);
     };

@@ -16,6 +16,10 @@ export type ValueKind =
   | 'timestamp'
   | 'date'
   | 'uuid'
+  | 'money'
+  | 'interval'
+  | 'point'
+  | 'circle'
   | 'other';
 
 export interface ColumnMeta {
@@ -215,8 +219,15 @@ export function kindOf(typname: string, typtype: string): ValueKind {
     case 'float8':
       return 'float';
     case 'numeric':
-    case 'money':
       return 'numeric';
+    case 'money':
+      return 'money';
+    case 'interval':
+      return 'interval';
+    case 'point':
+      return 'point';
+    case 'circle':
+      return 'circle';
     case 'text':
     case 'varchar':
     case 'bpchar':

@@ -303,7 +303,8 @@ export class BulkModel<T extends Row = Row> {
   copyTo(
     options: CopyToOptions & { format: 'csv' | 'text' },
   ): AsyncGenerator<Buffer, { count: number }>;
-  copyTo(options: CopyToOptions = {}): AsyncGenerator<T | Buffer, { count: number }> {
+  copyTo(options: CopyToOptions & { format: 'ndjson' }): AsyncGenerator<string, { count: number }>;
+  copyTo(options: CopyToOptions = {}): AsyncGenerator<T | Buffer | string, { count: number }> {
     const db = this.db;
     const table = this.table;
     const { signals: sig, ...rest } = options;
@@ -323,8 +324,8 @@ export class BulkModel<T extends Row = Row> {
     ) as AsyncGenerator<T, { count: number }>;
   }
 
-  /** copyTo as a Node Readable of raw CSV (header included) or COPY text, to pipe to a file. */
-  copyToStream(options: CopyToOptions & { format: 'csv' | 'text' }): Readable {
-    return Readable.from(this.copyTo(options));
+  /** copyTo as a Node Readable of raw CSV (header included), COPY text or NDJSON, to pipe to a file. */
+  copyToStream(options: CopyToOptions & { format: 'csv' | 'text' | 'ndjson' }): Readable {
+    return Readable.from(this.copyTo(options as CopyToOptions & { format: 'csv' }));
   }
 }

@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { type ColumnType, type DecodeOptions, decoderFor } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
 import type { BulkEvents, OperationEndEvent, ProgressEvent } from './events.js';
 import { jobIds, moveState, type QueueKeys } from './redis.js';
@@ -14,6 +16,23 @@ export interface OperationContext {
   keys: QueueKeys;
   events: () => BulkEvents;
   logger: Logger;
+  /** How returned rows are decoded (as BulkClient's `decode`). */
+  decode: DecodeOptions;
+}
+
+/** Returned rows from Postgres's text, decoded by column type as direct mode decodes them. */
+function decodeText(r: NonNullable<ChunkJobReturn['returned']>, decode: DecodeOptions): Row[] {
+  const decoders = r.types.map((t) => decoderFor(t, decode));
+  const plain = r.names.map((n) => n !== '__proto__');
+  return r.rows.map((texts) => {
+    const row: Row = {};
+    for (let j = 0; j < r.names.length; j++) {
+      const v = decoders[j]!(texts[j] ?? null);
+      if (plain[j]) row[r.names[j]!] = v;
+      else setOwn(row, r.names[j]!, v);
+    }
+    return row;
+  });
 }
 
 export interface OperationResult {
@@ -46,6 +65,9 @@ export interface OperationStatus {
 export interface ChunkJobReturn {
   index: number;
   count: number;
+  /** Returned rows as Postgres's text, with their columns' names and types. */
+  returned?: { names: string[]; types: ColumnType[]; rows: (string | null)[][] };
+  /** (Workers before `returned`: rows in the payload's value encoding.) */
   columns?: string[];
   rows?: unknown[][];
   missing?: unknown;
@@ -273,7 +295,7 @@ export class Operation extends EventEmitter {
     );
   }
 
-  /** Returned rows of every chunk, in chunk order. */
+  /** Returned rows of every chunk, in chunk order, decoded as in direct mode. */
   private async gatherRows(parent: Job): Promise<Row[]> {
     const values = (await parent.getChildrenValues()) as Record<
       string,
@@ -283,7 +305,10 @@ export class Operation extends EventEmitter {
       .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
       .sort((a, b) => a.index - b.index);
     const rows: Row[] = [];
-    for (const c of chunks) if (c.columns && c.rows) rows.push(...decodeRows(c.columns, c.rows, 0));
+    for (const c of chunks) {
+      if (c.returned) rows.push(...decodeText(c.returned, this.ctx.decode));
+      else if (c.columns && c.rows) rows.push(...decodeRows(c.columns, c.rows, 0));
+    }
     return rows;
   }
 

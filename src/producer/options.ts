@@ -99,9 +99,13 @@ export function payloadOptions(o: QueueInsertOptions & QueueUpdateFieldsOptions)
   if (o.onConflict !== undefined) {
     if (o.onConflict === 'ignore') out.onConflict = 'ignore';
     else if (o.onConflict && typeof o.onConflict === 'object') {
+      const update = o.onConflict.update;
       out.onConflict = {
         target: checkNames(o.onConflict.target, 'onConflict.target')!,
-        update: o.onConflict.update ?? [],
+        update:
+          update === undefined || (Array.isArray(update) && update.length === 0)
+            ? []
+            : checkNames(update, 'onConflict.update')!,
       };
     } else
       throw new BulkError('INVALID_OPTION', "onConflict must be 'ignore' or { target, update }");

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { FlowProducer, Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { checkDefined } from '../core/checks.js';
+import type { DecodeOptions } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
 import { parseTableName } from '../core/meta.js';
@@ -55,6 +56,11 @@ export interface BulkProducerOptions {
   attempts?: number;
   /** How long a sealed-but-abandoned operation waits before failing. Default 24 h. */
   sealTimeoutMs?: number;
+  /**
+   * How rows read back (returning) are shaped, as BulkClient's `decode`: workers pass on
+   * Postgres's exact text, decoded here. Default: node-postgres's shapes.
+   */
+  decode?: DecodeOptions;
   logger?: Logger;
 }
 
@@ -165,6 +171,7 @@ export class BulkProducer {
       keys: this.keys,
       events: () => this.eventReader(),
       logger: this.logger,
+      decode: { ...this.options.decode },
     };
   }
 

@@ -55,7 +55,10 @@ export const PAYLOAD_SCHEMA = {
         },
         {
           if: { properties: { $t: { const: 'number' } } },
-          then: { required: ['v'], properties: { v: { enum: ['NaN', 'Infinity', '-Infinity'] } } },
+          then: {
+            required: ['v'],
+            properties: { v: { enum: ['NaN', 'Infinity', '-Infinity', '-0'] } },
+          },
         },
         {
           if: { properties: { $t: { const: 'object' } } },

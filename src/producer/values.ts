@@ -10,7 +10,7 @@ import { setOwn } from '../core/rows.js';
  *   {"$t":"bigint","v":"9007199254740993"}   BigInt
  *   {"$t":"bytes","v":"<base64>"}            Buffer / Uint8Array
  *   {"$t":"date","v":"2026-01-02T03:04:05.678Z"}  Date
- *   {"$t":"number","v":"NaN" | "Infinity" | "-Infinity"}
+ *   {"$t":"number","v":"NaN" | "Infinity" | "-Infinity" | "-0"}
  *   {"$t":"object","v":{ "<key>": <encoded value>, ... }}  a plain object
  *   {"$t":"json","v":"<JSON text>"}          a json/jsonb column's object value, as JSON text
  *   {"$t":"absent"}                          the row does not carry this column (its default applies)
@@ -21,6 +21,10 @@ export type Encoded = string | number | boolean | null | Encoded[] | { $t: strin
 
 export const ABSENT: Encoded = { $t: 'absent' };
 
+function numberTag(v: number): string {
+  return Object.is(v, -0) ? '-0' : String(v);
+}
+
 /** Encode one JS value; `path` names it in errors. */
 export function encodeValue(v: unknown, path: string, depth = 0): Encoded {
   if (depth > 64) throw new BulkError('INVALID_VALUE', `${path}: nested more than 64 deep`);
@@ -29,7 +33,8 @@ export function encodeValue(v: unknown, path: string, depth = 0): Encoded {
     case 'boolean':
       return v;
     case 'number':
-      return Number.isFinite(v) ? v : { $t: 'number', v: String(v) };
+      // JSON has no -0 (JSON.stringify writes 0): it travels as a tag, like NaN and ±Infinity.
+      return Number.isFinite(v) && !Object.is(v, -0) ? v : { $t: 'number', v: numberTag(v) };
     case 'bigint':
       return { $t: 'bigint', v: v.toString() };
     case 'undefined':
@@ -51,6 +56,10 @@ export function encodeValue(v: unknown, path: string, depth = 0): Encoded {
           v: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64'),
         };
       if (v instanceof JsonText) return { $t: 'json', v: v.text };
+      // A value node-postgres can write (a PostgresInterval): its own text, which the worker
+      // writes as it is.
+      if (typeof (v as { toPostgres?: unknown }).toPostgres === 'function')
+        return String((v as { toPostgres(): unknown }).toPostgres());
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
         throw new BulkError(
@@ -163,9 +172,10 @@ export function decodeValue(
     }
     case 'number':
       if (t.v === 'NaN') return Number.NaN;
+      if (t.v === '-0') return -0;
       if (t.v === 'Infinity') return Number.POSITIVE_INFINITY;
       if (t.v === '-Infinity') return Number.NEGATIVE_INFINITY;
-      return bad(path, 'number tag needs NaN, Infinity or -Infinity');
+      return bad(path, 'number tag needs NaN, Infinity, -Infinity or -0');
     case 'object': {
       if (t.v === null || typeof t.v !== 'object' || Array.isArray(t.v))
         bad(path, 'object tag needs an object');
@@ -235,7 +245,7 @@ export function encodeRows(
       const v = inherited[j] && !Object.hasOwn(r, c) ? undefined : r[c];
       // Strings, booleans, finite numbers and null travel as themselves (no error path built).
       const e =
-        isScalar(v) && (typeof v !== 'number' || Number.isFinite(v))
+        isScalar(v) && (typeof v !== 'number' || (Number.isFinite(v) && !Object.is(v, -0)))
           ? (v as Encoded)
           : v === undefined
             ? ABSENT

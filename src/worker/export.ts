@@ -6,7 +6,6 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
-import type { Row } from '../core/signals.js';
 import type { Where } from '../core/sql/where.js';
 import { checkExportFileName, type OperationPayload } from '../producer/payload.js';
 
@@ -27,19 +26,6 @@ export async function openExportTarget(dir: string, overwrite: boolean): Promise
   if (!(await stat(real)).isDirectory())
     throw new BulkError('INVALID_OPTION', `export directory ${dir} is not a directory`);
   return { dir: real, overwrite };
-}
-
-/**
- * NDJSON values where JSON has no exact form, as Postgres's to_json writes them: bigint as a
- * decimal string, bytea as '\\x' hex, NaN and ±Infinity as strings. (A replacer sees a Buffer
- * after its toJSON, so the raw value is read from the holder.)
- */
-function ndjsonValue(this: unknown, key: string, v: unknown): unknown {
-  const raw = (this as Record<string, unknown>)[key];
-  if (typeof raw === 'bigint') return raw.toString();
-  if (raw instanceof Uint8Array) return `\\x${Buffer.from(raw).toString('hex')}`;
-  if (typeof raw === 'number' && !Number.isFinite(raw)) return String(raw);
-  return v;
 }
 
 const TEMP = /^\.bulkmodel-[0-9a-f-]{36}\.partial$/;
@@ -145,33 +131,21 @@ export async function exportToFile(job: ExportJob): Promise<{ count: number; pat
   };
   let count = 0;
   try {
-    if (job.spec.format === 'ndjson') {
-      const rows = model.copyTo({ ...base, format: 'rows' }) as AsyncIterable<Row>;
-      const lines = Readable.from(
-        (async function* () {
-          for await (const r of rows) {
-            count++;
-            yield `${JSON.stringify(r, ndjsonValue)}\n`;
+    // csv, COPY text, or NDJSON written from COPY text (core/ndjson.ts): values exact.
+    const out = model.copyTo({ ...base, format: (job.spec.format ?? 'csv') as 'csv' });
+    const chunks = Readable.from(
+      (async function* () {
+        for (;;) {
+          const r = await out.next();
+          if (r.done) {
+            count = r.value.count;
+            return;
           }
-        })(),
-      );
-      await pipeline(lines, file.createWriteStream());
-    } else {
-      const out = model.copyTo({ ...base, format: job.spec.format ?? 'csv' });
-      const bytes = Readable.from(
-        (async function* () {
-          for (;;) {
-            const r = await out.next();
-            if (r.done) {
-              count = r.value.count;
-              return;
-            }
-            yield r.value;
-          }
-        })(),
-      );
-      await pipeline(bytes, file.createWriteStream());
-    }
+          yield r.value;
+        }
+      })(),
+    );
+    await pipeline(chunks, file.createWriteStream());
     // (The stream has closed the file; the temporary name is this export's own, random.)
     const st = await lstat(tmp);
     await job.remember(`${st.dev}:${st.ino}`, count);

@@ -9,7 +9,7 @@ import { type BulkEventName, publishEvent } from '../producer/events.js';
 import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.js';
 import type { ChunkPayload, OperationPayload, SealPayload } from '../producer/payload.js';
 import { jobIds, moveState, type QueueKeys } from '../producer/redis.js';
-import { decodeRows, decodeValue, encodeRows, encodeValue } from '../producer/values.js';
+import { decodeRows, decodeValue, encodeValue } from '../producer/values.js';
 import { type ExportTarget, exportToFile } from './export.js';
 
 export interface ProcessorContext {
@@ -221,15 +221,13 @@ export async function processChunk(
     ...(fields ? { fields } : {}),
     ...(signals === false ? { signals: false } : {}),
     ...(batchSize ? { batchSize } : {}),
+    ...(returning ? { rowText: true } : {}),
   });
   await markChunkDone(ctx, p, res.count);
   const out: ChunkJobReturn = { index: p.chunk.index, count: res.count };
-  if (res.rows) {
-    // Rows read back from Postgres: objects keep the exact tags (a type parser may give BigInts).
-    const enc = encodeRows(res.rows, 0, false);
-    out.columns = enc.columns;
-    out.rows = enc.rows;
-  }
+  // Rows read back: Postgres's text of each value with its column's type, decoded by the
+  // producer with its own decode options (exact, whatever the worker's are).
+  if (res.text) out.returned = res.text;
   if (res.missing && res.missing.length > 0) out.missing = encodeValue(res.missing, 'missing');
   return out;
 }

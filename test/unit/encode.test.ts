@@ -238,8 +238,11 @@ describe('arrays', () => {
     );
   });
 
-  it('refuses non-arrays and bad elements', () => {
-    problem(() => arr('text')('a'));
+  it('refuses non-arrays and bad elements; a string is an array literal, as Postgres writes it', () => {
+    expect(arr('text')('{a,"b c"}')).toBe('{a,"b c"}');
+    expect(arr('int4')('[0:1]={7,8}')).toBe('[0:1]={7,8}');
+    problem(() => arr('text')(5));
+    problem(() => arr('text')('a\u0000'));
     problem(() => arr('int4')([1, 'x']));
     problem(() => arr('text')(['ok', 'a\u0000']));
     problem(() => arr('int2')([70000]));

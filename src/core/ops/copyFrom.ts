@@ -6,7 +6,7 @@ import { RAW_TEXT_TYPES } from '../decode.js';
 import { copyEscape, valueError } from '../encode.js';
 import { fromPgError } from '../errors.js';
 import type { TableMeta } from '../meta.js';
-import { type RowGroup, setOwn } from '../rows.js';
+import type { RowGroup } from '../rows.js';
 import type { ChunkSteps, WriteHooks } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildCopyIn, buildStageCopy, buildStageTable } from '../sql/copy.js';
@@ -25,6 +25,7 @@ import {
   prepareInsert,
   rawKeysOf,
   recoverInsert,
+  returnedRow,
   selectByKeys,
 } from './insertCommon.js';
 
@@ -174,10 +175,10 @@ export function copyWrite(
       ret !== undefined && keysOnly && p.keysFromPostgres && plan.onConflict === undefined;
     const keyAt = ret ? ret.columns.map((c) => ret.pairKey.indexOf(c.name)) : [];
     const keyRow = (ri: number, lits: readonly string[], at: number) => {
-      const obj: Row = {};
-      for (let j = 0; j < keyAt.length; j++)
-        setOwn(obj, ret!.columns[j]!.name, plan.decoders[j]!(lits[at + keyAt[j]!]!));
-      returned![ri] = obj;
+      returned![ri] = returnedRow(
+        plan,
+        keyAt.map((k) => lits[at + k]!),
+      );
     };
     if (p.lacking.length > 0) {
       const drawn = await drawKeys(client, plan, p.lacking.length);

@@ -5,6 +5,7 @@ import type { DbClient } from '../db.js';
 import { type DecodeOptions, decoderFor } from '../decode.js';
 import { BulkError, fromPgError } from '../errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
+import { type JsonWriter, jsonWriterFor } from '../ndjson.js';
 import { setOwn } from '../rows.js';
 import type { Engine } from '../runner.js';
 import type { Row, Signals } from '../signals.js';
@@ -16,8 +17,12 @@ export interface CopyToOptions {
   columns?: string[] | string;
   /** Structured filter, as for update(). */
   where?: Where;
-  /** 'rows' (default): decoded row objects. 'text' or 'csv': the raw COPY output as Buffers (CSV has a header line). */
-  format?: 'rows' | 'text' | 'csv';
+  /**
+   * 'rows' (default): decoded row objects. 'text' or 'csv': the raw COPY output as Buffers (CSV
+   * has a header line). 'ndjson': one JSON object per row, as strings, every value exact
+   * (see docs/types.md).
+   */
+  format?: 'rows' | 'text' | 'csv' | 'ndjson';
   signals?: boolean;
 }
 
@@ -56,18 +61,13 @@ export function copyUnescape(s: string): string {
   return out;
 }
 
-/** Split COPY text output into decoded rows, across chunk boundaries. */
-export class CopyTextParser {
+/**
+ * Split COPY text output into rows, across chunk boundaries, fields found in place (not split
+ * into arrays); each field is handed over unescaped (null for \N), and a subclass makes a row.
+ */
+abstract class CopyTextSplitter<T> {
   private rest = '';
-  private readonly decoders: ((s: string | null) => unknown)[];
-  private readonly names: string[];
-  /** Names a plain assignment sets as an own property (all but "__proto__"). */
-  private readonly plain: boolean[];
-  constructor(columns: ColumnMeta[], decode: DecodeOptions) {
-    this.decoders = columns.map((c) => decoderFor(c, decode));
-    this.names = columns.map((c) => c.name);
-    this.plain = this.names.map((n) => n !== '__proto__');
-  }
+  constructor(private readonly width: number) {}
 
   /** The first tab at or after the last search's start in the current text (-1: none). */
   private tab = -1;
@@ -82,7 +82,7 @@ export class CopyTextParser {
     return this.tab;
   }
 
-  push(chunk: string, out: Row[]): void {
+  push(chunk: string, out: T[]): void {
     const text = this.rest + chunk;
     this.tabFrom = Number.POSITIVE_INFINITY; // a new text: nothing searched yet
     let start = 0;
@@ -99,25 +99,72 @@ export class CopyTextParser {
     if (this.rest.length > 0) throw new Error('COPY output ended in the middle of a row');
   }
 
-  /** The line of `text` from `start` to `end` (its newline), fields found in place, not split. */
-  private line(text: string, start: number, end: number): Row {
-    const row: Row = {};
-    const names = this.names;
-    const decoders = this.decoders;
-    const last = names.length - 1;
+  protected abstract begin(): void;
+  protected abstract field(j: number, text: string | null): void;
+  protected abstract finish(): T;
+
+  /** The line of `text` from `start` to `end` (its newline). */
+  private line(text: string, start: number, end: number): T {
+    const last = this.width - 1;
     let at = start;
+    this.begin();
     for (let j = 0; j <= last; j++) {
       const tab = this.nextTab(text, at);
       const stop = j === last ? end : tab;
       if (j === last ? tab !== -1 && tab < end : tab === -1 || tab > end)
-        throw new Error(`a COPY output row does not have ${names.length} fields`);
+        throw new Error(`a COPY output row does not have ${this.width} fields`);
       const f = text.slice(at, stop);
-      const v = decoders[j]!(f === '\\N' ? null : copyUnescape(f));
-      if (this.plain[j]) row[names[j]!] = v;
-      else setOwn(row, names[j]!, v);
+      this.field(j, f === '\\N' ? null : copyUnescape(f));
       at = stop + 1;
     }
-    return row;
+    return this.finish();
+  }
+}
+
+/** COPY text output to decoded rows. */
+export class CopyTextParser extends CopyTextSplitter<Row> {
+  private readonly decoders: ((s: string | null) => unknown)[];
+  private readonly names: string[];
+  /** Names a plain assignment sets as an own property (all but "__proto__"). */
+  private readonly plain: boolean[];
+  private row: Row = {};
+  constructor(columns: ColumnMeta[], decode: DecodeOptions) {
+    super(columns.length);
+    this.decoders = columns.map((c) => decoderFor(c, decode));
+    this.names = columns.map((c) => c.name);
+    this.plain = this.names.map((n) => n !== '__proto__');
+  }
+  protected begin(): void {
+    this.row = {};
+  }
+  protected field(j: number, text: string | null): void {
+    const v = this.decoders[j]!(text);
+    if (this.plain[j]) this.row[this.names[j]!] = v;
+    else setOwn(this.row, this.names[j]!, v);
+  }
+  protected finish(): Row {
+    return this.row;
+  }
+}
+
+/** COPY text output to NDJSON lines (with their newlines): see core/ndjson.ts. */
+export class CopyTextToNdjson extends CopyTextSplitter<string> {
+  private readonly keys: string[];
+  private readonly writers: JsonWriter[];
+  private out = '';
+  constructor(columns: ColumnMeta[]) {
+    super(columns.length);
+    this.keys = columns.map((c, j) => `${j === 0 ? '{' : ','}${JSON.stringify(c.name)}:`);
+    this.writers = columns.map(jsonWriterFor);
+  }
+  protected begin(): void {
+    this.out = '';
+  }
+  protected field(j: number, text: string | null): void {
+    this.out += this.keys[j]! + this.writers[j]!(text);
+  }
+  protected finish(): string {
+    return `${this.out || '{'}}\n`;
   }
 }
 
@@ -132,10 +179,10 @@ export interface CopyToContext {
 
 function planCopyTo(meta: TableMeta, opts: CopyToOptions) {
   const format = opts.format ?? 'rows';
-  if (!['rows', 'text', 'csv'].includes(format)) {
+  if (!['rows', 'text', 'csv', 'ndjson'].includes(format)) {
     throw new BulkError(
       'INVALID_OPTION',
-      `format must be 'rows', 'text' or 'csv', got ${String(format)}`,
+      `format must be 'rows', 'text', 'csv' or 'ndjson', got ${String(format)}`,
       { table: meta.displayName },
     );
   }
@@ -171,7 +218,7 @@ async function startCopy(client: DbClient, sql: string, values: unknown[]): Prom
 export async function* copyToIterate(
   ctx: CopyToContext,
   opts: CopyToOptions,
-): AsyncGenerator<Row | Buffer, { count: number }> {
+): AsyncGenerator<Row | Buffer | string, { count: number }> {
   const meta = await ctx.meta();
   const plan = planCopyTo(meta, opts);
   const base = {
@@ -204,6 +251,19 @@ export async function* copyToIterate(
         rows.length = 0;
       }
       parser.end();
+    } else if (plan.format === 'ndjson') {
+      const writer = new CopyTextToNdjson(plan.columns);
+      const lines: string[] = [];
+      stream.setEncoding('utf8');
+      for await (const chunk of stream) {
+        writer.push(chunk as string, lines);
+        if (lines.length === 0) continue;
+        count += lines.length;
+        // One string per COPY chunk: the consumer writes it as it is.
+        yield lines.join('');
+        lines.length = 0;
+      }
+      writer.end();
     } else {
       for await (const chunk of stream) yield chunk as Buffer;
       // Lines are no measure of rows (CSV quotes newlines): Postgres reports the row count.

@@ -1,3 +1,4 @@
+import { columnList } from '../checks.js';
 import type { DbClient } from '../db.js';
 import { type DecodeOptions, type Decoder, decoderFor, RAW_TEXT_TYPES } from '../decode.js';
 import { BulkError } from '../errors.js';
@@ -19,6 +20,25 @@ export interface InsertPlan {
   decoders: Decoder[];
   /** How chunks are written: COPY (copyFrom; bulkCreate without onConflict) or INSERT ... SELECT. */
   strategy: 'copy' | 'insert';
+  /** Keep each returned row's text too (rowText), for a queue worker to pass on exactly. */
+  keepText?: boolean;
+}
+
+/** Where a returned row keeps Postgres's text of its values, when the plan asks (not enumerable). */
+export const ROW_TEXT: unique symbol = Symbol('bulkmodel.rowText');
+
+/** The text of a returned row's values, in the plan's returning columns' order, if kept. */
+export function rowText(row: Row): (string | null)[] | undefined {
+  return (row as { [ROW_TEXT]?: (string | null)[] })[ROW_TEXT];
+}
+
+/** A returned row from Postgres's text of its values (the plan's returning columns). */
+export function returnedRow(plan: InsertPlan, texts: (string | null)[]): Row {
+  const cols = plan.returning!.columns;
+  const obj: Row = {};
+  for (let j = 0; j < cols.length; j++) setOwn(obj, cols[j]!.name, plan.decoders[j]!(texts[j]!));
+  if (plan.keepText) Object.defineProperty(obj, ROW_TEXT, { value: texts });
+  return obj;
 }
 
 export interface PreparedInsert {
@@ -100,16 +120,15 @@ export interface InsertChunkResult {
   returned?: (Row | undefined)[];
 }
 
+/** Column names of an option (one name is a one-column list), each a column of the table. */
 function checkNames(meta: TableMeta, names: unknown, what: string): string[] {
-  if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
-    throw new BulkError(
-      'INVALID_OPTION',
-      `${meta.displayName}: ${what} must be an array of column names`,
-      { table: meta.displayName },
-    );
-  }
-  for (const n of names) columnOf(meta, n);
-  return names as string[];
+  // An empty list is a valid onConflict.update (update nothing), not a malformed one.
+  const list =
+    Array.isArray(names) && names.length === 0
+      ? []
+      : columnList(names ?? null, what, meta.displayName)!;
+  for (const n of list) columnOf(meta, n);
+  return list;
 }
 
 export function planInsert(
@@ -308,13 +327,8 @@ export function collectReturned(
   result: unknown[],
   into: (Row | undefined)[],
 ): void {
-  const cols = plan.returning!.columns;
-  for (const r of result as unknown[][]) {
-    const rowIdx = group.rowIdx[Number(r[0]) - 1]!;
-    const obj: Row = {};
-    for (let j = 0; j < cols.length; j++)
-      setOwn(obj, cols[j]!.name, plan.decoders[j]!(r[j + 1] as string | null));
-    into[rowIdx] = obj;
+  for (const r of result as (string | null)[][]) {
+    into[group.rowIdx[Number(r[0]) - 1]!] = returnedRow(plan, r.slice(1));
   }
 }
 
@@ -361,19 +375,15 @@ export async function selectByKeys(
       return `t.${col.sqlName} = (x.e->>${j + 1})::${col.castSql}${asStored}`;
     })
     .join(' AND ');
-  const cols = p.columns.map((c) => `, t.${c.sqlName}::text`).join('');
+  const cols = p.columns.map((c) => `, t.${c.sqlName}`).join('');
   const r = await client.query({
     text: `SELECT (x.e->>0)::int${cols} FROM jsonb_array_elements($1::jsonb) AS x(e) JOIN ${plan.meta.scan} AS t ON ${match}`,
     values: [JSON.stringify(keys.map((k) => [String(k[0]), ...k.slice(1)]))],
     rowMode: 'array',
     types: RAW_TEXT_TYPES,
   });
-  for (const row of r.rows as unknown[][]) {
-    const obj: Row = {};
-    for (let j = 0; j < p.columns.length; j++)
-      setOwn(obj, p.columns[j]!.name, plan.decoders[j]!(row[j + 1] as string | null));
-    out[Number(row[0])] = obj;
-  }
+  for (const row of r.rows as (string | null)[][])
+    out[Number(row[0])] = returnedRow(plan, row.slice(1));
   return out;
 }
 

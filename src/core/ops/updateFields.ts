@@ -1,3 +1,4 @@
+import { columnList } from '../checks.js';
 import type { DbClient } from '../db.js';
 import { valueError } from '../encode.js';
 import { BulkError } from '../errors.js';
@@ -41,10 +42,16 @@ export interface UpdateFieldsChunkResult {
 
 export function planUpdateFields(
   meta: TableMeta,
-  opts: { key?: string[] | undefined; fields?: string[] | undefined; acrossChunks?: boolean },
+  opts: {
+    key?: string[] | string | undefined;
+    fields?: string[] | string | undefined;
+    acrossChunks?: boolean;
+  },
 ): UpdateFieldsPlan {
-  const key = opts.key ?? meta.primaryKey;
-  if (!Array.isArray(key) || key.length === 0) {
+  // One name is a one-column list (key: 'ext_id'); a malformed list is INVALID_OPTION.
+  const key = columnList(opts.key, 'key', meta.displayName) ?? meta.primaryKey;
+  const givenFields = columnList(opts.fields, 'fields', meta.displayName);
+  if (key.length === 0) {
     throw new BulkError(
       'NO_KEY',
       `${meta.displayName} has no primary key: pass \`key\` to say which columns match rows`,
@@ -60,15 +67,8 @@ export function planUpdateFields(
     });
   }
   let fields: string[] | undefined;
-  if (opts.fields !== undefined) {
-    if (!Array.isArray(opts.fields) || opts.fields.length === 0) {
-      throw new BulkError(
-        'INVALID_OPTION',
-        `${meta.displayName}: fields must be a non-empty array of column names`,
-        { table: meta.displayName },
-      );
-    }
-    for (const f of opts.fields) {
+  if (givenFields !== undefined) {
+    for (const f of givenFields) {
       columnOf(meta, f);
       if (key.includes(f)) {
         throw new BulkError(
@@ -81,7 +81,7 @@ export function planUpdateFields(
         );
       }
     }
-    fields = opts.fields;
+    fields = givenFields;
   }
   return { meta, key, fields, seen: opts.acrossChunks === false ? null : new Map() };
 }

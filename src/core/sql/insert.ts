@@ -100,7 +100,8 @@ export function buildInsert(
   const keyList = pairKey.map((k) => `ins.${quoteIdent(k)}`).join(', ');
   const need = [...new Set([...ret.map((c) => c.name), ...pairKey])];
   const insRet = need.map((n) => `t.${quoteIdent(n)}`).join(', ');
-  const retList = ret.map((c) => `, ins.${c.sqlName}::text`).join('');
+  // Each column's own output text (no ::text cast, which trims char(n) and adds inet's /32).
+  const retList = ret.map((c) => `, ins.${c.sqlName}`).join('');
   return (
     `WITH src AS MATERIALIZED (${source}), ` +
     `ins AS (INSERT INTO ${meta.sqlName} AS t${names}${overriding} SELECT ${srcList} FROM src ORDER BY i${conflict} RETURNING ${insRet}) ` +
