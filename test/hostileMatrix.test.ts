@@ -466,16 +466,16 @@ describe(`hostile input matrix (${CASES.length} inputs, direct and queued)`, () 
     await straight(
       'chunk',
       {
-        v: 2,
+        v: 3,
         kind: 'bulkCreate',
-        operationId: `v2-${queue}`,
+        operationId: `v3-${queue}`,
         table: tdb.t('m'),
         chunk: { index: 0, offset: 0 },
         options: {},
         columns: enc.columns,
         rows: enc.rows,
       },
-      `v2-${queue}`,
+      `v3-${queue}`,
     );
   });
 });

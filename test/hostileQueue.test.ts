@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type BulkErrorCode, BulkProducer, type Row, silentLogger } from '../src/index.js';
 import { encodeRows } from '../src/producer/values.js';
 import { startDashboard } from '../src/worker/dashboard/server.js';
@@ -609,12 +609,19 @@ describe('hostile queue writer: no job-chosen name in metrics, no row value in e
     const secrets = ['secret-value-123', 'secret-456', 'secret-789'];
     await tdb.pool.query(`INSERT INTO ${M} (code) VALUES ($1)`, [secrets[0]]);
     const before = await fingerprint();
+    // Rows in payload version 1, so that the worker meets the bad values (version 2 refuses
+    // them at enqueue, checked below too).
+    const v1 = new BulkProducer({ redis: REDIS_URL, queue, prefix, payloadVersion: 1 });
     const ops = [
-      [await producer.bulkCreate(M, [{ code: secrets[0], name: 'dup' }]), 'UNIQUE_VIOLATION'],
-      [await producer.bulkCreate(M, [{ code: uid('c'), n: secrets[1] }]), 'INVALID_VALUE'],
-      [await producer.copyFrom(M, [{ code: uid('c'), ts: secrets[2] }]), 'DATA_ERROR'],
+      [await v1.bulkCreate(M, [{ code: secrets[0], name: 'dup' }]), 'UNIQUE_VIOLATION'],
+      [await v1.bulkCreate(M, [{ code: uid('c'), n: secrets[1] }]), 'INVALID_VALUE'],
+      [await v1.copyFrom(M, [{ code: uid('c'), ts: secrets[2] }]), 'DATA_ERROR'],
     ] as const;
+    const atEnqueue = await rejection(producer.bulkCreate(M, [{ code: uid('c'), n: secrets[1] }]));
+    expect(atEnqueue.code).toBe('INVALID_VALUE');
+    expect(JSON.stringify(atEnqueue.toJSON())).not.toContain(secrets[1]);
     const seen: string[] = [];
+    onTestFinished(() => v1.close());
     for (const [op, code] of ops) {
       const err = await rejection(op.done({ timeoutMs: 20_000 }));
       expect(err.code).toBe(code);

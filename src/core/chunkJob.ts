@@ -3,11 +3,13 @@ import { type ColumnType, columnType } from './decode.js';
 import { bulkCreateSteps } from './ops/bulkCreate.js';
 import type { OpContext } from './ops/context.js';
 import { copyFromSteps } from './ops/copyFrom.js';
+import { type CopyTextGroup, checkCopyGroups, copyTextSteps } from './ops/copyText.js';
 import { planInsert, rowText } from './ops/insertCommon.js';
 import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
 import { type InsertLikeOptions, QUEUE_DEFAULT_BATCH_SIZE, resolveWrite } from './options.js';
 import { runOneChunk } from './runner.js';
 import type { Row } from './signals.js';
+import type { OnConflict } from './sql/insert.js';
 
 export type ChunkKind = 'bulkCreate' | 'updateFields' | 'copyFrom';
 
@@ -82,4 +84,45 @@ export async function executeChunk(
       rows: out.map((row) => rowText(row) ?? cols.map(() => null)),
     },
   };
+}
+
+export interface CopyChunkOptions {
+  operationId: string;
+  fingerprint?: string | undefined;
+  format: 'text' | 'csv';
+  onConflict?: OnConflict | undefined;
+  /** CSV from a file: the file line of the chunk's first record. */
+  firstLine?: number | undefined;
+}
+
+/**
+ * Run one chunk whose rows arrive as COPY data (a queue chunk the producer encoded, records of
+ * a CSV file): checked (row counts, no end-of-data marker, writable columns), then streamed
+ * into COPY as it is, under the ledger like any chunk. No signals: a worker whose process
+ * listens for them decodes the rows and uses executeChunk instead.
+ */
+export async function executeCopyChunk(
+  db: BulkClient,
+  table: string,
+  groups: CopyTextGroup[],
+  chunk: { index: number; offset: number },
+  options: CopyChunkOptions,
+): Promise<{ count: number }> {
+  db.assertOpen();
+  const meta = await db.meta(table);
+  checkCopyGroups(groups, options.format, meta.displayName);
+  const engine = db.engine;
+  if (engine.ledger) await engine.ledger.ensure(engine.pool);
+  // onConflict checked as for rows (target and update columns exist, ...).
+  const { onConflict } = planInsert(meta, { onConflict: options.onConflict }, db.decode);
+  const steps = copyTextSteps(
+    { meta, format: options.format, onConflict, firstLine: options.firstLine },
+    groups,
+  );
+  const at = {
+    operationId: options.operationId,
+    table: meta.displayName,
+    fingerprint: options.fingerprint,
+  };
+  return runOneChunk(engine, { index: chunk.index, offset: chunk.offset, rows: [] }, steps, at);
 }

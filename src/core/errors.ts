@@ -33,6 +33,8 @@ export const ERROR_CODES = {
     "A queue job exceeds one of the worker's own limits (chunk index, nesting depth) and is refused.",
   CHUNK_CONFLICT:
     'A chunk claims an (operation id, chunk index) slot that committed with other content.',
+  CATALOG_MISMATCH:
+    "A chunk was encoded for columns whose types the worker's catalog no longer has.",
   EXPORT_DISABLED: 'A queued copyTo reached a worker that has no export directory.',
   FILE_EXISTS: 'A queued copyTo would replace a file that exists in the export directory.',
   OPERATION_CONFLICT: 'An operation id was reused for a different operation.',
@@ -47,6 +49,8 @@ export interface BulkErrorDetails {
   column?: string | undefined;
   /** Index of the offending row in the operation's input (0-based). */
   row?: number | undefined;
+  /** Line of the file the rows came from (1-based, as an editor counts), for file loads. */
+  line?: number | undefined;
   /** Postgres SQLSTATE when the error came from Postgres. */
   pgCode?: string | undefined;
   constraint?: string | undefined;
@@ -66,6 +70,7 @@ const DETAIL_KEYS = [
   'table',
   'column',
   'row',
+  'line',
   'pgCode',
   'constraint',
   'detail',
@@ -87,6 +92,7 @@ export class BulkError extends Error {
   table?: string | undefined;
   column?: string | undefined;
   row?: number | undefined;
+  line?: number | undefined;
   pgCode?: string | undefined;
   constraint?: string | undefined;
   detail?: string | undefined;
@@ -223,7 +229,13 @@ export function hideValues(message: string): string {
  */
 export function fromPgError(
   err: unknown,
-  ctx: { table: string; rowOffset?: number; rowIndexOfLine?: (line: number) => number | undefined },
+  ctx: {
+    table: string;
+    rowOffset?: number;
+    rowIndexOfLine?: (line: number) => number | undefined;
+    /** COPY data from a file: its line N is this file line. */
+    fileLineOfLine?: (line: number) => number;
+  },
 ): BulkError {
   if (err instanceof BulkError) return err;
   const e = err as PgErrorLike;
@@ -234,21 +246,25 @@ export function fromPgError(
   // COPY errors carry a context like: COPY items, line 3, column name: "..."
   const where = typeof e?.where === 'string' ? e.where : '';
   const m = /COPY [^,]+, line (\d+)(?:, column ([^:]+))?/.exec(where);
+  let fileLine: number | undefined;
   if (m) {
     const line = Number(m[1]);
-    row = ctx.rowIndexOfLine ? ctx.rowIndexOfLine(line) : (ctx.rowOffset ?? 0) + line - 1;
+    if (ctx.fileLineOfLine) fileLine = ctx.fileLineOfLine(line);
+    else row = ctx.rowIndexOfLine ? ctx.rowIndexOfLine(line) : (ctx.rowOffset ?? 0) + line - 1;
     if (!column && m[2]) column = m[2];
   }
   const raw = typeof e?.message === 'string' ? e.message : String(err);
   const parts = [ctx.table ? `${ctx.table}: ${hideValues(raw)}` : hideValues(raw)];
   if (column) parts.push(`column ${column}`);
   if (row !== undefined) parts.push(`row ${row}`);
+  if (fileLine !== undefined) parts.push(`line ${fileLine}`);
   // Postgres's detail ("Key (code)=(x) already exists", "Failing row contains (...)") quotes
   // row values: it stays on the error as `detail`, out of the message.
   return new BulkError(bulkCode, parts.join('; '), {
     table: ctx.table || undefined,
     column,
     row,
+    line: fileLine,
     pgCode: code || undefined,
     constraint: e?.constraint,
     detail: e?.detail,

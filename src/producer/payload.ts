@@ -3,7 +3,10 @@ import { BulkError } from '../core/errors.js';
 import { PAYLOAD_SCHEMA } from './schema.js';
 import { type Encoded, isJsonColumnValue } from './values.js';
 
-export const PAYLOAD_VERSION = 1;
+/** The newest payload version: chunks as COPY data (v2). Version 1 stays accepted. */
+export const PAYLOAD_VERSION = 2;
+/** Versions a worker reads. */
+export const PAYLOAD_VERSIONS: readonly number[] = [1, 2];
 
 /** Chunks in one operation: chunk indexes run below this (a worker's default limit too). */
 export const MAX_CHUNKS = 1_000_000;
@@ -34,6 +37,33 @@ export interface ChunkPayload {
   jsonColumns?: number[];
 }
 
+/** One COPY's worth of a v2 chunk: columns in order, the number of rows, their COPY data. */
+export interface CopyGroupPayload {
+  columns: string[];
+  rows: number;
+  data: string;
+  /** The rows' indexes within the chunk, when it has several groups. */
+  rowIdx?: number[];
+}
+
+/**
+ * Job 'chunk', version 2: rows as Postgres's COPY data, streamed into COPY by the worker
+ * without decoding a value. `format` 'text': the COPY text format, encoded by the producer for
+ * the column kinds its catalog snapshot gave (`catalog`: their fingerprint); 'csv': records of
+ * a CSV file as they were in it (`chunk.line`: the file line of the first).
+ */
+export interface CopyChunkPayload {
+  v: 2;
+  kind: 'bulkCreate' | 'copyFrom';
+  operationId: string;
+  table: string;
+  chunk: { index: number; offset: number; line?: number };
+  options: PayloadOptions;
+  format: 'text' | 'csv';
+  catalog?: string;
+  groups: CopyGroupPayload[];
+}
+
 /** Job 'operation': the parent of an operation's chunks; for update and copyTo, the whole job. */
 export interface OperationPayload {
   v: 1;
@@ -58,7 +88,7 @@ export interface SealPayload {
   seal: true;
 }
 
-export type Payload = ChunkPayload | OperationPayload | SealPayload;
+export type Payload = ChunkPayload | CopyChunkPayload | OperationPayload | SealPayload;
 
 const Ajv = (AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule;
 const ajv = new (Ajv as unknown as new (opts: object) => { compile(s: object): ValidateFn })({
@@ -96,10 +126,10 @@ export function validatePayload(
 ): Payload {
   const validateFn = options.values === false ? validateEnvelopeFn : validateAll;
   const v = (data as { v?: unknown } | null)?.v;
-  if (v !== PAYLOAD_VERSION) {
+  if (typeof v !== 'number' || !PAYLOAD_VERSIONS.includes(v)) {
     throw new BulkError(
       'INVALID_PAYLOAD',
-      `job ${jobName}: payload version ${JSON.stringify(v)} is not supported (this worker reads version ${PAYLOAD_VERSION})`,
+      `job ${jobName}: payload version ${JSON.stringify(v)} is not supported (this worker reads versions ${PAYLOAD_VERSIONS.join(' and ')})`,
     );
   }
   if (!validateFn(data)) {
@@ -113,6 +143,7 @@ export function validatePayload(
   const expect = 'seal' in p ? 'seal' : 'chunk' in p ? 'chunk' : 'operation';
   if (expect !== jobName)
     throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: payload is for a '${expect}' job`);
+  if ('chunk' in p && p.v === 2) return p;
   if ('chunk' in p && p.jsonColumns?.some((j) => j >= p.columns.length)) {
     throw new BulkError(
       'INVALID_PAYLOAD',

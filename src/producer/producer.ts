@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { FlowProducer, Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { metaFromSnapshot } from '../core/catalog.js';
 import { checkDefined } from '../core/checks.js';
 import type { DecodeOptions } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
@@ -10,6 +11,8 @@ import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
+import { SnapshotCache } from './catalog.js';
+import { copyOptions, encodeCopyChunk } from './copyPayload.js';
 import { BulkEvents } from './events.js';
 import { LenientQueue } from './lenientJob.js';
 import { Operation } from './operation.js';
@@ -34,6 +37,7 @@ import {
 import {
   type ChunkKind,
   type ChunkPayload,
+  type CopyChunkPayload,
   checkExportFileName,
   MAX_CHUNKS,
   type OperationKind,
@@ -61,6 +65,13 @@ export interface BulkProducerOptions {
    * Postgres's exact text, decoded here. Default: node-postgres's shapes.
    */
   decode?: DecodeOptions;
+  /**
+   * 2 (default): bulkCreate and copyFrom without returning send their rows as COPY text
+   * (docs/payload.md), encoded here with the column kinds workers publish beside the queue;
+   * when none is published yet for the table, or with returning, rows go as version 1. 1:
+   * always version 1 (for workers older than version 2).
+   */
+  payloadVersion?: 1 | 2;
   logger?: Logger;
 }
 
@@ -82,6 +93,7 @@ export class BulkProducer {
   private readonly options: BulkProducerOptions;
   private events: BulkEvents | undefined;
   private closed = false;
+  private readonly snapshots: SnapshotCache;
 
   constructor(options: BulkProducerOptions = {}) {
     this.options = options;
@@ -94,6 +106,7 @@ export class BulkProducer {
     this.keys = new QueueKeys(prefix, queue);
     this.queue = new LenientQueue(queue, { connection: this.redis, prefix });
     this.flows = new FlowProducer({ connection: this.redis, prefix });
+    this.snapshots = new SnapshotCache(this.redis, this.keys);
     this.queue.on('error', (err) => this.logger.warn({ err }, 'queue connection error'));
     this.flows.on('error', (err) => this.logger.warn({ err }, 'flow producer connection error'));
   }
@@ -262,6 +275,14 @@ export class BulkProducer {
         `operation ${id}: ${what} the one enqueued before under this id`,
         { table },
       );
+    // COPY text (version 2) when the table's column kinds are known here and nothing is
+    // returned (returned rows need the worker to see its rows).
+    const v2 =
+      this.options.payloadVersion !== 1 &&
+      (kind === 'bulkCreate' || kind === 'copyFrom') &&
+      popts.returning === undefined;
+    const snap = v2 ? await this.snapshots.get(table) : null;
+    const copyMeta = snap ? metaFromSnapshot(snap) : undefined;
     let index = 0;
     let offset = 0;
     try {
@@ -272,18 +293,34 @@ export class BulkProducer {
             `${table}: more than ${MAX_CHUNKS} chunks in one operation (workers refuse more): raise batchSize or split the input`,
             { table, row: offset },
           );
-        const enc = encodeRows(chunk, offset);
-        const data: ChunkPayload = {
-          v: 1,
-          kind,
-          operationId: id,
-          table,
-          chunk: { index, offset },
-          options: popts,
-          columns: enc.columns,
-          rows: enc.rows,
-          ...(enc.jsonColumns ? { jsonColumns: enc.jsonColumns } : {}),
-        };
+        const copy = copyMeta ? encodeCopyChunk(copyMeta, chunk, offset) : undefined;
+        let data: ChunkPayload | CopyChunkPayload;
+        if (copy) {
+          data = {
+            v: 2,
+            kind: kind as CopyChunkPayload['kind'],
+            operationId: id,
+            table,
+            chunk: { index, offset },
+            options: copyOptions(popts),
+            format: 'text',
+            catalog: copy.catalog,
+            groups: copy.groups,
+          };
+        } else {
+          const enc = encodeRows(chunk, offset);
+          data = {
+            v: 1,
+            kind,
+            operationId: id,
+            table,
+            chunk: { index, offset },
+            options: popts,
+            columns: enc.columns,
+            rows: enc.rows,
+            ...(enc.jsonColumns ? { jsonColumns: enc.jsonColumns } : {}),
+          };
+        }
         // Serialized here only to fingerprint it, or when a cheap bound cannot rule out the size
         // limit: BullMQ serializes it anyway to store it.
         const json = givenId || jsonSizeBound(data) > maxBytes ? JSON.stringify(data) : undefined;

@@ -45,6 +45,10 @@ export class QueueKeys {
   get ops(): string {
     return `${this.prefix}:${this.queue}:bm:ops`;
   }
+  /** Catalog snapshots of allowed tables (workers publish, producers read). */
+  get catalog(): string {
+    return `${this.prefix}:${this.queue}:bm:catalog`;
+  }
   /** Stream of signals and progress events. */
   get events(): string {
     return `${this.prefix}:${this.queue}:bm:events`;

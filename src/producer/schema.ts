@@ -14,6 +14,7 @@ export const PAYLOAD_SCHEMA = {
     "Data of the BullMQ jobs bulkmodel enqueues. Job name 'chunk': one chunk of rows. Job name 'operation': the parent job of an operation (and the whole job for update and copyTo). Job name 'seal': closes enqueueing of an operation.",
   oneOf: [
     { $ref: '#/definitions/chunk' },
+    { $ref: '#/definitions/copyChunk' },
     { $ref: '#/definitions/operation' },
     { $ref: '#/definitions/seal' },
   ],
@@ -127,6 +128,62 @@ export const PAYLOAD_SCHEMA = {
           items: { type: 'integer', minimum: 0 },
           maxItems: 1600,
           uniqueItems: true,
+        },
+      },
+    },
+    copyChunk: {
+      description:
+        "Version 2 of a 'chunk' job: rows as Postgres's COPY data, written by COPY as they are. format 'text': COPY's text format (tab-separated, backslash escapes, \\N for NULL), encoded for the column kinds of the worker-published catalog snapshot whose fingerprint is `catalog`; 'csv': records of a CSV file as they were in it (NULL is an unquoted empty field), `chunk.line` the file line of the first. Every record ends with a newline; `rows` counts them; no record may be `\\.` alone.",
+      type: 'object',
+      required: ['v', 'kind', 'operationId', 'table', 'chunk', 'options', 'format', 'groups'],
+      additionalProperties: false,
+      properties: {
+        v: { const: 2 },
+        kind: { enum: ['bulkCreate', 'copyFrom'] },
+        operationId: { $ref: '#/definitions/operationId' },
+        table: name,
+        chunk: {
+          type: 'object',
+          required: ['index', 'offset'],
+          additionalProperties: false,
+          properties: {
+            index: { type: 'integer', minimum: 0 },
+            offset: { type: 'integer', minimum: 0 },
+            line: { type: 'integer', minimum: 1 },
+          },
+        },
+        options: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            onConflict: { $ref: '#/definitions/options/properties/onConflict' },
+            signals: { type: 'boolean' },
+            batchSize: { type: 'integer', minimum: 1 },
+          },
+        },
+        format: { enum: ['text', 'csv'] },
+        catalog: { type: 'string', minLength: 1, maxLength: 100 },
+        groups: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 1000,
+          items: {
+            type: 'object',
+            required: ['columns', 'rows', 'data'],
+            additionalProperties: false,
+            properties: {
+              columns: {
+                type: 'array',
+                items: name,
+                minItems: 1,
+                maxItems: 1600,
+                uniqueItems: true,
+              },
+              rows: { type: 'integer', minimum: 1 },
+              data: { type: 'string' },
+              rowIdx: { type: 'array', items: { type: 'integer', minimum: 0 } },
+            },
+          },
         },
       },
     },

@@ -1,7 +1,7 @@
 import { MAX_NESTING } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import { MAX_BATCH_SIZE } from '../core/options.js';
-import { type ChunkPayload, MAX_CHUNKS } from '../producer/payload.js';
+import { type ChunkPayload, type CopyChunkPayload, MAX_CHUNKS } from '../producer/payload.js';
 
 /**
  * What a worker accepts from a job, enforced by the worker itself (a job may come from anyone
@@ -86,8 +86,10 @@ export function checkDepth(data: unknown, jobName: string, limits: WorkerLimits)
 }
 
 /** A valid chunk's numbers within the worker's limits: its index, offset and rows. */
-export function checkChunk(p: ChunkPayload, limits: WorkerLimits): void {
-  if (p.rows.length === 0) throw new BulkError('INVALID_PAYLOAD', 'a chunk holds no rows');
+export function checkChunk(p: ChunkPayload | CopyChunkPayload, limits: WorkerLimits): void {
+  // (v2: the rows declared; the worker checks the data holds exactly that many before COPY.)
+  const rows = 'groups' in p ? p.groups.reduce((n, g) => n + g.rows, 0) : p.rows.length;
+  if (rows === 0) throw new BulkError('INVALID_PAYLOAD', 'a chunk holds no rows');
   if (p.chunk.index >= limits.maxChunks)
     throw new BulkError(
       'LIMIT_EXCEEDED',
@@ -96,11 +98,11 @@ export function checkChunk(p: ChunkPayload, limits: WorkerLimits): void {
   if (!Number.isSafeInteger(p.chunk.offset))
     throw new BulkError('LIMIT_EXCEEDED', 'chunk offset is beyond 2^53');
   const most = Math.min(limits.maxChunkRows, p.options.batchSize ?? limits.maxChunkRows);
-  if (p.rows.length > most)
+  if (rows > most)
     throw new BulkError(
       'PAYLOAD_TOO_LARGE',
-      p.rows.length > limits.maxChunkRows
-        ? `chunk holds ${p.rows.length} rows, over this worker's limit of ${limits.maxChunkRows}`
-        : `chunk holds ${p.rows.length} rows, more than its own batchSize of ${p.options.batchSize}`,
+      rows > limits.maxChunkRows
+        ? `chunk holds ${rows} rows, over this worker's limit of ${limits.maxChunkRows}`
+        : `chunk holds ${rows} rows, more than its own batchSize of ${p.options.batchSize}`,
     );
 }

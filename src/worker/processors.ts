@@ -1,13 +1,26 @@
 import type { Job } from 'bullmq';
+import { parse as parseCsv } from 'csv-parse/sync';
 import type { Redis } from 'ioredis';
-import { executeChunk } from '../core/chunkJob.js';
+import { kindsFingerprint } from '../core/catalog.js';
+import { executeChunk, executeCopyChunk } from '../core/chunkJob.js';
 import type { BulkClient } from '../core/client.js';
+import { EXACT } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
+import { columnOf, type TableMeta } from '../core/meta.js';
+import { fromTextField } from '../core/ndjson.js';
+import { CopyTextParser } from '../core/ops/copyTo.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
+import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
+import { publishSnapshot } from '../producer/catalog.js';
 import { type BulkEventName, publishEvent } from '../producer/events.js';
 import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.js';
-import type { ChunkPayload, OperationPayload, SealPayload } from '../producer/payload.js';
+import type {
+  ChunkPayload,
+  CopyChunkPayload,
+  OperationPayload,
+  SealPayload,
+} from '../producer/payload.js';
 import { jobIds, moveState, type QueueKeys } from '../producer/redis.js';
 import { decodeRows, decodeValue, encodeValue } from '../producer/values.js';
 import { type ExportTarget, exportToFile } from './export.js';
@@ -79,7 +92,11 @@ if redis.call('setbit', KEYS[2], ARGV[1], 1) == 0 then
 end
 return redis.call('hmget', KEYS[1], 'rowsDone', 'chunksDone', 'totalRows', 'totalChunks')`;
 
-async function markChunkDone(ctx: ProcessorContext, p: ChunkPayload, count: number): Promise<void> {
+async function markChunkDone(
+  ctx: ProcessorContext,
+  p: ChunkPayload | CopyChunkPayload,
+  count: number,
+): Promise<void> {
   // The chunk index is within the worker's limit (checkChunk): the bit offset is bounded. The
   // operation is indexed (NX: once), so that its records are pruned even when no producer
   // registered it.
@@ -183,10 +200,10 @@ const SIGNALS_OF = {
   updateFields: ['preUpdateFields', 'postUpdateFields'],
 } as const;
 
-/** A 'chunk' job: decode the rows and write them with the core, exactly once. */
+/** A 'chunk' job: write its rows with the core, exactly once. */
 export async function processChunk(
   ctx: ProcessorContext,
-  p: ChunkPayload,
+  p: ChunkPayload | CopyChunkPayload,
   checked: Checked,
 ): Promise<ChunkJobReturn> {
   // json values stay JSON text, written as they came without being parsed into objects, unless
@@ -195,14 +212,23 @@ export async function processChunk(
   const seen =
     p.options.signals !== false &&
     (ctx.db.signals.listenerCount(pre) > 0 || ctx.db.signals.listenerCount(post) > 0);
-  const rows = decodeRows(
-    p.columns,
-    p.rows as unknown[][],
-    p.chunk.offset,
-    !seen,
-    p.jsonColumns,
-    ctx.maxNesting,
-  );
+  let rows: Row[];
+  if (p.v === 2) {
+    const meta = await ctx.db.meta(checked.table);
+    checkCatalog(ctx, meta, p);
+    // COPY data goes into COPY as it is: no value decoded, unless a listener here must see rows.
+    if (!seen) return processCopyData(ctx, p, checked, meta);
+    rows = decodeCopyGroups(meta, p);
+  } else {
+    rows = decodeRows(
+      p.columns,
+      p.rows as unknown[][],
+      p.chunk.offset,
+      !seen,
+      p.jsonColumns,
+      ctx.maxNesting,
+    );
+  }
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;
   // The table as the allowlist resolved it (schema-qualified, quoted): no search_path again.
   const res = await executeChunk(ctx.db, p.kind, checked.table, rows, p.chunk, {
@@ -230,6 +256,92 @@ export async function processChunk(
   if (res.text) out.returned = res.text;
   if (res.missing && res.missing.length > 0) out.missing = encodeValue(res.missing, 'missing');
   return out;
+}
+
+/**
+ * A v2 chunk encoded as COPY text must have been encoded for the column kinds this worker's
+ * catalog has: otherwise (a column's type changed since the producer's snapshot) its text may
+ * mean something else now. The worker publishes its current snapshot, so that producers
+ * encode the next chunks right, and refuses this one.
+ */
+function checkCatalog(ctx: ProcessorContext, meta: TableMeta, p: CopyChunkPayload): void {
+  if (p.format !== 'text' || p.catalog === undefined) return;
+  const cols = p.groups.flatMap((g) => g.columns.map((n) => columnOf(meta, n)));
+  if (kindsFingerprint(cols) === p.catalog) return;
+  void publishSnapshot(ctx.redis, ctx.keys, [p.table], meta).catch(() => {});
+  throw new BulkError(
+    'CATALOG_MISMATCH',
+    `${meta.displayName}: the chunk was encoded for column types the table no longer has (its catalog changed since the producer read it): enqueue the operation again`,
+    { table: meta.displayName },
+  );
+}
+
+/** The rows of a v2 chunk, for listeners in this process: every value in its exact form. */
+function decodeCopyGroups(meta: TableMeta, p: CopyChunkPayload): Row[] {
+  const out: Row[] = [];
+  let next = 0;
+  for (const g of p.groups) {
+    const cols = g.columns.map((n) => columnOf(meta, n));
+    let rows: Row[];
+    if (p.format === 'text') {
+      const parser = new CopyTextParser(cols, EXACT);
+      rows = [];
+      parser.push(g.data, rows);
+      parser.end();
+    } else {
+      const records = parseCsv(g.data, {
+        cast: (value, c) => (value === '' && !c.quoting ? null : value) as string,
+      }) as (string | null)[][];
+      rows = records.map((rec) => {
+        const row: Row = {};
+        cols.forEach((c, j) => setOwn(row, c.name, fromTextField(c, rec[j] ?? null)));
+        return row;
+      });
+    }
+    rows.forEach((r, i) => {
+      out[g.rowIdx ? g.rowIdx[i]! : next + i] = r;
+    });
+    next += rows.length;
+  }
+  return out;
+}
+
+/** Write a v2 chunk's COPY data as it is; signals go out as events with counts. */
+async function processCopyData(
+  ctx: ProcessorContext,
+  p: CopyChunkPayload,
+  checked: Checked,
+  meta: TableMeta,
+): Promise<ChunkJobReturn> {
+  const [pre, post] = SIGNALS_OF[p.kind];
+  const signals = p.options.signals !== false;
+  const rowsCount = p.groups.reduce((n, g) => n + g.rows, 0);
+  const base = {
+    table: meta.displayName,
+    operationId: p.operationId,
+    chunkIndex: p.chunk.index,
+    batchSize: p.options.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE,
+    rowsCount,
+  };
+  if (signals) await publish(ctx, pre, base);
+  const { onConflict } = p.options;
+  const res = await executeCopyChunk(ctx.db, checked.table, p.groups, p.chunk, {
+    operationId: p.operationId,
+    fingerprint: checked.fingerprint,
+    format: p.format,
+    firstLine: p.chunk.line,
+    ...(onConflict !== undefined
+      ? {
+          onConflict:
+            onConflict === 'ignore'
+              ? 'ignore'
+              : { target: onConflict.target, update: onConflict.update ?? [] },
+        }
+      : {}),
+  });
+  await markChunkDone(ctx, p, res.count);
+  if (signals) await publish(ctx, post, { ...base, count: res.count });
+  return { index: p.chunk.index, count: res.count };
 }
 
 /** A 'seal' job runs once enqueueing ended; if it runs while the producer never sealed, the producer died. */

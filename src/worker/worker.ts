@@ -4,9 +4,11 @@ import type { Redis } from 'ioredis';
 import { BulkClient, type BulkClientOptions } from '../core/client.js';
 import { BulkError, fromPgError } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
+import type { TableMeta } from '../core/meta.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
+import { publishSnapshot } from '../producer/catalog.js';
 import { DEFAULT_EVENTS_MAX_LEN, publishEvent } from '../producer/events.js';
 import {
   type ChunkPayload,
@@ -139,6 +141,8 @@ export class BulkWorker {
   private readonly opts: BulkWorkerOptions;
   private readonly started: Promise<void>;
   private pruneTimer: NodeJS.Timeout | undefined;
+  /** Table names whose catalog snapshot this process has published (producers encode with it). */
+  private readonly published = new Set<string>();
   private runLoop: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -262,8 +266,13 @@ export class BulkWorker {
       );
     await this.db.ensureConnected({ timeoutMs: 30_000 });
     if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
-    for (const table of (await this.allowlist.resolveAll()).missing) {
-      this.logger.warn({ table }, 'allowed table not found (yet)');
+    const { missing } = await this.allowlist.resolveAll();
+    for (const table of missing) this.logger.warn({ table }, 'allowed table not found (yet)');
+    // Producers encode rows as COPY text with these (docs/payload.md, version 2).
+    for (const t of this.opts.tables) {
+      if (t === '*' || missing.includes(t)) continue;
+      const meta = await this.db.meta(t).catch(() => undefined);
+      if (meta) this.publishOnce(t, meta);
     }
     // Ledger rows and operation records go together, after the same retention: re-enqueueing an
     // operation id is idempotent for as long as both are kept.
@@ -350,8 +359,10 @@ export class BulkWorker {
       const touchesDb = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
       const checked: Checked = { table: '', fingerprint: facts?.fingerprint };
       if (touchesDb) {
-        checked.table = canonicalName(await this.allowlist.check(op.table));
+        const meta = await this.allowlist.check(op.table);
+        checked.table = canonicalName(meta);
         seen.label = checked.table;
+        this.publishOnce(op.table, meta);
       }
       await assertLive(
         this.ctx,
@@ -432,6 +443,19 @@ export class BulkWorker {
       }
       throw err;
     }
+  }
+
+  /**
+   * Publish an allowed table's catalog snapshot under the name a job used, once per process
+   * (at most 1,000 names), so that producers using that name encode rows as COPY text.
+   */
+  private publishOnce(name: string, meta: TableMeta): void {
+    if (this.published.has(name) || this.published.size >= 1000) return;
+    this.published.add(name);
+    void publishSnapshot(this.redis, this.keys, [name], meta).catch((err) => {
+      this.published.delete(name);
+      this.logger.warn({ err, table: canonicalName(meta) }, 'could not publish a catalog snapshot');
+    });
   }
 
   /**

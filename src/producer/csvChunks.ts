@@ -1,0 +1,144 @@
+import { BulkError } from '../core/errors.js';
+
+/**
+ * CSV split into chunks of whole records without parsing a field: a byte scan that only tracks
+ * whether it is inside quotes (`"` toggles; an escaped `""` toggles twice), so a newline inside
+ * a quoted field never ends a record. Postgres parses the fields (COPY ... CSV); the scan only
+ * finds where records end, counts them, and refuses what COPY would silently misread: a record
+ * that is `\.` alone (COPY's end-of-data marker, which would drop every record after it).
+ */
+
+export interface CsvChunk {
+  /** The chunk's records, as bytes of the file (UTF-8), each ending with its newline. */
+  data: Buffer;
+  /** Records in it. */
+  records: number;
+  /** File line (1-based, as an editor counts) of its first record. */
+  firstLine: number;
+}
+
+export interface CsvSplitOptions {
+  /** Records per chunk. */
+  batchSize: number;
+  /** Byte of the field delimiter (`,` or a tab); only quotes and newlines matter to the scan. */
+  quote?: number;
+}
+
+const NL = 0x0a;
+const CR = 0x0d;
+const QUOTE = 0x22;
+
+/**
+ * Scan `buf` from `from` for the end of records; returns the offsets just past each record's
+ * newline, and the quote state at the end. `inQuote`: the state at `from`.
+ */
+export function recordEnds(
+  buf: Buffer,
+  from: number,
+  inQuote: boolean,
+  quote = QUOTE,
+): { ends: number[]; inQuote: boolean } {
+  const ends: number[] = [];
+  let i = from;
+  let q = inQuote;
+  while (i < buf.length) {
+    if (q) {
+      const next = buf.indexOf(quote, i);
+      if (next === -1) return { ends, inQuote: true };
+      q = false;
+      i = next + 1;
+      continue;
+    }
+    const nl = buf.indexOf(NL, i);
+    const qq = buf.indexOf(quote, i);
+    if (qq !== -1 && (nl === -1 || qq < nl)) {
+      q = true;
+      i = qq + 1;
+      continue;
+    }
+    if (nl === -1) return { ends, inQuote: false };
+    ends.push(nl + 1);
+    i = nl + 1;
+  }
+  return { ends, inQuote: q };
+}
+
+/** Newlines in `buf` between `from` and `to` (a record's physical lines, less one). */
+function newlines(buf: Buffer, from: number, to: number): number {
+  let n = 0;
+  for (let i = buf.indexOf(NL, from); i !== -1 && i < to; i = buf.indexOf(NL, i + 1)) n++;
+  return n;
+}
+
+/** Whether the record `buf[from, to)` is `\.` alone (with its line ending). */
+function isEndMarker(buf: Buffer, from: number, to: number): boolean {
+  let end = to;
+  if (end > from && buf[end - 1] === NL) end--;
+  if (end > from && buf[end - 1] === CR) end--;
+  return end - from === 2 && buf[from] === 0x5c && buf[from + 1] === 0x2e;
+}
+
+/**
+ * Chunks of `batchSize` records from a stream of CSV bytes, starting at file line `firstLine`
+ * (the line after the header). The last record may lack its newline: one is added. Memory
+ * holds one chunk and the record being read.
+ */
+export async function* csvChunks(
+  source: AsyncIterable<Buffer>,
+  options: CsvSplitOptions & { firstLine: number; path: string },
+): AsyncGenerator<CsvChunk> {
+  const { batchSize } = options;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let records = 0;
+  let line = options.firstLine;
+  let chunkLine = line;
+  let carry: Buffer = Buffer.alloc(0);
+  let inQuote = false;
+  const take = (): CsvChunk => {
+    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    const out = { data, records, firstLine: chunkLine };
+    pending = [];
+    pendingBytes = 0;
+    records = 0;
+    chunkLine = line;
+    return out;
+  };
+  const push = (buf: Buffer, from: number, to: number) => {
+    if (isEndMarker(buf, from, to))
+      throw new BulkError(
+        'INVALID_ROW',
+        `${options.path} line ${line}: a record that is \\. alone ends COPY data in Postgres (the rows after it would be lost): quote it ("\\.") to load it as a value`,
+      );
+    const piece = buf.subarray(from, to);
+    pending.push(piece);
+    pendingBytes += piece.length;
+    records++;
+    line += newlines(buf, from, to);
+  };
+  for await (const chunk of source) {
+    // The scan resumes where it stopped: `carry` is the unfinished record, already scanned.
+    const buf = carry.length === 0 ? chunk : Buffer.concat([carry, chunk]);
+    const scanned = carry.length;
+    const r = recordEnds(buf, scanned, inQuote, options.quote);
+    inQuote = r.inQuote;
+    let start = 0;
+    for (const end of r.ends) {
+      push(buf, start, end);
+      start = end;
+      if (records >= batchSize) yield take();
+    }
+    // Copy the tail: it must not pin the whole chunk it came from.
+    carry = Buffer.from(buf.subarray(start));
+  }
+  if (carry.length > 0) {
+    if (inQuote)
+      throw new BulkError(
+        'INVALID_ROW',
+        `${options.path} line ${line}: the file ends inside a quoted field`,
+      );
+    const last = Buffer.concat([carry, Buffer.from('\n')]);
+    push(last, 0, last.length);
+  }
+  if (records > 0) yield take();
+}
