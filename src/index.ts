@@ -17,7 +17,12 @@ export {
 } from './core/model.js';
 export type { CopyToOptions } from './core/ops/copyTo.js';
 export type { UpdateArgs } from './core/ops/update.js';
-export type { InsertLikeOptions, WriteOptions } from './core/options.js';
+export type {
+  Columns,
+  InsertLikeOptions,
+  OnConflictOption,
+  WriteOptions,
+} from './core/options.js';
 export { DEFAULT_RETRY, type RetryPolicy, type RetryRule, TRANSIENT_RULES } from './core/retry.js';
 export {
   type Row,

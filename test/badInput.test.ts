@@ -125,7 +125,7 @@ describe('bad input', () => {
           { t: 'x\ud800y' },
           { jb: { k: 'a\u0000' } },
           { jb: { 'k\udc00': 1 } },
-          { js: ['\ud83d'] },
+          { jb: ['\ud83d'] },
           { ta: ['ok', 'nul\u0000'] },
           { jba: [{ a: '\u0000' }] },
         ]) {

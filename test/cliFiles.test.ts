@@ -176,6 +176,29 @@ describe('load and export round trip', () => {
     ]);
   });
 
+  it('NDJSON from other tools: a BOM, integers as 1.0 / 1E2 / -0.0, a record spread over lines', async () => {
+    const file = join(dir, 'other-tools.ndjson');
+    await writeFile(
+      file,
+      `\ufeff{"code": "o1", "n": 1.0}\r\n{"code": "o2", "n": 1E2}\n{\n  "code": "o3",\n  "n": -0.0\n}\n`,
+    );
+    const r = await cli('load', tdb.t('uniq'), file, ...via);
+    expect(r.code, r.out).toBe(0);
+    const rows = await tdb.pool.query(
+      `SELECT code, n FROM ${tdb.t('uniq')} WHERE code LIKE 'o%' ORDER BY code`,
+    );
+    expect(rows.rows).toEqual([
+      { code: 'o1', n: 1 },
+      { code: 'o2', n: 100 },
+      { code: 'o3', n: 0 },
+    ]);
+    // a fraction for an integer column is refused, naming the record's first line
+    await writeFile(file, `{"code": "o4", "n": 1}\n{"code": "o5",\n "n": 1.5}\n`);
+    const bad = await cli('load', tdb.t('uniq'), file, ...via);
+    expect(bad.code, bad.out).toBe(1);
+    expect(bad.out).toMatch(/INVALID_VALUE/);
+  });
+
   it('a value the column refuses fails the load with exit 1 and the error code', async () => {
     const file = join(dir, 'bad.csv');
     await writeFile(file, 'code,n\nok,1\nbad,not a number\n');

@@ -23,6 +23,9 @@ beforeAll(async () => {
     CREATE TABLE ${tdb.t('oids')} (id int PRIMARY KEY, o oid);
     CREATE TABLE ${tdb.t('flags')} (id int PRIMARY KEY, n int);
     CREATE TABLE ${tdb.t('fp')} (id int PRIMARY KEY, n int);
+    CREATE TABLE ${tdb.t('keyed')} (c char(5), num numeric(6,1), u uuid, v text);
+    CREATE TABLE ${tdb.t('styles')} (id int PRIMARY KEY, ts timestamptz, d date, iv interval, by bytea);
+    INSERT INTO ${tdb.t('styles')} VALUES (1, '2026-03-04 05:06:07.123456+00', '2026-03-04', '1 year 2 mons -3 days 04:05:06.000007', '\\x00ff');
     CREATE TABLE ${tdb.t('parent')} (id int PRIMARY KEY, v text);
     CREATE TABLE ${tdb.t('child')} (extra int) INHERITS (${tdb.t('parent')});
     INSERT INTO ${tdb.t('parent')} VALUES (1, 'p'); INSERT INTO ${tdb.t('child')} VALUES (2, 'c', 0);
@@ -325,5 +328,67 @@ describe('regressions', () => {
       expect(await code(star.check(t))).toBe('TABLE_NOT_ALLOWED');
     const listed = new Allowlist([`${ledger}.chunk_ledger`], c, ledger);
     expect(await code(listed.check(`${ledger}.chunk_ledger`))).toBe('TABLE_NOT_ALLOWED');
+  });
+
+  it("a connection string's own DateStyle, IntervalStyle or bytea_output cannot break decoding", async () => {
+    const url = new URL(process.env.TEST_DATABASE_URL ?? '');
+    url.searchParams.set(
+      'options',
+      '-c DateStyle=German -c IntervalStyle=iso_8601 -c bytea_output=escape -c extra_float_digits=0',
+    );
+    const c = tdb.client({ connectionString: url.toString() });
+    const rows: unknown[] = [];
+    for await (const r of c.model(tdb.t('styles')).copyTo()) rows.push(r);
+    const [r] = rows as { ts: Date; d: Date; iv: { toPostgres(): string }; by: Buffer }[];
+    expect(r!.ts.toISOString()).toBe('2026-03-04T05:06:07.123Z');
+    expect(r!.iv.toPostgres()).toContain('6.000007 seconds');
+    expect(r!.by).toEqual(Buffer.from([0, 255]));
+  });
+
+  it('a misspelt decode option is INVALID_OPTION, not a silent fallback to the lossy shapes', () => {
+    for (const decode of [{ timestamps: 'strings' }, { json: 'txt' }, 'EXACT', { jsonn: 'text' }])
+      expect(() => tdb.client({ decode: decode as never })).toThrow(
+        expect.objectContaining({ code: 'INVALID_OPTION' }),
+      );
+  });
+
+  it('updateFields refuses keys Postgres holds equal though their text differs', async () => {
+    const m = db.model(tdb.t('keyed'));
+    const pairs: [string, unknown, unknown][] = [
+      ['c', 'ab', 'ab   '],
+      ['num', '1', '1.0'],
+      ['u', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'],
+    ];
+    for (const [k, a, b] of pairs) {
+      const e = await code(
+        m.updateFields(
+          [
+            { [k]: a, v: 'first' },
+            { [k]: b, v: 'second' },
+          ],
+          { key: k, fields: ['v'] },
+        ),
+      );
+      expect([k, e]).toEqual([k, 'DUPLICATE_KEY']);
+    }
+  });
+
+  it('a 200,000-digit number string is refused at once (no regex backtracking)', async () => {
+    // (Quadratic backtracking took 10 s for 60,000 digits: this would outlast the test's timeout.)
+    expect(
+      await code(db.model(tdb.t('fp')).bulkCreate([{ id: 1, n: `${'1'.repeat(200_000)}x` }])),
+    ).toBe('INVALID_VALUE');
+  });
+
+  it('onConflict with a misspelt key, or a column twice, is INVALID_OPTION', async () => {
+    const m = db.model(tdb.t('fp'));
+    for (const onConflict of [
+      { target: ['id'], updates: ['n'] },
+      { target: ['id'], update: ['n', 'n'] },
+      ['id'],
+    ])
+      expect(
+        await code(m.bulkCreate([{ id: 900, n: 1 }], { onConflict: onConflict as never })),
+      ).toBe('INVALID_OPTION');
   });
 });

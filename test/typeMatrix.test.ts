@@ -45,7 +45,7 @@ let dir: string;
 const prefix = runPrefix('types');
 const queue = queueName('types');
 /** Columns whose JavaScript shapes lose information by default (documented in docs/types.md). */
-const LOSSY_BY_DEFAULT = ['js', 'jb', 'a_js', 'a_jb', 'ts', 'tz', 'a_ts'];
+const LOSSY_BY_DEFAULT = ['js', 'js2', 'jb', 'a_js', 'a_jb', 'ts', 'tz', 'a_ts'];
 
 let twins = 0;
 /** A new empty twin of the source table. */

@@ -229,6 +229,21 @@ export const COLS: Col[] = [
   ['a_dom', 'DOMSCHEMA.short_text[]', each([q('{ok,"",NULL}'), null])],
   ['a_comp', 'DOMSCHEMA.pair[]', each([`ARRAY[ROW('x', 1)::DOMSCHEMA.pair, NULL]`, null])],
   ['a_mon', 'money[]', each([q('{1.50,-2}'), null])],
+  // json (not jsonb) keeps escapes jsonb refuses, and whitespace; nested past 200 with an escape
+  [
+    'js2',
+    'json',
+    each([
+      q('"\\u0000 and \\ud800"'),
+      q(`${'['.repeat(250)}"\\u0041"${']'.repeat(250)}`),
+      q(' [1] '),
+      null,
+    ]),
+  ],
+  // elements split by ';' (box), and the vectors that look like arrays but are not
+  ['a_box', 'box[]', each([q('{(1,1),(0,0);(3,3),(2,2)}'), q('{}'), null])],
+  ['i2v', 'int2vector', each([q('1 2 3'), q(''), null])],
+  ['oidv', 'oidvector', each([q('26 23'), null])],
 ];
 
 export function createSql(schema: string, table: string): string {

@@ -33,18 +33,52 @@ export interface ReadProgress {
 /** Lines split on \n only (a JSON string may hold U+2028 or a raw \r), decoded as UTF-8 across chunks. */
 export async function* lines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
   const decoder = new StringDecoder('utf8');
-  let rest = '';
+  // The unfinished line, in pieces: a long line is joined once, not once per chunk.
+  let parts: string[] = [];
   for await (const chunk of chunks) {
-    const text = rest + decoder.write(chunk);
+    const text = decoder.write(chunk);
     let start = 0;
     for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
-      yield text.slice(start, nl);
+      parts.push(text.slice(start, nl));
+      yield parts.length === 1 ? parts[0]! : parts.join('');
+      parts = [];
       start = nl + 1;
     }
-    rest = text.slice(start);
+    if (start < text.length) parts.push(text.slice(start));
   }
-  rest += decoder.end();
-  if (rest.length > 0) yield rest;
+  const end = decoder.end();
+  if (end) parts.push(end);
+  if (parts.length > 0) yield parts.join('');
+}
+
+/** The longest NDJSON record read (a file whose object never closes is refused, not held). */
+const MAX_RECORD = 64 * 1024 * 1024;
+
+/**
+ * Whether JSON text fed line by line has closed its top-level value: brackets counted outside
+ * strings, each line looked at once (a record spanning lines costs no more than one line).
+ */
+class JsonFramer {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  /** Feed one line; true when the value closed in it. */
+  feed(line: string): boolean {
+    for (let i = 0; i < line.length; i++) {
+      const c = line.charCodeAt(i);
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === 92) this.escaped = true;
+        else if (c === 34) this.inString = false;
+      } else if (c === 34) this.inString = true;
+      else if (c === 123 || c === 91) this.depth++;
+      else if (c === 125 || c === 93) {
+        this.depth--;
+        if (this.depth === 0) return true;
+      }
+    }
+    return false;
+  }
 }
 
 function counted(path: string, progress: ReadProgress): AsyncIterable<Buffer> {
@@ -138,6 +172,7 @@ async function* ndjsonRows(
   let n = 0;
   let text = '';
   let first = 0;
+  let framer: JsonFramer | undefined;
   const cols = new Map<string, ColumnMeta>();
   const colOf = (k: string) => {
     let c = cols.get(k);
@@ -147,13 +182,24 @@ async function* ndjsonRows(
     }
     return c;
   };
-  for await (const line of lines(counted(path, progress))) {
+  for await (let line of lines(counted(path, progress))) {
     n++;
+    if (n === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1); // a UTF-8 BOM
     if (text === '') {
       if (line.trim() === '') continue;
       first = n;
       text = line;
-    } else text += `\n${line}`;
+    } else {
+      text += `\n${line}`;
+      if (text.length > MAX_RECORD)
+        throw new BulkError(
+          'INVALID_ROW',
+          `${path} line ${first}: a record longer than ${MAX_RECORD} characters (an object that never closes?)`,
+          { table: meta.displayName },
+        );
+      // A record spanning lines is scanned once it has closed.
+      if (!framer!.feed(line)) continue;
+    }
     const where = `${path} line ${first}`;
     let rec: ReturnType<typeof scanObject>;
     try {
@@ -161,7 +207,12 @@ async function* ndjsonRows(
       if (skipWs(text, rec.end) !== text.length)
         throw new JsonSyntaxError('more after the object', rec.end);
     } catch (err) {
-      if (err instanceof JsonSyntaxError && err.incomplete) continue; // the record goes on
+      if (err instanceof JsonSyntaxError && err.incomplete && framer === undefined) {
+        // The record goes on: follow its brackets from here, line by line.
+        framer = new JsonFramer();
+        framer.feed(text);
+        continue;
+      }
       throw new BulkError(
         'INVALID_ROW',
         `${where}: ${err instanceof JsonSyntaxError ? `not a JSON object (${err.message})` : 'not valid JSON'}`,
@@ -169,6 +220,7 @@ async function* ndjsonRows(
       );
     }
     text = '';
+    framer = undefined;
     const row: Row = {};
     for (const [k, f] of rec.fields) {
       const col = colOf(k);

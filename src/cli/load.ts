@@ -33,11 +33,13 @@ Formats (by extension, or --format):
                     COPY ... CSV writes it: an unquoted empty field is NULL, a quoted "" the
                     empty string; arrays and json in Postgres's text form ({a,NULL}, {"k":1});
                     booleans t/f/true/false/1/0; bytea as \\x hex
-  .ndjson, .jsonl   one JSON object per line; values as they are (for a json/jsonb column the
-                    JSON value itself); big integers and numerics as strings; bytea as \\x hex
+  .ndjson, .jsonl   one JSON object per line (a record may span lines); values read exactly:
+                    numbers keep their digits, a json/jsonb field its JSON text; big integers
+                    and numerics as numbers or strings; bytea as \\x hex; {"$json": "<text>"}
+                    for json text that cannot stand as itself (docs/types.md)
 
-A json/jsonb field holding the JSON text null loads as SQL NULL (null is SQL NULL for json
-columns throughout bulkmodel).
+In CSV a field is Postgres's text (as psql reads it): null in a jsonb column is the JSON null.
+In NDJSON null is SQL NULL.
 
 Options:
   --format <f>              csv or ndjson (default: from the extension)

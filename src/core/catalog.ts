@@ -16,6 +16,10 @@ export interface TableSnapshot {
     kind: ValueKind;
     isArray: boolean;
     elemKind: ValueKind;
+    /** The base type's name for casts (jsonb or json: they refuse different things). */
+    castSql: string;
+    /** Array elements' delimiter, when not a comma. */
+    elemDelim?: string;
     /** Generated (or GENERATED ALWAYS AS IDENTITY): never written. */
     readOnly: boolean;
   }[];
@@ -30,6 +34,8 @@ export function snapshotOf(meta: TableMeta): TableSnapshot {
       kind: c.kind,
       isArray: c.isArray,
       elemKind: c.elemKind,
+      castSql: c.castSql,
+      ...(c.elemDelim && c.elemDelim !== ',' ? { elemDelim: c.elemDelim } : {}),
       readOnly: c.generated || c.identity === 'a',
     })),
   };
@@ -42,12 +48,13 @@ export function metaFromSnapshot(s: TableSnapshot): TableMeta {
     name: c.name,
     sqlName: quoteIdent(c.name),
     typeSql: '',
-    castSql: '',
+    castSql: typeof c.castSql === 'string' ? c.castSql : '',
     baseOid: 0,
     kind: c.kind,
     isArray: c.isArray,
     elemOid: 0,
     elemKind: c.elemKind,
+    ...(c.elemDelim ? { elemDelim: c.elemDelim } : {}),
     notNull: false,
     hasDefault: false,
     identity: c.readOnly ? 'a' : '',
@@ -71,8 +78,11 @@ export function metaFromSnapshot(s: TableSnapshot): TableMeta {
 
 /** The fingerprint of how these columns' values are encoded: names and kinds, in order. */
 export function kindsFingerprint(
-  columns: readonly Pick<ColumnMeta, 'name' | 'kind' | 'isArray' | 'elemKind'>[],
+  columns: readonly Pick<ColumnMeta, 'name' | 'kind' | 'isArray' | 'elemKind' | 'elemDelim'>[],
 ): string {
-  const parts = columns.map((c) => [c.name, c.isArray ? `${c.elemKind}[]` : c.kind]);
+  const parts = columns.map((c) => [
+    c.name,
+    c.isArray ? `${c.elemKind}[${c.elemDelim && c.elemDelim !== ',' ? c.elemDelim : ''}]` : c.kind,
+  ]);
   return createHash('sha1').update(JSON.stringify(parts)).digest('base64url');
 }

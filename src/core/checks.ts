@@ -80,3 +80,32 @@ export function columnList(v: unknown, what: string, table?: string): string[] |
   }
   return list as string[];
 }
+
+/**
+ * The shape of an `onConflict` option: 'ignore', or an object of `target` (and `update`), with
+ * no other key (a misspelt `updates` would silently mean DO NOTHING) and no column twice.
+ */
+export function checkOnConflictShape(v: unknown, table?: string): void {
+  if (v === undefined || v === 'ignore') return;
+  const where = table ? `${table}: ` : '';
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new BulkError(
+      'INVALID_OPTION',
+      `${where}onConflict must be 'ignore' or { target, update }`,
+      {
+        table,
+      },
+    );
+  for (const k of Object.keys(v))
+    if (k !== 'target' && k !== 'update')
+      throw new BulkError(
+        'INVALID_OPTION',
+        `${where}onConflict takes target and update, not ${JSON.stringify(k)}`,
+        { table },
+      );
+  const { update } = v as { update?: unknown };
+  if (Array.isArray(update) && new Set(update).size !== update.length)
+    throw new BulkError('INVALID_OPTION', `${where}onConflict.update names a column twice`, {
+      table,
+    });
+}

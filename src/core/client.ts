@@ -1,7 +1,7 @@
 import pLimit from 'p-limit';
 import pg from 'pg';
 import type { DbPool } from './db.js';
-import type { DecodeOptions } from './decode.js';
+import { type DecodeOptions, resolveDecode } from './decode.js';
 import { BulkError } from './errors.js';
 import { createLedger, type Ledger } from './ledger.js';
 import { defaultLogger, type Logger, redact } from './logger.js';
@@ -48,6 +48,27 @@ export interface ConnectionCheck {
  * Direct mode: bulk operations against Postgres with no queue. `model(table)` gives the
  * operations of one table; metadata is read from the catalog once per table and cached.
  */
+/** Session settings of the connections a client opens itself (see the Pool below). */
+export const SESSION_OPTIONS =
+  '-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c bytea_output=hex -c extra_float_digits=1';
+
+/**
+ * The connection string with SESSION_OPTIONS after any `options` it has (a later -c wins), so
+ * that a URL's own options (a DateStyle node-postgres cannot parse) cannot break decoding.
+ */
+function withSessionOptions(connectionString: string): string {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return connectionString; // not a URL: the Pool's own `options` applies
+  }
+  const own = url.searchParams.get('options');
+  if (own === null) return connectionString;
+  url.searchParams.set('options', `${own} ${SESSION_OPTIONS}`);
+  return url.toString();
+}
+
 /** Table spellings whose metadata is cached at once. */
 const META_CACHE_MAX = 1000;
 
@@ -63,7 +84,7 @@ export class BulkClient {
   constructor(options: BulkClientOptions = {}) {
     this.logger = options.logger ?? defaultLogger;
     this.signals = new Signals(this.logger);
-    this.decode = { ...options.decode };
+    this.decode = resolveDecode(options.decode);
     const poolSize = options.poolSize ?? 10;
     if (!Number.isInteger(poolSize) || poolSize < 1)
       throw new BulkError('INVALID_OPTION', 'poolSize must be a positive integer');
@@ -77,10 +98,14 @@ export class BulkClient {
         process.env.DATABASE_URL ??
         'postgres://postgres@127.0.0.1:5432/postgres';
       pool = new pg.Pool({
-        connectionString,
+        connectionString: withSessionOptions(connectionString),
         max: poolSize,
         connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
         application_name: 'bulkmodel',
+        // The text forms every read decodes and every file holds: ISO dates (node-postgres's
+        // parsers read no other), intervals as Postgres writes them, bytea as hex, floats in
+        // their shortest exact form, whatever the server's or role's defaults are.
+        options: SESSION_OPTIONS,
         // Notice a dead peer on an idle connection instead of waiting for the next query.
         keepAlive: true,
       }) as unknown as DbPool;

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { parse as parseArray } from 'postgres-array';
+import { BulkError } from './errors.js';
 import { JsonText } from './jsonText.js';
 import type { ColumnMeta } from './meta.js';
 
@@ -34,6 +35,36 @@ export const EXACT: Readonly<DecodeOptions> = {
 
 const OBJECT_KINDS: ReadonlySet<string> = new Set(['interval', 'point', 'circle']);
 
+const DECODE_VALUES: Record<keyof DecodeOptions, readonly string[]> = {
+  timestamps: ['date', 'string'],
+  json: ['value', 'text'],
+  objects: ['pg', 'text'],
+};
+
+/** Check a `decode` option: a misspelt one would silently read the lossy shapes. */
+export function resolveDecode(opts: unknown): DecodeOptions {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts))
+    throw new BulkError('INVALID_OPTION', 'decode must be an object (for example EXACT)');
+  const out: DecodeOptions = {};
+  for (const [k, v] of Object.entries(opts)) {
+    const allowed = DECODE_VALUES[k as keyof DecodeOptions];
+    if (!allowed)
+      throw new BulkError(
+        'INVALID_OPTION',
+        `decode: unknown option ${JSON.stringify(k)} (timestamps, json, objects)`,
+      );
+    if (v === undefined) continue;
+    if (!allowed.includes(v as string))
+      throw new BulkError(
+        'INVALID_OPTION',
+        `decode.${k} must be ${allowed.map((a) => `'${a}'`).join(' or ')}`,
+      );
+    (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}
+
 export type Decoder = (text: string | null) => unknown;
 
 const identity = (s: string) => s;
@@ -66,7 +97,10 @@ function scalarParser(
  * and domains decode as arrays, which pg alone leaves as strings.
  */
 /** What a decoder needs of a column: its type. */
-export type ColumnType = Pick<ColumnMeta, 'baseOid' | 'kind' | 'isArray' | 'elemOid' | 'elemKind'>;
+export type ColumnType = Pick<
+  ColumnMeta,
+  'baseOid' | 'kind' | 'isArray' | 'elemOid' | 'elemKind' | 'elemDelim'
+>;
 
 /** A column's type as a queue worker passes it on with the text of returned rows. */
 export function columnType(c: ColumnMeta): ColumnType {
@@ -76,11 +110,14 @@ export function columnType(c: ColumnMeta): ColumnType {
     isArray: c.isArray,
     elemOid: c.elemOid,
     elemKind: c.elemKind,
+    ...(c.elemDelim && c.elemDelim !== ',' ? { elemDelim: c.elemDelim } : {}),
   };
 }
 
 export function decoderFor(col: ColumnType, opts: DecodeOptions = {}): Decoder {
   if (col.isArray) {
+    // Elements split by another delimiter (box: `;`) have no parser here: the array's text.
+    if (col.elemDelim && col.elemDelim !== ',') return (s) => s;
     const elem = scalarParser(col.elemOid, { kind: col.elemKind }, opts);
     // An array with lower bounds other than 1 ('[0:2]={7,8,9}') stays its text: a JS array
     // cannot hold the bounds, and the text writes back exactly.

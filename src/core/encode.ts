@@ -48,7 +48,7 @@ const INT_TEXT = /^[+-]?\d+$/;
 const SHORT_INT_TEXT = /^(?:0|-?[1-9]\d{0,14})$/;
 /** Numbers as text, for numeric and float columns alike. */
 const NUMERIC_TEXT =
-  /^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
+  /^\s*[+-]?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|NaN|Infinity|inf)\s*$/i;
 /** Boolean text Postgres reads, as files (CSV) carry it; other spellings ('yes', 'on') are refused. */
 const BOOL_TEXT = new Map<string, 't' | 'f'>([
   ['t', 't'],
@@ -139,7 +139,11 @@ export function dateToLiteral(d: Date): string {
     ),
   );
   local.setUTCFullYear(fullYear);
-  const off = Math.round((local.getTime() - t) / 1000);
+  // At a Date's very end (year 275760) the local fields may not fit a Date in UTC: the offset
+  // in minutes is the best there is.
+  const off = Number.isNaN(local.getTime())
+    ? -d.getTimezoneOffset() * 60
+    : Math.round((local.getTime() - t) / 1000);
   const sign = off >= 0 ? '+' : '-';
   const a = Math.abs(off);
   const secs = a % 60 ? `:${pad(a % 60)}` : '';
@@ -149,10 +153,15 @@ export function dateToLiteral(d: Date): string {
   );
 }
 
-/** JSON text for a json/jsonb value, refusing what Postgres's jsonb refuses. */
-export function jsonLiteral(v: unknown): string {
+/**
+ * JSON text for a json/jsonb value. For jsonb (`strict`), refusing what its parser refuses: an
+ * escaped NUL (\u0000) or lone surrogate in a string. A json column stores the text as it is
+ * and takes both; only text no UTF-8 can carry (a raw NUL, a raw lone surrogate) is refused.
+ */
+export function jsonLiteral(v: unknown, strict = true): string {
   if (v instanceof JsonText) {
-    checkJsonText(v.text);
+    if (strict) checkJsonText(v.text);
+    else checkText(v.text);
     return v.text;
   }
   let s: string | undefined;
@@ -163,7 +172,7 @@ export function jsonLiteral(v: unknown): string {
   }
   if (s === undefined) throw new ValueProblem(`${typeName(v)} is not a JSON value`);
   // JSON.stringify escapes NUL as \u0000 and lone surrogates as \udXXX; jsonb refuses both.
-  if (s.includes('\\u')) checkJsonStrings(v, 0);
+  if (strict && s.includes('\\u')) checkJsonStrings(v, 0);
   return s;
 }
 
@@ -198,7 +207,7 @@ function checkJsonStrings(v: unknown, depth: number): void {
   }
 }
 
-function scalar(kind: ValueKind, v: unknown): string {
+function scalar(kind: ValueKind, v: unknown, jsonb = true): string {
   switch (kind) {
     case 'text':
       if (typeof v !== 'string') wrong('a string', v);
@@ -239,7 +248,7 @@ function scalar(kind: ValueKind, v: unknown): string {
         return `\\x${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
       return wrong('a Buffer or Uint8Array', v);
     case 'json':
-      return jsonLiteral(v);
+      return jsonLiteral(v, jsonb);
     case 'timestamp':
     case 'date':
       if (v instanceof Date) return dateToLiteral(v);
@@ -330,34 +339,44 @@ function arrayElem(lit: string): string {
   return ARRAY_SPECIAL.test(lit) ? `"${lit.replace(/[\\"]/g, '\\$&')}"` : `"${lit}"`;
 }
 
-function arrayLiteral(kind: ValueKind, v: unknown[], depth: number): string {
+function arrayLiteral(
+  kind: ValueKind,
+  v: unknown[],
+  depth: number,
+  delim = ',',
+  jsonb = true,
+): string {
   if (depth > 6) throw new ValueProblem('array nested more than 6 deep');
   let out = '{';
   for (let i = 0; i < v.length; i++) {
-    if (i > 0) out += ',';
+    if (i > 0) out += delim;
     const x = v[i];
     if (x === null || x === undefined) out += 'NULL';
-    else if (Array.isArray(x) && kind !== 'json') out += arrayLiteral(kind, x, depth + 1);
-    else out += arrayElem(scalar(kind, x));
+    else if (Array.isArray(x) && kind !== 'json')
+      out += arrayLiteral(kind, x, depth + 1, delim, jsonb);
+    else out += arrayElem(scalar(kind, x, jsonb));
   }
   return `${out}}`;
 }
 
 /** The encoder of one column. */
 export function encoderFor(col: ColumnMeta): Encoder {
+  // json and jsonb share a kind; only jsonb refuses \u0000 and lone surrogate escapes.
+  const jsonb = !/^json(\[\])?$/.test(col.castSql);
   if (col.isArray) {
     const ek = col.elemKind;
+    const delim = col.elemDelim ?? ',';
     return (v) => {
       if (v === null) return null;
       // An array literal as Postgres writes it: how an array with lower bounds other than 1
       // ('[0:2]={7,8,9}') is read back, since a JS array cannot hold its bounds.
       if (typeof v === 'string') return checkText(v);
       if (!Array.isArray(v)) wrong('an array', v);
-      return arrayLiteral(ek, v, 0);
+      return arrayLiteral(ek, v, 0, delim, jsonb);
     };
   }
   const k = col.kind;
-  return (v) => (v === null ? null : scalar(k, v));
+  return (v) => (v === null ? null : scalar(k, v, jsonb));
 }
 
 const encoderCache = new WeakMap<ColumnMeta, Encoder>();

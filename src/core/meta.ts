@@ -44,6 +44,8 @@ export interface ColumnMeta {
   /** For arrays: the element's base OID and kind. */
   elemOid: number;
   elemKind: ValueKind;
+  /** For arrays: the element type's delimiter in array text (`;` for box); `,` when absent. */
+  elemDelim?: string;
   notNull: boolean;
   hasDefault: boolean;
   /** 'a' GENERATED ALWAYS AS IDENTITY, 'd' BY DEFAULT, '' none. */
@@ -164,12 +166,15 @@ WITH RECURSIVE cols AS (
 )
 SELECT c.attname AS name, c.type_sql,
        -- casts go to the base type (domains resolved, for arrays the element's) without modifier
-       CASE WHEN bt.typcategory = 'A' AND et.oid IS NOT NULL THEN format_type(et.oid, -1) || '[]'
+       CASE WHEN bt.typcategory = 'A' AND et.oid IS NOT NULL AND bt.typinput = 'array_in'::regproc
+            THEN format_type(et.oid, -1) || '[]'
             ELSE format_type(bt.oid, -1) END AS cast_sql,
        c.attnotnull AS not_null, c.atthasdef AS has_default,
        c.attidentity AS identity, c.attgenerated AS generated, c.default_expr, c.identity_seq,
        bt.oid::int AS base_oid, bt.typname AS base_name, bt.typtype AS base_typtype, bt.typcategory AS base_category,
-       et.oid::int AS elem_oid, et.typname AS elem_name, et.typtype AS elem_typtype
+       et.oid::int AS elem_oid, et.typname AS elem_name, et.typtype AS elem_typtype,
+       -- int2vector and oidvector are of category A without being arrays ('1 2 3')
+       bt.typinput = 'array_in'::regproc AS array_in, et.typdelim AS elem_delim
 FROM cols c
 JOIN LATERAL (SELECT oid FROM base WHERE base.attnum = c.attnum ORDER BY depth DESC LIMIT 1) b ON true
 JOIN pg_catalog.pg_type bt ON bt.oid = b.oid
@@ -270,6 +275,8 @@ interface ColumnRow {
   elem_oid: number | null;
   elem_name: string | null;
   elem_typtype: string | null;
+  array_in: boolean;
+  elem_delim: string | null;
 }
 
 /**
@@ -338,7 +345,7 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
   const pk = await db.query({ text: PRIMARY_KEY, values: [t.oid] });
   const ix = await db.query({ text: INDEXES, values: [t.oid] });
   const columns: ColumnMeta[] = (cols.rows as ColumnRow[]).map((r) => {
-    const isArray = r.base_category === 'A' && r.elem_oid !== null;
+    const isArray = r.base_category === 'A' && r.elem_oid !== null && r.array_in;
     const kind = isArray ? 'other' : kindOf(r.base_name, r.base_typtype);
     const identity = (r.identity === 'a' || r.identity === 'd' ? r.identity : '') as '' | 'a' | 'd';
     return {
@@ -351,6 +358,7 @@ export async function loadTableMeta(db: Queryable, table: string): Promise<Table
       isArray,
       elemOid: r.elem_oid ?? 0,
       elemKind: isArray ? kindOf(r.elem_name ?? '', r.elem_typtype ?? '') : 'other',
+      elemDelim: isArray ? (r.elem_delim ?? ',') : ',',
       notNull: r.not_null,
       hasDefault: r.has_default || identity !== '',
       identity,

@@ -12,6 +12,7 @@ import { keyBatches, planUpdate, type UpdateArgs, updateSteps } from './ops/upda
 import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
 import {
   BULK_CREATE_OPTIONS,
+  type Columns,
   INSERT_OPTIONS,
   type InsertLikeOptions,
   type ResolvedWrite,
@@ -40,9 +41,9 @@ export interface CopyFromOptions extends InsertLikeOptions {}
 
 export interface UpdateFieldsOptions extends WriteOptions {
   /** Columns to write (default: every column the rows carry, except the key). */
-  fields?: string[];
+  fields?: Columns;
   /** Columns that match rows (default: the primary key). */
-  key?: string[];
+  key?: Columns;
 }
 
 export interface CreateResult<T> {

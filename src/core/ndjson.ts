@@ -27,6 +27,7 @@ import type { ColumnMeta, ValueKind } from './meta.js';
  */
 
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+const INTEGER = /^-?\d+$/;
 
 /** Whether json text must be wrapped to stand in a record exactly (see above). */
 function mustWrap(text: string): boolean {
@@ -74,6 +75,10 @@ function scalarToJson(kind: ValueKind, s: string): string {
 export type JsonWriter = (text: string | null) => string;
 
 export function jsonWriterFor(col: ColumnMeta): JsonWriter {
+  if (col.isArray && col.elemDelim && col.elemDelim !== ',') {
+    // (box[]: elements split by ';', which no JSON array form keeps apart): the literal.
+    return (s) => (s === null ? 'null' : JSON.stringify(s));
+  }
   if (col.isArray) {
     const kind = col.elemKind;
     const elem = (e: unknown): string =>
@@ -130,6 +135,13 @@ function scalarFromJson(kind: ValueKind, f: JsonSlice): unknown {
     case 'int2':
     case 'int4':
     case 'int8':
+      // An integer written another way by another tool (1.0, 1E2, -0.0) is that integer; a
+      // fraction stays as written, for the encoder to refuse.
+      if (f.type === 'number' && !INTEGER.test(f.text)) {
+        const n = Number(f.text);
+        return Number.isSafeInteger(n) ? String(n) : f.text;
+      }
+      return f.type === 'number' ? f.text : f.value();
     case 'float':
     case 'numeric':
     case 'money':

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { BulkError } from './errors.js';
-import type { OnConflict } from './sql/insert.js';
 
 /** Options every write method takes. */
 export interface WriteOptions {
@@ -30,12 +29,18 @@ export interface WriteOptions {
   onProgress?: (progress: { chunks: number; rows: number }) => void;
 }
 
+/** Column names as options take them: one name, or a list. */
+export type Columns = string | readonly string[];
+
+/** `onConflict` as options take it: 'ignore', or the conflict target and the columns to update. */
+export type OnConflictOption = 'ignore' | { target: Columns; update?: Columns };
+
 export interface InsertLikeOptions extends WriteOptions {
-  /** true: every column; string[]: those columns; false (default): nothing. Rows pair to input by key. */
-  returning?: boolean | string[];
-  onConflict?: OnConflict;
+  /** true: every column; names: those columns; false (default): nothing. Rows pair to input by key. */
+  returning?: boolean | Columns;
+  onConflict?: OnConflictOption;
   /** Columns that pair returned rows to input rows (default: the conflict target, else the primary key). */
-  key?: string[];
+  key?: Columns;
 }
 
 export interface ResolvedWrite {

@@ -1,6 +1,11 @@
-import { columnList } from '../core/checks.js';
+import { checkOnConflictShape, columnList } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
-import { isOperationId, MAX_BATCH_SIZE } from '../core/options.js';
+import {
+  type Columns,
+  isOperationId,
+  MAX_BATCH_SIZE,
+  type OnConflictOption,
+} from '../core/options.js';
 import type { OnConflict } from '../core/sql/insert.js';
 import type { Where } from '../core/sql/where.js';
 import type { PayloadOptions } from './payload.js';
@@ -20,14 +25,14 @@ export interface QueueWriteOptions {
 }
 
 export interface QueueInsertOptions extends QueueWriteOptions {
-  returning?: boolean | string[];
-  onConflict?: OnConflict;
-  key?: string[];
+  returning?: boolean | Columns;
+  onConflict?: OnConflictOption;
+  key?: Columns;
 }
 
 export interface QueueUpdateFieldsOptions extends QueueWriteOptions {
-  fields?: string[];
-  key?: string[];
+  fields?: Columns;
+  key?: Columns;
 }
 
 export interface QueueCopyToOptions {
@@ -92,10 +97,17 @@ export function payloadOptions(o: QueueInsertOptions & QueueUpdateFieldsOptions)
     out.batchSize = o.batchSize;
   }
   if (o.signals === false) out.signals = false;
-  if (o.returning !== undefined && o.returning !== false) {
+  // As in direct mode: null or false is none; [] the pairing keys only.
+  const ret = o.returning as unknown;
+  if (ret !== undefined && ret !== null && ret !== false) {
     out.returning =
-      o.returning === true ? true : (checkNames(o.returning, 'returning') as string[]);
+      ret === true
+        ? true
+        : Array.isArray(ret) && ret.length === 0
+          ? []
+          : checkNames(ret, 'returning')!;
   }
+  checkOnConflictShape(o.onConflict);
   if (o.onConflict !== undefined) {
     if (o.onConflict === 'ignore') out.onConflict = 'ignore';
     else if (o.onConflict && typeof o.onConflict === 'object') {

@@ -3,7 +3,7 @@ import { FlowProducer, Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { metaFromSnapshot } from '../core/catalog.js';
 import { checkDefined } from '../core/checks.js';
-import type { DecodeOptions } from '../core/decode.js';
+import { type DecodeOptions, resolveDecode } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
 import { parseTableName } from '../core/meta.js';
@@ -94,9 +94,11 @@ export class BulkProducer {
   private events: BulkEvents | undefined;
   private closed = false;
   private readonly snapshots: SnapshotCache;
+  private readonly decode: DecodeOptions;
 
   constructor(options: BulkProducerOptions = {}) {
     this.options = options;
+    this.decode = resolveDecode(options.decode);
     this.logger = options.logger ?? defaultLogger;
     const c = connect(options.redis);
     this.redis = c.redis;
@@ -184,7 +186,7 @@ export class BulkProducer {
       keys: this.keys,
       events: () => this.eventReader(),
       logger: this.logger,
-      decode: { ...this.options.decode },
+      decode: this.decode,
     };
   }
 

@@ -1,4 +1,4 @@
-import { columnList } from '../checks.js';
+import { checkOnConflictShape, columnList } from '../checks.js';
 import type { DbClient } from '../db.js';
 import { type DecodeOptions, type Decoder, decoderFor, RAW_TEXT_TYPES } from '../decode.js';
 import { BulkError } from '../errors.js';
@@ -147,6 +147,7 @@ export function planInsert(
     );
   }
   let onConflict: OnConflict | undefined;
+  checkOnConflictShape(opts.onConflict, meta.displayName);
   if (opts.onConflict !== undefined) {
     if (opts.onConflict === 'ignore') onConflict = 'ignore';
     else if (opts.onConflict && typeof opts.onConflict === 'object') {

@@ -3,11 +3,13 @@ import type { DbClient } from '../db.js';
 import { valueError } from '../encode.js';
 import { BulkError } from '../errors.js';
 import { columnOf, type TableMeta } from '../meta.js';
+import type { Columns } from '../options.js';
 import { type EncodedGroup, encodeGroup, groupRows, type RowGroup } from '../rows.js';
 import type { Chunk, ChunkSteps } from '../runner.js';
 import type { Row } from '../signals.js';
 import { buildStageCopy, buildStageTable } from '../sql/copy.js';
 import {
+  buildDuplicateInStage,
   buildMissingFromStage,
   buildUpdateFields,
   buildUpdateFromStage,
@@ -43,8 +45,8 @@ export interface UpdateFieldsChunkResult {
 export function planUpdateFields(
   meta: TableMeta,
   opts: {
-    key?: string[] | string | undefined;
-    fields?: string[] | string | undefined;
+    key?: Columns | undefined;
+    fields?: Columns | undefined;
     acrossChunks?: boolean;
   },
 ): UpdateFieldsPlan {
@@ -205,6 +207,22 @@ export function updateFieldsSteps(
           offset: p.chunk.offset,
           ordinal: true,
         });
+        // Keys equal to Postgres though not in their text ('ab' and 'ab   ' in char(5), 1.0
+        // and 1 in numeric, a uuid in both cases): one of the rows would win at random.
+        const dup = await client.query({
+          text: buildDuplicateInStage(g.columns, keyCount, stage),
+          rowMode: 'array',
+        });
+        if (dup.rows.length > 0) {
+          const [a, b] = (dup.rows[0] as string[]).map(
+            (i) => p.chunk.offset + g.rowIdx[Number(i) - 1]!,
+          );
+          throw new BulkError(
+            'DUPLICATE_KEY',
+            `${meta.displayName}: row ${b} repeats the key of row ${a} (${plan.key.join(', ')}), as Postgres compares them`,
+            { table: meta.displayName, row: b },
+          );
+        }
         let r: { rows: unknown[]; rowCount: number | null };
         try {
           const sent = client.query({

@@ -64,3 +64,12 @@ export function buildMissingFromStage(
 ): string {
   return `SELECT v.i FROM ${stage} AS v WHERE NOT EXISTS (SELECT 1 FROM ${meta.scan} AS t WHERE ${keyMatch(cols, keyCount)})`;
 }
+
+/** The ordinals of two staged rows with equal keys (as Postgres compares them), if any. */
+export function buildDuplicateInStage(cols: ColumnMeta[], keyCount: number, stage: string): string {
+  const keys = cols
+    .slice(0, keyCount)
+    .map((_, j) => `c${j}`)
+    .join(', ');
+  return `SELECT min(i), max(i) FROM ${stage} GROUP BY ${keys} HAVING count(*) > 1 LIMIT 1`;
+}
