@@ -163,9 +163,20 @@ export class QueueBench {
       'queue: bulkCreate with 1 worker process (default concurrency 4), producer in this process';
     const worker = await startWorker(this.url, this.table, queueName);
     const producer = new BulkProducer({ queue: queueName, logger: silentLogger });
+    // Rows as JSON values (payload version 1), beside COPY text (version 2, the default).
+    const producerV1 = new BulkProducer({
+      queue: queueName,
+      logger: silentLogger,
+      payloadVersion: 1,
+    });
     const queue = new Queue(queueName, { connection: { host: '127.0.0.1', port: 6379 } });
     const n = this.rows.length;
-    const secs = { direct: [] as number[], drain: [] as number[], e2e: [] as number[] };
+    const secs = {
+      direct: [] as number[],
+      drain: [] as number[],
+      e2e: [] as number[],
+      drainV1: [] as number[],
+    };
     try {
       for (let rep = 0; rep < this.reps; rep++) {
         await this.reset();
@@ -186,6 +197,15 @@ export class QueueBench {
         await this.verify();
 
         await this.reset();
+        await queue.pause();
+        const op1 = await producerV1.bulkCreate(this.table, this.rows);
+        t0 = performance.now();
+        await queue.resume();
+        await op1.done();
+        secs.drainV1.push((performance.now() - t0) / 1000);
+        await this.verify();
+
+        await this.reset();
         c0 = cpuMs(worker.pid!);
         t0 = performance.now();
         await (await producer.bulkCreate(this.table, this.rows)).done();
@@ -193,11 +213,12 @@ export class QueueBench {
         this.record('e2e', c0, cpuMs(worker.pid!));
         await this.verify();
         process.stderr.write(
-          `  rep ${rep + 1} queue: direct ${Math.round(n / secs.direct.at(-1)!)} / drain ${Math.round(n / secs.drain.at(-1)!)} / e2e ${Math.round(n / secs.e2e.at(-1)!)} rows/s\n`,
+          `  rep ${rep + 1} queue: direct ${Math.round(n / secs.direct.at(-1)!)} / drain ${Math.round(n / secs.drain.at(-1)!)} (v1 ${Math.round(n / secs.drainV1.at(-1)!)}) / e2e ${Math.round(n / secs.e2e.at(-1)!)} rows/s\n`,
         );
       }
     } finally {
       await producer.close();
+      await producerV1.close();
       await queue.obliterate({ force: true }).catch(() => {});
       await queue.close();
       await stopWorker(worker);
@@ -210,6 +231,13 @@ export class QueueBench {
         name: 'queue drain (enqueued before timing)',
         rows: n,
         secs: secs.drain,
+        baseline: base,
+      },
+      {
+        group,
+        name: 'queue drain, rows as JSON values (payload version 1)',
+        rows: n,
+        secs: secs.drainV1,
         baseline: base,
       },
       {
@@ -292,4 +320,102 @@ export async function memoryRun(
     await q.obliterate({ force: true }).catch(() => {});
     await q.close();
   }
+}
+
+/**
+ * A CSV file of the bench rows loaded by psql's \\copy and by `bulkmodel load` (the built CLI,
+ * as users run it; two workers already running), into the same empty table, each verified by
+ * checksum; with the load process's peak RSS.
+ */
+export async function fileLoad(
+  url: string,
+  table: string,
+  rows: number,
+  reps: number,
+  reset: () => Promise<void>,
+  verify: () => Promise<void>,
+): Promise<{ results: CaseResult[]; loadRssMb: number[] }> {
+  const group = 'file load: a CSV file of the rows, into an empty table';
+  const cols = 'name, value, price, tags, payload, created_at, flag';
+  const file = `/tmp/bulkmodel-bench-${process.pid}.csv`;
+  const psql = (cmd: string) =>
+    new Promise<void>((resolve, reject) => {
+      const c = spawn('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url, '-c', cmd], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`psql exited ${code}`))));
+    });
+  await psql(`\\copy (SELECT ${cols} FROM ${table}) to '${file}' csv header`);
+  const built = existsSync(BUILT_CLI);
+  const secs = { psql: [] as number[], load: [] as number[] };
+  const rss: number[] = [];
+  const queueName = `bench-load-${process.pid}`;
+  const workers = [
+    await startWorker(url, table, queueName),
+    await startWorker(url, table, queueName),
+  ];
+  try {
+    for (let rep = 0; rep < reps; rep++) {
+      await reset();
+      let t0 = performance.now();
+      await psql(`\\copy ${table} (${cols}) from '${file}' csv header`);
+      secs.psql.push((performance.now() - t0) / 1000);
+      await verify();
+      await reset();
+      t0 = performance.now();
+      const child = spawn(
+        process.execPath,
+        [
+          ...(built ? [BUILT_CLI] : ['--import', 'tsx', CLI]),
+          'load',
+          table,
+          file,
+          '--queue',
+          queueName,
+          '--database',
+          url,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let err = '';
+      child.stderr!.on('data', (d) => {
+        err += d;
+      });
+      let peak = 0;
+      const timer = setInterval(() => {
+        try {
+          peak = Math.max(peak, peakRssMb(child.pid!));
+        } catch {}
+      }, 20);
+      const [code] = await once(child, 'exit');
+      clearInterval(timer);
+      if (code !== 0) throw new Error(`bulkmodel load exited ${code}: ${err}`);
+      secs.load.push((performance.now() - t0) / 1000);
+      rss.push(peak);
+      await verify();
+      process.stderr.write(
+        `  rep ${rep + 1} file load: psql ${secs.psql.at(-1)!.toFixed(2)} s / bulkmodel load ${secs.load.at(-1)!.toFixed(2)} s (peak RSS ${peak} MB)\n`,
+      );
+    }
+  } finally {
+    for (const w of workers) await stopWorker(w);
+    const q = new Queue(queueName, { connection: { host: '127.0.0.1', port: 6379 } });
+    await q.obliterate({ force: true }).catch(() => {});
+    await q.close();
+    await import('node:fs/promises').then((fs) => fs.rm(file, { force: true }));
+  }
+  const base = 'psql \\copy ... from file csv header';
+  return {
+    results: [
+      { group, name: base, rows, secs: secs.psql },
+      {
+        group,
+        name: `bulkmodel load (${built ? 'dist/cli/main.js' : 'tsx'}), 2 workers running`,
+        rows,
+        secs: secs.load,
+        baseline: base,
+      },
+    ],
+    loadRssMb: rss,
+  };
 }

@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring|queue|memory] [--no-queue] [--no-memory]
+ * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring|queue|load|memory] [--no-queue] [--no-memory]
  *
  * Compares bulkmodel with hand-written strategies side by side in one run: cases interleaved
  * over repetitions, median and min–max, ratio to each group's baseline. Every case is verified
@@ -13,7 +13,7 @@ import pg from 'pg';
 import { BulkClient, silentLogger } from '../src/index.js';
 import * as base from './baselines.js';
 import { type BenchRow, makeRows, makeUpdates, TABLE_DDL } from './data.js';
-import { memoryRun, QueueBench } from './queue.js';
+import { fileLoad, memoryRun, QueueBench } from './queue.js';
 import { type CaseResult, markdown } from './stats.js';
 import { checksum } from './verify.js';
 
@@ -405,6 +405,14 @@ async function main(): Promise<void> {
     out.push(...(await qb.run(db1)));
     cpuMd = qb.cpuMarkdown();
   }
+  let loadMd = '';
+  if (!args['no-queue'] && !onlyMemory && (!args.only || onlyQueue || args.only === 'load')) {
+    await reset();
+    await db1.model(T).bulkCreate(rows);
+    const fl = await fileLoad(DB_URL, T, N, REPS, reset, () => expectTable(`all:${N}`, rows));
+    out.push(...fl.results);
+    loadMd = `\n\nPeak RSS of \`bulkmodel load\`: ${fl.loadRssMb.map((m) => `${m} MB`).join(', ')}.`;
+  }
   // Three times: the worker as it starts by default (--heap-growth 100), with V8's own heap
   // growth (which grows freely on a machine with memory to spare), and with the heap cap
   // docs/guides/deployment.md and docker-compose.yml give workers.
@@ -425,7 +433,7 @@ async function main(): Promise<void> {
         )
         .join('')}`
     : '';
-  const md = `Rows: ${N}; repetitions: ${REPS}; machine: ${machine}; Postgres ${(await pool.query('SHOW server_version')).rows[0].server_version}.\n${markdown(out)}${cpuMd}${memoryMd}`;
+  const md = `Rows: ${N}; repetitions: ${REPS}; machine: ${machine}; Postgres ${(await pool.query('SHOW server_version')).rows[0].server_version}.\n${markdown(out)}${cpuMd}${loadMd}${memoryMd}`;
   process.stdout.write(`${md}\n`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(

@@ -2,29 +2,24 @@
 import { BulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
 import { EXIT, USAGE } from './args.js';
-import { runDashboard } from './dashboard.js';
-import { runDemo } from './demo.js';
-import { runExport } from './export.js';
-import { runLoad } from './load.js';
-import { runStatus } from './status.js';
-import { runWorker } from './worker.js';
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
       case 'worker':
-        return await runWorker(rest);
+        // Each command loads only what it uses (a load need not load Express).
+        return await (await import('./worker.js')).runWorker(rest);
       case 'dashboard':
-        return await runDashboard(rest);
+        return await (await import('./dashboard.js')).runDashboard(rest);
       case 'demo':
-        return await runDemo(rest);
+        return await (await import('./demo.js')).runDemo(rest);
       case 'status':
-        return await runStatus(rest);
+        return await (await import('./status.js')).runStatus(rest);
       case 'load':
-        return await runLoad(rest);
+        return await (await import('./load.js')).runLoad(rest);
       case 'export':
-        return await runExport(rest);
+        return await (await import('./export.js')).runExport(rest);
       case undefined:
       case 'help':
       case '--help':

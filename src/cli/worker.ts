@@ -1,4 +1,3 @@
-import { setFlagsFromString } from 'node:v8';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
@@ -9,6 +8,7 @@ import { createWorkerMetrics } from '../worker/metrics.js';
 import { registerQueueMetrics } from '../worker/queueMetrics.js';
 import { BulkWorker } from '../worker/worker.js';
 import { int, parse, str } from './args.js';
+import { setHeapGrowth } from './heap.js';
 import { createCliLogger } from './logger.js';
 import { checkServices } from './services.js';
 
@@ -55,23 +55,6 @@ Examples:
   bulkmodel worker --tables items --export-dir /var/lib/bulkmodel/exports
   DATABASE_URL=postgres://app@db/app bulkmodel worker --tables public.items,orders --concurrency 8
 `;
-
-/**
- * A worker's heap holds a few jobs' rows at a time and much short-lived garbage. V8 lets the
- * heap grow up to 4x the live data between full collections (more on a machine with memory to
- * spare): a 2-million-row drain peaked anywhere from 276 to 427 MB of RSS. Growing at most to
- * twice the live data keeps it at 205-235 MB at the same speed (docs/PERFORMANCE.md). V8 reads
- * this flag at each collection, so setting it at startup works; a --heap-growing-percent given
- * to node itself is left alone unless --heap-growth is given too.
- */
-function setHeapGrowth(percent: number | undefined): number | 'node flag' {
-  // (NODE_OPTIONS cannot carry V8 flags like this one: only node's own command line.)
-  if (percent === undefined && process.execArgv.some((a) => /heap[-_]growing[-_]percent/.test(a)))
-    return 'node flag';
-  const p = percent ?? 100;
-  setFlagsFromString(`--heap-growing-percent=${p}`);
-  return p;
-}
 
 export async function runWorker(argv: string[]): Promise<number> {
   const p = parse(

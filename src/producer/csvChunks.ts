@@ -1,3 +1,4 @@
+import { parse as parseCsv } from 'csv-parse/sync';
 import { BulkError } from '../core/errors.js';
 
 /**
@@ -27,6 +28,7 @@ export interface CsvSplitOptions {
 const NL = 0x0a;
 const CR = 0x0d;
 const QUOTE = 0x22;
+const LF = Buffer.from('\n');
 
 /**
  * Scan `buf` from `from` for the end of records; returns the offsets just past each record's
@@ -110,9 +112,16 @@ export async function* csvChunks(
         'INVALID_ROW',
         `${options.path} line ${line}: a record that is \\. alone ends COPY data in Postgres (the rows after it would be lost): quote it ("\\.") to load it as a value`,
       );
-    const piece = buf.subarray(from, to);
+    // A record ending in CRLF is given to COPY ending in LF: COPY wants one line ending per
+    // file, and files mix them (a CRLF inside quotes is data, and stays).
+    const crlf = to - from >= 2 && buf[to - 2] === CR && buf[to - 1] === NL;
+    const piece = buf.subarray(from, crlf ? to - 2 : to);
     pending.push(piece);
     pendingBytes += piece.length;
+    if (crlf) {
+      pending.push(LF);
+      pendingBytes += 1;
+    }
     records++;
     line += newlines(buf, from, to);
   };
@@ -141,4 +150,65 @@ export async function* csvChunks(
     push(last, 0, last.length);
   }
   if (records > 0) yield take();
+}
+
+/**
+ * The column names of a CSV stream (its first record, parsed as CSV: names may be quoted) and
+ * the rest of the stream, starting at the line after it. Without a header, `columns` names them.
+ */
+export async function csvHead(
+  source: AsyncIterable<Buffer>,
+  o: { header: boolean; columns: string[] | undefined; path: string },
+): Promise<{ columns: string[]; body: AsyncIterable<Buffer>; firstLine: number }> {
+  const it = source[Symbol.asyncIterator]();
+  if (!o.header) {
+    if (!o.columns)
+      throw new BulkError('INVALID_OPTION', `${o.path}: without a header row, name the columns`);
+    return { columns: o.columns, body: { [Symbol.asyncIterator]: () => it }, firstLine: 1 };
+  }
+  let buf: Buffer = Buffer.alloc(0);
+  let end = -1;
+  let inQuote = false;
+  while (end === -1) {
+    const next = await it.next();
+    if (next.done) {
+      if (buf.length === 0)
+        throw new BulkError('INVALID_ROW', `${o.path}: empty file, expected a header row`);
+      buf = Buffer.concat([buf, Buffer.from('\n')]);
+    } else buf = buf.length ? Buffer.concat([buf, next.value]) : next.value;
+    const scanned = recordEnds(buf, 0, false);
+    inQuote = scanned.inQuote;
+    if (scanned.ends.length > 0) end = scanned.ends[0]!;
+    else if (next.done)
+      throw new BulkError('INVALID_ROW', `${o.path} line 1: the header never ends`);
+    if (buf.length > 1 << 20 && end === -1 && !inQuote)
+      throw new BulkError('INVALID_ROW', `${o.path} line 1: a header longer than 1 MB`);
+  }
+  let headerBytes = buf.subarray(0, end);
+  if (headerBytes[0] === 0xef && headerBytes[1] === 0xbb && headerBytes[2] === 0xbf)
+    headerBytes = headerBytes.subarray(3); // a UTF-8 BOM
+  let names: string[];
+  try {
+    names = (parseCsv(headerBytes, { relax_column_count: true }) as string[][])[0] ?? [];
+  } catch {
+    throw new BulkError('INVALID_ROW', `${o.path} line 1: the header is not valid CSV`);
+  }
+  if (names.length === 0 || names.some((n) => n === ''))
+    throw new BulkError('INVALID_ROW', `${o.path} line 1: the header must name every column`);
+  if (o.columns && (o.columns.length !== names.length || o.columns.some((c, i) => c !== names[i])))
+    throw new BulkError(
+      'INVALID_OPTION',
+      `${o.path}: columns do not match the header (${names.join(', ')})`,
+    );
+  const rest = buf.subarray(end);
+  const headerLines = newlines(buf, 0, end);
+  async function* body(): AsyncGenerator<Buffer> {
+    if (rest.length > 0) yield rest;
+    for (;;) {
+      const next = await it.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  return { columns: names, body: body(), firstLine: 1 + headerLines };
 }

@@ -35,6 +35,25 @@ export interface QueueUpdateFieldsOptions extends QueueWriteOptions {
   key?: Columns;
 }
 
+/** Options of `copyFromCsv`: COPY semantics, rows as the file's own CSV bytes. */
+export interface QueueCsvOptions {
+  /**
+   * The file's columns, in order. With `header` (the default) the first record names them and
+   * `columns`, if given, must agree; without, `columns` is required.
+   */
+  columns?: Columns;
+  /** The first record is a header of column names. Default true. */
+  header?: boolean;
+  /** The source's name in messages (`items.csv line 7`). Default 'input'. */
+  path?: string;
+  /** Told the records and bytes enqueued so far, after each chunk (a progress bar). */
+  onEnqueued?: (progress: { rows: number; bytes: number }) => void;
+  batchSize?: number;
+  signals?: boolean;
+  operationId?: string;
+  onConflict?: OnConflictOption;
+}
+
 export interface QueueCopyToOptions {
   /** File the worker writes (inside its export directory). */
   path: string;

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash, randomUUID } from 'node:crypto';
 import { FlowProducer, Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -6,13 +7,14 @@ import { checkDefined } from '../core/checks.js';
 import { type DecodeOptions, resolveDecode } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
-import { parseTableName } from '../core/meta.js';
+import { columnOf, parseTableName } from '../core/meta.js';
 import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
 import { SnapshotCache } from './catalog.js';
 import { copyOptions, encodeCopyChunk } from './copyPayload.js';
+import { csvChunks, csvHead } from './csvChunks.js';
 import { BulkEvents } from './events.js';
 import { LenientQueue } from './lenientJob.js';
 import { Operation } from './operation.js';
@@ -30,6 +32,7 @@ import {
   checkOperationId,
   payloadOptions,
   type QueueCopyToOptions,
+  type QueueCsvOptions,
   type QueueInsertOptions,
   type QueueUpdateFieldsOptions,
   type QueueWriteOptions,
@@ -75,9 +78,36 @@ export interface BulkProducerOptions {
   logger?: Logger;
 }
 
-export type { QueueCopyToOptions, QueueInsertOptions, QueueUpdateFieldsOptions, QueueWriteOptions };
+export type {
+  QueueCopyToOptions,
+  QueueCsvOptions,
+  QueueInsertOptions,
+  QueueUpdateFieldsOptions,
+  QueueWriteOptions,
+};
 
 type Input = readonly Row[] | Iterable<Row> | AsyncIterable<Row>;
+
+function sha1(text: string): string {
+  return createHash('sha1').update(text).digest('base64');
+}
+
+/**
+ * A COPY chunk's fingerprint without serializing its data into JSON (the data is most of it):
+ * the rest of the payload as JSON, then each group's columns and data.
+ */
+function fingerprintCopyChunk(p: CopyChunkPayload): string {
+  const h = createHash('sha1').update(JSON.stringify({ ...p, groups: p.groups.length }));
+  for (const g of p.groups)
+    h.update(JSON.stringify([g.columns, g.rows, g.rowIdx ?? null])).update(g.data);
+  return h.digest('base64');
+}
+
+/** One chunk to enqueue: its row count, and its payload once its place is known. */
+interface ChunkSource {
+  rows: number;
+  payload(index: number, offset: number): ChunkPayload | CopyChunkPayload;
+}
 
 /**
  * App-side API: validates and encodes an operation, enqueues it as one BullMQ flow (a parent job
@@ -240,9 +270,138 @@ export class BulkProducer {
         'INVALID_OPTION',
         `${table}: rows must be an array or an (async) iterable of row objects`,
       );
-    const givenId = options.operationId !== undefined;
-    const id = options.operationId ?? randomUUID();
     const batchSize = popts.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE;
+    // COPY text (version 2) when the table's column kinds are known here and nothing is
+    // returned (returned rows need the worker to see its rows).
+    const v2 =
+      this.options.payloadVersion !== 1 &&
+      (kind === 'bulkCreate' || kind === 'copyFrom') &&
+      popts.returning === undefined;
+    const snap = v2 ? await this.snapshots.get(table) : null;
+    const copyMeta = snap ? metaFromSnapshot(snap) : undefined;
+    const operationId = options.operationId;
+    async function* chunks(): AsyncGenerator<ChunkSource> {
+      for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
+        yield {
+          rows: chunk.length,
+          payload(index, offset) {
+            const copy = copyMeta ? encodeCopyChunk(copyMeta, chunk, offset) : undefined;
+            if (copy)
+              return {
+                v: 2,
+                kind: kind as CopyChunkPayload['kind'],
+                operationId: '',
+                table,
+                chunk: { index, offset },
+                options: copyOptions(popts),
+                format: 'text',
+                catalog: copy.catalog,
+                groups: copy.groups,
+              };
+            const enc = encodeRows(chunk, offset);
+            return {
+              v: 1,
+              kind,
+              operationId: '',
+              table,
+              chunk: { index, offset },
+              options: popts,
+              columns: enc.columns,
+              rows: enc.rows,
+              ...(enc.jsonColumns ? { jsonColumns: enc.jsonColumns } : {}),
+            };
+          },
+        };
+      }
+    }
+    return this.enqueueFlow(kind, table, popts, operationId, chunks());
+  }
+
+  /**
+   * Enqueue a CSV file (or any stream of CSV bytes) with COPY semantics, without parsing a
+   * field: the stream is split into chunks of whole records by a byte scan (quotes and
+   * newlines only), and each chunk travels as the file's own bytes (payload version 2, format
+   * csv) for Postgres to parse, as `COPY ... CSV` (an unquoted empty field is NULL, `""` the
+   * empty string). The first record names the columns unless `columns` is given with
+   * `header: false`. A value Postgres refuses fails the operation with the file's line
+   * (`BulkError.line`) and column.
+   */
+  async copyFromCsv(
+    table: string,
+    source: AsyncIterable<Buffer>,
+    options: QueueCsvOptions = {},
+  ): Promise<Operation> {
+    this.assertOpen();
+    parseTableName(table);
+    const { columns: given, header = true, path = 'input', onEnqueued, ...rest } = options ?? {};
+    const popts = copyOptions(payloadOptions(rest));
+    const batchSize = popts.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE;
+    const { columns, body, firstLine } = await csvHead(source, {
+      header,
+      columns: checkNames(given, 'columns'),
+      path,
+    });
+    // The header's names, checked at once when the table's catalog is known here (a worker
+    // refuses an unknown or read-only column otherwise, on the first chunk).
+    const snap = await this.snapshots.get(table);
+    if (snap) {
+      const meta = metaFromSnapshot(snap);
+      for (const n of columns) {
+        const c = columnOf(meta, n);
+        if (c.identity === 'a')
+          throw new BulkError('READ_ONLY_COLUMN', `${meta.displayName}.${n} cannot be written`, {
+            table: meta.displayName,
+            column: n,
+          });
+      }
+    }
+    let enqueuedRows = 0;
+    let enqueuedBytes = 0;
+    async function* chunks(): AsyncGenerator<ChunkSource> {
+      for await (const c of csvChunks(body, { batchSize, firstLine, path })) {
+        enqueuedRows += c.records;
+        enqueuedBytes += c.data.length;
+        onEnqueued?.({ rows: enqueuedRows, bytes: enqueuedBytes });
+        if (!isUtf8(c.data))
+          throw new BulkError(
+            'INVALID_ROW',
+            `${path} line ${c.firstLine}: the file is not valid UTF-8 in the ${c.records} records from here`,
+            { table },
+          );
+        const data = c.data.toString('utf8');
+        yield {
+          rows: c.records,
+          payload: (index, offset) => ({
+            v: 2,
+            kind: 'copyFrom',
+            operationId: '',
+            table,
+            chunk: { index, offset, line: c.firstLine },
+            options: popts,
+            format: 'csv',
+            groups: [{ columns, rows: c.records, data }],
+          }),
+        };
+      }
+    }
+    return this.enqueueFlow('copyFrom', table, popts, options.operationId, chunks());
+  }
+
+  /**
+   * One operation as a BullMQ flow: its record, the parent with its delayed seal, one chunk
+   * job per source chunk (each checked against the size limit and, for a given operation id,
+   * fingerprinted so that enqueueing again is idempotent), then the seal.
+   */
+  private async enqueueFlow(
+    kind: ChunkKind,
+    table: string,
+    popts: PayloadOptions,
+    operationId: string | undefined,
+    source: AsyncIterable<ChunkSource>,
+  ): Promise<Operation> {
+    checkOperationId(operationId);
+    const givenId = operationId !== undefined;
+    const id = operationId ?? randomUUID();
     const opKey = this.keys.op(id);
     const {
       created,
@@ -277,60 +436,30 @@ export class BulkProducer {
         `operation ${id}: ${what} the one enqueued before under this id`,
         { table },
       );
-    // COPY text (version 2) when the table's column kinds are known here and nothing is
-    // returned (returned rows need the worker to see its rows).
-    const v2 =
-      this.options.payloadVersion !== 1 &&
-      (kind === 'bulkCreate' || kind === 'copyFrom') &&
-      popts.returning === undefined;
-    const snap = v2 ? await this.snapshots.get(table) : null;
-    const copyMeta = snap ? metaFromSnapshot(snap) : undefined;
     let index = 0;
     let offset = 0;
     try {
-      for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
+      for await (const src of source) {
         if (index >= MAX_CHUNKS)
           throw new BulkError(
             'LIMIT_EXCEEDED',
             `${table}: more than ${MAX_CHUNKS} chunks in one operation (workers refuse more): raise batchSize or split the input`,
             { table, row: offset },
           );
-        const copy = copyMeta ? encodeCopyChunk(copyMeta, chunk, offset) : undefined;
-        let data: ChunkPayload | CopyChunkPayload;
-        if (copy) {
-          data = {
-            v: 2,
-            kind: kind as CopyChunkPayload['kind'],
-            operationId: id,
-            table,
-            chunk: { index, offset },
-            options: copyOptions(popts),
-            format: 'text',
-            catalog: copy.catalog,
-            groups: copy.groups,
-          };
-        } else {
-          const enc = encodeRows(chunk, offset);
-          data = {
-            v: 1,
-            kind,
-            operationId: id,
-            table,
-            chunk: { index, offset },
-            options: popts,
-            columns: enc.columns,
-            rows: enc.rows,
-            ...(enc.jsonColumns ? { jsonColumns: enc.jsonColumns } : {}),
-          };
-        }
-        // Serialized here only to fingerprint it, or when a cheap bound cannot rule out the size
-        // limit: BullMQ serializes it anyway to store it.
-        const json = givenId || jsonSizeBound(data) > maxBytes ? JSON.stringify(data) : undefined;
+        const data = src.payload(index, offset);
+        data.operationId = id;
+        // Serialized here only when a cheap bound cannot rule out the size limit (BullMQ
+        // serializes it anyway to store it), or to fingerprint a version 1 chunk.
+        const copyData = data.v === 2;
+        const json =
+          (givenId && !copyData) || jsonSizeBound(data) > maxBytes
+            ? JSON.stringify(data)
+            : undefined;
         const bytes = json === undefined ? 0 : Buffer.byteLength(json);
         if (bytes > maxBytes) {
           throw new BulkError(
             'PAYLOAD_TOO_LARGE',
-            `${table}: chunk ${index} (rows ${offset}-${offset + chunk.length - 1}) is ${bytes} bytes, over the ${maxBytes}-byte limit: lower batchSize`,
+            `${table}: chunk ${index} (rows ${offset}-${offset + src.rows - 1}) is ${bytes} bytes, over the ${maxBytes}-byte limit: lower batchSize`,
             { table, row: offset },
           );
         }
@@ -340,7 +469,7 @@ export class BulkProducer {
         let fp: string | undefined;
         let state: string | null = null;
         if (givenId) {
-          fp = createHash('sha1').update(json!).digest('base64');
+          fp = json !== undefined ? sha1(json) : fingerprintCopyChunk(data as CopyChunkPayload);
           const got = await this.redis.hmget(opKey, `fp${index}`, 'state');
           prevFp = got[0] ?? null;
           state = got[1] ?? null;
@@ -356,7 +485,7 @@ export class BulkProducer {
           if (fp) await this.redis.hset(opKey, `fp${index}`, fp);
         }
         index++;
-        offset += chunk.length;
+        offset += src.rows;
       }
     } catch (err) {
       // This call was enqueueing the operation and cannot finish: fail it, so that its done()
