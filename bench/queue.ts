@@ -384,7 +384,8 @@ export async function fileLoad(
       let peak = 0;
       const timer = setInterval(() => {
         try {
-          peak = Math.max(peak, peakRssMb(child.pid!));
+          const mb = peakRssMb(child.pid!);
+          if (Number.isFinite(mb)) peak = Math.max(peak, mb);
         } catch {}
       }, 20);
       const [code] = await once(child, 'exit');

@@ -86,9 +86,11 @@ describe('guides', async () => {
 describe('payload.md', () => {
   it('its JSON example is a valid chunk, and a worker writes it when added as other languages do', async () => {
     const md = await readFile(join(ROOT, 'docs/payload.md'), 'utf8');
-    const [json] = blocks(md, 'json');
+    const [v2json, json] = blocks(md, 'json');
     const payload = JSON.parse(json!);
     expect(validatePayload(payload, 'chunk')).toEqual(payload);
+    const v2 = JSON.parse(v2json!);
+    expect(validatePayload(v2, 'chunk')).toEqual(v2);
 
     await tdb.pool.query(`CREATE TABLE ${tdb.t('items')} (
       id bigserial PRIMARY KEY, sku text UNIQUE NOT NULL, name text NOT NULL, price numeric(12,2),
@@ -117,14 +119,28 @@ describe('payload.md', () => {
       });
       const result = await job.waitUntilFinished(events);
       expect(result).toMatchObject({ index: 0, count: 3 });
+      // and the version 2 example: CSV records, written by COPY as they are
+      const job2 = await q.add(
+        'chunk',
+        { ...v2, table: tdb.t('items') },
+        { jobId: `${v2.operationId}-c0`, attempts: 8 },
+      );
+      expect(await job2.waitUntilFinished(events)).toMatchObject({ index: 0, count: 2 });
     } finally {
       await events.close();
       await q.close();
       await worker.close();
       await obliterate(queue, prefix);
     }
+    const v2rows = await tdb.pool.query(
+      `SELECT sku, name, price::text, tags FROM ${tdb.t('items')} WHERE sku LIKE 'b-%' ORDER BY sku`,
+    );
+    expect(v2rows.rows).toEqual([
+      { sku: 'b-1', name: 'tab\there, "quoted"', price: '19.99', tags: ['x', null] },
+      { sku: 'b-2', name: '', price: '0.50', tags: [] },
+    ]);
     const rows = await tdb.pool.query(
-      `SELECT id < 1000 AS generated_id, sku, name, price::text, value, tags, payload, created_at::text, flag FROM ${tdb.t('items')} ORDER BY sku`,
+      `SELECT id < 1000 AS generated_id, sku, name, price::text, value, tags, payload, created_at::text, flag FROM ${tdb.t('items')} WHERE sku LIKE 'a-%' ORDER BY sku`,
     );
     expect(rows.rows).toEqual([
       {

@@ -31,10 +31,12 @@ and an ETA estimated from how much of the file has been read. The table's column
 Postgres (--database) so that each field reaches its column with the right type.
 
 Formats (by extension, or --format):
-  .csv              header row of column names, then one row per record, as Postgres's
+  .csv              header row of column names, then one record per row, as Postgres's
                     COPY ... CSV writes it: an unquoted empty field is NULL, a quoted "" the
-                    empty string; arrays and json in Postgres's text form ({a,NULL}, {"k":1});
-                    booleans t/f/true/false/1/0; bytea as \\x hex
+                    empty string; every value in Postgres's text form ({a,NULL}, {"k":1},
+                    t/f, \\x hex). Inserted records go to Postgres as they are in the file
+                    (COPY parses them, as psql's \\copy would; with --update-fields they are
+                    parsed here). A value Postgres refuses names its file line and column.
   .ndjson, .jsonl   one JSON object per line (a record may span lines); values read exactly:
                     numbers keep their digits, a json/jsonb field its JSON text; big integers
                     and numerics as numbers or strings; bytea as \\x hex; {"$json": "<text>"}

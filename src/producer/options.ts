@@ -6,7 +6,6 @@ import {
   MAX_BATCH_SIZE,
   type OnConflictOption,
 } from '../core/options.js';
-import type { OnConflict } from '../core/sql/insert.js';
 import type { Where } from '../core/sql/where.js';
 import type { PayloadOptions } from './payload.js';
 

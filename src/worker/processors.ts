@@ -294,7 +294,9 @@ function decodeCopyGroups(meta: TableMeta, p: CopyChunkPayload): Row[] {
       }) as (string | null)[][];
       rows = records.map((rec) => {
         const row: Row = {};
-        cols.forEach((c, j) => setOwn(row, c.name, fromTextField(c, rec[j] ?? null)));
+        cols.forEach((c, j) => {
+          setOwn(row, c.name, fromTextField(c, rec[j] ?? null));
+        });
         return row;
       });
     }
