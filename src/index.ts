@@ -34,16 +34,7 @@ export {
 } from './core/signals.js';
 export type { OnConflict } from './core/sql/insert.js';
 export type { Where } from './core/sql/where.js';
-export {
-  type BulkEventMap,
-  type BulkEventName,
-  BulkEvents,
-  type BulkEventsOptions,
-  type OperationEndEvent,
-  type ProgressEvent,
-} from './producer/events.js';
 export { Operation, type OperationResult, type OperationStatus } from './producer/operation.js';
-export { PAYLOAD_VERSION, validatePayload } from './producer/payload.js';
 export {
   BulkProducer,
   type BulkProducerOptions,
@@ -52,6 +43,15 @@ export {
   type QueueUpdateFieldsOptions,
   type QueueWriteOptions,
 } from './producer/producer.js';
-export type { RedisInput } from './producer/redis.js';
-export { PAYLOAD_SCHEMA } from './producer/schema.js';
+export type { RedisClusterInput, RedisInput } from './queue/connection.js';
+export {
+  type BulkEventMap,
+  type BulkEventName,
+  BulkEvents,
+  type BulkEventsOptions,
+  type OperationEndEvent,
+  type ProgressEvent,
+} from './queue/events.js';
+export { PAYLOAD_VERSION, validatePayload } from './queue/payload.js';
+export { PAYLOAD_SCHEMA } from './queue/schema.js';
 export { BulkWorker, type BulkWorkerOptions, type WorkerStats } from './worker/worker.js';

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BulkProducer, BulkWorker, type Row, silentLogger } from '../src/index.js';
+import { QueueKeys } from '../src/queue/keys.js';
 import { type Dashboard, startDashboard } from '../src/worker/dashboard/server.js';
 import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import { deleteKeys, obliterate, queueName, REDIS_URL, runPrefix, until } from './queueHelpers.js';
@@ -87,6 +88,7 @@ async function openPage(): Promise<Page> {
 }
 
 interface Cells {
+  queue: string;
   table: string;
   rows: string;
   rate: string;
@@ -99,8 +101,9 @@ interface Cells {
 async function cells(page: Page, id: string): Promise<Cells | undefined> {
   const t = await page.locator(`#ops tr[data-id="${id}"] td`).allTextContents();
   if (t.length === 0) return undefined;
-  const [, table, , rows, , rate, , state, workers, error] = t;
+  const [, queueCell, table, , rows, , rate, , state, workers, error] = t;
   return {
+    queue: queueCell ?? '',
     table: table ?? '',
     rows: rows ?? '',
     rate: rate ?? '',
@@ -158,6 +161,7 @@ it('shows an operation advancing, then completed; escapes what it shows', async 
   });
   expect(done.rows).toMatch(/^40,000 \/ 40,000/);
   expect(done.workers).toBe('');
+  expect(done.queue).toBe(queue);
   expect(Number(done.rate.replace(/,/g, ''))).toBeGreaterThan(0);
 
   // A failed operation shows its code and message (real bad input through the worker: rows in
@@ -185,7 +189,7 @@ it('shows an operation advancing, then completed; escapes what it shows', async 
 
   // Markup in a table name or an error message is shown as text, never run.
   const hostile = `op-xss-${Date.now()}`;
-  const keys = producer.keys;
+  const keys = new QueueKeys(prefix, queue);
   const markup = '<img src=x onerror="window.__xss=1">';
   const { Redis } = await import('ioredis');
   const r = new Redis(REDIS_URL);

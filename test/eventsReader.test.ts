@@ -1,11 +1,13 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BulkEvents } from '../src/index.js';
-import { publishEvent } from '../src/producer/events.js';
-import { QueueKeys } from '../src/producer/redis.js';
+import { publishEvent } from '../src/queue/events.js';
+import { QueueKeys } from '../src/queue/keys.js';
+import { RedisQueueState } from '../src/queue/redisState.js';
 
 const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const keys = new QueueKeys(`bmevents${process.pid}`, 'q');
+const state = new RedisQueueState(redis, keys);
 afterAll(async () => {
   const left = await redis.keys(`${keys.prefix}:*`);
   if (left.length) await redis.del(...left);
@@ -38,14 +40,14 @@ describe('BulkEvents reader', () => {
         rowsDone: n,
         chunksDone: 1,
       });
-      await publishEvent(redis, keys, 'progress', ev(1));
+      await publishEvent(state, 'progress', ev(1));
       await until('the first event', () => got.length === 1);
       // The stream key turns into a string: every read now fails (WRONGTYPE).
       await redis.del(keys.events);
       await redis.set(keys.events, 'not a stream');
       await until('a read error', () => errors.length > 0);
       await redis.del(keys.events);
-      await publishEvent(redis, keys, 'progress', ev(2));
+      await publishEvent(state, 'progress', ev(2));
       await until('the event after the error', () => got.length === 2);
       expect(got).toEqual([1, 2]);
     } finally {

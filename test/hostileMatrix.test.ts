@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BulkClient, type BulkErrorCode, BulkProducer, type Row } from '../src/index.js';
-import { encodeRows } from '../src/producer/values.js';
+import { encodeRows } from '../src/queue/values.js';
 import { type TestDb, testDb } from './helpers.js';
 import {
   deleteKeys,

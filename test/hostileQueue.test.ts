@@ -16,7 +16,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type BulkErrorCode, BulkProducer, type Row, silentLogger } from '../src/index.js';
-import { encodeRows } from '../src/producer/values.js';
+import { encodeRows } from '../src/queue/values.js';
 import { startDashboard } from '../src/worker/dashboard/server.js';
 import { type TestDb, testDb } from './helpers.js';
 import {

@@ -456,9 +456,12 @@ describe('results', () => {
       expect(results.every((r) => r.count === 1)).toBe(true);
       await until('every operation to report progress', () => seen.size === 15);
       // internal, read only: the shared reader of this producer holds no per-operation listener
-      const reader = (
-        producer as unknown as { events: { emitter: import('node:events').EventEmitter } }
-      ).events.emitter;
+      const handles = (
+        producer as unknown as {
+          handles: Map<string, { reader: { emitter: import('node:events').EventEmitter } }>;
+        }
+      ).handles;
+      const reader = [...handles.values()][0]!.reader.emitter;
       await until('the progress listeners to go', () => reader.listenerCount('progress') === 0);
       expect(reader.listenerCount('completed')).toBe(0);
     } finally {

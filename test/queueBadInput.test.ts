@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Job, Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BulkProducer, type Row } from '../src/index.js';
-import { encodeRows } from '../src/producer/values.js';
+import { encodeRows } from '../src/queue/values.js';
 import { type TestDb, testDb } from './helpers.js';
 import {
   deleteKeys,

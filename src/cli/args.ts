@@ -76,7 +76,7 @@ export function unreachable(service: 'Postgres' | 'Redis', url: string, err: unk
   const how =
     service === 'Postgres'
       ? 'start it (e.g. pg_ctlcluster <version> main start, or docker compose up -d postgres) or set DATABASE_URL / --database'
-      : 'start it (e.g. redis-server --daemonize yes, or docker compose up -d redis) or set REDIS_URL / --redis';
+      : 'start it (e.g. redis-server --daemonize yes, or docker compose up -d redis) or set REDIS_URL / --redis (a cluster: REDIS_CLUSTER / --redis-cluster)';
   return new BulkError(
     'CONNECTION_FAILED',
     `cannot reach ${service} at ${redact(url)}: ${redact(String((err as Error)?.message ?? err))}. ${how}`,

@@ -2,7 +2,7 @@ import { assertSafeBinding, credentialsFromEnv } from '../worker/dashboard/acces
 import { startDashboard } from '../worker/dashboard/server.js';
 import { int, parse, str } from './args.js';
 import { createCliLogger } from './logger.js';
-import { checkRedis } from './services.js';
+import { checkRedis, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
 
 const USAGE = `bulkmodel dashboard — watch operations, chunks and workers in a browser
 
@@ -11,9 +11,10 @@ Usage: bulkmodel dashboard [options]
 Options:
   --port <n>          port (default 3000)
   --host <addr>       address to listen on (default 127.0.0.1)
-  --queue <name>      queue name (env BULKMODEL_QUEUE, default bulkmodel)
+  --queue <names>     queue name, or several comma-separated (env BULKMODEL_QUEUE, default
+                      bulkmodel)
   --prefix <prefix>   BullMQ key prefix (default bull)
-  --redis <url>       Redis URL (env REDIS_URL, default redis://127.0.0.1:6379)
+${redisUsage(22)}
   --allow-actions     allow retry and clean of jobs in bull-board (default: read-only)
 
 Pages: / operations (live), /queues bull-board (flow trees of operations and chunks),
@@ -36,7 +37,7 @@ export async function runDashboard(argv: string[]): Promise<number> {
         host: { type: 'string' },
         queue: { type: 'string' },
         prefix: { type: 'string' },
-        redis: { type: 'string' },
+        ...REDIS_FLAGS,
         'allow-actions': { type: 'boolean' },
       },
     },
@@ -49,7 +50,7 @@ export async function runDashboard(argv: string[]): Promise<number> {
   const logger = createCliLogger();
   // The refusal comes first: a misconfigured dashboard must not touch Redis at all.
   assertSafeBinding(host, credentials);
-  const redis = await checkRedis(str(p, 'redis'));
+  const redis = await checkRedis(redisTarget(p));
   const dashboard = await startDashboard({
     redis,
     host,

@@ -5,10 +5,11 @@ import { silentLogger } from '../core/logger.js';
 import type { Row } from '../core/signals.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
+import { redisEnv } from '../queue/connection.js';
 import { int, parse, str } from './args.js';
 import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
-import { checkServices } from './services.js';
+import { checkServices, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
 
 const USAGE = `bulkmodel demo — see bulkmodel work end to end on local Postgres and Redis
 
@@ -16,7 +17,8 @@ Creates the table bulkmodel_demo.items, starts worker processes, enqueues N rows
 operation (a progress bar shows rows/s and ETA), runs an updateFields over a tenth of them,
 exports the table with copyTo, and prints a summary.
 
-Usage: bulkmodel demo [--rows N] [--workers N] [--batch-size N] [--database URL] [--redis URL]
+Usage: bulkmodel demo [--rows N] [--workers N] [--batch-size N] [--database URL]
+                      [--redis URL | --redis-cluster NODES]
 
 Options:
   --rows <n>         rows to load (default 1000000)
@@ -26,7 +28,7 @@ Options:
   --batch-size <n>   rows per chunk job (default 5000)
   --export-dir <d>   where the export lands (default ./bulkmodel-demo)
   --database <url>   Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
-  --redis <url>      Redis (env REDIS_URL, default redis://127.0.0.1:6379)
+${redisUsage(21)}
 
 Exit codes: 0 every row landed, 1 a step failed or a count is off, 2 bad usage,
 3 Postgres or Redis unreachable.
@@ -110,7 +112,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         'batch-size': { type: 'string' },
         'export-dir': { type: 'string' },
         database: { type: 'string' },
-        redis: { type: 'string' },
+        ...REDIS_FLAGS,
       },
     },
     argv,
@@ -121,7 +123,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   const queue = str(p, 'queue') ?? QUEUE;
   const batchSize = int(p, 'batch-size', 5000);
   const exportDir = resolve(str(p, 'export-dir') ?? 'bulkmodel-demo');
-  const services = await checkServices(str(p, 'database'), str(p, 'redis'));
+  const services = await checkServices(str(p, 'database'), redisTarget(p));
   if (workers > 0) await mkdir(exportDir, { recursive: true });
 
   const admin = new pg.Client({ connectionString: services.database });
@@ -135,7 +137,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.stderr.write(
     `bulkmodel demo: ${rows.toLocaleString('en-US')} rows into ${TABLE} with ${workers} worker processes\n`,
   );
-  const env = { ...process.env, DATABASE_URL: services.database, REDIS_URL: services.redis };
+  const env = { ...process.env, DATABASE_URL: services.database, ...redisEnv(services.redis) };
   const local = new LocalWorkers(
     workers,
     ['--tables', TABLE, '--queue', queue, '--export-dir', exportDir, '--export-overwrite'],

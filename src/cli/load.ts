@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
@@ -14,12 +12,14 @@ import {
   type QueueInsertOptions,
   type QueueUpdateFieldsOptions,
 } from '../producer/producer.js';
+import { redisEnv } from '../queue/connection.js';
+import { queueNames } from '../queue/keys.js';
 import { EXIT, int, parse, str } from './args.js';
 import { fileFormat, type ReadProgress, readRows } from './fileFormats.js';
 import { setHeapGrowth } from './heap.js';
 import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
-import { checkServices } from './services.js';
+import { checkServices, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
 
 export const LOAD_USAGE = `bulkmodel load — load a CSV or NDJSON file into a table through the queue
 
@@ -66,10 +66,11 @@ Options:
   --wait                    wait for the workers to finish and report (the default)
   --no-wait                 return once the file is enqueued; prints the operation id
                             (follow it with: bulkmodel status <id>)
-  --queue <name>            queue name (env BULKMODEL_QUEUE, default bulkmodel)
+  --queue <names>           queue name, or several comma-separated to spread over (env
+                            BULKMODEL_QUEUE, default bulkmodel)
   --prefix <prefix>         BullMQ key prefix (default bull)
   --database <url>          Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
-  --redis <url>             Redis (env REDIS_URL, default redis://127.0.0.1:6379)
+${redisUsage(28)}
 
 Each chunk commits on its own: if a chunk fails (a bad value, a constraint), the operation
 fails with the error's code, table, column and row, and chunks committed before stay written.
@@ -96,21 +97,23 @@ function usage(message: string): BulkError {
   return new BulkError('INVALID_OPTION', `${message} (see bulkmodel load --help)`);
 }
 
-/** Warn when nothing serves the queue: the load would wait for workers that never come. */
-async function warnIfNoWorkers(redisUrl: string, queue: string, prefix: string, table: string) {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
-  redis.on('error', () => {});
-  const q = new Queue(queue, { connection: redis, prefix });
-  try {
-    if ((await q.getWorkersCount()) === 0)
-      process.stderr.write(
-        `no worker is connected to queue ${queue}: the rows wait until one starts ` +
-          `(bulkmodel worker --tables ${table} --queue ${queue}), or pass --workers N\n`,
-      );
-  } finally {
-    await q.close();
-    redis.disconnect();
+/** Warn when nothing serves the queues: the load would wait for workers that never come. */
+async function warnIfNoWorkers(producer: BulkProducer, table: string) {
+  let n = 0;
+  for (const name of producer.queues) {
+    const q = producer.backend.queue(name);
+    try {
+      n += await q.getWorkersCount();
+    } finally {
+      await q.close();
+    }
   }
+  const queue = producer.queues.join(',');
+  if (n === 0)
+    process.stderr.write(
+      `no worker is connected to queue ${queue}: the rows wait until one starts ` +
+        `(bulkmodel worker --tables ${table} --queue ${queue}), or pass --workers N\n`,
+    );
 }
 
 export async function runLoad(argv: string[]): Promise<number> {
@@ -132,7 +135,7 @@ export async function runLoad(argv: string[]): Promise<number> {
         queue: { type: 'string' },
         prefix: { type: 'string' },
         database: { type: 'string' },
-        redis: { type: 'string' },
+        ...REDIS_FLAGS,
       },
     },
     argv,
@@ -173,8 +176,8 @@ export async function runLoad(argv: string[]): Promise<number> {
   const size = await stat(file).catch((err) => {
     throw usage(`cannot read ${file}: ${(err as Error).message}`);
   });
-  const services = await checkServices(str(p, 'database'), str(p, 'redis'));
-  const queue = str(p, 'queue') ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
+  const services = await checkServices(str(p, 'database'), redisTarget(p));
+  const queue = queueNames(str(p, 'queue'), process.env.BULKMODEL_QUEUE || 'bulkmodel').join(',');
   const prefix = str(p, 'prefix') ?? 'bull';
 
   // The table's columns shape the file's values; a wrong table or header fails here, before
@@ -201,13 +204,13 @@ export async function runLoad(argv: string[]): Promise<number> {
   const local = new LocalWorkers(
     workers,
     ['--tables', table, '--queue', queue, '--prefix', prefix, '--concurrency', String(concurrency)],
-    { ...process.env, DATABASE_URL: services.database, REDIS_URL: services.redis },
+    { ...process.env, DATABASE_URL: services.database, ...redisEnv(services.redis) },
   );
   const producer = new BulkProducer({ redis: services.redis, queue, prefix, logger: silentLogger });
   const progress: ReadProgress = { bytes: 0, rows: 0 };
   const t0 = Date.now();
   try {
-    if (workers === 0) await warnIfNoWorkers(services.redis, queue, prefix, table);
+    if (workers === 0) await warnIfNoWorkers(producer, table);
     const id = str(p, 'operation-id') ?? randomUUID();
     const common = { batchSize, operationId: id };
     const enqueue = (): Promise<Operation> => {

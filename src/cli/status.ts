@@ -1,20 +1,20 @@
-import { Redis } from 'ioredis';
-import type { Operation, OperationStatus } from '../producer/operation.js';
+import type { OperationStatus } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
 import { int, parse, str } from './args.js';
-import { checkServices } from './services.js';
+import { checkRedis, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
 
 const USAGE = `bulkmodel status — recent operations, or one operation
 
 Usage: bulkmodel status [operation-id ...] [options]
 
-Without an id: the most recent operations on the queue, newest first. With ids: those
-operations (kind, table, state, rows and chunks done of total, retries, error code).
+Without an id: the most recent operations on the queues, newest first. With ids: those
+operations (queue, kind, table, state, rows and chunks done of total, retries, error code).
 
 Options:
-  --queue <name>     queue name (env BULKMODEL_QUEUE, default bulkmodel)
+  --queue <names>    queue name, or several comma-separated (env BULKMODEL_QUEUE, default
+                     bulkmodel)
   --prefix <prefix>  BullMQ key prefix (default bull)
-  --redis <url>      Redis (env REDIS_URL, default redis://127.0.0.1:6379)
+${redisUsage(21)}
   --limit <n>        how many recent operations (default 20)
   --json             print the statuses as JSON
 
@@ -31,7 +31,7 @@ Examples:
 export function formatStatus(s: OperationStatus): string {
   const total = s.totalRows === undefined ? '?' : String(s.totalRows);
   const err = s.error ? `  ${s.error.code}: ${s.error.message}` : '';
-  return `${s.id}  ${s.kind.padEnd(12)} ${s.table.padEnd(24)} ${s.state.padEnd(10)} ${s.rowsDone}/${total} rows  ${s.chunksDone}/${s.totalChunks ?? '?'} chunks${err}`;
+  return `${s.id}  ${s.queue}  ${s.kind.padEnd(12)} ${s.table.padEnd(24)} ${s.state.padEnd(10)} ${s.rowsDone}/${total} rows  ${s.chunksDone}/${s.totalChunks ?? '?'} chunks${err}`;
 }
 
 export async function runStatus(argv: string[]): Promise<number> {
@@ -40,7 +40,7 @@ export async function runStatus(argv: string[]): Promise<number> {
       usage: USAGE,
       options: {
         queue: { type: 'string' },
-        redis: { type: 'string' },
+        ...REDIS_FLAGS,
         prefix: { type: 'string' },
         limit: { type: 'string' },
         json: { type: 'boolean' },
@@ -49,26 +49,21 @@ export async function runStatus(argv: string[]): Promise<number> {
     argv,
   );
   if (!p) return 0;
-  const redisUrl = str(p, 'redis') ?? process.env.REDIS_URL;
-  await checkServices(process.env.DATABASE_URL, redisUrl).catch((err) => {
-    if (String(err.message).includes('Redis')) throw err;
-  });
-  const redis = new Redis(redisUrl ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null });
+  const redis = await checkRedis(redisTarget(p));
   const producer = new BulkProducer({
     redis,
     ...(str(p, 'queue') ? { queue: str(p, 'queue') } : {}),
     ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
   });
   try {
-    const ids =
-      p.positionals.length > 0
-        ? p.positionals
-        : await redis.zrevrange(producer.keys.ops, 0, int(p, 'limit', 20) - 1);
+    const limit = int(p, 'limit', 20);
     const out: OperationStatus[] = [];
-    for (const id of ids) out.push(await (producer.operation(id) as Operation).status());
+    if (p.positionals.length > 0)
+      for (const id of p.positionals) out.push(await producer.operation(id).status());
+    else out.push(...(await producer.operations({ limit })));
     if (p.values.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     else if (out.length === 0)
-      process.stdout.write(`no operations on queue ${producer.keys.queue}\n`);
+      process.stdout.write(`no operations on queue ${producer.queues.join(', ')}\n`);
     else for (const s of out) process.stdout.write(`${formatStatus(s)}\n`);
     return out.some((s) => s.state === 'failed' || s.state === 'cancelled') &&
       p.positionals.length > 0
@@ -76,6 +71,5 @@ export async function runStatus(argv: string[]): Promise<number> {
       : 0;
   } finally {
     await producer.close();
-    redis.disconnect();
   }
 }

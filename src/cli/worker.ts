@@ -1,7 +1,7 @@
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { BulkError } from '../core/errors.js';
+import { RedisBackend } from '../queue/backend.js';
+import { connectFailFast } from '../queue/connection.js';
 import { startWorkerHttp } from '../worker/http.js';
 import { DEFAULT_LIMITS } from '../worker/limits.js';
 import { createWorkerMetrics } from '../worker/metrics.js';
@@ -10,7 +10,7 @@ import { BulkWorker } from '../worker/worker.js';
 import { int, parse, str } from './args.js';
 import { setHeapGrowth } from './heap.js';
 import { createCliLogger } from './logger.js';
-import { checkServices } from './services.js';
+import { checkServices, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
 
 const USAGE = `bulkmodel worker — write queued chunks into Postgres
 
@@ -18,13 +18,14 @@ Usage: bulkmodel worker --tables <t1,t2,...> [options]
 
 Options:
   --tables <list>       tables this worker may write (required; env BULKMODEL_TABLES; '*' for all)
-  --queue <name>        queue name (env BULKMODEL_QUEUE, default bulkmodel)
+  --queue <names>       queue name, or several comma-separated (one loop each) (env
+                        BULKMODEL_QUEUE, default bulkmodel)
   --prefix <prefix>     BullMQ key prefix (default bull)
-  --concurrency <n>     jobs at once (default 4)
+  --concurrency <n>     jobs at once, per queue (default 4)
   --name <name>         worker name recorded on the jobs it runs (default host:pid)
   --lock-duration <ms>  a job whose worker is silent this long goes to another (default 30000)
   --database <url>      Postgres URL (env DATABASE_URL)
-  --redis <url>         Redis URL (env REDIS_URL, default redis://127.0.0.1:6379)
+${redisUsage(24)}
   --export-dir <dir>    the directory queued copyTo jobs write their files into (created if
                         missing); without it copyTo jobs are refused (EXPORT_DISABLED)
   --export-overwrite    let copyTo jobs replace files of the same name (default: FILE_EXISTS)
@@ -68,7 +69,7 @@ export async function runWorker(argv: string[]): Promise<number> {
         name: { type: 'string' },
         'lock-duration': { type: 'string' },
         database: { type: 'string' },
-        redis: { type: 'string' },
+        ...REDIS_FLAGS,
         'export-dir': { type: 'string' },
         'export-overwrite': { type: 'boolean' },
         'show-values': { type: 'boolean' },
@@ -99,7 +100,7 @@ export async function runWorker(argv: string[]): Promise<number> {
     throw new BulkError('INVALID_OPTION', `--heap-growth must be at most 1000, got ${growth}`);
   const heapGrowth = setHeapGrowth(growth);
   const metricsPort = str(p, 'metrics-port') ? int(p, 'metrics-port', 0, 0) : undefined;
-  const services = await checkServices(str(p, 'database'), str(p, 'redis'));
+  const services = await checkServices(str(p, 'database'), redisTarget(p));
   const registry = new Registry();
   const logger = createCliLogger({ showValues: p.values['show-values'] === true });
   logger.debug({ heapGrowthPercent: heapGrowth }, 'heap growth past live data before a full GC');
@@ -127,21 +128,23 @@ export async function runWorker(argv: string[]): Promise<number> {
   });
   await worker.waitUntilReady();
   if (metricsPort !== undefined) {
-    const queue = new Queue(worker.keys.queue, {
-      connection: { url: services.redis, maxRetriesPerRequest: 1, enableOfflineQueue: false },
-      prefix: worker.keys.prefix,
+    // A connection of its own, failing fast while Redis is away (the health check and the
+    // scrape must not queue commands).
+    const fast = connectFailFast(services.redis);
+    fast.on('error', () => {});
+    const health = new RedisBackend({
+      redis: fast,
+      ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
     });
-    queue.on('error', () => {});
-    // Its own connection, failing fast while Redis is away (the health check must not queue).
-    const ping = new Redis(services.redis, { maxRetriesPerRequest: 0, enableOfflineQueue: false });
-    ping.on('error', () => {});
-    registerQueueMetrics(registry, queue);
+    const queues = worker.queues.map((q) => health.queue(q));
+    for (const q of queues) q.on('error', () => {});
+    registerQueueMetrics(registry, queues);
     const server = await startWorkerHttp({
       port: metricsPort,
       host: str(p, 'metrics-host') ?? '127.0.0.1',
       registry,
       checks: {
-        redis: () => ping.ping(),
+        redis: () => health.ping(),
         postgres: () => worker.db.ensureConnected({ timeoutMs: 2000 }),
       },
     });

@@ -3,7 +3,7 @@ import type { TableMeta } from '../core/meta.js';
 import { copyLines } from '../core/ops/copyFrom.js';
 import { groupRows } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
-import type { CopyGroupPayload, PayloadOptions } from './payload.js';
+import type { CopyGroupPayload, PayloadOptions } from '../queue/payload.js';
 
 /**
  * A chunk's rows encoded as COPY text by the producer (payload version 2), with the core's own

@@ -1,15 +1,14 @@
 import { createHash } from 'node:crypto';
 import { type FlowProducer, Job, type JobsOptions, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { BulkError } from '../core/errors.js';
-import { publishEvent } from './events.js';
-import type { OperationPayload, SealPayload } from './payload.js';
-import { jobIds, moveState, type QueueKeys } from './redis.js';
+import { publishEvent } from '../queue/events.js';
+import { jobIds } from '../queue/keys.js';
+import type { OperationPayload, SealPayload } from '../queue/payload.js';
+import type { QueueState } from '../queue/state.js';
 
 /**
- * An operation's record beside the queue (`<prefix>:<queue>:bm:op:<id>`) and its jobs: who
- * enqueued it as what, its state, the seal. Everything the producer does to Redis besides
- * adding chunk jobs.
+ * An operation's record beside the queue and its jobs: who enqueued it as what, its state, the
+ * seal. Everything the producer does beside adding chunk jobs.
  */
 
 const WEEK_S = 7 * 24 * 3600;
@@ -45,61 +44,25 @@ export function chunkJobOptions(
  * `created` says whether this call made the record (and so may fail it if enqueueing stops).
  */
 export async function register(
-  redis: Redis,
-  keys: QueueKeys,
+  state: QueueState,
   id: string,
   identityOf: object,
-  fields: { kind: string; table: string; returning?: string },
+  fields: { kind: string; table: string; returning?: boolean },
 ): Promise<{ created: boolean; sealed: boolean; state: string | null }> {
-  const key = keys.op(id);
-  // A digest: the identity holds an update's or a copyTo's filter values, kept out of Redis.
+  // A digest: the identity holds an update's or a copyTo's filter values, kept out of the store.
   const identity = createHash('sha256').update(JSON.stringify(identityOf)).digest('base64url');
-  const created = await redis.hsetnx(key, 'identity', identity);
-  if (!created) {
-    const [prev, sealed, state] = await redis.hmget(key, 'identity', 'sealed', 'state');
-    if (prev !== identity) {
-      throw new BulkError(
-        'OPERATION_CONFLICT',
-        `operation ${id} was enqueued before as a different operation`,
-        {
-          table: fields.table,
-        },
-      );
-    }
-    return { created: false, sealed: sealed === '1', state: state ?? null };
-  }
-  const now = Date.now();
-  await redis
-    .multi()
-    .hset(key, {
-      ...fields,
-      createdAt: String(now),
-      state: 'enqueueing',
-      rowsDone: '0',
-      chunksDone: '0',
-    })
-    .zadd(keys.ops, String(now), id)
-    .exec();
-  return { created: true, sealed: false, state: 'enqueueing' };
-}
-
-const MARK_QUEUED = `
-redis.call('hset', KEYS[1], unpack(ARGV))
-if redis.call('hget', KEYS[1], 'state') == 'enqueueing' then redis.call('hset', KEYS[1], 'state', 'queued') end`;
-
-/** Seal the record (with totals) and move it to 'queued', unless a worker has moved it on already. */
-export async function markSealed(
-  redis: Redis,
-  keys: QueueKeys,
-  id: string,
-  fields: Record<string, string>,
-): Promise<void> {
-  await redis.eval(
-    MARK_QUEUED,
-    1,
-    keys.op(id),
-    ...Object.entries({ sealed: '1', ...fields }).flat(),
-  );
+  const r = await state.register(id, identity, {
+    kind: fields.kind,
+    table: fields.table,
+    returning: fields.returning === true,
+  });
+  if (!r.created && r.identity !== identity)
+    throw new BulkError(
+      'OPERATION_CONFLICT',
+      `operation ${id} was enqueued before as a different operation`,
+      { table: fields.table },
+    );
+  return { created: r.created, sealed: r.sealed, state: r.state };
 }
 
 /** The parent job with its delayed seal child: the parent cannot finish before the seal runs. */
@@ -145,8 +108,7 @@ export async function promoteSeal(queue: Queue, id: string): Promise<void> {
 
 /** Fail an operation whose enqueueing stopped (bad row, payload too large, source error). */
 export async function abandon(
-  redis: Redis,
-  keys: QueueKeys,
+  state: QueueState,
   queue: Queue,
   op: { id: string; table: string; kind: string },
   err: unknown,
@@ -162,16 +124,14 @@ export async function abandon(
             cause: err,
           },
         );
-  const key = keys.op(op.id);
-  await redis.hsetnx(key, 'error', JSON.stringify(bulk.toJSON()));
-  await moveState(redis, key, { state: 'failed', finishedAt: String(Date.now()) });
-  await publishEvent(redis, keys, 'failed', {
-    operationId: op.id,
-    table: op.table,
-    kind: op.kind,
-    state: 'failed',
-    error: { code: bulk.code, message: bulk.message },
-  });
+  if (await state.fail(op.id, JSON.stringify(bulk.toJSON())))
+    await publishEvent(state, 'failed', {
+      operationId: op.id,
+      table: op.table,
+      kind: op.kind,
+      state: 'failed',
+      error: { code: bulk.code, message: bulk.message },
+    });
   // The seal now fails (never sealed), failing the parent job and releasing it.
   await promoteSeal(queue, op.id);
 }

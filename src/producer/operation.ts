@@ -1,20 +1,27 @@
 import { EventEmitter } from 'node:events';
 import { Job, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { type ColumnType, type DecodeOptions, decoderFor } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
-import type { BulkEvents, OperationEndEvent, ProgressEvent } from './events.js';
-import { jobIds, moveState, type QueueKeys } from './redis.js';
-import { decodeRows, decodeValue } from './values.js';
+import type { BulkEvents, OperationEndEvent, ProgressEvent } from '../queue/events.js';
+import { jobIds } from '../queue/keys.js';
+import type { ChunkJobReturn, OperationJobReturn } from '../queue/payload.js';
+import { FINAL_STATES, type OpRecord, type QueueState } from '../queue/state.js';
+import { decodeRows, decodeValue } from '../queue/values.js';
+
+/** The queue an operation is on, as its handle reaches it. */
+export interface OperationQueue {
+  name: string;
+  bull: Queue;
+  state: QueueState;
+  events: () => BulkEvents;
+}
 
 export interface OperationContext {
-  queue: Queue;
-  redis: Redis;
-  keys: QueueKeys;
-  events: () => BulkEvents;
+  /** The queue holding the operation (known when it was enqueued here, else found by its record). */
+  locate: (id: string) => Promise<OperationQueue>;
   logger: Logger;
   /** How returned rows are decoded (as BulkClient's `decode`). */
   decode: DecodeOptions;
@@ -47,6 +54,8 @@ export interface OperationResult {
 
 export interface OperationStatus {
   id: string;
+  /** The queue it is on. */
+  queue: string;
   kind: string;
   table: string;
   state: string;
@@ -61,28 +70,38 @@ export interface OperationStatus {
   error?: { code: string; message: string };
 }
 
-/** What a chunk job returns (see the worker). */
-export interface ChunkJobReturn {
-  index: number;
-  count: number;
-  /** Returned rows as Postgres's text, with their columns' names and types. */
-  returned?: { names: string[]; types: ColumnType[]; rows: (string | null)[][] };
-  /** (Workers before `returned`: rows in the payload's value encoding.) */
-  columns?: string[];
-  rows?: unknown[][];
-  missing?: unknown;
+/** A stored record as a status. */
+export function statusOf(r: OpRecord, queue: string): OperationStatus {
+  const s: OperationStatus = {
+    id: r.id,
+    queue,
+    kind: r.kind,
+    table: r.table,
+    state: r.state,
+    rowsDone: r.rowsDone,
+    chunksDone: r.chunksDone,
+    retries: r.retries,
+  };
+  const optional = {
+    totalRows: r.totalRows,
+    totalChunks: r.totalChunks,
+    createdAt: r.createdAt,
+    finishedAt: r.finishedAt,
+  };
+  for (const [k, v] of Object.entries(optional))
+    if (v !== undefined) (s as unknown as Record<string, number>)[k] = v;
+  if (r.error) {
+    try {
+      s.error = JSON.parse(r.error);
+    } catch {
+      s.error = { code: 'UNKNOWN', message: r.error };
+    }
+  }
+  return s;
 }
 
-/** What the parent job returns once every chunk committed. */
-export interface OperationJobReturn {
-  count: number;
-  chunks?: number;
-  missing?: unknown;
-  path?: string;
-}
-
-function num(v: string | null | undefined): number | undefined {
-  return v === null || v === undefined || v === '' ? undefined : Number(v);
+function noOperation(id: string, q: OperationQueue): BulkError {
+  return new BulkError('INVALID_OPTION', `no operation ${id} on queue ${q.name}`);
 }
 
 /**
@@ -91,11 +110,22 @@ function num(v: string | null | undefined): number | undefined {
  * chunks as they commit.
  */
 export class Operation extends EventEmitter {
+  private where: Promise<OperationQueue> | undefined;
   constructor(
     private readonly ctx: OperationContext,
     readonly id: string,
   ) {
     super();
+  }
+
+  /** The name of the queue the operation is on. */
+  async queueName(): Promise<string> {
+    return (await this.q()).name;
+  }
+
+  private q(): Promise<OperationQueue> {
+    this.where ??= this.ctx.locate(this.id);
+    return this.where;
   }
 
   override on(event: 'progress', listener: (p: ProgressEvent) => void): this;
@@ -110,7 +140,13 @@ export class Operation extends EventEmitter {
   private follow(): void {
     if (this.following) return;
     this.following = true;
-    const events = this.ctx.events();
+    void this.q().then(
+      (q) => this.followOn(q.events()),
+      () => {},
+    );
+  }
+
+  private followOn(events: BulkEvents): void {
     // Progress only moves forward: the snapshot below and the live events may cross.
     let lastChunks = 0;
     const emitProgress = (e: ProgressEvent) => {
@@ -151,45 +187,25 @@ export class Operation extends EventEmitter {
           ...(totalChunks !== undefined ? { totalChunks } : {}),
         });
         // Ended before the reader was live: its end event will not come.
-        if (s.state === 'completed' || s.state === 'failed' || s.state === 'cancelled') stop();
+        if (FINAL_STATES.has(s.state)) stop();
       })
       .catch(() => stop()); // no record (pruned, unknown id): nothing more will come
   }
 
   /** The operation's counters and state as stored beside the queue. */
   async status(): Promise<OperationStatus> {
-    const h = await this.ctx.redis.hgetall(this.ctx.keys.op(this.id));
-    if (!h || Object.keys(h).length === 0)
-      throw new BulkError(
-        'INVALID_OPTION',
-        `no operation ${this.id} on queue ${this.ctx.keys.queue}`,
-      );
-    const s: OperationStatus = {
-      id: this.id,
-      kind: h.kind ?? '',
-      table: h.table ?? '',
-      state: h.state ?? 'unknown',
-      rowsDone: num(h.rowsDone) ?? 0,
-      chunksDone: num(h.chunksDone) ?? 0,
-      retries: num(h.retries) ?? 0,
-    };
-    const optional = {
-      totalRows: num(h.totalRows),
-      totalChunks: num(h.totalChunks),
-      createdAt: num(h.createdAt),
-      finishedAt: num(h.finishedAt),
-    };
-    for (const [k, v] of Object.entries(optional))
-      if (v !== undefined) (s as unknown as Record<string, number>)[k] = v;
-    if (h.error) s.error = JSON.parse(h.error);
-    return s;
+    const q = await this.q();
+    const r = await q.state.record(this.id);
+    if (!r) throw noOperation(this.id, q);
+    return statusOf(r, q.name);
   }
 
   /** Wait for the operation to finish. Rejects with a BulkError (code from the worker). */
   async done(options: { timeoutMs?: number } = {}): Promise<OperationResult> {
     const deadline =
       options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
-    const events = this.ctx.events();
+    const q = await this.q();
+    const events = q.events();
     // An end event may arrive while check() is in flight: remember it, so it is not lost.
     let ended = false;
     let wake: (() => void) | undefined;
@@ -212,7 +228,7 @@ export class Operation extends EventEmitter {
       ]);
       clearTimeout(timer);
       for (;;) {
-        const r = await this.check();
+        const r = await this.check(q);
         if (r) return r;
         if (Date.now() >= deadline)
           throw new BulkError(
@@ -238,29 +254,23 @@ export class Operation extends EventEmitter {
   }
 
   /** The result if the operation has ended (throws its error if it failed), else undefined. */
-  private async check(): Promise<OperationResult | undefined> {
-    const h = await this.ctx.redis.hmget(this.ctx.keys.op(this.id), 'state', 'error');
-    if (h[0] === 'failed' || h[0] === 'cancelled') throw this.errorOf(h[1], h[0]);
+  private async check(q: OperationQueue): Promise<OperationResult | undefined> {
+    const rec = await q.state.record(this.id);
+    if (rec?.state === 'failed' || rec?.state === 'cancelled')
+      throw this.errorOf(rec.error, rec.state);
     // State first, then the job: a job read before it completed carries no return value yet.
-    const state = await this.ctx.queue.getJobState(jobIds.parent(this.id));
+    const state = await q.bull.getJobState(jobIds.parent(this.id));
     if (state === 'unknown') {
-      if (h[0] === null)
-        throw new BulkError(
-          'INVALID_OPTION',
-          `no operation ${this.id} on queue ${this.ctx.keys.queue}`,
-        );
+      if (rec === null) throw noOperation(this.id, q);
       // Completed long ago and its job removed (removeOnComplete): the counters still tell.
-      if (h[0] === 'completed') return this.fromCounters();
+      if (rec.state === 'completed') return this.fromCounters(rec);
       return undefined;
     }
     if (state !== 'completed' && state !== 'failed') return undefined;
-    const job = await Job.fromId(this.ctx.queue, jobIds.parent(this.id));
+    const job = await Job.fromId(q.bull, jobIds.parent(this.id));
     if (!job) return undefined;
     if (state === 'failed')
-      throw this.errorOf(
-        (await this.ctx.redis.hget(this.ctx.keys.op(this.id), 'error')) ?? null,
-        job.failedReason,
-      );
+      throw this.errorOf((await q.state.record(this.id))?.error, job.failedReason);
     const ret = (job.returnvalue ?? { count: 0 }) as OperationJobReturn;
     const out: OperationResult = { count: ret.count };
     if (ret.missing !== undefined) out.missing = decodeValue(ret.missing, 'missing') as Row[];
@@ -270,18 +280,13 @@ export class Operation extends EventEmitter {
     return out;
   }
 
-  private async fromCounters(): Promise<OperationResult> {
-    const [rowsDone, returning] = await this.ctx.redis.hmget(
-      this.ctx.keys.op(this.id),
-      'rowsDone',
-      'returning',
-    );
-    if (returning === '1')
+  private fromCounters(rec: OpRecord): OperationResult {
+    if (rec.returning)
       throw new BulkError(
         'INVALID_OPTION',
         `operation ${this.id} completed, but its returned rows were removed from the queue`,
       );
-    return { count: Number(rowsDone ?? 0) };
+    return { count: rec.rowsDone };
   }
 
   private errorOf(
@@ -317,19 +322,15 @@ export class Operation extends EventEmitter {
    * already committed stay committed.
    */
   async cancel(): Promise<void> {
-    const key = this.ctx.keys.op(this.id);
+    const q = await this.q();
     const error = JSON.stringify({
       code: 'CANCELLED',
       message: `operation ${this.id} was cancelled`,
     });
     // An operation that has already ended stays as it ended.
-    const moved = await moveState(this.ctx.redis, key, {
-      state: 'cancelled',
-      error,
-      finishedAt: String(Date.now()),
-    });
+    const moved = await q.state.finish(this.id, 'cancelled', { error });
     if (!moved) return;
-    const job = await Job.fromId(this.ctx.queue, jobIds.parent(this.id));
+    const job = await Job.fromId(q.bull, jobIds.parent(this.id));
     if (job) {
       try {
         await job.removeUnprocessedChildren();

@@ -7,7 +7,7 @@ import {
   type OnConflictOption,
 } from '../core/options.js';
 import type { Where } from '../core/sql/where.js';
-import type { PayloadOptions } from './payload.js';
+import type { PayloadOptions } from '../queue/payload.js';
 
 /** Options of queued writes: as in direct mode, but the chunks run on the workers. */
 export interface QueueWriteOptions {

@@ -1,7 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, randomUUID } from 'node:crypto';
-import { FlowProducer, Job, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { type FlowProducer, Job } from 'bullmq';
 import { metaFromSnapshot } from '../core/catalog.js';
 import { checkDefined } from '../core/checks.js';
 import { type DecodeOptions, resolveDecode } from '../core/decode.js';
@@ -12,17 +11,30 @@ import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
-import { SnapshotCache } from './catalog.js';
+import { type QueueBackend, RedisBackend } from '../queue/backend.js';
+import { SnapshotCache } from '../queue/catalog.js';
+import type { RedisInput } from '../queue/connection.js';
+import { BulkEvents } from '../queue/events.js';
+import { jobIds, queueNames } from '../queue/keys.js';
+import type { LenientQueue } from '../queue/lenientJob.js';
+import {
+  type ChunkKind,
+  type ChunkPayload,
+  type CopyChunkPayload,
+  checkExportFileName,
+  MAX_CHUNKS,
+  type OperationKind,
+  type OperationPayload,
+  type PayloadOptions,
+} from '../queue/payload.js';
+import { type Encoded, encodeRows, encodeValue, jsonSizeBound } from '../queue/values.js';
 import { copyOptions, encodeCopyChunk } from './copyPayload.js';
 import { csvChunks, csvHead } from './csvChunks.js';
-import { BulkEvents } from './events.js';
-import { LenientQueue } from './lenientJob.js';
-import { Operation } from './operation.js';
+import { Operation, type OperationQueue, type OperationStatus, statusOf } from './operation.js';
 import {
   abandon,
   addFlow,
   chunkJobOptions,
-  markSealed,
   PARENT_JOB,
   promoteSeal,
   register,
@@ -37,24 +49,25 @@ import {
   type QueueUpdateFieldsOptions,
   type QueueWriteOptions,
 } from './options.js';
-import {
-  type ChunkKind,
-  type ChunkPayload,
-  type CopyChunkPayload,
-  checkExportFileName,
-  MAX_CHUNKS,
-  type OperationKind,
-  type OperationPayload,
-  type PayloadOptions,
-} from './payload.js';
-import { connect, jobIds, QueueKeys, type RedisInput } from './redis.js';
-import { type Encoded, encodeRows, encodeValue, jsonSizeBound } from './values.js';
 
 export interface BulkProducerOptions {
-  /** Redis URL, ioredis options or instance. Default: REDIS_URL, else redis://127.0.0.1:6379. */
+  /**
+   * Redis: a URL, ioredis options, a cluster's nodes (`{ cluster: 'host:port,...' }`) or an
+   * ioredis `Redis` or `Cluster`. Default: REDIS_CLUSTER, else REDIS_URL, else
+   * redis://127.0.0.1:6379.
+   */
   redis?: RedisInput;
-  /** BullMQ queue name. Default 'bulkmodel' (BULKMODEL_QUEUE). */
-  queue?: string;
+  /**
+   * The queue, or several to spread operations over (a list, or 'a,b,c'): each operation goes
+   * to one of them, chosen by `pickQueue`. Default 'bulkmodel' (BULKMODEL_QUEUE).
+   */
+  queue?: string | readonly string[];
+  /**
+   * Which queue an operation goes to. Default: a hash of its id, so that the same operation id
+   * always lands on the same queue (enqueueing it again stays idempotent) and random ids
+   * spread evenly. A custom choice must also give one id one queue.
+   */
+  pickQueue?: (op: { id: string; kind: string; table: string }) => string;
   /** BullMQ key prefix. Default 'bull'. */
   prefix?: string;
   /** A chunk's payload larger than this is refused at enqueue (PAYLOAD_TOO_LARGE). Default 16 MiB. */
@@ -88,6 +101,24 @@ export type {
 
 type Input = readonly Row[] | Iterable<Row> | AsyncIterable<Row>;
 
+/** What the producer keeps per queue it has used. */
+interface QueueHandle extends OperationQueue {
+  bull: LenientQueue;
+  flows: FlowProducer;
+  snapshots: SnapshotCache;
+  reader: BulkEvents | undefined;
+}
+
+/** An operation id's queue among n: FNV-1a of the id, so that it is stable across processes. */
+export function hashPick(id: string, n: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % n;
+}
+
 function sha1(text: string): string {
   return createHash('sha1').update(text).digest('base64');
 }
@@ -114,33 +145,67 @@ interface ChunkSource {
  * and one child job per chunk) and returns a handle to await or watch.
  */
 export class BulkProducer {
-  readonly keys: QueueKeys;
   readonly logger: Logger;
-  private readonly redis: Redis;
-  private readonly owned: boolean;
-  private readonly queue: Queue;
-  private readonly flows: FlowProducer;
+  /** Where the queues live (Redis, a Redis Cluster). */
+  readonly backend: QueueBackend;
+  /** The queues this producer enqueues to. */
+  readonly queues: readonly string[];
+  private readonly handles = new Map<string, QueueHandle>();
   private readonly options: BulkProducerOptions;
-  private events: BulkEvents | undefined;
   private closed = false;
-  private readonly snapshots: SnapshotCache;
   private readonly decode: DecodeOptions;
 
   constructor(options: BulkProducerOptions = {}) {
     this.options = options;
     this.decode = resolveDecode(options.decode);
     this.logger = options.logger ?? defaultLogger;
-    const c = connect(options.redis);
-    this.redis = c.redis;
-    this.owned = c.owned;
-    const queue = options.queue ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
-    const prefix = options.prefix ?? 'bull';
-    this.keys = new QueueKeys(prefix, queue);
-    this.queue = new LenientQueue(queue, { connection: this.redis, prefix });
-    this.flows = new FlowProducer({ connection: this.redis, prefix });
-    this.snapshots = new SnapshotCache(this.redis, this.keys);
-    this.queue.on('error', (err) => this.logger.warn({ err }, 'queue connection error'));
-    this.flows.on('error', (err) => this.logger.warn({ err }, 'flow producer connection error'));
+    this.queues = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
+    if (options.pickQueue !== undefined && typeof options.pickQueue !== 'function')
+      throw new BulkError('INVALID_OPTION', 'pickQueue must be a function');
+    this.backend = new RedisBackend({ redis: options.redis, prefix: options.prefix });
+  }
+
+  /** The queue's BullMQ objects and state, made on first use. */
+  private handle(name: string): QueueHandle {
+    let h = this.handles.get(name);
+    if (!h) {
+      const bull = this.backend.queue(name);
+      const flows = this.backend.flows(name);
+      const state = this.backend.state(name);
+      bull.on('error', (err) => this.logger.warn({ err, queue: name }, 'queue connection error'));
+      flows.on('error', (err) =>
+        this.logger.warn({ err, queue: name }, 'flow producer connection error'),
+      );
+      const handle: QueueHandle = {
+        name,
+        bull,
+        flows,
+        state,
+        snapshots: new SnapshotCache(state),
+        reader: undefined,
+        events: () => {
+          handle.reader ??= new BulkEvents({ backend: this.backend, queue: name });
+          return handle.reader;
+        },
+      };
+      h = handle;
+      this.handles.set(name, h);
+    }
+    return h;
+  }
+
+  /** The queue an operation goes to. */
+  private pick(id: string, kind: string, table: string): QueueHandle {
+    if (this.queues.length === 1) return this.handle(this.queues[0]!);
+    const name = this.options.pickQueue
+      ? this.options.pickQueue({ id, kind, table })
+      : this.queues[hashPick(id, this.queues.length)]!;
+    if (typeof name !== 'string' || !this.queues.includes(name))
+      throw new BulkError(
+        'INVALID_OPTION',
+        `pickQueue returned ${JSON.stringify(name)}, not one of this producer's queues (${this.queues.join(', ')})`,
+      );
+    return this.handle(name);
   }
 
   /** Enqueue a bulk INSERT. */
@@ -204,29 +269,44 @@ export class BulkProducer {
     return this.enqueueSingle('copyTo', table, opts, options.operationId, { copyTo });
   }
 
-  /** A handle on an operation enqueued earlier (by this or another process). */
+  /**
+   * A handle on an operation enqueued earlier (by this or another process). With several
+   * queues, it is looked for on the queue its id hashes to first, then on the others.
+   */
   operation(id: string): Operation {
-    return new Operation(this.ctx(), id);
+    checkOperationId(id);
+    return new Operation(
+      {
+        locate: async (opId) => {
+          const first = this.queues[hashPick(opId, this.queues.length)]!;
+          if (this.queues.length === 1) return this.handle(first);
+          for (const name of [first, ...this.queues.filter((q) => q !== first)]) {
+            const h = this.handle(name);
+            if ((await h.state.stateOf(opId)) !== null) return h;
+          }
+          return this.handle(first);
+        },
+        logger: this.logger,
+        decode: this.decode,
+      },
+      id,
+    );
   }
 
-  private ctx() {
-    return {
-      queue: this.queue,
-      redis: this.redis,
-      keys: this.keys,
-      events: () => this.eventReader(),
-      logger: this.logger,
-      decode: this.decode,
-    };
+  /** The `limit` most recent operations over this producer's queues, newest first. */
+  async operations(options: { limit?: number } = {}): Promise<OperationStatus[]> {
+    const limit = options.limit ?? 20;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      throw new BulkError('INVALID_OPTION', 'limit must be an integer from 1 to 10000');
+    const all: OperationStatus[] = [];
+    for (const name of this.queues)
+      for (const r of await this.handle(name).state.records(limit)) all.push(statusOf(r, name));
+    return all.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0)).slice(0, limit);
   }
 
-  private eventReader(): BulkEvents {
-    this.events ??= new BulkEvents({
-      redis: this.redis,
-      queue: this.keys.queue,
-      prefix: this.keys.prefix,
-    });
-    return this.events;
+  /** The handle of an operation this producer enqueued on `h`. */
+  private opOn(h: QueueHandle, id: string): Operation {
+    return new Operation({ locate: async () => h, logger: this.logger, decode: this.decode }, id);
   }
 
   private encodeObject(o: unknown, what: string): Record<string, Encoded> {
@@ -277,9 +357,9 @@ export class BulkProducer {
       this.options.payloadVersion !== 1 &&
       (kind === 'bulkCreate' || kind === 'copyFrom') &&
       popts.returning === undefined;
-    const snap = v2 ? await this.snapshots.get(table) : null;
+    const { id, h } = this.place(options.operationId, kind, table);
+    const snap = v2 ? await h.snapshots.get(table) : null;
     const copyMeta = snap ? metaFromSnapshot(snap) : undefined;
-    const operationId = options.operationId;
     async function* chunks(): AsyncGenerator<ChunkSource> {
       for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
         yield {
@@ -314,7 +394,14 @@ export class BulkProducer {
         };
       }
     }
-    return this.enqueueFlow(kind, table, popts, operationId, chunks());
+    return this.enqueueFlow(kind, table, popts, h, id, options.operationId !== undefined, chunks());
+  }
+
+  /** An operation's id (given or new) and its queue. */
+  private place(operationId: string | undefined, kind: string, table: string) {
+    checkOperationId(operationId);
+    const id = operationId ?? randomUUID();
+    return { id, h: this.pick(id, kind, table) };
   }
 
   /**
@@ -336,6 +423,7 @@ export class BulkProducer {
     const { columns: given, header = true, path = 'input', onEnqueued, ...rest } = options ?? {};
     const popts = copyOptions(payloadOptions(rest));
     const batchSize = popts.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE;
+    const { id, h } = this.place(options.operationId, 'copyFrom', table);
     const { columns, body, firstLine } = await csvHead(source, {
       header,
       columns: checkNames(given, 'columns'),
@@ -343,7 +431,7 @@ export class BulkProducer {
     });
     // The header's names, checked at once when the table's catalog is known here (a worker
     // refuses an unknown or read-only column otherwise, on the first chunk).
-    const snap = await this.snapshots.get(table);
+    const snap = await h.snapshots.get(table);
     if (snap) {
       const meta = metaFromSnapshot(snap);
       for (const n of columns) {
@@ -384,7 +472,15 @@ export class BulkProducer {
         };
       }
     }
-    return this.enqueueFlow('copyFrom', table, popts, options.operationId, chunks());
+    return this.enqueueFlow(
+      'copyFrom',
+      table,
+      popts,
+      h,
+      id,
+      options.operationId !== undefined,
+      chunks(),
+    );
   }
 
   /**
@@ -396,37 +492,28 @@ export class BulkProducer {
     kind: ChunkKind,
     table: string,
     popts: PayloadOptions,
-    operationId: string | undefined,
+    h: QueueHandle,
+    id: string,
+    givenId: boolean,
     source: AsyncIterable<ChunkSource>,
   ): Promise<Operation> {
-    checkOperationId(operationId);
-    const givenId = operationId !== undefined;
-    const id = operationId ?? randomUUID();
-    const opKey = this.keys.op(id);
     const {
       created,
       sealed,
       state: before,
     } = await register(
-      this.redis,
-      this.keys,
+      h.state,
       id,
       { kind, table, options: popts },
-      { kind, table, ...(popts.returning ? { returning: '1' } : {}) },
+      { kind, table, returning: popts.returning !== undefined },
     );
     // Enqueued before under this id. An operation that ended in failure is returned as is (its
     // done() rejects); otherwise the input must be the same, chunk by chunk, or it is a conflict.
-    if (sealed && (before === 'failed' || before === 'cancelled'))
-      return new Operation(this.ctx(), id);
+    if (sealed && (before === 'failed' || before === 'cancelled')) return this.opOn(h, id);
     const parent: OperationPayload = { v: 1, kind, operationId: id, table, options: popts };
-    const qualified = this.keys.qualified;
-    if (!sealed && !(await Job.fromId(this.queue, jobIds.parent(id)))) {
-      await addFlow(
-        this.flows,
-        this.keys.queue,
-        parent,
-        this.options.sealTimeoutMs ?? 24 * 3600_000,
-      );
+    const qualified = this.backend.qualifiedName(h.name);
+    if (!sealed && !(await Job.fromId(h.bull, jobIds.parent(id)))) {
+      await addFlow(h.flows, h.name, parent, this.options.sealTimeoutMs ?? 24 * 3600_000);
     }
     const maxBytes = this.options.maxPayloadBytes ?? 16 * 1024 * 1024;
     const attempts = this.options.attempts ?? 8;
@@ -470,19 +557,17 @@ export class BulkProducer {
         let state: string | null = null;
         if (givenId) {
           fp = json !== undefined ? sha1(json) : fingerprintCopyChunk(data as CopyChunkPayload);
-          const got = await this.redis.hmget(opKey, `fp${index}`, 'state');
-          prevFp = got[0] ?? null;
-          state = got[1] ?? null;
+          ({ fp: prevFp, state } = await h.state.chunkFingerprint(id, index));
           if (prevFp !== null && prevFp !== fp) throw conflict(`chunk ${index} differs from`);
           if (sealed && prevFp === null) throw conflict('the input is longer than');
         } else if (index % 8 === 7) {
-          state = await this.redis.hget(opKey, 'state');
+          state = await h.state.stateOf(id);
         }
         // A worker failed the operation (bad input): enqueueing more would only be skipped.
         if (state === 'failed' || state === 'cancelled') break;
         if (prevFp === null) {
-          await this.queue.add('chunk', data, chunkJobOptions(id, index, qualified, attempts));
-          if (fp) await this.redis.hset(opKey, `fp${index}`, fp);
+          await h.bull.add('chunk', data, chunkJobOptions(id, index, qualified, attempts));
+          if (fp) await h.state.setChunkFingerprint(id, index, fp);
         }
         index++;
         offset += src.rows;
@@ -493,23 +578,20 @@ export class BulkProducer {
       // Only the call that created the record fails it: another call enqueueing the same id may
       // be mid-way, and its operation is not this call's to fail.
       if (created && !(err instanceof BulkError && err.code === 'OPERATION_CONFLICT'))
-        await abandon(this.redis, this.keys, this.queue, { id, table, kind }, err).catch((e) =>
+        await abandon(h.state, h.bull, { id, table, kind }, err).catch((e) =>
           this.logger.warn({ err: e, operationId: id }, 'could not mark the operation failed'),
         );
       throw err;
     }
     if (sealed) {
-      const [chunks, total] = await this.redis.hmget(opKey, 'totalChunks', 'totalRows');
-      if (Number(chunks) !== index || Number(total) !== offset)
+      const rec = await h.state.record(id);
+      if (rec?.totalChunks !== index || rec.totalRows !== offset)
         throw conflict('the input is shorter than');
-      return new Operation(this.ctx(), id);
+      return this.opOn(h, id);
     }
-    await markSealed(this.redis, this.keys, id, {
-      totalRows: String(offset),
-      totalChunks: String(index),
-    });
-    await promoteSeal(this.queue, id);
-    return new Operation(this.ctx(), id);
+    await h.state.seal(id, { totalRows: offset, totalChunks: index });
+    await promoteSeal(h.bull, id);
+    return this.opOn(h, id);
   }
 
   private async enqueueSingle(
@@ -521,13 +603,11 @@ export class BulkProducer {
   ): Promise<Operation> {
     this.assertOpen();
     parseTableName(table);
-    checkOperationId(operationId);
-    const id = operationId ?? randomUUID();
+    const { id, h } = this.place(operationId, kind, table);
     // What the operation does is part of its identity: the same id for another filter or
     // another file is a conflict, not the earlier operation.
     const { sealed } = await register(
-      this.redis,
-      this.keys,
+      h.state,
       id,
       { kind, table, options: popts, ...extra },
       { kind, table },
@@ -541,22 +621,24 @@ export class BulkProducer {
         options: popts,
         ...extra,
       };
-      await this.queue.add('operation', data, {
+      await h.bull.add('operation', data, {
         jobId: jobIds.parent(id),
         ...PARENT_JOB,
         attempts: this.options.attempts ?? 8,
       });
-      await markSealed(this.redis, this.keys, id, {});
+      await h.state.seal(id, undefined);
     }
-    return new Operation(this.ctx(), id);
+    return this.opOn(h, id);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.events?.close();
-    await this.flows.close();
-    await this.queue.close();
-    if (this.owned) await this.redis.quit().catch(() => this.redis.disconnect());
+    for (const h of this.handles.values()) {
+      await h.reader?.close();
+      await h.flows.close();
+      await h.bull.close();
+    }
+    await this.backend.close();
   }
 }

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import type { Where } from '../core/sql/where.js';
-import { checkExportFileName, type OperationPayload } from '../producer/payload.js';
+import { checkExportFileName, type OperationPayload } from '../queue/payload.js';
 
 /**
  * Where queued copyTo jobs may write: one directory the operator named, taken as its real path

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type Job, type JobJson, Worker } from 'bullmq';
-import { jobFacts as facts, type JobFacts, LenientJob } from '../producer/lenientJob.js';
+import { jobFacts as facts, type JobFacts, LenientJob } from '../queue/lenientJob.js';
 
 /**
  * Jobs as read from the queue, before anything trusts them. BullMQ parses a job's data with

@@ -1,7 +1,7 @@
 import { MAX_NESTING } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import { MAX_BATCH_SIZE } from '../core/options.js';
-import { type ChunkPayload, type CopyChunkPayload, MAX_CHUNKS } from '../producer/payload.js';
+import { type ChunkPayload, type CopyChunkPayload, MAX_CHUNKS } from '../queue/payload.js';
 
 /**
  * What a worker accepts from a job, enforced by the worker itself (a job may come from anyone

@@ -1,7 +1,6 @@
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../core/logger.js';
-import type { QueueKeys } from '../producer/redis.js';
+import type { QueueState } from '../queue/state.js';
 
 /** What BulkWorker reports about each job it runs (prom-client metrics implement it). */
 export interface WorkerMetricsHook {
@@ -40,51 +39,37 @@ function jobLabel(job: Job): string {
 }
 
 /**
- * Mark an operation started (first job wins) and index it, so that its record is pruned even
- * when no producer registered it; returns its totals when this call was the first.
- */
-const MARK_STARTED = `
-if redis.call('hsetnx', KEYS[1], 'startedAt', ARGV[1]) == 0 then return false end
-redis.call('zadd', KEYS[2], 'NX', ARGV[1], ARGV[2])
-return redis.call('hmget', KEYS[1], 'totalRows', 'totalChunks')`;
-
-function num(v: string | null | undefined): number | undefined {
-  return v === null || v === undefined || v === '' ? undefined : Number(v);
-}
-
-/**
  * Logs one line when an operation's first job starts and one when it ends (first worker to see
  * it wins, through HSETNX on the operation's hash), and feeds the metrics hook.
  */
 export class JobObserver {
   constructor(
-    private readonly redis: Redis,
-    private readonly keys: QueueKeys,
+    private readonly state: QueueState,
     private readonly logger: Logger,
     private readonly metrics: WorkerMetricsHook | undefined,
+    private readonly workerName: string,
   ) {}
 
-  /** Before a chunk or operation job runs: the first one marks and logs the operation's start. */
+  /**
+   * Before a chunk or operation job runs: recorded as running here (the dashboard shows it);
+   * the first job of an operation also marks (the operation is indexed, so that its record is
+   * pruned even when no producer registered it) and logs the operation's start.
+   */
   async started(job: Job, op: JobInfo): Promise<void> {
-    const now = String(Date.now());
-    const first = (await this.redis.eval(
-      MARK_STARTED,
-      2,
-      this.keys.op(op.operationId),
-      this.keys.ops,
-      now,
+    const { first, totalRows, totalChunks } = await this.state.jobStarted(
       op.operationId,
-    )) as (string | null)[] | null;
+      job.id ?? '',
+      this.workerName,
+    );
     if (!first) return;
-    const [totalRows, totalChunks] = first;
     this.logger.info(
       {
         operationId: op.operationId,
         table: op.table,
         kind: op.kind,
         job: jobLabel(job),
-        totalRows: num(totalRows),
-        totalChunks: num(totalChunks),
+        totalRows,
+        totalChunks,
       },
       'operation started',
     );
@@ -120,20 +105,9 @@ export class JobObserver {
 
   /** One line per operation end, with its numbers. */
   private async ended(op: JobInfo, state: string, code?: string, count?: number): Promise<void> {
-    const key = this.keys.op(op.operationId);
-    if ((await this.redis.hsetnx(key, 'endLogged', '1')) !== 1) return;
-    const f = await this.redis.hmget(
-      key,
-      'rowsDone',
-      'chunksDone',
-      'totalRows',
-      'totalChunks',
-      'retries',
-      'createdAt',
-      'startedAt',
-    );
-    const [rowsDone, chunksDone, totalRows, totalChunks, retries, createdAt, startedAt] =
-      f.map(num);
+    if (!(await this.state.claimEndLog(op.operationId))) return;
+    const r = await this.state.record(op.operationId);
+    const { rowsDone, chunksDone, totalRows, totalChunks, retries, createdAt, startedAt } = r ?? {};
     const now = Date.now();
     const ms = startedAt ? now - startedAt : undefined;
     const line = {

@@ -1,6 +1,5 @@
 import type { Job } from 'bullmq';
 import { parse as parseCsv } from 'csv-parse/sync';
-import type { Redis } from 'ioredis';
 import { kindsFingerprint } from '../core/catalog.js';
 import { executeChunk, executeCopyChunk } from '../core/chunkJob.js';
 import type { BulkClient } from '../core/client.js';
@@ -12,23 +11,25 @@ import { CopyTextParser } from '../core/ops/copyTo.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
-import { publishSnapshot } from '../producer/catalog.js';
-import { type BulkEventName, publishEvent } from '../producer/events.js';
-import type { ChunkJobReturn, OperationJobReturn } from '../producer/operation.js';
+import { publishSnapshot } from '../queue/catalog.js';
+import { type BulkEventName, publishEvent } from '../queue/events.js';
+import { jobIds } from '../queue/keys.js';
 import type {
+  ChunkJobReturn,
   ChunkPayload,
   CopyChunkPayload,
+  OperationJobReturn,
   OperationPayload,
   SealPayload,
-} from '../producer/payload.js';
-import { jobIds, moveState, type QueueKeys } from '../producer/redis.js';
-import { decodeRows, decodeValue, encodeValue } from '../producer/values.js';
+} from '../queue/payload.js';
+import type { QueueState } from '../queue/state.js';
+import { decodeRows, decodeValue, encodeValue } from '../queue/values.js';
 import { type ExportTarget, exportToFile } from './export.js';
 
 export interface ProcessorContext {
   db: BulkClient;
-  redis: Redis;
-  keys: QueueKeys;
+  /** The state beside the job's queue. */
+  state: QueueState;
   /** Where copyTo jobs write; undefined refuses them (EXPORT_DISABLED). */
   exportTarget: ExportTarget | undefined;
   eventsMaxLen: number;
@@ -44,6 +45,8 @@ export interface Checked {
   table: string;
   /** sha256 of the job's data as stored (binds a chunk's ledger slot to its content). */
   fingerprint: string | undefined;
+  /** The job's id (its place: recorded while it runs). */
+  jobId: string;
 }
 
 /**
@@ -75,52 +78,29 @@ function decodeObject(
 }
 
 async function publish(ctx: ProcessorContext, name: BulkEventName, event: unknown): Promise<void> {
-  await publishEvent(ctx.redis, ctx.keys, name, event, ctx.eventsMaxLen);
+  await publishEvent(ctx.state, name, event, ctx.eventsMaxLen);
 }
 
 /**
- * Count a chunk once (a bit per chunk: a replay does not count twice), move the operation to
- * running unless it has ended, and read the counters: one round trip.
+ * Count a chunk once (a replay does not count twice), move the operation to running unless it
+ * has ended, and announce the counters.
  */
-const MARK_CHUNK_DONE = `
-redis.call('zadd', KEYS[3], 'NX', ARGV[3], ARGV[4])
-if redis.call('setbit', KEYS[2], ARGV[1], 1) == 0 then
-  redis.call('hincrby', KEYS[1], 'rowsDone', ARGV[2])
-  redis.call('hincrby', KEYS[1], 'chunksDone', 1)
-  local s = redis.call('hget', KEYS[1], 'state')
-  if s ~= 'completed' and s ~= 'failed' and s ~= 'cancelled' then redis.call('hset', KEYS[1], 'state', 'running') end
-end
-return redis.call('hmget', KEYS[1], 'rowsDone', 'chunksDone', 'totalRows', 'totalChunks')`;
-
 async function markChunkDone(
   ctx: ProcessorContext,
   p: ChunkPayload | CopyChunkPayload,
   count: number,
+  jobId: string,
 ): Promise<void> {
   // The chunk index is within the worker's limit (checkChunk): the bit offset is bounded. The
-  // operation is indexed (NX: once), so that its records are pruned even when no producer
+  // operation is indexed (once), so that its records are pruned even when no producer
   // registered it.
-  const [rowsDone, chunksDone, totalRows, totalChunks] = (await ctx.redis.eval(
-    MARK_CHUNK_DONE,
-    3,
-    ctx.keys.op(p.operationId),
-    ctx.keys.opDone(p.operationId),
-    ctx.keys.ops,
-    String(p.chunk.index),
-    String(count),
-    String(Date.now()),
-    p.operationId,
-  )) as (string | null)[];
-  const ev: Record<string, unknown> = {
+  const c = await ctx.state.chunkDone(p.operationId, p.chunk.index, count, jobId);
+  await publish(ctx, 'progress', {
     operationId: p.operationId,
     table: p.table,
     kind: p.kind,
-    rowsDone: Number(rowsDone ?? 0),
-    chunksDone: Number(chunksDone ?? 0),
-  };
-  if (totalRows) ev.totalRows = Number(totalRows);
-  if (totalChunks) ev.totalChunks = Number(totalChunks);
-  await publish(ctx, 'progress', ev);
+    ...c,
+  });
 }
 
 /** Record why an operation failed (first failure wins) and announce it. */
@@ -131,18 +111,8 @@ export async function failOperation(
   kind: string,
   err: BulkError,
 ): Promise<void> {
-  const key = ctx.keys.op(operationId);
   // Row values (Postgres's detail, the value refused) stay out unless the operator opted in.
-  const [[, set]] = (await ctx.redis
-    .multi()
-    .hsetnx(key, 'error', JSON.stringify(err.toJSON({ values: ctx.showValues })))
-    .zadd(ctx.keys.ops, 'NX', String(Date.now()), operationId)
-    .exec()) as [[Error | null, number]];
-  const moved = await moveState(ctx.redis, key, {
-    state: 'failed',
-    finishedAt: String(Date.now()),
-  });
-  if (set && moved)
+  if (await ctx.state.fail(operationId, JSON.stringify(err.toJSON({ values: ctx.showValues }))))
     await publish(ctx, 'failed', {
       operationId,
       table,
@@ -166,30 +136,25 @@ export async function assertLive(
   table: string,
   chunk?: { index: number; parentId: string | undefined },
 ): Promise<void> {
-  const [state, identity, sealed, totalChunks] = await ctx.redis.hmget(
-    ctx.keys.op(operationId),
-    'state',
-    'identity',
-    'sealed',
-    'totalChunks',
-  );
+  const rec = await ctx.state.record(operationId);
+  const state = rec?.state;
   if (state === 'cancelled')
     throw new BulkError('CANCELLED', `operation ${operationId} was cancelled`, { table });
   if (state === 'failed')
     throw new BulkError('CANCELLED', `operation ${operationId} failed earlier; chunk skipped`, {
       table,
     });
-  if (!chunk || identity === null) return;
+  if (!chunk || rec?.identity === undefined) return;
   if (chunk.parentId !== jobIds.parent(operationId))
     throw new BulkError(
       'CHUNK_CONFLICT',
       `operation ${operationId}: chunk ${chunk.index} is not a child of the operation's job: refused, not counted`,
       { table },
     );
-  if (sealed === '1' && chunk.index >= Number(totalChunks))
+  if (rec.sealed && chunk.index >= (rec.totalChunks ?? 0))
     throw new BulkError(
       'CHUNK_CONFLICT',
-      `operation ${operationId}: chunk ${chunk.index} is beyond its ${totalChunks} chunks: refused, not counted`,
+      `operation ${operationId}: chunk ${chunk.index} is beyond its ${rec.totalChunks ?? 0} chunks: refused, not counted`,
       { table },
     );
 }
@@ -249,7 +214,7 @@ export async function processChunk(
     ...(batchSize ? { batchSize } : {}),
     ...(returning ? { rowText: true } : {}),
   });
-  await markChunkDone(ctx, p, res.count);
+  await markChunkDone(ctx, p, res.count, checked.jobId);
   const out: ChunkJobReturn = { index: p.chunk.index, count: res.count };
   // Rows read back: Postgres's text of each value with its column's type, decoded by the
   // producer with its own decode options (exact, whatever the worker's are).
@@ -268,7 +233,7 @@ function checkCatalog(ctx: ProcessorContext, meta: TableMeta, p: CopyChunkPayloa
   if (p.format !== 'text' || p.catalog === undefined) return;
   const cols = p.groups.flatMap((g) => g.columns.map((n) => columnOf(meta, n)));
   if (kindsFingerprint(cols) === p.catalog) return;
-  void publishSnapshot(ctx.redis, ctx.keys, [p.table], meta).catch(() => {});
+  void publishSnapshot(ctx.state, [p.table], meta).catch(() => {});
   throw new BulkError(
     'CATALOG_MISMATCH',
     `${meta.displayName}: the chunk was encoded for column types the table no longer has (its catalog changed since the producer read it): enqueue the operation again`,
@@ -341,15 +306,15 @@ async function processCopyData(
         }
       : {}),
   });
-  await markChunkDone(ctx, p, res.count);
+  await markChunkDone(ctx, p, res.count, checked.jobId);
   if (signals) await publish(ctx, post, { ...base, count: res.count });
   return { index: p.chunk.index, count: res.count };
 }
 
 /** A 'seal' job runs once enqueueing ended; if it runs while the producer never sealed, the producer died. */
 export async function processSeal(ctx: ProcessorContext, p: SealPayload): Promise<{ seal: true }> {
-  const sealed = await ctx.redis.hget(ctx.keys.op(p.operationId), 'sealed');
-  if (sealed !== '1') {
+  const rec = await ctx.state.record(p.operationId);
+  if (!rec?.sealed) {
     throw new BulkError(
       'CANCELLED',
       `operation ${p.operationId}: the producer stopped before it finished enqueueing`,
@@ -367,11 +332,7 @@ export async function finishOperation(
   p: OperationPayload,
   count: number,
 ): Promise<void> {
-  const moved = await moveState(ctx.redis, ctx.keys.op(p.operationId), {
-    state: 'completed',
-    finishedAt: String(Date.now()),
-    rowsDone: String(count),
-  });
+  const moved = await ctx.state.finish(p.operationId, 'completed', { rowsDone: count });
   // cancelled meanwhile: it stays cancelled
   if (!moved) return;
   await publish(ctx, 'completed', {
@@ -394,7 +355,6 @@ async function runCopyTo(
   checked: Checked,
 ): Promise<OperationJobReturn> {
   const spec = p.copyTo!;
-  const key = ctx.keys.op(p.operationId);
   return exportToFile({
     db: ctx.db,
     target: ctx.exportTarget,
@@ -402,17 +362,8 @@ async function runCopyTo(
     spec,
     where: decodeObject(spec.where, 'where', ctx.maxNesting),
     signals: p.options.signals !== false,
-    remember: async (identity, count) => {
-      await ctx.redis
-        .multi()
-        .hset(key, `export:${identity}`, String(count))
-        .zadd(ctx.keys.ops, 'NX', String(Date.now()), p.operationId)
-        .exec();
-    },
-    recall: async (identity) => {
-      const v = await ctx.redis.hget(key, `export:${identity}`);
-      return v === null ? undefined : Number(v);
-    },
+    remember: (identity, count) => ctx.state.setExport(p.operationId, identity, count),
+    recall: (identity) => ctx.state.getExport(p.operationId, identity),
   });
 }
 
@@ -445,22 +396,17 @@ export async function processOperation(
   if (p.kind === 'copyTo') return runCopyTo(ctx, p, checked);
   // The counters are exact (each chunk counted once): no need to load every chunk's result,
   // which holds its returned rows. Only updateFields gathers its chunks' missing keys.
-  const [rowsDone, chunksDone, totalChunks, identity] = await ctx.redis.hmget(
-    ctx.keys.op(p.operationId),
-    'rowsDone',
-    'chunksDone',
-    'totalChunks',
-    'identity',
-  );
+  const rec = await ctx.state.record(p.operationId);
+  const chunksDone = rec?.chunksDone ?? 0;
   // Every chunk the producer enqueued was counted once, and nothing else was: a count that
   // disagrees means chunks that were not the operation's own, and the result cannot be trusted.
-  if (identity !== null && Number(chunksDone ?? 0) !== Number(totalChunks ?? -1))
+  if (rec?.identity !== undefined && chunksDone !== (rec.totalChunks ?? -1))
     throw new BulkError(
       'CHUNK_CONFLICT',
-      `operation ${p.operationId}: ${chunksDone ?? 0} chunks were counted, ${totalChunks ?? 'none'} were enqueued`,
+      `operation ${p.operationId}: ${chunksDone} chunks were counted, ${rec.totalChunks ?? 'none'} were enqueued`,
       { table: p.table },
     );
-  const out: OperationJobReturn = { count: Number(rowsDone ?? 0), chunks: Number(chunksDone ?? 0) };
+  const out: OperationJobReturn = { count: rec?.rowsDone ?? 0, chunks: chunksDone };
   if (p.kind === 'updateFields') {
     const values = (await job.getChildrenValues()) as Record<
       string,
@@ -472,22 +418,4 @@ export async function processOperation(
     out.missing = parts.flatMap((c) => (c.missing as unknown[] | undefined) ?? []);
   }
   return out;
-}
-
-/** Forget operation records (hash, chunk bitmap, index entry) created before the retention. */
-export async function pruneOperations(
-  redis: Redis,
-  keys: QueueKeys,
-  retentionMs: number,
-): Promise<number> {
-  const cutoff = Date.now() - retentionMs;
-  let removed = 0;
-  for (;;) {
-    const ids = await redis.zrangebyscore(keys.ops, '-inf', String(cutoff), 'LIMIT', 0, 500);
-    if (ids.length === 0) return removed;
-    const m = redis.multi();
-    for (const id of ids) m.del(keys.op(id), keys.opDone(id)).zrem(keys.ops, id);
-    await m.exec();
-    removed += ids.length;
-  }
 }

@@ -15,7 +15,7 @@ const STATES = [
  * Gauges read from the queue at scrape time: jobs by state and connected workers. Both the
  * dashboard and each worker expose them (aggregate with max(), not sum()).
  */
-export function registerQueueMetrics(registry: Registry, queue: Queue): void {
+export function registerQueueMetrics(registry: Registry, queues: readonly Queue[]): void {
   const registers = [registry];
   new Gauge({
     name: 'bulkmodel_queue_jobs',
@@ -23,8 +23,10 @@ export function registerQueueMetrics(registry: Registry, queue: Queue): void {
     labelNames: ['queue', 'state'],
     registers,
     async collect() {
-      const counts = await queue.getJobCounts(...STATES);
-      for (const s of STATES) this.set({ queue: queue.name, state: s }, counts[s] ?? 0);
+      for (const queue of queues) {
+        const counts = await queue.getJobCounts(...STATES);
+        for (const s of STATES) this.set({ queue: queue.name, state: s }, counts[s] ?? 0);
+      }
     },
   });
   new Gauge({
@@ -33,7 +35,7 @@ export function registerQueueMetrics(registry: Registry, queue: Queue): void {
     labelNames: ['queue'],
     registers,
     async collect() {
-      this.set({ queue: queue.name }, await queue.getWorkersCount());
+      for (const queue of queues) this.set({ queue: queue.name }, await queue.getWorkersCount());
     },
   });
 }

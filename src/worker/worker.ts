@@ -1,6 +1,6 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { hostname } from 'node:os';
 import { type Job, UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { BulkClient, type BulkClientOptions } from '../core/client.js';
 import { BulkError, fromPgError } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
@@ -8,16 +8,18 @@ import type { TableMeta } from '../core/meta.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
-import { publishSnapshot } from '../producer/catalog.js';
-import { DEFAULT_EVENTS_MAX_LEN, publishEvent } from '../producer/events.js';
+import { type QueueBackend, RedisBackend } from '../queue/backend.js';
+import { publishSnapshot } from '../queue/catalog.js';
+import type { RedisInput } from '../queue/connection.js';
+import { DEFAULT_EVENTS_MAX_LEN, publishEvent } from '../queue/events.js';
+import { jobIds, queueNames } from '../queue/keys.js';
 import {
   type ChunkPayload,
   type OperationPayload,
   type Payload,
   type SealPayload,
   validatePayload,
-} from '../producer/payload.js';
-import { connect, describe, jobIds, QueueKeys, type RedisInput } from '../producer/redis.js';
+} from '../queue/payload.js';
 import { Allowlist, canonicalName } from './allowlist.js';
 import { openExportTarget, sweepStaleTemps } from './export.js';
 import { GuardedWorker, rawFacts } from './jobGuard.js';
@@ -32,7 +34,6 @@ import {
   processChunk,
   processOperation,
   processSeal,
-  pruneOperations,
 } from './processors.js';
 
 /** The job names bulkmodel enqueues; any other is refused (and labelled 'other'). */
@@ -45,15 +46,24 @@ function shownId(id: string | undefined): string | undefined {
 }
 
 export interface BulkWorkerOptions {
-  /** Redis URL, ioredis options or instance. Default: REDIS_URL, else redis://127.0.0.1:6379. */
+  /**
+   * Redis: a URL, ioredis options, a cluster's nodes (`{ cluster: 'host:port,...' }`) or an
+   * ioredis `Redis` or `Cluster`. Default: REDIS_CLUSTER, else REDIS_URL, else
+   * redis://127.0.0.1:6379.
+   */
   redis?: RedisInput;
-  queue?: string;
+  /**
+   * The queue to serve, or several (a list, or 'a,b'): one BullMQ worker per queue, each
+   * running up to `concurrency` jobs. Default 'bulkmodel' (BULKMODEL_QUEUE).
+   */
+  queue?: string | readonly string[];
+  /** BullMQ key prefix. Default 'bull'. */
   prefix?: string;
   /** Postgres: a connection string, or BulkClient options. Default: DATABASE_URL. */
   database?: string | BulkClientOptions;
   /** Tables this worker may write (`name` or `schema.name`). Required; ['*'] allows every table. */
   tables: string[];
-  /** Jobs processed at once. Default 4. */
+  /** Jobs processed at once, per queue. Default 4. */
   concurrency?: number;
   /** This worker's name, recorded on the jobs it processes (BullMQ `processedBy`). Default host:pid. */
   name?: string;
@@ -121,6 +131,16 @@ export interface WorkerStats {
   rows: number;
 }
 
+/** One queue this worker serves: its BullMQ worker and the state beside it. */
+interface Lane {
+  name: string;
+  worker: GuardedWorker;
+  ctx: ProcessorContext;
+  observer: JobObserver;
+  /** Table names whose catalog snapshot this process published on this queue. */
+  published: Set<string>;
+}
+
 /**
  * Pulls chunk jobs from the queue and writes them with the core: allowlisted tables only,
  * exactly-once through the chunk ledger, transient failures retried, permanent ones failing the
@@ -129,20 +149,21 @@ export interface WorkerStats {
 export class BulkWorker {
   readonly db: BulkClient;
   readonly logger: Logger;
-  readonly keys: QueueKeys;
+  /** Where the queues live. */
+  readonly backend: QueueBackend;
+  /** The queues this worker serves. */
+  readonly queues: readonly string[];
+  /** This worker's name (recorded on the jobs it runs). */
+  readonly name: string;
   readonly stats: WorkerStats = { completed: 0, failed: 0, retried: 0, rows: 0 };
-  private readonly redis: Redis;
-  private readonly ownsRedis: boolean;
-  private readonly worker: GuardedWorker;
+  private readonly lanes: Lane[];
+  /** The lane of the job running in this async context (signals go to its queue's stream). */
+  private readonly current = new AsyncLocalStorage<Lane>();
   private readonly allowlist: Allowlist;
   private readonly limits: WorkerLimits;
-  private readonly ctx: ProcessorContext;
-  private readonly observer: JobObserver;
   private readonly opts: BulkWorkerOptions;
   private readonly started: Promise<void>;
   private pruneTimer: NodeJS.Timeout | undefined;
-  /** Table names whose catalog snapshot this process has published (producers encode with it). */
-  private readonly published = new Set<string>();
   private runLoop: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
@@ -158,64 +179,82 @@ export class BulkWorker {
     const concurrency = options.concurrency ?? 4;
     if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new BulkError('INVALID_OPTION', 'concurrency must be a positive integer');
-    this.db = new BulkClient({ logger: this.logger, poolSize: concurrency + 2, ...dbOpts });
+    this.queues = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
+    this.db = new BulkClient({
+      logger: this.logger,
+      poolSize: concurrency * this.queues.length + 2,
+      ...dbOpts,
+    });
     this.allowlist = new Allowlist(options.tables, this.db, this.db.engine.ledger?.schema);
-    const c = connect(options.redis);
-    this.redis = c.redis;
-    this.ownsRedis = c.owned;
-    const queue = options.queue ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
-    const prefix = options.prefix ?? 'bull';
-    this.keys = new QueueKeys(prefix, queue);
-    this.ctx = {
+    this.backend = new RedisBackend({ redis: options.redis, prefix: options.prefix });
+    this.name = options.name ?? `${hostname()}:${process.pid}`;
+    this.lanes = this.queues.map((name) => this.lane(name, concurrency));
+    this.db.signals.tap((name, event) => {
+      const lane = this.current.getStore() ?? this.lanes[0]!;
+      void publishEvent(lane.ctx.state, name, this.eventBody(event), lane.ctx.eventsMaxLen).catch(
+        (err) => this.logger.warn({ err, signal: name }, 'could not publish signal event'),
+      );
+    });
+    this.started = this.start();
+    this.started.catch(() => {});
+  }
+
+  private lane(name: string, concurrency: number): Lane {
+    const options = this.opts;
+    const state = this.backend.state(name);
+    const ctx: ProcessorContext = {
       db: this.db,
-      redis: this.redis,
-      keys: this.keys,
+      state,
       exportTarget: undefined, // opened by start()
       eventsMaxLen: options.eventsMaxLen ?? DEFAULT_EVENTS_MAX_LEN,
       showValues: options.showValues === true,
       maxNesting: this.limits.maxNesting,
     };
-    this.observer = new JobObserver(this.redis, this.keys, this.logger, options.metrics);
-    this.db.signals.tap((name, event) => {
-      void publishEvent(
-        this.redis,
-        this.keys,
-        name,
-        this.eventBody(event),
-        this.ctx.eventsMaxLen,
-      ).catch((err) => this.logger.warn({ err, signal: name }, 'could not publish signal event'));
-    });
-    this.worker = new GuardedWorker(queue, (job) => this.process(job), {
-      connection: this.redis,
-      prefix,
-      concurrency,
-      autorun: false,
-      name: options.name ?? `${hostname()}:${process.pid}`,
-      lockDuration: options.lockDurationMs ?? 30_000,
-      // Look for jobs of dead workers as often as a lock can expire.
-      stalledInterval: options.lockDurationMs ?? 30_000,
-      maxStalledCount: options.maxStalledCount ?? 5,
-    });
-    this.worker.maxPayloadBytes = this.limits.maxPayloadBytes;
-    this.worker.on('error', (err) =>
-      this.logger.warn({ err: redact(String(err?.message ?? err)) }, 'worker connection error'),
+    const observer = new JobObserver(state, this.logger, options.metrics, this.name);
+    const lane: Lane = {
+      name,
+      ctx,
+      observer,
+      published: new Set(),
+      worker: undefined as unknown as GuardedWorker,
+    };
+    const worker = new GuardedWorker(
+      name,
+      (job) => this.current.run(lane, () => this.process(job, lane)),
+      {
+        ...this.backend.bullOptions(name),
+        concurrency,
+        autorun: false,
+        name: this.name,
+        lockDuration: options.lockDurationMs ?? 30_000,
+        // Look for jobs of dead workers as often as a lock can expire.
+        stalledInterval: options.lockDurationMs ?? 30_000,
+        maxStalledCount: options.maxStalledCount ?? 5,
+      },
     );
-    this.worker.on('completed', (job, ret) => {
+    lane.worker = worker;
+    worker.maxPayloadBytes = this.limits.maxPayloadBytes;
+    worker.on('error', (err) =>
+      this.logger.warn(
+        { err: redact(String(err?.message ?? err)), queue: name },
+        'worker connection error',
+      ),
+    );
+    worker.on('completed', (job, ret) => {
       if (job.name !== 'operation') return;
       const count = (ret as { count?: number } | undefined)?.count ?? 0;
-      void finishOperation(this.ctx, job.data as OperationPayload, count).catch((err) =>
+      void finishOperation(ctx, job.data as OperationPayload, count).catch((err) =>
         this.logger.warn({ err, jobId: shownId(job.id) }, 'could not record a completed operation'),
       );
     });
-    this.worker.on('failed', (job, err) => {
+    worker.on('failed', (job, err) => {
       if (!job) return;
       const final =
         err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
       if (final) this.stats.failed++;
       else this.stats.retried++;
     });
-    this.started = this.start();
-    this.started.catch(() => {});
+    return lane;
   }
 
   /** In-process signals; pre listeners may change rows before they are written. */
@@ -250,20 +289,14 @@ export class BulkWorker {
   }
 
   private async start(): Promise<void> {
-    const policy = (await this.redis.config('GET', 'maxmemory-policy').catch(() => null)) as
-      | string[]
-      | null;
-    if (policy?.[1] && policy[1] !== 'noeviction') {
-      this.logger.warn(
-        { policy: policy[1] },
-        `Redis maxmemory-policy is ${policy[1]}: set it to noeviction, or Redis may evict queued jobs`,
-      );
-    }
-    if (this.opts.exportDir !== undefined)
-      this.ctx.exportTarget = await openExportTarget(
+    for (const w of await this.backend.configWarnings().catch(() => [])) this.logger.warn({}, w);
+    if (this.opts.exportDir !== undefined) {
+      const target = await openExportTarget(
         this.opts.exportDir,
         this.opts.exportOverwrite === true,
       );
+      for (const lane of this.lanes) lane.ctx.exportTarget = target;
+    }
     await this.db.ensureConnected({ timeoutMs: 30_000 });
     if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
     const { missing } = await this.allowlist.resolveAll();
@@ -272,7 +305,7 @@ export class BulkWorker {
     for (const t of this.opts.tables) {
       if (t === '*' || missing.includes(t)) continue;
       const meta = await this.db.meta(t).catch(() => undefined);
-      if (meta) this.publishOnce(t, meta);
+      if (meta) for (const lane of this.lanes) this.publishOnce(lane, t, meta);
     }
     // Ledger rows and operation records go together, after the same retention: re-enqueueing an
     // operation id is idempotent for as long as both are kept.
@@ -281,10 +314,13 @@ export class BulkWorker {
       void this.db
         .pruneLedger(retentionMs)
         .catch((err) => this.logger.warn({ err }, 'ledger prune failed'));
-      void pruneOperations(this.redis, this.keys, retentionMs).catch((err) =>
-        this.logger.warn({ err }, 'operation records prune failed'),
-      );
-      const target = this.ctx.exportTarget;
+      for (const lane of this.lanes)
+        void lane.ctx.state
+          .prune(Date.now() - retentionMs)
+          .catch((err) =>
+            this.logger.warn({ err, queue: lane.name }, 'operation records prune failed'),
+          );
+      const target = this.lanes[0]?.ctx.exportTarget;
       if (target)
         void sweepStaleTemps(target, 3600_000).catch((err) =>
           this.logger.warn({ err }, 'could not sweep stale export files'),
@@ -293,14 +329,16 @@ export class BulkWorker {
     prune();
     this.pruneTimer = setInterval(prune, 3600_000);
     this.pruneTimer.unref();
-    this.runLoop = this.worker.run();
+    // One loop per queue; the worker stops when any of them fails (a process that runs only a
+    // worker should then exit) or when all of them end (close()).
+    this.runLoop = Promise.all(this.lanes.map((l) => l.worker.run())).then(() => {});
     this.runLoop.catch((err) => this.logger.error({ err }, 'worker stopped'));
     this.logger.info(
       {
-        queue: this.keys.queue,
-        redis: describe(this.opts.redis),
+        queue: this.queues.join(','),
+        redis: this.backend.where,
         tables: this.opts.tables,
-        exportDir: this.ctx.exportTarget?.dir ?? null,
+        exportDir: this.lanes[0]?.ctx.exportTarget?.dir ?? null,
       },
       'bulkmodel worker started',
     );
@@ -313,7 +351,8 @@ export class BulkWorker {
    * catalog against the allowlist, before anything is written. A refused job fails at once,
    * unrecoverable, with a BulkError code; the worker goes on with the next.
    */
-  private async process(job: Job): Promise<unknown> {
+  private async process(job: Job, lane: Lane): Promise<unknown> {
+    const ctx = lane.ctx;
     let p: Payload | undefined;
     const startedMs = performance.now();
     const jobName = JOB_NAMES.has(job.name) ? job.name : 'other';
@@ -337,7 +376,7 @@ export class BulkWorker {
             'INVALID_PAYLOAD',
             `a seal job of operation ${p.operationId} must have the job id ${jobIds.seal(p.operationId)}`,
           );
-        return await processSeal(this.ctx, p as SealPayload);
+        return await processSeal(ctx, p as SealPayload);
       }
       const op = p as ChunkPayload | OperationPayload;
       seen.operationId = op.operationId;
@@ -357,15 +396,15 @@ export class BulkWorker {
       if (job.name === 'chunk') checkChunk(op as ChunkPayload, this.limits);
       // The parent of a chunked operation only adds up its chunks' results: no table, no database.
       const touchesDb = job.name === 'chunk' || op.kind === 'update' || op.kind === 'copyTo';
-      const checked: Checked = { table: '', fingerprint: facts?.fingerprint };
+      const checked: Checked = { table: '', fingerprint: facts?.fingerprint, jobId: place };
       if (touchesDb) {
         const meta = await this.allowlist.check(op.table);
         checked.table = canonicalName(meta);
         seen.label = checked.table;
-        this.publishOnce(op.table, meta);
+        this.publishOnce(lane, op.table, meta);
       }
       await assertLive(
-        this.ctx,
+        ctx,
         op.operationId,
         op.table,
         job.name === 'chunk'
@@ -378,14 +417,16 @@ export class BulkWorker {
         label: checked.table,
         kind: op.kind,
       };
-      await this.observer.started(job, info);
+      await lane.observer.started(job, info);
       if (touchesDb) await this.db.ensureConnected({ timeoutMs: 10_000 });
       const out =
         job.name === 'chunk'
-          ? await processChunk(this.ctx, op as ChunkPayload, checked)
-          : await processOperation(this.ctx, op as OperationPayload, job, checked);
+          ? await processChunk(ctx, op as ChunkPayload, checked)
+          : await processOperation(ctx, op as OperationPayload, job, checked);
+      // A chunk's end was recorded with its count; an operation job's is recorded here.
+      if (job.name !== 'chunk') await ctx.state.jobEnded(op.operationId, place).catch(() => {});
       this.stats.completed++;
-      this.observer.completed(job, info, out, startedMs);
+      lane.observer.completed(job, info, out, startedMs);
       this.stats.rows += (out as { count?: number }).count ?? 0;
       return out;
     } catch (err) {
@@ -400,10 +441,13 @@ export class BulkWorker {
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       // An unreadable job may still name its operation: a valid id in its data, or its parent's.
       const opId = seen.operationId ?? operationIdOf(job);
-      const message = bulk.toJSON({ values: this.ctx.showValues }).message as string;
+      const message = bulk.toJSON({ values: ctx.showValues }).message as string;
+      // Not running here any more (a job that was never recorded as running: nothing to do).
+      if (opId !== undefined && job.id !== undefined)
+        await ctx.state.jobEnded(opId, job.id).catch(() => {});
       if (!transient || last) {
         if (opId !== undefined) {
-          await failOperation(this.ctx, opId, seen.table ?? '', seen.kind ?? jobName, bulk).catch(
+          await failOperation(ctx, opId, seen.table ?? '', seen.kind ?? jobName, bulk).catch(
             () => {},
           );
         }
@@ -414,22 +458,16 @@ export class BulkWorker {
             table: seen.table,
             code: bulk.code,
             err: redact(message),
-            ...(this.ctx.showValues && (bulk.detail || bulk.value)
+            ...(ctx.showValues && (bulk.detail || bulk.value)
               ? { detail: bulk.detail, value: bulk.value }
               : {}),
           },
           'job failed',
         );
-        this.observer.failed(job, { ...seen, operationId: opId }, bulk.code, transient, true);
+        lane.observer.failed(job, { ...seen, operationId: opId }, bulk.code, transient, true);
         if (!transient) throw new UnrecoverableError(`${bulk.code}: ${message}`);
       } else {
-        if (opId !== undefined)
-          await this.redis
-            .multi()
-            .hincrby(this.keys.op(opId), 'retries', 1)
-            .zadd(this.keys.ops, 'NX', String(Date.now()), opId)
-            .exec()
-            .catch(() => {});
+        if (opId !== undefined) await ctx.state.countRetry(opId).catch(() => {});
         this.logger.warn(
           {
             jobId: shownId(job.id),
@@ -439,7 +477,7 @@ export class BulkWorker {
           },
           'job failed transiently; BullMQ will retry',
         );
-        this.observer.failed(job, { ...seen, operationId: opId }, bulk.code, true, false);
+        lane.observer.failed(job, { ...seen, operationId: opId }, bulk.code, true, false);
       }
       throw err;
     }
@@ -449,11 +487,11 @@ export class BulkWorker {
    * Publish an allowed table's catalog snapshot under the name a job used, once per process
    * (at most 1,000 names), so that producers using that name encode rows as COPY text.
    */
-  private publishOnce(name: string, meta: TableMeta): void {
-    if (this.published.has(name) || this.published.size >= 1000) return;
-    this.published.add(name);
-    void publishSnapshot(this.redis, this.keys, [name], meta).catch((err) => {
-      this.published.delete(name);
+  private publishOnce(lane: Lane, name: string, meta: TableMeta): void {
+    if (lane.published.has(name) || lane.published.size >= 1000) return;
+    lane.published.add(name);
+    void publishSnapshot(lane.ctx.state, [name], meta).catch((err) => {
+      lane.published.delete(name);
       this.logger.warn({ err, table: canonicalName(meta) }, 'could not publish a catalog snapshot');
     });
   }
@@ -467,7 +505,7 @@ export class BulkWorker {
       clearInterval(this.pruneTimer);
       await this.started.catch(() => {});
       const timeout = this.opts.closeTimeoutMs ?? 30_000;
-      if (await within(this.worker.close(), timeout)) {
+      if (await within(Promise.all(this.lanes.map((l) => l.worker.close())), timeout)) {
         await this.db.close();
       } else {
         this.logger.warn(
@@ -476,7 +514,7 @@ export class BulkWorker {
         );
         await this.leave();
       }
-      if (this.ownsRedis) await this.redis.quit().catch(() => this.redis.disconnect());
+      await this.backend.close();
     })();
     return this.closing;
   }
@@ -487,7 +525,7 @@ export class BulkWorker {
    * this process exits, and another worker replays those chunks through the ledger.
    */
   private async leave(): Promise<void> {
-    await within(this.worker.close(true), 5_000);
+    await within(Promise.all(this.lanes.map((l) => l.worker.close(true))), 5_000);
     if (!(await within(this.db.close(), 1_000)))
       this.logger.warn({}, 'leaving database connections of unfinished chunks open');
   }
@@ -496,6 +534,6 @@ export class BulkWorker {
   async forceClose(): Promise<void> {
     clearInterval(this.pruneTimer);
     await this.leave();
-    if (this.ownsRedis) this.redis.disconnect();
+    this.backend.disconnect();
   }
 }

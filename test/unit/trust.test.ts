@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { checkDefined, columnList, findProblem } from '../../src/core/checks.js';
 import { BulkError, fromPgError, hideValues } from '../../src/core/errors.js';
 import { redact } from '../../src/core/logger.js';
-import { checkExportFileName } from '../../src/producer/payload.js';
+import { checkExportFileName } from '../../src/queue/payload.js';
 import { canonicalName } from '../../src/worker/allowlist.js';
 import { sweepStaleTemps } from '../../src/worker/export.js';
 import { checkChunk, checkDepth, DEFAULT_LIMITS, resolveLimits } from '../../src/worker/limits.js';

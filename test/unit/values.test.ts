@@ -2,15 +2,15 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BulkError } from '../../src/core/errors.js';
 import { JsonText } from '../../src/core/jsonText.js';
-import { type ChunkPayload, validatePayload } from '../../src/producer/payload.js';
-import { PAYLOAD_SCHEMA } from '../../src/producer/schema.js';
+import { type ChunkPayload, validatePayload } from '../../src/queue/payload.js';
+import { PAYLOAD_SCHEMA } from '../../src/queue/schema.js';
 import {
   decodeRows,
   decodeValue,
   encodeRows,
   encodeValue,
   jsonSizeBound,
-} from '../../src/producer/values.js';
+} from '../../src/queue/values.js';
 
 /** Through the wire: encode, JSON text (what Redis holds), parse, decode. */
 function roundTrip(v: unknown): unknown {

@@ -10,18 +10,25 @@ import { summarizeJobData, summarizeReturnValue } from './summary.js';
  * as flow trees; job data and return values as summaries. Read-only unless actions are allowed
  * (then retries too; which actions pass is decided by `boardActions` in front of it).
  */
-export function boardRouter(queue: Queue, basePath: string, allowActions: boolean): Router {
-  const adapter = new BullMQAdapter(queue, {
-    readOnlyMode: !allowActions,
-    allowRetries: allowActions,
-    description: 'bulkmodel operations (parent jobs) and their chunks',
+export function boardRouter(
+  queues: readonly Queue[],
+  basePath: string,
+  allowActions: boolean,
+): Router {
+  const adapters = queues.map((queue) => {
+    const adapter = new BullMQAdapter(queue, {
+      readOnlyMode: !allowActions,
+      allowRetries: allowActions,
+      description: 'bulkmodel operations (parent jobs) and their chunks',
+    });
+    adapter.setFormatter('data', summarizeJobData);
+    adapter.setFormatter('returnValue', summarizeReturnValue);
+    return adapter;
   });
-  adapter.setFormatter('data', summarizeJobData);
-  adapter.setFormatter('returnValue', summarizeReturnValue);
   const server = new ExpressAdapter();
   server.setBasePath(basePath);
   createBullBoard({
-    queues: [adapter],
+    queues: adapters,
     serverAdapter: server,
     options: {
       uiConfig: {

@@ -1,11 +1,11 @@
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import type { QueueKeys } from '../../producer/redis.js';
+import { FINAL_STATES, type OpRecord, type QueueState } from '../../queue/state.js';
 import type { RateTracker } from './rates.js';
 
 /** One operation as the Operations page shows it. */
 export interface OperationView {
   id: string;
+  /** The queue it is on. */
+  queue: string;
   kind: string;
   table: string;
   state: string;
@@ -26,26 +26,7 @@ export interface OperationView {
   error?: { code: string; message: string };
 }
 
-const FIELDS = [
-  'kind',
-  'table',
-  'state',
-  'rowsDone',
-  'chunksDone',
-  'totalRows',
-  'totalChunks',
-  'retries',
-  'createdAt',
-  'startedAt',
-  'finishedAt',
-  'error',
-] as const;
-
-function num(v: string | null | undefined): number | undefined {
-  return v === null || v === undefined || v === '' ? undefined : Number(v);
-}
-
-function parseError(raw: string | null | undefined): OperationView['error'] {
+function parseError(raw: string | undefined): OperationView['error'] {
   if (!raw) return undefined;
   try {
     const e = JSON.parse(raw) as { code?: unknown; message?: unknown };
@@ -55,64 +36,39 @@ function parseError(raw: string | null | undefined): OperationView['error'] {
   }
 }
 
-/** Active jobs' workers, grouped by operation id (chunk ids are `<op>-c<n>`, parents `<op>`). */
-async function activeWorkers(redis: Redis, queue: Queue): Promise<Map<string, Set<string>>> {
-  const ids = await redis.lrange(queue.keys.active!, 0, 999);
-  const out = new Map<string, Set<string>>();
-  if (ids.length === 0) return out;
-  const pipe = redis.pipeline();
-  // BullMQ keeps a job's processedBy in the field 'pb' of its hash (Job.fromJSON reads it).
-  for (const id of ids) pipe.hmget(queue.toKey(id), 'pb', 'processedBy');
-  const res = (await pipe.exec()) ?? [];
-  ids.forEach((id, i) => {
-    const [pb, processedBy] = (res[i]?.[1] ?? []) as (string | null)[];
-    const by = pb || processedBy;
-    if (!by) return;
-    const op = id.replace(/-(c\d+|seal)$/, '');
-    const set = out.get(op) ?? new Set<string>();
-    set.add(by);
-    out.set(op, set);
-  });
-  return out;
-}
-
 function view(
-  id: string,
-  h: (string | null)[],
-  workers: Set<string> | undefined,
+  r: OpRecord,
+  queue: string,
+  workers: string[] | undefined,
   rates: RateTracker,
   now: number,
 ): OperationView {
-  const f = Object.fromEntries(FIELDS.map((k, i) => [k, h[i]])) as Record<
-    (typeof FIELDS)[number],
-    string | null | undefined
-  >;
   const v: OperationView = {
-    id,
-    kind: f.kind ?? '',
-    table: f.table ?? '',
-    state: f.state ?? 'unknown',
-    rowsDone: num(f.rowsDone) ?? 0,
-    chunksDone: num(f.chunksDone) ?? 0,
-    retries: num(f.retries) ?? 0,
-    workers: [...(workers ?? [])].sort(),
+    id: r.id,
+    queue,
+    kind: r.kind,
+    table: r.table,
+    state: r.state,
+    rowsDone: r.rowsDone,
+    chunksDone: r.chunksDone,
+    retries: r.retries,
+    workers: workers ?? [],
   };
   const opt = {
-    totalRows: num(f.totalRows),
-    totalChunks: num(f.totalChunks),
-    createdAt: num(f.createdAt),
-    startedAt: num(f.startedAt),
-    finishedAt: num(f.finishedAt),
+    totalRows: r.totalRows,
+    totalChunks: r.totalChunks,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
   };
   for (const [k, x] of Object.entries(opt))
     if (x !== undefined) (v as unknown as Record<string, number>)[k] = x;
-  const error = parseError(f.error);
+  const error = parseError(r.error);
   if (error) v.error = error;
-  const running =
-    v.finishedAt === undefined && !['completed', 'failed', 'cancelled'].includes(v.state);
+  const running = v.finishedAt === undefined && !FINAL_STATES.has(v.state);
   const since = v.startedAt ?? v.createdAt;
   if (running) {
-    const recent = rates.sample(id, v.rowsDone, now);
+    const recent = rates.sample(`${queue}\u0000${r.id}`, v.rowsDone, now);
     const average = since && now > since ? (v.rowsDone * 1000) / (now - since) : undefined;
     const rate = recent ?? average;
     if (rate !== undefined) v.rowsPerSec = Math.round(rate);
@@ -124,25 +80,27 @@ function view(
   return v;
 }
 
-/** The `limit` most recent operations of the queue, newest first. */
+/** The `limit` most recent operations over the queues, newest first. */
 export async function readOperations(
-  redis: Redis,
-  keys: QueueKeys,
-  queue: Queue,
+  states: readonly QueueState[],
   rates: RateTracker,
   limit = 200,
 ): Promise<OperationView[]> {
-  const ids = await redis.zrevrange(keys.ops, 0, limit - 1);
-  const pipe = redis.pipeline();
-  for (const id of ids) pipe.hmget(keys.op(id), ...FIELDS);
-  const [res, workers] = await Promise.all([pipe.exec(), activeWorkers(redis, queue)]);
   const now = Date.now();
-  const out: OperationView[] = [];
-  ids.forEach((id, i) => {
-    const h = res?.[i]?.[1] as (string | null)[] | undefined;
-    if (!h || h.every((x) => x === null)) return; // hash expired or removed
-    out.push(view(id, h, workers.get(id), rates, now));
-  });
-  rates.keepOnly(new Set(out.filter((o) => o.finishedAt === undefined).map((o) => o.id)));
+  const all: OperationView[] = [];
+  await Promise.all(
+    states.map(async (s) => {
+      const records = await s.records(limit);
+      // Workers only matter while an operation runs.
+      const running = records.filter((r) => !FINAL_STATES.has(r.state)).map((r) => r.id);
+      const workers = await s.activeWorkers(running);
+      for (const r of records) all.push(view(r, s.queue, workers.get(r.id), rates, now));
+    }),
+  );
+  all.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0));
+  const out = all.slice(0, limit);
+  rates.keepOnly(
+    new Set(out.filter((o) => o.finishedAt === undefined).map((o) => `${o.queue}\u0000${o.id}`)),
+  );
   return out;
 }

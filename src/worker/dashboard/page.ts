@@ -48,7 +48,7 @@ export const OPERATIONS_HTML = `<!doctype html>
 <main>
   <table>
     <thead><tr>
-      <th>Operation</th><th>Table</th><th>Kind</th><th>Rows</th><th>Chunks</th>
+      <th>Operation</th><th>Queue</th><th>Table</th><th>Kind</th><th>Rows</th><th>Chunks</th>
       <th>Rows/s</th><th>ETA</th><th>State</th><th>Workers</th><th>Error</th>
     </tr></thead>
     <tbody id="ops"></tbody>
@@ -82,6 +82,7 @@ export const OPERATIONS_JS = `'use strict';
     tr.dataset.id = op.id;
     tr.dataset.state = op.state;
     tr.appendChild(el('td', op.id, 'id'));
+    tr.appendChild(el('td', op.queue));
     tr.appendChild(el('td', op.table));
     tr.appendChild(el('td', op.kind));
     var rows = el('td', null, 'num rows');
@@ -122,7 +123,7 @@ export const OPERATIONS_JS = `'use strict';
     body.replaceChildren.apply(body, data.operations.map(row));
     if (data.operations.length === 0) {
       var tr = el('tr'), td = el('td', 'No operations on this queue yet.', 'empty');
-      td.colSpan = 10;
+      td.colSpan = 11;
       tr.appendChild(td);
       body.appendChild(tr);
     }

@@ -3,8 +3,9 @@ import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { defaultLogger, type Logger, redact } from '../../core/logger.js';
-import { LenientQueue } from '../../producer/lenientJob.js';
-import { connect, QueueKeys, type RedisInput } from '../../producer/redis.js';
+import { RedisBackend } from '../../queue/backend.js';
+import type { RedisInput } from '../../queue/connection.js';
+import { queueNames } from '../../queue/keys.js';
 import { registerQueueMetrics } from '../queueMetrics.js';
 import { assertSafeBinding, basicAuth, type Credentials, loopbackHostOnly } from './access.js';
 import { boardRouter } from './board.js';
@@ -15,10 +16,10 @@ import { RateTracker } from './rates.js';
 import { readSignals } from './signals.js';
 
 export interface DashboardOptions {
-  /** Redis URL, ioredis options or instance. Default: REDIS_URL, else redis://127.0.0.1:6379. */
+  /** Redis (as BulkProducer's `redis`): a URL, options, a cluster's nodes or an instance. */
   redis?: RedisInput;
-  /** Queue name. Default BULKMODEL_QUEUE, else 'bulkmodel'. */
-  queue?: string;
+  /** The queue, or several (a list, or 'a,b'). Default BULKMODEL_QUEUE, else 'bulkmodel'. */
+  queue?: string | readonly string[];
   /** BullMQ key prefix. Default 'bull'. */
   prefix?: string;
   /** Address to listen on. Default 127.0.0.1; any other needs `credentials`. */
@@ -74,21 +75,22 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   assertSafeBinding(host, o.credentials);
   const logger = o.logger ?? defaultLogger;
   const allowActions = o.allowActions === true;
-  const { redis, owned } = connect(o.redis);
-  const name = o.queue ?? process.env.BULKMODEL_QUEUE ?? 'bulkmodel';
-  const keys = new QueueKeys(o.prefix ?? 'bull', name);
+  const names = queueNames(o.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
+  const backend = new RedisBackend({ redis: o.redis, prefix: o.prefix });
+  const states = names.map((n) => backend.state(n));
   // Lenient: a job whose data is not JSON (anyone who writes the queue can add one) must not
   // make bull-board's lists fail.
-  const queue = new LenientQueue(name, { connection: redis, prefix: keys.prefix });
-  queue.on('error', (err) =>
-    logger.warn({ err: redact(String(err?.message ?? err)) }, 'redis error'),
-  );
+  const queues = names.map((n) => backend.queue(n));
+  for (const q of queues)
+    q.on('error', (err) =>
+      logger.warn({ err: redact(String(err?.message ?? err)), queue: q.name }, 'redis error'),
+    );
   const rates = new RateTracker();
   const limit = o.operationsLimit ?? 200;
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  registerQueueMetrics(registry, queue);
+  registerQueueMetrics(registry, queues);
   new Gauge({
     name: 'bulkmodel_operations',
     help: `Operations by state (the ${limit} most recent)`,
@@ -96,10 +98,16 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     registers: [registry],
     async collect() {
       this.reset();
-      const ops = await readOperations(redis, keys, queue, rates, limit);
+      const ops = await readOperations(states, rates, limit);
       const by = new Map<string, number>();
-      for (const op of ops) by.set(op.state, (by.get(op.state) ?? 0) + 1);
-      for (const [state, n] of by) this.set({ queue: name, state }, n);
+      for (const op of ops) {
+        const k = `${op.queue}\u0000${op.state}`;
+        by.set(k, (by.get(k) ?? 0) + 1);
+      }
+      for (const [k, n] of by) {
+        const [queue, state] = k.split('\u0000') as [string, string];
+        this.set({ queue, state }, n);
+      }
     },
   });
 
@@ -118,16 +126,16 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   });
   app.get('/api/operations', async (_req, res) => {
     const [operations, signals] = await Promise.all([
-      readOperations(redis, keys, queue, rates, limit),
-      readSignals(redis, keys),
+      readOperations(states, rates, limit),
+      readSignals(states),
     ]);
     res.set('Cache-Control', 'no-store');
-    res.json({ queue: name, time: Date.now(), operations, signals });
+    res.json({ queue: names.join(','), queues: names, time: Date.now(), operations, signals });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
   });
-  app.use('/queues', boardActions(allowActions), boardRouter(queue, '/queues', allowActions));
+  app.use('/queues', boardActions(allowActions), boardRouter(queues, '/queues', allowActions));
   // Our own 404 (Express's would replace the security headers with its own).
   app.use((_req, res) => {
     res.status(404).type('text/plain').send('not found\n');
@@ -148,7 +156,12 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   const shown = host.includes(':') ? `[${host}]` : host;
   const url = `http://${shown}:${port}/`;
   logger.info(
-    { url, queue: name, auth: o.credentials ? 'basic' : 'none (loopback only)', allowActions },
+    {
+      url,
+      queue: names.join(','),
+      auth: o.credentials ? 'basic' : 'none (loopback only)',
+      allowActions,
+    },
     'bulkmodel dashboard listening',
   );
   let closing: Promise<void> | undefined;
@@ -161,8 +174,8 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
           server.close(() => r());
           server.closeAllConnections();
         });
-        await queue.close();
-        if (owned) await redis.quit().catch(() => redis.disconnect());
+        for (const q of queues) await q.close();
+        await backend.close();
       })();
       return closing;
     },

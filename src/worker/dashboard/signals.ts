@@ -1,10 +1,11 @@
-import type { Redis } from 'ioredis';
-import type { QueueKeys } from '../../producer/redis.js';
-import { decodeValue } from '../../producer/values.js';
+import type { QueueState } from '../../queue/state.js';
+import { decodeValue } from '../../queue/values.js';
 
 /** One entry of the events stream, reduced to what a person reads at a glance. */
 export interface SignalView {
   id: string;
+  /** The queue whose stream it came from. */
+  queue: string;
   time: number;
   name: string;
   operationId: string;
@@ -26,31 +27,29 @@ function scalars(event: unknown): SignalView['fields'] {
   return out;
 }
 
-/** The newest `count` events (signals, progress, ends), newest first. */
+/** The newest `count` events (signals, progress, ends) over the queues, newest first. */
 export async function readSignals(
-  redis: Redis,
-  keys: QueueKeys,
+  states: readonly QueueState[],
   count = 30,
 ): Promise<SignalView[]> {
-  const entries = (await redis.xrevrange(keys.events, '+', '-', 'COUNT', count)) as [
-    string,
-    string[],
-  ][];
-  return entries.map(([id, flat]) => {
-    const f: Record<string, string> = {};
-    for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
-    let event: unknown;
-    try {
-      event = decodeValue(JSON.parse(f.data ?? 'null'), f.name ?? 'event');
-    } catch {
-      event = undefined;
-    }
-    return {
-      id,
-      time: Number(id.split('-')[0]),
-      name: f.name ?? '',
-      operationId: f.op ?? '',
-      fields: scalars(event),
-    };
-  });
+  const lists = await Promise.all(states.map((s) => s.recentEvents(count)));
+  const all = lists.flatMap((events, i) =>
+    events.map((e) => {
+      let event: unknown;
+      try {
+        event = decodeValue(JSON.parse(e.data), e.name);
+      } catch {
+        event = undefined;
+      }
+      return {
+        id: e.id,
+        queue: states[i]!.queue,
+        time: e.time,
+        name: e.name,
+        operationId: e.operationId,
+        fields: scalars(event),
+      };
+    }),
+  );
+  return all.sort((a, b) => b.time - a.time || (a.id < b.id ? 1 : -1)).slice(0, count);
 }

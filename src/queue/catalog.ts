@@ -1,40 +1,34 @@
-import type { Redis } from 'ioredis';
 import { snapshotOf, type TableSnapshot } from '../core/catalog.js';
 import type { TableMeta } from '../core/meta.js';
-import type { QueueKeys } from './redis.js';
+import type { QueueState } from './state.js';
 
 /**
- * Catalog snapshots beside the queue (`<prefix>:<queue>:bm:catalog`, a hash from table name,
- * as allowlisted or as the catalog spells it, to the table's snapshot): workers publish them
- * for the tables they allow, producers read them to encode rows into COPY text. A producer
- * without one for its table sends rows in the v1 encoding instead.
+ * Catalog snapshots beside the queue (a map from table name, as allowlisted or as the catalog
+ * spells it, to the table's snapshot): workers publish them for the tables they allow,
+ * producers read them to encode rows into COPY text. A producer without one for its table
+ * sends rows in the v1 encoding instead.
  */
 export async function publishSnapshot(
-  redis: Redis,
-  keys: QueueKeys,
+  state: QueueState,
   names: readonly string[],
   meta: TableMeta,
 ): Promise<void> {
   const json = JSON.stringify(snapshotOf(meta));
-  const fields: string[] = [];
-  for (const n of new Set([...names, meta.displayName, `${meta.schema}.${meta.name}`]))
-    fields.push(n, json);
-  await redis.hset(keys.catalog, ...fields);
+  await state.publishSnapshot([...names, meta.displayName, `${meta.schema}.${meta.name}`], json);
 }
 
 /** Snapshots a producer read, for a few seconds (a table's columns rarely change). */
 export class SnapshotCache {
   private readonly cache = new Map<string, { at: number; snap: Promise<TableSnapshot | null> }>();
   constructor(
-    private readonly redis: Redis,
-    private readonly keys: QueueKeys,
+    private readonly state: QueueState,
     private readonly ttlMs = 10_000,
   ) {}
 
   get(table: string): Promise<TableSnapshot | null> {
     const hit = this.cache.get(table);
     if (hit && Date.now() - hit.at < this.ttlMs) return hit.snap;
-    const snap = this.redis.hget(this.keys.catalog, table).then(
+    const snap = this.state.snapshot(table).then(
       (v) => (v === null ? null : parseSnapshot(v)),
       () => null,
     );

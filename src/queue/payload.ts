@@ -1,4 +1,5 @@
 import AjvModule from 'ajv';
+import type { ColumnType } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import { PAYLOAD_SCHEMA } from './schema.js';
 import { type Encoded, isJsonColumnValue } from './values.js';
@@ -198,4 +199,24 @@ export function checkExportFileName(name: unknown): string {
   if (!name.isWellFormed()) throw bad('it is not valid Unicode');
   if (Buffer.byteLength(name) > 255) throw bad('it is longer than 255 bytes');
   return name;
+}
+
+/** What a chunk job returns (its result in BullMQ). */
+export interface ChunkJobReturn {
+  index: number;
+  count: number;
+  /** Returned rows as Postgres's text, with their columns' names and types. */
+  returned?: { names: string[]; types: ColumnType[]; rows: (string | null)[][] };
+  /** (Workers before `returned`: rows in the payload's value encoding.) */
+  columns?: string[];
+  rows?: unknown[][];
+  missing?: unknown;
+}
+
+/** What the parent job returns once every chunk committed. */
+export interface OperationJobReturn {
+  count: number;
+  chunks?: number;
+  missing?: unknown;
+  path?: string;
 }

@@ -1,0 +1,164 @@
+/**
+ * The state bulkmodel keeps beside one BullMQ queue, behind one interface: operation records
+ * and their index, chunk-done marks, the running jobs of each operation, catalog snapshots, the
+ * events stream, pruning. Producer, worker, dashboard and CLI use only this (and BullMQ's own
+ * classes); the Redis implementation is `RedisQueueState`. Every method is one atomic step of
+ * the protocol, so that an implementation over another store (Postgres) can keep its meaning.
+ */
+
+/** States an operation moves through; the last three are final. */
+export type OpState = 'enqueueing' | 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export const FINAL_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
+
+/** An operation's record as stored. */
+export interface OpRecord {
+  id: string;
+  kind: string;
+  table: string;
+  /** One of OpState; 'unknown' when a worker saw the operation before any producer recorded it. */
+  state: string;
+  /** Digest of what the producer enqueued (absent: no producer registered it). */
+  identity?: string;
+  /** The producer finished enqueueing it (totals known). */
+  sealed: boolean;
+  /** Rows are read back (returning). */
+  returning: boolean;
+  rowsDone: number;
+  chunksDone: number;
+  /** Job attempts that failed transiently and were retried. */
+  retries: number;
+  totalRows?: number;
+  totalChunks?: number;
+  createdAt?: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** The BulkError that failed it, as JSON (the first failure wins). */
+  error?: string;
+}
+
+/** An operation's counters after a chunk was counted. */
+export interface Counters {
+  rowsDone: number;
+  chunksDone: number;
+  totalRows?: number;
+  totalChunks?: number;
+}
+
+/** One entry of the events stream. */
+export interface StoredEvent {
+  /** Position in the stream (increasing). */
+  id: string;
+  /** Milliseconds since the epoch it was published at. */
+  time: number;
+  name: string;
+  operationId: string;
+  /** The event, encoded (src/queue/values.ts) as JSON. */
+  data: string;
+}
+
+export interface EventReaderOptions {
+  /** Read as a consumer group: each event to one consumer, at least once. */
+  group?: string;
+  consumer?: string;
+  /** Without a group: '$' (default) only new events; '0' what the stream holds. */
+  from?: string;
+  /** How long one read waits for events. Default 1000 ms. */
+  blockMs?: number;
+}
+
+/** A reader of one queue's events stream, with a connection of its own. */
+export interface EventReader {
+  /** Position the reader: events published once this resolves are read. */
+  open(): Promise<void>;
+  /** The next events, waiting up to blockMs; [] when none came. */
+  read(): Promise<StoredEvent[]>;
+  /** Acknowledge an event read in a group. */
+  ack(id: string): Promise<void>;
+  /** End the reader; a read in progress ends at once. */
+  close(): void;
+}
+
+export interface QueueState {
+  /** The queue's name. */
+  readonly queue: string;
+
+  // The producer's steps.
+  /**
+   * Record an operation under its id unless one is recorded: `created` says whether this call
+   * made it; otherwise the earlier record's identity, seal and state are returned.
+   */
+  register(
+    id: string,
+    identity: string,
+    fields: { kind: string; table: string; returning: boolean },
+  ): Promise<{ created: boolean; identity: string | null; sealed: boolean; state: string | null }>;
+  /** The fingerprint recorded for a chunk (when enqueued under a given id), and the state. */
+  chunkFingerprint(id: string, index: number): Promise<{ fp: string | null; state: string | null }>;
+  setChunkFingerprint(id: string, index: number, fp: string): Promise<void>;
+  /** The operation's state, or null when there is no record. */
+  stateOf(id: string): Promise<string | null>;
+  /** Seal: totals known, 'enqueueing' becomes 'queued' (unless a worker moved it on). */
+  seal(id: string, totals: { totalRows: number; totalChunks: number } | undefined): Promise<void>;
+
+  // Anyone's.
+  /** The record, or null. */
+  record(id: string): Promise<OpRecord | null>;
+  /** The `limit` most recent records, newest first. */
+  records(limit: number): Promise<OpRecord[]>;
+  /**
+   * Move to a final state (with a finish time, and an error or count) unless it is final
+   * already. Returns whether it moved.
+   */
+  finish(
+    id: string,
+    to: 'completed' | 'failed' | 'cancelled',
+    extra?: { error?: string; rowsDone?: number },
+  ): Promise<boolean>;
+  /**
+   * Record why an operation failed (the first error is kept) and move it to failed. Returns
+   * whether this call did both (and so should announce it).
+   */
+  fail(id: string, error: string): Promise<boolean>;
+
+  // The worker's steps.
+  /**
+   * A job of the operation starts on `worker`: recorded as running it; the first job of the
+   * operation also marks its start (and returns the totals then known, else null).
+   */
+  jobStarted(
+    id: string,
+    jobId: string,
+    worker: string,
+  ): Promise<{ first: boolean; totalRows?: number; totalChunks?: number }>;
+  /** A job of the operation is no longer running here (failed, or an operation job ended). */
+  jobEnded(id: string, jobId: string): Promise<void>;
+  /**
+   * Count a committed chunk once (a replay does not count twice), move the operation to running
+   * unless it is final, mark its job ended, and read the counters: one atomic step.
+   */
+  chunkDone(id: string, index: number, rows: number, jobId: string): Promise<Counters>;
+  /** One more transient failure retried. */
+  countRetry(id: string): Promise<void>;
+  /** Whether this call is the first to log the operation's end. */
+  claimEndLog(id: string): Promise<boolean>;
+  /** An export's file and count, kept so that a replay of its job finds it made. */
+  setExport(id: string, identity: string, count: number): Promise<void>;
+  getExport(id: string, identity: string): Promise<number | undefined>;
+  /** Running jobs' workers of these operations, by operation id. */
+  activeWorkers(ids: readonly string[]): Promise<Map<string, string[]>>;
+  /** Forget records created before `cutoffMs` (epoch ms); returns how many. */
+  prune(cutoffMs: number): Promise<number>;
+
+  // Catalog snapshots (workers publish, producers read).
+  publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void>;
+  snapshot(table: string): Promise<string | null>;
+
+  // Events.
+  /** Append an event (the stream is trimmed to about maxLen). */
+  publish(name: string, operationId: string, data: string, maxLen: number): Promise<void>;
+  /** The newest `count` events, newest first. */
+  recentEvents(count: number): Promise<StoredEvent[]>;
+  /** A reader of the stream (a connection of its own). */
+  eventReader(options: EventReaderOptions): EventReader;
+}
