@@ -51,7 +51,9 @@ Options:
                             (updateFields; rows matched by primary key or --key)
   --key <a,b>               with --update-fields: the columns that match rows (default: the
                             primary key); with --on-conflict update: the conflict target
-  --copy                    insert with COPY FROM (copyFrom) instead of INSERT (bulkCreate)
+  --copy                    insert with COPY FROM (copyFrom) instead of INSERT (bulkCreate);
+                            a CSV file is always loaded with COPY FROM (its bytes go to COPY as
+                            they are), so this matters for NDJSON
   --on-conflict <c>         ignore (skip rows that hit any unique constraint), or
                             update:col1,col2 (upsert: on a conflict on --key, default the
                             primary key, overwrite those columns)

@@ -93,6 +93,11 @@ export interface CopyChunkOptions {
   onConflict?: OnConflict | undefined;
   /** CSV from a file: the file line of the chunk's first record. */
   firstLine?: number | undefined;
+  /**
+   * The data was encoded for the column types this worker's catalog has: check in the chunk's
+   * transaction that the table still has them (CATALOG_MISMATCH, rolled back, if not).
+   */
+  verifyTypes?: boolean;
 }
 
 /**
@@ -116,7 +121,13 @@ export async function executeCopyChunk(
   // onConflict checked as for rows (target and update columns exist, ...).
   const { onConflict } = planInsert(meta, { onConflict: options.onConflict }, db.decode);
   const steps = copyTextSteps(
-    { meta, format: options.format, onConflict, firstLine: options.firstLine },
+    {
+      meta,
+      format: options.format,
+      onConflict,
+      firstLine: options.firstLine,
+      verifyTypes: options.verifyTypes === true,
+    },
     groups,
   );
   const at = {

@@ -235,6 +235,8 @@ export function fromPgError(
     rowIndexOfLine?: (line: number) => number | undefined;
     /** COPY data from a file: its line N is this file line. */
     fileLineOfLine?: (line: number) => number;
+    /** The column's name as the caller knows it (a staging table's `c0` is the table's column). */
+    columnName?: (name: string) => string;
   },
 ): BulkError {
   if (err instanceof BulkError) return err;
@@ -253,6 +255,7 @@ export function fromPgError(
     else row = ctx.rowIndexOfLine ? ctx.rowIndexOfLine(line) : (ctx.rowOffset ?? 0) + line - 1;
     if (!column && m[2]) column = m[2];
   }
+  if (column && ctx.columnName) column = ctx.columnName(column);
   const raw = typeof e?.message === 'string' ? e.message : String(err);
   const parts = [ctx.table ? `${ctx.table}: ${hideValues(raw)}` : hideValues(raw)];
   if (column) parts.push(`column ${column}`);

@@ -18,9 +18,14 @@ export interface CsvChunk {
   firstLine: number;
 }
 
+/** The longest record (or header) the scan holds: past it the file is refused, not buffered. */
+export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+
 export interface CsvSplitOptions {
   /** Records per chunk. */
   batchSize: number;
+  /** Longest record. Default MAX_RECORD_BYTES. */
+  maxRecordBytes?: number;
   /** Byte of the field delimiter (`,` or a tab); only quotes and newlines matter to the scan. */
   quote?: number;
 }
@@ -32,7 +37,8 @@ const LF = Buffer.from('\n');
 
 /**
  * Scan `buf` from `from` for the end of records; returns the offsets just past each record's
- * newline, and the quote state at the end. `inQuote`: the state at `from`.
+ * newline, and the quote state at the end. `inQuote`: the state at `from`. Linear: the next
+ * quote and the next newline are each searched once per occurrence.
  */
 export function recordEnds(
   buf: Buffer,
@@ -43,19 +49,21 @@ export function recordEnds(
   const ends: number[] = [];
   let i = from;
   let q = inQuote;
+  // The next quote and newline at or after i (-1: none left; -2: not searched yet).
+  let nq = -2;
+  let nl = -2;
   while (i < buf.length) {
+    if (nq !== -1 && nq < i) nq = buf.indexOf(quote, i);
     if (q) {
-      const next = buf.indexOf(quote, i);
-      if (next === -1) return { ends, inQuote: true };
+      if (nq === -1) return { ends, inQuote: true };
       q = false;
-      i = next + 1;
+      i = nq + 1;
       continue;
     }
-    const nl = buf.indexOf(NL, i);
-    const qq = buf.indexOf(quote, i);
-    if (qq !== -1 && (nl === -1 || qq < nl)) {
+    if (nl !== -1 && nl < i) nl = buf.indexOf(NL, i);
+    if (nq !== -1 && (nl === -1 || nq < nl)) {
       q = true;
-      i = qq + 1;
+      i = nq + 1;
       continue;
     }
     if (nl === -1) return { ends, inQuote: false };
@@ -72,12 +80,13 @@ function newlines(buf: Buffer, from: number, to: number): number {
   return n;
 }
 
-/** Whether the record `buf[from, to)` is `\.` alone (with its line ending). */
+/**
+ * Whether the record `buf[from, to)` starts with `\.` and a line end: COPY's end-of-data marker
+ * (a carriage return after it ends the data too, whatever follows).
+ */
 function isEndMarker(buf: Buffer, from: number, to: number): boolean {
-  let end = to;
-  if (end > from && buf[end - 1] === NL) end--;
-  if (end > from && buf[end - 1] === CR) end--;
-  return end - from === 2 && buf[from] === 0x5c && buf[from + 1] === 0x2e;
+  if (to - from < 2 || buf[from] !== 0x5c || buf[from + 1] !== 0x2e) return false;
+  return to - from === 2 || buf[from + 2] === NL || buf[from + 2] === CR;
 }
 
 /**
@@ -95,8 +104,11 @@ export async function* csvChunks(
   let records = 0;
   let line = options.firstLine;
   let chunkLine = line;
-  let carry: Buffer = Buffer.alloc(0);
+  // The unfinished record: pieces of earlier buffers (scanned already), joined once it ends.
+  let carry: Buffer[] = [];
+  let carryBytes = 0;
   let inQuote = false;
+  const maxRecord = options.maxRecordBytes ?? MAX_RECORD_BYTES;
   const take = (): CsvChunk => {
     const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
     const out = { data, records, firstLine: chunkLine };
@@ -110,7 +122,7 @@ export async function* csvChunks(
     if (isEndMarker(buf, from, to))
       throw new BulkError(
         'INVALID_ROW',
-        `${options.path} line ${line}: a record that is \\. alone ends COPY data in Postgres (the rows after it would be lost): quote it ("\\.") to load it as a value`,
+        `${options.path} line ${line}: a record that starts with \\. and a line end ends COPY data in Postgres (the rows after it would be lost): quote it ("\\.") to load it as a value`,
       );
     // A record ending in CRLF is given to COPY ending in LF: COPY wants one line ending per
     // file, and files mix them (a CRLF inside quotes is data, and stays).
@@ -126,27 +138,38 @@ export async function* csvChunks(
     line += newlines(buf, from, to);
   };
   for await (const chunk of source) {
-    // The scan resumes where it stopped: `carry` is the unfinished record, already scanned.
-    const buf = carry.length === 0 ? chunk : Buffer.concat([carry, chunk]);
-    const scanned = carry.length;
-    const r = recordEnds(buf, scanned, inQuote, options.quote);
+    // Only the new bytes are scanned: the quote state carries the scan across pieces.
+    const r = recordEnds(chunk, 0, inQuote, options.quote);
     inQuote = r.inQuote;
     let start = 0;
     for (const end of r.ends) {
-      push(buf, start, end);
+      if (carry.length > 0) {
+        const rec = Buffer.concat([...carry, chunk.subarray(0, end)]);
+        carry = [];
+        carryBytes = 0;
+        push(rec, 0, rec.length);
+      } else push(chunk, start, end);
       start = end;
       if (records >= batchSize) yield take();
     }
-    // Copy the tail: it must not pin the whole chunk it came from.
-    carry = Buffer.from(buf.subarray(start));
+    if (start < chunk.length) {
+      // Copy the tail: it must not pin the whole piece it came from.
+      carry.push(Buffer.from(chunk.subarray(start)));
+      carryBytes += chunk.length - start;
+      if (carryBytes > maxRecord)
+        throw new BulkError(
+          'INVALID_ROW',
+          `${options.path} line ${line}: a record longer than ${maxRecord} bytes${inQuote ? ' (a quote that never closes?)' : ''}`,
+        );
+    }
   }
-  if (carry.length > 0) {
+  if (carryBytes > 0) {
     if (inQuote)
       throw new BulkError(
         'INVALID_ROW',
         `${options.path} line ${line}: the file ends inside a quoted field`,
       );
-    const last = Buffer.concat([carry, Buffer.from('\n')]);
+    const last = Buffer.concat([...carry, Buffer.from('\n')]);
     push(last, 0, last.length);
   }
   if (records > 0) yield take();
@@ -164,26 +187,51 @@ export async function csvHead(
   if (!o.header) {
     if (!o.columns)
       throw new BulkError('INVALID_OPTION', `${o.path}: without a header row, name the columns`);
-    return { columns: o.columns, body: { [Symbol.asyncIterator]: () => it }, firstLine: 1 };
+    // A UTF-8 BOM is the file's, not the first field's.
+    let first = true;
+    async function* noBom(): AsyncGenerator<Buffer> {
+      for (;;) {
+        const next = await it.next();
+        if (next.done) return;
+        let b = next.value;
+        if (first) {
+          first = false;
+          if (b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) b = b.subarray(3);
+        }
+        yield b;
+      }
+    }
+    return { columns: o.columns, body: noBom(), firstLine: 1 };
   }
-  let buf: Buffer = Buffer.alloc(0);
+  const pieces: Buffer[] = [];
+  let size = 0;
   let end = -1;
   let inQuote = false;
+  let done = false;
   while (end === -1) {
     const next = await it.next();
+    let piece: Buffer;
     if (next.done) {
-      if (buf.length === 0)
+      if (size === 0)
         throw new BulkError('INVALID_ROW', `${o.path}: empty file, expected a header row`);
-      buf = Buffer.concat([buf, Buffer.from('\n')]);
-    } else buf = buf.length ? Buffer.concat([buf, next.value]) : next.value;
-    const scanned = recordEnds(buf, 0, false);
+      done = true;
+      piece = Buffer.from('\n');
+    } else piece = next.value;
+    // Only the new piece is scanned, from the quote state the earlier ones left.
+    const scanned = recordEnds(piece, 0, inQuote);
     inQuote = scanned.inQuote;
-    if (scanned.ends.length > 0) end = scanned.ends[0]!;
-    else if (next.done)
+    if (scanned.ends.length > 0) end = size + scanned.ends[0]!;
+    pieces.push(piece);
+    size += piece.length;
+    if (end === -1 && done)
       throw new BulkError('INVALID_ROW', `${o.path} line 1: the header never ends`);
-    if (buf.length > 1 << 20 && end === -1 && !inQuote)
-      throw new BulkError('INVALID_ROW', `${o.path} line 1: a header longer than 1 MB`);
+    if (end === -1 && size > 1 << 20)
+      throw new BulkError(
+        'INVALID_ROW',
+        `${o.path} line 1: a header longer than 1 MB${inQuote ? ' (a quote that never closes?)' : ''}`,
+      );
   }
+  const buf = Buffer.concat(pieces, size);
   let headerBytes = buf.subarray(0, end);
   if (headerBytes[0] === 0xef && headerBytes[1] === 0xbb && headerBytes[2] === 0xbf)
     headerBytes = headerBytes.subarray(3); // a UTF-8 BOM

@@ -47,7 +47,7 @@ export async function register(
   state: QueueState,
   id: string,
   identityOf: object,
-  fields: { kind: string; table: string; returning?: boolean },
+  fields: { kind: string; table: string; returning?: boolean; encoding?: string },
 ): Promise<{ created: boolean; sealed: boolean; state: string | null }> {
   // A digest: the identity holds an update's or a copyTo's filter values, kept out of the store.
   const identity = createHash('sha256').update(JSON.stringify(identityOf)).digest('base64url');
@@ -55,11 +55,19 @@ export async function register(
     kind: fields.kind,
     table: fields.table,
     returning: fields.returning === true,
+    ...(fields.encoding !== undefined ? { encoding: fields.encoding } : {}),
   });
   if (!r.created && r.identity !== identity)
     throw new BulkError(
       'OPERATION_CONFLICT',
       `operation ${id} was enqueued before as a different operation`,
+      { table: fields.table },
+    );
+  // Chunks encoded another way than the first time would differ: say why, not "chunk 0 differs".
+  if (!r.created && fields.encoding !== undefined && (r.encoding ?? 'v1') !== fields.encoding)
+    throw new BulkError(
+      'OPERATION_CONFLICT',
+      `operation ${id} was enqueued before with its rows encoded as ${r.encoding ?? 'v1'}, and they would now be ${fields.encoding} (the table's columns changed, or its catalog snapshot was not yet published then): enqueue it under a new id`,
       { table: fields.table },
     );
   return { created: r.created, sealed: r.sealed, state: r.state };

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Job, type Queue } from 'bullmq';
-import { type ColumnType, type DecodeOptions, decoderFor } from '../core/decode.js';
+import { type DecodeOptions, decoderFor } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { setOwn } from '../core/rows.js';

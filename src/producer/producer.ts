@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash, randomUUID } from 'node:crypto';
 import { type FlowProducer, Job } from 'bullmq';
-import { metaFromSnapshot } from '../core/catalog.js';
+import { kindsFingerprint, metaFromSnapshot } from '../core/catalog.js';
 import { checkDefined } from '../core/checks.js';
 import { type DecodeOptions, resolveDecode } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
@@ -358,8 +358,14 @@ export class BulkProducer {
       (kind === 'bulkCreate' || kind === 'copyFrom') &&
       popts.returning === undefined;
     const { id, h } = this.place(options.operationId, kind, table);
-    const snap = v2 ? await h.snapshots.get(table) : null;
+    let snap = v2 ? await h.snapshots.get(table) : null;
+    // The same id enqueued again encodes as it did the first time (a snapshot published since
+    // must not turn version 1 chunks into version 2 ones, which would differ).
+    if (snap && options.operationId !== undefined)
+      if ((await h.state.record(id))?.encoding === 'v1') snap = null;
     const copyMeta = snap ? metaFromSnapshot(snap) : undefined;
+    // Recorded with the operation: enqueueing the same id again must encode the same way.
+    const encoding = copyMeta ? `v2:${kindsFingerprint(copyMeta.columns)}` : 'v1';
     async function* chunks(): AsyncGenerator<ChunkSource> {
       for await (const chunk of chunked(rows as AsyncIterable<Row>, batchSize)) {
         yield {
@@ -394,7 +400,16 @@ export class BulkProducer {
         };
       }
     }
-    return this.enqueueFlow(kind, table, popts, h, id, options.operationId !== undefined, chunks());
+    return this.enqueueFlow(
+      kind,
+      table,
+      popts,
+      h,
+      id,
+      options.operationId !== undefined,
+      chunks(),
+      encoding,
+    );
   }
 
   /** An operation's id (given or new) and its queue. */
@@ -496,6 +511,7 @@ export class BulkProducer {
     id: string,
     givenId: boolean,
     source: AsyncIterable<ChunkSource>,
+    encoding?: string,
   ): Promise<Operation> {
     const {
       created,
@@ -505,7 +521,12 @@ export class BulkProducer {
       h.state,
       id,
       { kind, table, options: popts },
-      { kind, table, returning: popts.returning !== undefined },
+      {
+        kind,
+        table,
+        returning: popts.returning !== undefined,
+        ...(encoding !== undefined ? { encoding } : {}),
+      },
     );
     // Enqueued before under this id. An operation that ended in failure is returned as is (its
     // done() rejects); otherwise the input must be the same, chunk by chunk, or it is a conflict.

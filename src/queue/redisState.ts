@@ -22,10 +22,11 @@ const FINAL = `local function final(s) return s == 'completed' or s == 'failed' 
 
 const REGISTER = `
 if redis.call('hsetnx', KEYS[1], 'identity', ARGV[1]) == 0 then
-  return {0, redis.call('hget', KEYS[1], 'identity'), redis.call('hget', KEYS[1], 'sealed'), redis.call('hget', KEYS[1], 'state')}
+  return {0, redis.call('hget', KEYS[1], 'identity'), redis.call('hget', KEYS[1], 'sealed'), redis.call('hget', KEYS[1], 'state'), redis.call('hget', KEYS[1], 'encoding')}
 end
 redis.call('hset', KEYS[1], 'kind', ARGV[4], 'table', ARGV[5], 'createdAt', ARGV[2], 'state', 'enqueueing', 'rowsDone', '0', 'chunksDone', '0')
 if ARGV[6] == '1' then redis.call('hset', KEYS[1], 'returning', '1') end
+if ARGV[7] ~= '' then redis.call('hset', KEYS[1], 'encoding', ARGV[7]) end
 redis.call('zadd', KEYS[2], ARGV[2], ARGV[3])
 return {1}`;
 
@@ -68,6 +69,7 @@ const FIELDS = [
   'identity',
   'sealed',
   'returning',
+  'encoding',
   'rowsDone',
   'chunksDone',
   'retries',
@@ -103,6 +105,7 @@ function toRecord(id: string, h: (string | null)[]): OpRecord | null {
     retries: num(f.retries) ?? 0,
   };
   if (f.identity !== null) r.identity = f.identity;
+  if (f.encoding !== null) r.encoding = f.encoding;
   const optional = {
     totalRows: num(f.totalRows),
     totalChunks: num(f.totalChunks),
@@ -142,7 +145,7 @@ export class RedisQueueState implements QueueState {
   async register(
     id: string,
     identity: string,
-    fields: { kind: string; table: string; returning: boolean },
+    fields: { kind: string; table: string; returning: boolean; encoding?: string },
   ) {
     const res = (await this.redis.eval(
       REGISTER,
@@ -155,13 +158,22 @@ export class RedisQueueState implements QueueState {
       fields.kind,
       fields.table,
       fields.returning ? '1' : '0',
-    )) as [number, string | null, string | null, string | null];
-    if (res[0] === 1) return { created: true, identity, sealed: false, state: 'enqueueing' };
+      fields.encoding ?? '',
+    )) as [number, string | null, string | null, string | null, string | null];
+    if (res[0] === 1)
+      return {
+        created: true,
+        identity,
+        sealed: false,
+        state: 'enqueueing',
+        encoding: fields.encoding ?? null,
+      };
     return {
       created: false,
       identity: res[1] ?? null,
       sealed: res[2] === '1',
       state: res[3] ?? null,
+      encoding: res[4] ?? null,
     };
   }
 

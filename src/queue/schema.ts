@@ -8,8 +8,8 @@ const names = { type: 'array', items: name, minItems: 1, maxItems: 1600 } as con
 
 export const PAYLOAD_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
-  $id: 'https://bulkmodel.dev/schemas/payload-v1.json',
-  title: 'bulkmodel job payload, version 1',
+  $id: 'https://bulkmodel.dev/schemas/payload.json',
+  title: 'bulkmodel job payload, versions 1 and 2',
   description:
     "Data of the BullMQ jobs bulkmodel enqueues. Job name 'chunk': one chunk of rows. Job name 'operation': the parent job of an operation (and the whole job for update and copyTo). Job name 'seal': closes enqueueing of an operation.",
   oneOf: [
@@ -181,7 +181,11 @@ export const PAYLOAD_SCHEMA = {
               },
               rows: { type: 'integer', minimum: 1 },
               data: { type: 'string' },
-              rowIdx: { type: 'array', items: { type: 'integer', minimum: 0 } },
+              rowIdx: {
+                type: 'array',
+                items: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+                maxItems: 1_000_000,
+              },
             },
           },
         },

@@ -24,6 +24,11 @@ export interface OpRecord {
   sealed: boolean;
   /** Rows are read back (returning). */
   returning: boolean;
+  /**
+   * How its chunks' rows were encoded: 'v1', or 'v2:<catalog fingerprint>' (COPY text for a
+   * table catalog). Enqueueing the same id again encodes the same way, or is a conflict.
+   */
+  encoding?: string;
   rowsDone: number;
   chunksDone: number;
   /** Job attempts that failed transiently and were retried. */
@@ -91,8 +96,14 @@ export interface QueueState {
   register(
     id: string,
     identity: string,
-    fields: { kind: string; table: string; returning: boolean },
-  ): Promise<{ created: boolean; identity: string | null; sealed: boolean; state: string | null }>;
+    fields: { kind: string; table: string; returning: boolean; encoding?: string },
+  ): Promise<{
+    created: boolean;
+    identity: string | null;
+    sealed: boolean;
+    state: string | null;
+    encoding: string | null;
+  }>;
   /** The fingerprint recorded for a chunk (when enqueued under a given id), and the state. */
   chunkFingerprint(id: string, index: number): Promise<{ fp: string | null; state: string | null }>;
   setChunkFingerprint(id: string, index: number, fp: string): Promise<void>;

@@ -7,6 +7,7 @@ import { EXACT } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import { columnOf, type TableMeta } from '../core/meta.js';
 import { fromTextField } from '../core/ndjson.js';
+import { checkCopyGroups } from '../core/ops/copyText.js';
 import { CopyTextParser } from '../core/ops/copyTo.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { setOwn } from '../core/rows.js';
@@ -180,9 +181,23 @@ export async function processChunk(
   let rows: Row[];
   if (p.v === 2) {
     const meta = await ctx.db.meta(checked.table);
+    // The data is checked as Postgres will read it before anything else (an event, a listener).
+    checkCopyGroups(p.groups, p.format, meta.displayName);
     checkCatalog(ctx, meta, p);
     // COPY data goes into COPY as it is: no value decoded, unless a listener here must see rows.
-    if (!seen) return processCopyData(ctx, p, checked, meta);
+    if (!seen) {
+      try {
+        return await processCopyData(ctx, p, checked, meta);
+      } catch (err) {
+        // The table changed under the worker's catalog: read it again and publish it, so that
+        // producers encode the next operations for the types the table has now.
+        if (err instanceof BulkError && err.code === 'CATALOG_MISMATCH') {
+          const fresh = await ctx.db.meta(checked.table, true).catch(() => undefined);
+          if (fresh) void publishSnapshot(ctx.state, [p.table], fresh).catch(() => {});
+        }
+        throw err;
+      }
+    }
     rows = decodeCopyGroups(meta, p);
   } else {
     rows = decodeRows(
@@ -241,22 +256,45 @@ function checkCatalog(ctx: ProcessorContext, meta: TableMeta, p: CopyChunkPayloa
   );
 }
 
-/** The rows of a v2 chunk, for listeners in this process: every value in its exact form. */
+/**
+ * The rows of a v2 chunk (checked by checkCopyGroups), for listeners in this process: every
+ * value in its exact form. A record whose fields do not match its group's columns is refused,
+ * as COPY would refuse it.
+ */
 function decodeCopyGroups(meta: TableMeta, p: CopyChunkPayload): Row[] {
   const out: Row[] = [];
   let next = 0;
+  const bad = (message: string) =>
+    new BulkError('INVALID_PAYLOAD', `${meta.displayName}: ${message}`, {
+      table: meta.displayName,
+    });
   for (const g of p.groups) {
     const cols = g.columns.map((n) => columnOf(meta, n));
     let rows: Row[];
     if (p.format === 'text') {
       const parser = new CopyTextParser(cols, EXACT);
       rows = [];
-      parser.push(g.data, rows);
-      parser.end();
+      try {
+        parser.push(g.data, rows);
+        parser.end();
+      } catch (err) {
+        throw bad(`COPY data does not match its ${cols.length} columns: ${(err as Error).message}`);
+      }
     } else {
-      const records = parseCsv(g.data, {
-        cast: (value, c) => (value === '' && !c.quoting ? null : value) as string,
-      }) as (string | null)[][];
+      let records: (string | null)[][];
+      try {
+        records = parseCsv(g.data, {
+          cast: (value, c) => (value === '' && !c.quoting ? null : value) as string,
+          relax_column_count: true,
+        }) as (string | null)[][];
+      } catch (err) {
+        throw bad(`CSV data cannot be read: ${(err as Error).message}`);
+      }
+      const wrong = records.findIndex((rec) => rec.length !== cols.length);
+      if (wrong >= 0)
+        throw bad(
+          `CSV record ${wrong + 1} has ${records[wrong]!.length} fields for ${cols.length} columns`,
+        );
       rows = records.map((rec) => {
         const row: Row = {};
         cols.forEach((c, j) => {
@@ -265,6 +303,8 @@ function decodeCopyGroups(meta: TableMeta, p: CopyChunkPayload): Row[] {
         return row;
       });
     }
+    if (rows.length !== g.rows)
+      throw bad(`a COPY group declares ${g.rows} rows and holds ${rows.length}`);
     rows.forEach((r, i) => {
       out[g.rowIdx ? g.rowIdx[i]! : next + i] = r;
     });
@@ -297,6 +337,9 @@ async function processCopyData(
     fingerprint: checked.fingerprint,
     format: p.format,
     firstLine: p.chunk.line,
+    // COPY text was encoded for the types the catalog fingerprint names (CSV from a file is
+    // text whatever the types: Postgres reads it as psql's \copy would).
+    verifyTypes: p.format === 'text' && p.catalog !== undefined,
     ...(onConflict !== undefined
       ? {
           onConflict:

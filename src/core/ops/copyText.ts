@@ -32,6 +32,8 @@ export interface CopyTextPlan {
   onConflict: OnConflict | undefined;
   /** CSV from a file: its line number of the chunk's first record (messages name file lines). */
   firstLine: number | undefined;
+  /** Check, in the transaction, that the columns still have the types `meta` read. */
+  verifyTypes?: boolean;
 }
 
 interface Prepared {
@@ -39,58 +41,102 @@ interface Prepared {
   groups: { columns: ColumnMeta[]; group: CopyTextGroup }[];
 }
 
+/** What a scan of COPY data found: its records, or why Postgres would read it otherwise. */
+export interface RecordScan {
+  /** Records (rows), -1 when the last one has no newline or a quote is left open. */
+  records: number;
+  /**
+   * An end-of-data marker: text format, an unescaped `\.` anywhere (Postgres stops reading
+   * there); CSV, a record starting with `\.` then a line end. The rows after it would be
+   * dropped without an error.
+   */
+  endMarker: boolean;
+  /** A carriage return that would end a line (text: unescaped; CSV: outside quotes, not before \n). */
+  bareCR: boolean;
+}
+
 /**
- * Records in COPY data, and whether one of them is `\.` alone, COPY's end-of-data marker (the
- * rows after it would be dropped without an error). Text format: one record per line. CSV: a
- * newline inside quotes does not end a record (a byte scan of quotes and newlines, no field
- * parsing).
+ * Count the records of COPY data as Postgres reads them, in one pass over its characters (no
+ * field parsing, linear in the data whatever it holds). Text format: a record ends at an
+ * unescaped newline; a backslash escapes the character after it (a backslash-newline is data).
+ * CSV: a newline inside quotes does not end a record; `\r\n` ends one as `\n` does.
  */
-export function countRecords(
-  data: string,
-  format: 'text' | 'csv',
-): { records: number; endMarker: boolean } {
+export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
   let records = 0;
   let endMarker = false;
-  let start = 0;
+  let bareCR = false;
+  const n = data.length;
   let i = 0;
-  let inQuote = false;
-  while (i < data.length) {
-    if (format === 'csv') {
-      if (inQuote) {
-        const q = data.indexOf('"', i);
-        if (q === -1) break;
-        inQuote = false;
-        i = q + 1;
+  if (format === 'text') {
+    let start = 0;
+    while (i < n) {
+      const c = data.charCodeAt(i);
+      if (c === 92) {
+        // backslash: the next character is escaped, whatever it is
+        if (i + 1 >= n) return { records: -1, endMarker, bareCR };
+        if (data.charCodeAt(i + 1) === 46) endMarker = true;
+        i += 2;
         continue;
       }
-      const q = data.indexOf('"', i);
-      const nl = data.indexOf('\n', i);
-      if (q !== -1 && (nl === -1 || q < nl)) {
-        inQuote = true;
-        i = q + 1;
-        continue;
-      }
-      if (nl === -1) break;
-      i = nl;
-    } else {
-      const nl = data.indexOf('\n', i);
-      if (nl === -1) break;
-      i = nl;
+      if (c === 10) {
+        records++;
+        start = i + 1;
+      } else if (c === 13) bareCR = true;
+      i++;
     }
-    // data[start, i) is one record
-    const len = i - start;
-    if (
-      (len === 2 || (len === 3 && data.charCodeAt(i - 1) === 13)) &&
-      data.charCodeAt(start) === 92 &&
-      data.charCodeAt(start + 1) === 46
-    )
-      endMarker = true;
-    records++;
-    i++;
-    start = i;
+    return { records: start === n ? records : -1, endMarker, bareCR };
   }
-  if (start < data.length || inQuote) records = -1; // a record without its newline, or an open quote
-  return { records, endMarker };
+  let inQuote = false;
+  let recordStart = true;
+  while (i < n) {
+    const c = data.charCodeAt(i);
+    if (recordStart) {
+      recordStart = false;
+      // `\.` then a line end (or the end of the data) at a record's start ends COPY data.
+      if (c === 92 && data.charCodeAt(i + 1) === 46) {
+        const after = data.charCodeAt(i + 2);
+        if (i + 2 >= n || after === 10 || after === 13) endMarker = true;
+      }
+    }
+    if (c === 34) inQuote = !inQuote;
+    else if (!inQuote) {
+      if (c === 10) {
+        records++;
+        recordStart = true;
+      } else if (c === 13 && data.charCodeAt(i + 1) !== 10) bareCR = true;
+    }
+    i++;
+  }
+  return { records: inQuote || !recordStart ? -1 : records, endMarker, bareCR };
+}
+
+/**
+ * The file line where the record holding Postgres's COPY line `pgLine` starts. Postgres counts
+ * one line per record plus the newlines inside its quotes, except in the first record (its line
+ * ending is not known yet then); a file line counts every newline.
+ */
+export function csvFileLine(data: string, firstLine: number, pgLine: number): number {
+  let records = 0;
+  let pg = 0;
+  let start = firstLine; // file line of the current record's start
+  let inner = 0;
+  let inQuote = false;
+  for (let i = 0; i < data.length; i++) {
+    const c = data.charCodeAt(i);
+    if (c === 34) inQuote = !inQuote;
+    else if (c === 10) {
+      if (inQuote) {
+        inner++;
+        continue;
+      }
+      records++;
+      pg = records === 1 ? 1 : pg + 1 + inner;
+      if (pg >= pgLine) return start;
+      start += 1 + inner;
+      inner = 0;
+    }
+  }
+  return start;
 }
 
 /** Stream a string into COPY in 64 KB pieces; errors name the row (or the file line). */
@@ -112,6 +158,43 @@ async function copyData(
   } catch (err) {
     throw fromPgError(err, errorAt);
   }
+}
+
+/**
+ * The chunk's columns still have the types the data was encoded for. Run after the COPY, in its
+ * transaction: COPY holds the table's lock from before it read the column types, so a type
+ * change cannot fall between this check and the commit, and one committed before is seen here.
+ */
+async function verifyTypes(
+  client: DbClient,
+  meta: TableMeta,
+  groups: Prepared['groups'],
+): Promise<void> {
+  const cols = new Map<string, ColumnMeta>();
+  for (const g of groups) for (const c of g.columns) cols.set(c.name, c);
+  const r = await client.query({
+    text: `SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS t
+             FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY ($2)`,
+    values: [meta.oid, [...cols.keys()]],
+  });
+  const now = new Map((r.rows as { attname: string; t: string }[]).map((x) => [x.attname, x.t]));
+  for (const c of cols.values())
+    if (now.get(c.name) !== c.typeSql)
+      throw new BulkError(
+        'CATALOG_MISMATCH',
+        `${meta.displayName}.${c.name} is ${now.get(c.name) ?? 'gone'}, not ${c.typeSql} as the chunk was encoded for: nothing written; enqueue the operation again`,
+        { table: meta.displayName, column: c.name },
+      );
+}
+
+/** COPY read another number of rows than the group declares (and its scan counted). */
+function misread(table: string, declared: number, took: number): BulkError {
+  return new BulkError(
+    'INVALID_PAYLOAD',
+    `${table}: a COPY group declares ${declared} rows and Postgres read ${took}: nothing written`,
+    { table },
+  );
 }
 
 export function copyTextSteps(
@@ -147,7 +230,12 @@ export function copyTextSteps(
         const errorAt = {
           table,
           ...(plan.firstLine !== undefined
-            ? { fileLineOfLine: (line: number) => plan.firstLine! + line - 1 }
+            ? {
+                fileLineOfLine: (line: number) =>
+                  plan.format === 'csv'
+                    ? csvFileLine(g.data, plan.firstLine!, line)
+                    : plan.firstLine! + line - 1,
+              }
             : {
                 rowIndexOfLine: (line: number) =>
                   offset + (g.rowIdx ? (g.rowIdx[line - 1] ?? line - 1) : line - 1),
@@ -156,12 +244,15 @@ export function copyTextSteps(
         const names = columns.map((c) => c.sqlName).join(', ');
         if (gi === p.groups.length - 1) setImmediate(hooks.busy);
         if (plan.onConflict === undefined) {
-          count += await copyData(
+          const took = await copyData(
             client,
             `COPY ${meta.sqlName} (${names}) FROM STDIN${opts}`,
             g.data,
             errorAt,
           );
+          // Fewer is possible (a BEFORE trigger may skip rows); more never is.
+          if (took > g.rows) throw misread(table, g.rows, took);
+          count += took;
           continue;
         }
         // ON CONFLICT needs an INSERT: COPY into a staging table of the same column types, then
@@ -169,7 +260,20 @@ export function copyTextSteps(
         const stage = `bulkmodel_stage_${gi}`;
         await client.query({ text: buildStageTable(stage, columns) });
         const stageCols = columns.map((_, j) => `c${j}`).join(', ');
-        await copyData(client, `COPY ${stage} (${stageCols}) FROM STDIN${opts}`, g.data, errorAt);
+        const staged = await copyData(
+          client,
+          `COPY ${stage} (${stageCols}) FROM STDIN${opts}`,
+          g.data,
+          {
+            ...errorAt,
+            // Errors name the table's column, not the staging table's c<j>.
+            columnName: (name: string) => {
+              const m = /^c(\d+)$/.exec(name);
+              return (m && columns[Number(m[1])]?.name) || name;
+            },
+          },
+        );
+        if (staged !== g.rows) throw misread(table, g.rows, staged);
         const r = await client.query({
           text: buildInsert(meta, columns, stageSource(stage, columns), {
             onConflict: plan.onConflict,
@@ -178,6 +282,7 @@ export function copyTextSteps(
         count += r.rowCount ?? 0;
         await client.query({ text: `DROP TABLE ${stage}` });
       }
+      if (plan.verifyTypes) await verifyTypes(client, meta, p.groups);
       return { result: { count }, ledger: { count } };
     },
     signalsBusy: true,
@@ -189,38 +294,54 @@ export function copyTextSteps(
 }
 
 /**
- * Check a chunk's groups before anything is written: declared row counts match the data, no
- * end-of-data marker, columns named once. (Columns against the catalog: in prepare.)
+ * Check a chunk's groups before anything is written: well-formed Unicode, declared row counts
+ * match the data as Postgres will read it, no end-of-data marker or stray carriage return,
+ * columns named once, and the groups' row indexes together a permutation of the chunk's rows.
+ * (Columns against the catalog: in prepare.) Returns the chunk's rows.
  */
 export function checkCopyGroups(
   groups: CopyTextGroup[],
   format: 'text' | 'csv',
   table: string,
 ): number {
+  const bad = (message: string) =>
+    new BulkError('INVALID_PAYLOAD', `${table}: ${message}`, { table });
   let total = 0;
   for (const g of groups) {
     if (new Set(g.columns).size !== g.columns.length)
-      throw new BulkError('INVALID_PAYLOAD', `${table}: a COPY group names a column twice`, {
-        table,
-      });
-    const { records, endMarker } = countRecords(g.data, format);
+      throw bad('a COPY group names a column twice');
+    if (!g.data.isWellFormed()) throw bad('COPY data holds a lone UTF-16 surrogate (not Unicode)');
+    const { records, endMarker, bareCR } = countRecords(g.data, format);
     if (endMarker)
-      throw new BulkError(
-        'INVALID_PAYLOAD',
-        `${table}: COPY data holds a record that is \\. alone, which would end it early`,
-        { table },
+      throw bad(
+        format === 'text'
+          ? 'COPY data holds an unescaped \\. (the end-of-data marker): rows after it would be dropped'
+          : 'COPY data holds a record that starts with \\. and a line end (the end-of-data marker)',
+      );
+    if (bareCR)
+      throw bad(
+        format === 'text'
+          ? 'COPY data holds an unescaped carriage return (write it \\r)'
+          : 'CSV data holds a carriage return outside quotes that does not end a line with \\n',
       );
     if (records !== g.rows)
-      throw new BulkError(
-        'INVALID_PAYLOAD',
-        `${table}: a COPY group declares ${g.rows} rows and holds ${records < 0 ? 'an unterminated record' : records}`,
-        { table },
+      throw bad(
+        `a COPY group declares ${g.rows} rows and holds ${records < 0 ? 'an unterminated record' : records}`,
       );
-    if (g.rowIdx && g.rowIdx.length !== g.rows)
-      throw new BulkError('INVALID_PAYLOAD', `${table}: rowIdx does not match the group's rows`, {
-        table,
-      });
+    if (g.rowIdx && g.rowIdx.length !== g.rows) throw bad("rowIdx does not match the group's rows");
     total += records;
+  }
+  if (groups.length > 1 || groups[0]?.rowIdx) {
+    // Every row of the chunk exactly once: results and errors are placed by these indexes.
+    const seen = new Uint8Array(total);
+    for (const g of groups) {
+      if (!g.rowIdx) throw bad('a chunk of several COPY groups needs rowIdx in each');
+      for (const r of g.rowIdx) {
+        if (!Number.isInteger(r) || r < 0 || r >= total || seen[r])
+          throw bad(`rowIdx is not a permutation of the chunk's ${total} rows`);
+        seen[r] = 1;
+      }
+    }
   }
   return total;
 }

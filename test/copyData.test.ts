@@ -1,0 +1,388 @@
+import { randomBytes } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countRecords, csvFileLine } from '../src/core/ops/copyText.js';
+import {
+  type BulkErrorCode,
+  BulkProducer,
+  BulkWorker,
+  isBulkError,
+  silentLogger,
+} from '../src/index.js';
+import { recordEnds } from '../src/producer/csvChunks.js';
+import { RedisBackend } from '../src/queue/backend.js';
+import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
+import { deleteKeys, obliterate, queueName, REDIS_URL, runPrefix, until } from './queueHelpers.js';
+
+/**
+ * Payload version 2 (rows as COPY data) against hand-written jobs: data that Postgres would read
+ * as other rows than the job declares (escaped newlines, end-of-data markers, carriage returns,
+ * missing or extra fields, a wrong row count, row indexes that are not a permutation, lone
+ * surrogates) is refused with INVALID_PAYLOAD and writes nothing, with and without a listener
+ * in the worker's process (which decodes the rows instead of streaming them). Also: the catalog
+ * check after an ALTER TABLE, file lines of CSV errors, and linear scans of hostile data.
+ */
+const prefix = runPrefix('copydata');
+const plainQ = queueName('cd-plain');
+const seenQ = queueName('cd-seen');
+let tdb: TestDb;
+let T: string;
+let backend: RedisBackend;
+let plain: BulkWorker;
+let seen: BulkWorker;
+let producer: BulkProducer;
+const queues: Record<string, Queue> = {};
+let seq = 0;
+
+beforeAll(async () => {
+  tdb = await testDb('copydata');
+  T = tdb.t('t');
+  await tdb.pool.query(`CREATE TABLE ${T} (id int PRIMARY KEY, name text)`);
+  backend = new RedisBackend({ redis: REDIS_URL, prefix });
+  const common = { redis: REDIS_URL, prefix, tables: [T], logger: silentLogger, concurrency: 2 };
+  plain = new BulkWorker({ ...common, queue: plainQ, database: DATABASE_URL });
+  seen = new BulkWorker({ ...common, queue: seenQ, database: DATABASE_URL });
+  seen.signals.on('preCopyFrom', () => {});
+  await Promise.all([plain.waitUntilReady(), seen.waitUntilReady()]);
+  for (const q of [plainQ, seenQ]) queues[q] = backend.queue(q);
+  producer = new BulkProducer({ redis: REDIS_URL, queue: plainQ, prefix, logger: silentLogger });
+});
+afterAll(async () => {
+  await producer?.close();
+  for (const q of Object.values(queues)) await q.close();
+  await plain?.close();
+  await seen?.close();
+  await backend?.close();
+  for (const q of [plainQ, seenQ]) await obliterate(q, prefix).catch(() => {});
+  await deleteKeys(`${prefix}:*`);
+  await tdb?.close();
+});
+
+interface Group {
+  columns: string[];
+  rows: number;
+  data: string;
+  rowIdx?: number[];
+}
+
+/** Add a v2 chunk job (with its operation's place as id) and wait for it to end. */
+async function run(
+  q: string,
+  format: 'text' | 'csv',
+  groups: Group[],
+): Promise<{ state: string; reason: string }> {
+  const operationId = `cd-${++seq}-${randomBytes(3).toString('hex')}`;
+  const queue = queues[q]!;
+  const job = await queue.add(
+    'chunk',
+    {
+      v: 2,
+      kind: 'copyFrom',
+      operationId,
+      table: T,
+      chunk: { index: 0, offset: 0 },
+      options: {},
+      format,
+      groups,
+    },
+    { jobId: `${operationId}-c0`, attempts: 3 },
+  );
+  const state = await until(
+    `job ${job.id} to end`,
+    async () => {
+      const s = await queue.getJobState(job.id!);
+      return s === 'completed' || s === 'failed' ? s : undefined;
+    },
+    20_000,
+  );
+  const j = await queue.getJob(job.id!);
+  return { state, reason: j?.failedReason ?? '' };
+}
+
+async function rows(): Promise<number> {
+  return (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${T}`)).rows[0].n;
+}
+
+const cols = ['id', 'name'];
+/** Hostile groups: each must be refused, whatever the worker's process listens to. */
+const HOSTILE: [string, 'text' | 'csv', Group[], BulkErrorCode][] = [
+  [
+    'text: a backslash-newline is data, so 2 declared rows are 1',
+    'text',
+    [{ columns: cols, rows: 2, data: '1\ta\\\nb\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'text: \\. inside a line ends COPY data',
+    'text',
+    [{ columns: cols, rows: 2, data: '1\ta\\.\n2\tb\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'text: \\. then a carriage return first',
+    'text',
+    [{ columns: cols, rows: 1, data: '\\.\r2\tb\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'text: an unescaped carriage return',
+    'text',
+    [{ columns: cols, rows: 1, data: '1\ta\rb\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'csv: \\. then a carriage return at a record start',
+    'csv',
+    [{ columns: cols, rows: 1, data: '\\.\r2,b\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'csv: \\. alone on a line',
+    'csv',
+    [{ columns: cols, rows: 2, data: '1,a\n\\.\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'csv: a bare carriage return outside quotes',
+    'csv',
+    [{ columns: cols, rows: 1, data: '1,a\r2,b\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'csv: 1 declared row holding 3',
+    'csv',
+    [{ columns: cols, rows: 1, data: '1,a\n2,b\n3,c\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  ['csv: an open quote', 'csv', [{ columns: cols, rows: 1, data: '1,"a\n' }], 'INVALID_PAYLOAD'],
+  [
+    'text: a lone surrogate',
+    'text',
+    [{ columns: cols, rows: 1, data: '1\ta\ud800b\n' }],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'two groups whose row indexes repeat a row',
+    'text',
+    [
+      { columns: ['id'], rows: 1, data: '1\n', rowIdx: [0] },
+      { columns: cols, rows: 1, data: '2\tb\n', rowIdx: [0] },
+    ],
+    'INVALID_PAYLOAD',
+  ],
+  [
+    'a row index beyond the chunk',
+    'text',
+    [
+      { columns: ['id'], rows: 1, data: '1\n', rowIdx: [5] },
+      { columns: cols, rows: 1, data: '2\tb\n', rowIdx: [0] },
+    ],
+    'INVALID_PAYLOAD',
+  ],
+];
+
+describe.each([
+  ['a worker that streams the data into COPY', () => plainQ],
+  ['a worker whose process listens (it decodes the rows)', () => seenQ],
+])('%s', (_label, q) => {
+  it.each(HOSTILE)('refuses %s, writing nothing', async (_what, format, groups, code) => {
+    const before = await rows();
+    const r = await run(q(), format, groups);
+    expect({ state: r.state, code: r.reason.split(':')[0] }, r.reason).toEqual({
+      state: 'failed',
+      code,
+    });
+    expect(await rows()).toBe(before);
+  });
+
+  it('refuses a record whose fields do not match the columns, writing nothing', async () => {
+    const before = await rows();
+    for (const data of ['77\n', '78,a,zzz\n']) {
+      const r = await run(q(), 'csv', [{ columns: cols, rows: 1, data }]);
+      expect(r.state, r.reason).toBe('failed');
+      // COPY's own refusal (missing or extra data) or the listener path's INVALID_PAYLOAD
+      expect(r.reason).toMatch(/^(INVALID_PAYLOAD|INVALID_ROW|DATA_ERROR|DATABASE_ERROR):/);
+    }
+    expect(await rows()).toBe(before);
+  });
+
+  it('writes good data exactly, quotes and newlines in fields included', async () => {
+    const id = 1000 + seq;
+    const r = await run(q(), 'csv', [
+      { columns: cols, rows: 2, data: `${id},"a ""q""\nb"\n${id + 1},"\\.\r\n"\n` },
+    ]);
+    expect(r.state, r.reason).toBe('completed');
+    const got = await tdb.pool.query(`SELECT id, name FROM ${T} WHERE id >= $1 ORDER BY id`, [id]);
+    expect(got.rows).toEqual([
+      { id, name: 'a "q"\nb' },
+      { id: id + 1, name: '\\.\r\n' },
+    ]);
+  });
+});
+
+describe('scans of hostile data stay linear', () => {
+  // Quadratic scans of these took hours; linear ones take milliseconds. No time is asserted:
+  // a quadratic scan would outlast the test's timeout.
+  const quotes = '"'.repeat(8_000_000);
+  it('countRecords: millions of quotes, and millions of short records', () => {
+    expect(countRecords(`1,${quotes}\n`, 'csv').records).toBe(1);
+    expect(countRecords('1,a\n'.repeat(2_000_000), 'csv').records).toBe(2_000_000);
+    expect(countRecords('\\\\'.repeat(4_000_000), 'text').records).toBe(-1);
+  });
+  it('recordEnds: millions of quotes, and short records with one quote at the end', () => {
+    expect(recordEnds(Buffer.from(`${quotes}\n`), 0, false).ends).toHaveLength(1);
+    const many = Buffer.from(`${'1,a\n'.repeat(2_000_000)}"`);
+    const r = recordEnds(many, 0, false);
+    expect(r.ends).toHaveLength(2_000_000);
+    expect(r.inQuote).toBe(true);
+  });
+});
+
+describe('CSV errors name the line of the file', () => {
+  it('maps Postgres line numbers to the line where the record starts', () => {
+    // Postgres counts the first record as one line whatever its quoted newlines.
+    expect(csvFileLine('1,"x\ny"\nzz,c\n', 5, 2)).toBe(7);
+    expect(csvFileLine('1,a\n2,"x\ny"\nzz,c\n', 5, 4)).toBe(8);
+    expect(csvFileLine('1,a\n2,b\n', 10, 2)).toBe(11);
+  });
+
+  it('copyFromCsv: a bad value after multi-line records: its line and the table column', async () => {
+    const t = tdb.t('lines');
+    await tdb.pool.query(`CREATE TABLE ${t} (id int PRIMARY KEY, n int)`);
+    const w = new BulkWorker({
+      redis: REDIS_URL,
+      prefix,
+      queue: plainQ,
+      tables: [t],
+      database: DATABASE_URL,
+      logger: silentLogger,
+    });
+    await w.waitUntilReady();
+    try {
+      const csv = 'id,n\n1,"2\n"\n3,"\n4"\nx,5\n';
+      async function* src() {
+        yield Buffer.from(csv);
+      }
+      for (const onConflict of [undefined, 'ignore' as const]) {
+        const op = await producer.copyFromCsv(t, src(), {
+          path: 'f.csv',
+          ...(onConflict ? { onConflict } : {}),
+        });
+        const err = await op.done().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isBulkError(err), String(err)).toBe(true);
+        if (!isBulkError(err)) return;
+        expect({ line: err.line, column: err.column }, err.message).toEqual({
+          line: 6,
+          column: 'id',
+        });
+        expect(err.message).toContain('line 6');
+      }
+      expect((await tdb.pool.query(`SELECT count(*)::int AS n FROM ${t}`)).rows[0].n).toBe(0);
+    } finally {
+      await w.close();
+    }
+  });
+});
+
+describe('catalog changes', () => {
+  it('an ALTER TABLE after the snapshot: CATALOG_MISMATCH, nothing written; the next operation uses the new types', async () => {
+    const t = tdb.t('alter');
+    await tdb.pool.query(`CREATE TABLE ${t} (id int PRIMARY KEY, j jsonb, b bytea)`);
+    const q = queueName('cd-alter');
+    const w = new BulkWorker({
+      redis: REDIS_URL,
+      prefix,
+      queue: q,
+      tables: [t],
+      database: DATABASE_URL,
+      logger: silentLogger,
+    });
+    await w.waitUntilReady();
+    const p1 = new BulkProducer({ redis: REDIS_URL, queue: q, prefix, logger: silentLogger });
+    try {
+      await until('the worker to publish the snapshot', async () =>
+        (await backend.state(q).snapshot(t)) !== null ? true : undefined,
+      );
+      expect(
+        await (await p1.copyFrom(t, [{ id: 1, j: { a: 1 }, b: Buffer.from('AB') }])).done(),
+      ).toEqual({
+        count: 1,
+      });
+      await tdb.pool.query(
+        `ALTER TABLE ${t} ALTER j TYPE text USING j::text, ALTER b TYPE text USING encode(b, 'hex')`,
+      );
+      // p1 still encodes for jsonb and bytea (its snapshot is seconds old), the worker's
+      // catalog is as old: the check in the chunk's transaction finds the change.
+      const stale = await p1.copyFrom(t, [{ id: 2, j: 'hello', b: Buffer.from('AB') }]);
+      const err = await stale.done().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isBulkError(err) && err.code, String(err)).toBe('CATALOG_MISMATCH');
+      expect((await tdb.pool.query(`SELECT id FROM ${t} ORDER BY id`)).rows).toEqual([{ id: 1 }]);
+      // The worker published the new snapshot: a producer reading it encodes for text.
+      const p2 = new BulkProducer({ redis: REDIS_URL, queue: q, prefix, logger: silentLogger });
+      try {
+        expect(await (await p2.copyFrom(t, [{ id: 3, j: 'hello', b: 'AB' }])).done()).toEqual({
+          count: 1,
+        });
+      } finally {
+        await p2.close();
+      }
+      expect((await tdb.pool.query(`SELECT j, b FROM ${t} WHERE id = 3`)).rows[0]).toEqual({
+        j: 'hello',
+        b: 'AB',
+      });
+    } finally {
+      await p1.close();
+      await w.close();
+      await obliterate(q, prefix).catch(() => {});
+    }
+  });
+
+  it('the same operation id enqueued again after a snapshot appeared encodes as the first time', async () => {
+    const t = tdb.t('again');
+    await tdb.pool.query(`CREATE TABLE ${t} (id int PRIMARY KEY, name text)`);
+    const q = queueName('cd-again');
+    const p = new BulkProducer({ redis: REDIS_URL, queue: q, prefix, logger: silentLogger });
+    const input = [
+      { id: 1, name: 'a' },
+      { id: 2, name: 'b' },
+    ];
+    try {
+      // No worker yet: no snapshot, so version 1 chunks.
+      const first = await p.copyFrom(t, input, { operationId: 'again-1' });
+      const w = new BulkWorker({
+        redis: REDIS_URL,
+        prefix,
+        queue: q,
+        tables: [t],
+        database: DATABASE_URL,
+        logger: silentLogger,
+      });
+      try {
+        await w.waitUntilReady();
+        expect(await first.done()).toEqual({ count: 2 });
+        const p2 = new BulkProducer({ redis: REDIS_URL, queue: q, prefix, logger: silentLogger });
+        try {
+          await until('the snapshot', async () =>
+            (await backend.state(q).snapshot(t)) !== null ? true : undefined,
+          );
+          const again = await p2.copyFrom(t, input, { operationId: 'again-1' });
+          expect(await again.done()).toEqual({ count: 2 });
+        } finally {
+          await p2.close();
+        }
+      } finally {
+        await w.close();
+      }
+      expect((await tdb.pool.query(`SELECT count(*)::int AS n FROM ${t}`)).rows[0].n).toBe(2);
+    } finally {
+      await p.close();
+      await obliterate(q, prefix).catch(() => {});
+    }
+  });
+});
