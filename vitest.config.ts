@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `default` runs in parallel files; `faults` kills connections and restarts
-// services, so it runs alone (one file at a time) in its own step of .ci/run.
+// Three projects: `default` runs in parallel files; `faults` kills connections and restarts
+// services, and `scale` runs eight worker processes, so each runs alone (one file at a time)
+// in its own step of .ci/run.
 export default defineConfig({
   test: {
     globalSetup: ['test/globalSetup.ts'],
@@ -10,7 +11,11 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'default', include: ['test/**/*.test.ts'], exclude: ['test/faults/**'] },
+        test: {
+          name: 'default',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/faults/**', 'test/scale/**'],
+        },
       },
       {
         extends: true,
@@ -19,6 +24,15 @@ export default defineConfig({
           include: ['test/faults/**/*.test.ts'],
           fileParallelism: false,
           testTimeout: 180_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'scale',
+          include: ['test/scale/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 600_000,
         },
       },
     ],

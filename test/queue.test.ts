@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Job, Queue } from 'bullmq';
+import { Job } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type BulkClient, BulkProducer, type Row } from '../src/index.js';
 import { HOSTILE_TEXT, type TestDb, testDb } from './helpers.js';
@@ -13,15 +13,16 @@ import {
   hostileRow,
 } from './hostile.js';
 import {
+  bullQueue,
   deleteKeys,
   killAll,
   obliterate,
   queueName,
-  REDIS_URL,
   rejection,
   runPrefix,
   startWorker,
   stopWorker,
+  TEST_REDIS,
   until,
   type WorkerProcess,
 } from './queueHelpers.js';
@@ -64,7 +65,7 @@ beforeEach(async () => {
     prefix,
     args: ['--export-dir', exportDir],
   });
-  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
 });
 afterEach(async () => {
   await producer.close();
@@ -352,7 +353,7 @@ describe('results', () => {
   });
 
   it('a chunk over the payload limit is refused at enqueue; the operation fails, nothing written', async () => {
-    const small = new BulkProducer({ redis: REDIS_URL, queue, prefix, maxPayloadBytes: 4000 });
+    const small = new BulkProducer({ redis: TEST_REDIS, queue, prefix, maxPayloadBytes: 4000 });
     try {
       const id = `big-${queue}`;
       const rows = Array.from({ length: 30 }, (_, i) => ({ name: 'x'.repeat(i * 30), n: i }));
@@ -387,7 +388,7 @@ describe('results', () => {
   it('done() of an operation whose jobs were removed since still resolves from its counters', async () => {
     const op = await producer.bulkCreate(tdb.t('items'), [{ name: 'a' }, { name: 'b' }]);
     expect(await op.done()).toEqual({ count: 2 });
-    const q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+    const q = bullQueue(queue, prefix);
     try {
       await (await Job.fromId(q, op.id))!.remove();
     } finally {
@@ -419,7 +420,7 @@ describe('results', () => {
   });
 
   it('two producers enqueueing the same operationId at once write its rows once', async () => {
-    const other = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+    const other = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
     try {
       const rows = Array.from({ length: 50 }, (_, i) => ({ name: `c${i}`, n: i }));
       const opts = { batchSize: 4, operationId: `race-${queue}`, returning: ['n'] };

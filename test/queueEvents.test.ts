@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BulkEvents, BulkProducer, BulkWorker, type Row, silentLogger } from '../src/index.js';
 import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
@@ -8,10 +7,12 @@ import {
   killAll,
   obliterate,
   queueName,
-  REDIS_URL,
+  rawRedis,
   runPrefix,
   startWorker,
   stopWorker,
+  TEST_REDIS,
+  testBackend,
   until,
   type WorkerProcess,
 } from './queueHelpers.js';
@@ -39,7 +40,7 @@ const readers: BulkEvents[] = [];
 beforeEach(async () => {
   queue = queueName('events');
   worker = await startWorker({ tables: [tdb.t('items')], queue, prefix });
-  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
 });
 afterEach(async () => {
   for (const r of readers.splice(0)) await r.close();
@@ -52,7 +53,7 @@ type Seen = { name: string; event: Record<string, unknown> };
 
 /** A reader that records every event. */
 async function reader(options: { group?: string; consumer?: string } = {}) {
-  const events = new BulkEvents({ redis: REDIS_URL, queue, prefix, ...options });
+  const events = new BulkEvents({ redis: TEST_REDIS, queue, prefix, ...options });
   readers.push(events);
   const seen: Seen[] = [];
   events.on('*', (name, event) => {
@@ -149,14 +150,14 @@ describe('BulkEvents from a worker process', () => {
   it('in the worker process, worker.signals runs pre listeners that may adjust rows', async () => {
     const q2 = queueName('inproc');
     const w = new BulkWorker({
-      redis: REDIS_URL,
+      redis: TEST_REDIS,
       queue: q2,
       prefix,
       database: DATABASE_URL,
       tables: [tdb.t('items')],
       logger: silentLogger,
     });
-    const p2 = new BulkProducer({ redis: REDIS_URL, queue: q2, prefix });
+    const p2 = new BulkProducer({ redis: TEST_REDIS, queue: q2, prefix });
     try {
       const counts: number[] = [];
       w.signals.on('preBulkCreate', (e) => {
@@ -194,8 +195,10 @@ describe('BulkEvents from a worker process', () => {
 
   it('a consumer group whose pending events were trimmed away keeps reading', async () => {
     const group = `g-${randomBytes(3).toString('hex')}`;
-    const stream = `${prefix}:${queue}:bm:events`;
-    const raw = new Redis(REDIS_URL);
+    const b = testBackend(prefix);
+    const stream = b.keys(queue).events;
+    await b.close();
+    const raw = rawRedis();
     try {
       const first = await reader({ group, consumer: 'c1' });
       await first.events.close();

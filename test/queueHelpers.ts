@@ -1,13 +1,50 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import { Cluster, Redis } from 'ioredis';
 import type pg from 'pg';
-import { BulkError } from '../src/index.js';
+import { BulkError, type RedisInput } from '../src/index.js';
+import { RedisBackend } from '../src/queue/backend.js';
 import { DATABASE_URL } from './helpers.js';
 
-export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+/**
+ * The Redis Cluster the queue suite runs against when REDIS_CLUSTER is set (`npm run
+ * test:cluster` starts one); else undefined, and the suite uses the single Redis at REDIS_URL.
+ */
+export const TEST_CLUSTER = process.env.REDIS_CLUSTER?.trim() || undefined;
+/** What producers, workers and dashboards of the queue suite are given. */
+export const TEST_REDIS: RedisInput = TEST_CLUSTER ? { cluster: TEST_CLUSTER } : REDIS_URL;
+/** The CLI's flag for it. */
+export const REDIS_ARGS = TEST_CLUSTER ? ['--redis-cluster', TEST_CLUSTER] : ['--redis', REDIS_URL];
+
+/** A raw client of the test Redis (a Cluster client on a cluster). */
+export function rawRedis(): Redis | Cluster {
+  if (!TEST_CLUSTER) return new Redis(REDIS_URL);
+  const nodes = TEST_CLUSTER.split(',').map((n) => {
+    const [host, port] = n.split(':');
+    return { host: host!, port: Number(port) };
+  });
+  return new Cluster(nodes);
+}
+
+/** A backend of the test Redis for a test's own prefix (close it). */
+export function testBackend(prefix: string): RedisBackend {
+  return new RedisBackend({ redis: TEST_REDIS, prefix });
+}
+
+/** A BullMQ Queue of the test Redis, keyed as bulkmodel keys it (closing it closes its connection). */
+export function bullQueue(queue: string, prefix: string): Queue {
+  const b = testBackend(prefix);
+  const q = b.queue(queue);
+  const close = q.close.bind(q);
+  q.close = async () => {
+    await close();
+    await b.close();
+  };
+  return q;
+}
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** A BullMQ key prefix of its own for one test file, so runs never collide. */
@@ -107,8 +144,7 @@ export async function startWorker(o: StartWorkerOptions): Promise<WorkerProcess>
     o.prefix,
     '--database',
     DATABASE_URL,
-    '--redis',
-    REDIS_URL,
+    ...REDIS_ARGS,
     '--name',
     name,
     '--concurrency',
@@ -161,25 +197,40 @@ export async function killAll(): Promise<void> {
 
 /** Remove a queue and everything bulkmodel keeps beside it. */
 export async function obliterate(queue: string, prefix: string): Promise<void> {
-  const q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+  const q = bullQueue(queue, prefix);
   try {
     await q.obliterate({ force: true });
   } finally {
     await q.close();
   }
-  await deleteKeys(`${prefix}:${queue}:*`);
+  const b = testBackend(prefix);
+  try {
+    await deleteKeys(`${b.keys(queue).qualified}:*`);
+  } finally {
+    await b.close();
+  }
 }
 
-/** Delete every key matching a pattern (the test's own prefix). */
+/** Delete every key matching a pattern (the test's own prefix), on every node of a cluster. */
 export async function deleteKeys(pattern: string): Promise<void> {
-  const r = new Redis(REDIS_URL);
+  const r = rawRedis();
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await r.del(...keys);
-    } while (cursor !== '0');
+    let nodes: Redis[] = [r as Redis];
+    if (r instanceof Cluster) {
+      await new Promise<void>((res) => r.once('ready', () => res()));
+      nodes = r.nodes('master');
+    }
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        // One DEL per key: on a cluster, keys of several slots cannot go in one.
+        const p = node.pipeline();
+        for (const k of keys) p.del(k);
+        if (keys.length) await p.exec();
+      } while (cursor !== '0');
+    }
   } finally {
     r.disconnect();
   }

@@ -1,19 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { Job, Queue } from 'bullmq';
+import { Job, type Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BulkProducer, type Row } from '../src/index.js';
 import { type TestDb, testDb } from './helpers.js';
 import {
+  bullQueue,
   deleteKeys,
   killAll,
   lockTable,
   obliterate,
   queueName,
-  REDIS_URL,
   rejection,
   runPrefix,
   startWorker,
   stopWorker,
+  TEST_REDIS,
   until,
 } from './queueHelpers.js';
 
@@ -44,8 +45,8 @@ let q: Queue;
 beforeEach(async () => {
   await tdb.pool.query(`TRUNCATE ${tdb.t('items')} RESTART IDENTITY`);
   queue = queueName('workers');
-  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
-  q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+  q = bullQueue(queue, prefix);
 });
 afterEach(async () => {
   await killAll();

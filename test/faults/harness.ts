@@ -178,6 +178,8 @@ export interface WorkerSpec {
   queue: string;
   prefix: string;
   redis: string;
+  /** The worker's Redis flags, instead of `--redis <redis>` (a cluster: --redis-cluster). */
+  redisArgs?: string[];
   database?: string;
   name: string;
   concurrency?: number;
@@ -199,8 +201,7 @@ export async function startWorkerAt(s: WorkerSpec): Promise<Child> {
     s.prefix,
     '--database',
     s.database ?? DATABASE_URL,
-    '--redis',
-    s.redis,
+    ...(s.redisArgs ?? ['--redis', s.redis]),
     '--name',
     s.name,
     '--concurrency',

@@ -1,11 +1,20 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BulkProducer, type Row } from '../../src/index.js';
 import { type TestDb, testDb } from '../helpers.js';
-import { deleteKeys, obliterate, queueName, REDIS_URL, runPrefix, until } from '../queueHelpers.js';
+import {
+  bullQueue,
+  deleteKeys,
+  obliterate,
+  queueName,
+  REDIS_ARGS,
+  runPrefix,
+  TEST_REDIS,
+  until,
+} from '../queueHelpers.js';
 import {
   baseSeed,
   type Child,
@@ -56,8 +65,8 @@ const totals = { trials: 0, kills: 0, expected: 0, lost: 0, duplicated: 0 };
 beforeAll(async () => {
   tdb = await testDb('sigkill');
   exportDir = mkdtempSync(join(tmpdir(), 'bulkmodel-sigkill-'));
-  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
-  q = new Queue(queue, { connection: { url: REDIS_URL }, prefix });
+  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+  q = bullQueue(queue, prefix);
   for (let i = 0; i < 2; i++) workers.push(await spawnWorker());
 });
 afterAll(async () => {
@@ -78,7 +87,8 @@ function spawnWorker(): Promise<Child> {
     tables: ['*'],
     queue,
     prefix,
-    redis: REDIS_URL,
+    redis: '',
+    redisArgs: REDIS_ARGS,
     name: `k${++seq}`,
     concurrency: 3,
     lockDurationMs: 2000,
