@@ -1,5 +1,6 @@
 /**
- * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring|queue|load|memory] [--no-queue] [--no-memory]
+ * npm run bench [-- --rows N] [--reps N] [--quick] [--only group-substring|queue|load|scale|memory]
+ *   [--no-queue] [--no-memory] [--no-cluster]
  *
  * Compares bulkmodel with hand-written strategies side by side in one run: cases interleaved
  * over repetitions, median and min–max, ratio to each group's baseline. Every case is verified
@@ -14,6 +15,7 @@ import { BulkClient, silentLogger } from '../src/index.js';
 import * as base from './baselines.js';
 import { type BenchRow, makeRows, makeUpdates, TABLE_DDL } from './data.js';
 import { fileLoad, memoryRun, QueueBench } from './queue.js';
+import { scaleBench } from './scale.js';
 import { type CaseResult, markdown } from './stats.js';
 import { checksum } from './verify.js';
 
@@ -25,6 +27,7 @@ const args = parseArgs({
     only: { type: 'string' },
     'no-queue': { type: 'boolean' },
     'no-memory': { type: 'boolean' },
+    'no-cluster': { type: 'boolean' },
     'memory-rows': { type: 'string' },
   },
 }).values;
@@ -413,6 +416,20 @@ async function main(): Promise<void> {
     out.push(...fl.results);
     loadMd = `\n\nPeak RSS of \`bulkmodel load\`: ${fl.loadRssMb.map((m) => `${m} MB`).join(', ')}.`;
   }
+  let scaleMd = '';
+  if (!args['no-queue'] && !onlyMemory && (!args.only || args.only === 'scale')) {
+    const sc = await scaleBench(
+      DB_URL,
+      T,
+      rows,
+      REPS,
+      reset,
+      () => expectTable(`all:${N}`, rows),
+      !args['no-cluster'],
+    );
+    out.push(...sc.results);
+    scaleMd = sc.note;
+  }
   // Three times: the worker as it starts by default (--heap-growth 100), with V8's own heap
   // growth (which grows freely on a machine with memory to spare), and with the heap cap
   // docs/guides/deployment.md and docker-compose.yml give workers.
@@ -433,7 +450,7 @@ async function main(): Promise<void> {
         )
         .join('')}`
     : '';
-  const md = `Rows: ${N}; repetitions: ${REPS}; machine: ${machine}; Postgres ${(await pool.query('SHOW server_version')).rows[0].server_version}.\n${markdown(out)}${cpuMd}${loadMd}${memoryMd}`;
+  const md = `Rows: ${N}; repetitions: ${REPS}; machine: ${machine}; Postgres ${(await pool.query('SHOW server_version')).rows[0].server_version}.\n${markdown(out)}${cpuMd}${loadMd}${scaleMd}${memoryMd}`;
   process.stdout.write(`${md}\n`);
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(

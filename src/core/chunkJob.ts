@@ -98,6 +98,8 @@ export interface CopyChunkOptions {
    * transaction that the table still has them (CATALOG_MISMATCH, rolled back, if not).
    */
   verifyTypes?: boolean;
+  /** The caller ran checkCopyGroups on these groups already (they are scanned once). */
+  groupsChecked?: boolean;
 }
 
 /**
@@ -115,7 +117,7 @@ export async function executeCopyChunk(
 ): Promise<{ count: number }> {
   db.assertOpen();
   const meta = await db.meta(table);
-  checkCopyGroups(groups, options.format, meta.displayName);
+  if (!options.groupsChecked) checkCopyGroups(groups, options.format, meta.displayName);
   const engine = db.engine;
   if (engine.ledger) await engine.ledger.ensure(engine.pool);
   // onConflict checked as for rows (target and update columns exist, ...).

@@ -340,6 +340,7 @@ async function processCopyData(
     // COPY text was encoded for the types the catalog fingerprint names (CSV from a file is
     // text whatever the types: Postgres reads it as psql's \copy would).
     verifyTypes: p.format === 'text' && p.catalog !== undefined,
+    groupsChecked: true, // by processChunk, before anything else
     ...(onConflict !== undefined
       ? {
           onConflict:

@@ -62,52 +62,62 @@ export interface RecordScan {
  * CSV: a newline inside quotes does not end a record; `\r\n` ends one as `\n` does.
  */
 export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
+  // The next backslash or quote, newline and carriage return at or after i (-1: none left,
+  // -2: not searched yet): each is searched for once per occurrence, with the engine's own
+  // string search, so the scan is linear and fast whatever the data holds.
   let records = 0;
   let endMarker = false;
   let bareCR = false;
   const n = data.length;
+  const special = format === 'text' ? '\\' : '"';
+  let ns = -2;
+  let nl = -2;
+  let cr = -2;
   let i = 0;
-  if (format === 'text') {
-    let start = 0;
-    while (i < n) {
-      const c = data.charCodeAt(i);
-      if (c === 92) {
-        // backslash: the next character is escaped, whatever it is
-        if (i + 1 >= n) return { records: -1, endMarker, bareCR };
-        if (data.charCodeAt(i + 1) === 46) endMarker = true;
-        i += 2;
-        continue;
-      }
-      if (c === 10) {
-        records++;
-        start = i + 1;
-      } else if (c === 13) bareCR = true;
-      i++;
-    }
-    return { records: start === n ? records : -1, endMarker, bareCR };
-  }
+  let end = 0; // just past the last record's newline
   let inQuote = false;
-  let recordStart = true;
-  while (i < n) {
-    const c = data.charCodeAt(i);
-    if (recordStart) {
-      recordStart = false;
+  for (;;) {
+    if (format === 'csv' && i === end && i < n && data.charCodeAt(i) === 92) {
       // `\.` then a line end (or the end of the data) at a record's start ends COPY data.
-      if (c === 92 && data.charCodeAt(i + 1) === 46) {
+      if (data.charCodeAt(i + 1) === 46) {
         const after = data.charCodeAt(i + 2);
         if (i + 2 >= n || after === 10 || after === 13) endMarker = true;
       }
     }
-    if (c === 34) inQuote = !inQuote;
-    else if (!inQuote) {
-      if (c === 10) {
-        records++;
-        recordStart = true;
-      } else if (c === 13 && data.charCodeAt(i + 1) !== 10) bareCR = true;
+    if (ns !== -1 && ns < i) ns = data.indexOf(special, i);
+    if (inQuote) {
+      // CSV inside quotes: only the closing quote matters.
+      if (ns === -1) break;
+      inQuote = false;
+      i = ns + 1;
+      continue;
     }
-    i++;
+    if (nl !== -1 && nl < i) nl = data.indexOf('\n', i);
+    if (cr !== -1 && cr < i) cr = data.indexOf('\r', i);
+    let next = ns;
+    if (nl >= 0 && (next < 0 || nl < next)) next = nl;
+    if (cr >= 0 && (next < 0 || cr < next)) next = cr;
+    if (next < 0) break;
+    if (next === ns) {
+      if (format === 'csv') {
+        inQuote = true;
+        i = next + 1;
+        continue;
+      }
+      // text: a backslash escapes the next character, whatever it is (a newline included)
+      if (next + 1 >= n) return { records: -1, endMarker, bareCR };
+      if (data.charCodeAt(next + 1) === 46) endMarker = true;
+      i = next + 2;
+    } else if (next === nl) {
+      records++;
+      i = end = next + 1;
+    } else {
+      // text: an unescaped CR ends a line for COPY; CSV: outside quotes, unless before \n
+      if (format === 'text' || data.charCodeAt(next + 1) !== 10) bareCR = true;
+      i = next + 1;
+    }
   }
-  return { records: inQuote || !recordStart ? -1 : records, endMarker, bareCR };
+  return { records: inQuote || end !== n ? -1 : records, endMarker, bareCR };
 }
 
 /**
