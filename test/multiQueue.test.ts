@@ -69,7 +69,7 @@ describe('several queues', () => {
       ops.push(await producer.copyFrom(T, rows(k * 100, 100), { batchSize: 30 }));
     const placed = await Promise.all(ops.map((op) => op.queueName()));
     // Each on the queue its id hashes to; with 12 random ids, more than one queue is used.
-    placed.forEach((q, i) => expect(q).toBe(names[hashPick(ops[i]!.id, names.length)]));
+    expect(placed).toEqual(ops.map((op) => names[hashPick(op.id, names.length)]));
     expect(new Set(placed).size).toBeGreaterThan(1);
     for (const op of ops) expect(await op.done({ timeoutMs: 30_000 })).toEqual({ count: 100 });
     const r = await tdb.pool.query(
