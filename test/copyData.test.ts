@@ -249,12 +249,20 @@ describe('CSV errors name the line of the file', () => {
   it('copyFromCsv: a bad value after multi-line records: its line and the table column', async () => {
     const t = tdb.t('lines');
     await tdb.pool.query(`CREATE TABLE ${t} (id int PRIMARY KEY, n int)`);
+    // A queue of its own: the suite's other workers serving plainQ do not allow this table.
+    const q = queueName('cd-lines');
     const w = new BulkWorker({
       redis: REDIS_URL,
       prefix,
-      queue: plainQ,
+      queue: q,
       tables: [t],
       database: DATABASE_URL,
+      logger: silentLogger,
+    });
+    const linesProducer = new BulkProducer({
+      redis: REDIS_URL,
+      queue: q,
+      prefix,
       logger: silentLogger,
     });
     await w.waitUntilReady();
@@ -264,7 +272,7 @@ describe('CSV errors name the line of the file', () => {
         yield Buffer.from(csv);
       }
       for (const onConflict of [undefined, 'ignore' as const]) {
-        const op = await producer.copyFromCsv(t, src(), {
+        const op = await linesProducer.copyFromCsv(t, src(), {
           path: 'f.csv',
           ...(onConflict ? { onConflict } : {}),
         });
@@ -282,7 +290,9 @@ describe('CSV errors name the line of the file', () => {
       }
       expect((await tdb.pool.query(`SELECT count(*)::int AS n FROM ${t}`)).rows[0].n).toBe(0);
     } finally {
+      await linesProducer.close();
       await w.close();
+      await obliterate(q, prefix).catch(() => {});
     }
   });
 });
