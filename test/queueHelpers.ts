@@ -55,7 +55,9 @@ export function runPrefix(name: string): string {
 let queueSeq = 0;
 /** A queue name of its own for one test. */
 export function queueName(label: string): string {
-  return `${label}-${++queueSeq}-${randomBytes(2).toString('hex')}`;
+  // Queue names are letters, digits, '.', '_' and '-' (checkQueueName): a label may be prose.
+  const safe = label.replace(/[^A-Za-z0-9_.-]+/g, '-').slice(0, 60);
+  return `${safe}-${++queueSeq}-${randomBytes(2).toString('hex')}`;
 }
 
 /** Poll `check` until it returns a value other than undefined/false, or fail after `timeoutMs`. */
