@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BulkError, BulkProducer, type Row } from '../src/index.js';
 import { type Dashboard, startDashboard } from '../src/worker/dashboard/server.js';
 import { type TestDb, testDb } from './helpers.js';
-import { deleteKeys, queueName, runCli, runPrefix, TEST_REDIS } from './queueHelpers.js';
+import { deleteKeys, queueName, runCli, runPrefix, TEST_QUEUE } from './queueHelpers.js';
 
 /**
  * The dashboard over HTTP, against real Redis: basic auth, the refusal to listen elsewhere than
@@ -29,7 +29,7 @@ afterAll(async () => {
 
 async function dashboard(queue: string, extra: Partial<Parameters<typeof startDashboard>[0]> = {}) {
   const d: Dashboard = await startDashboard({
-    redis: TEST_REDIS,
+    ...TEST_QUEUE,
     queue,
     prefix,
     port: 0,
@@ -62,7 +62,7 @@ describe('credentials', () => {
   it('serves the pages, the operations API and /metrics with them', async () => {
     const queue = queueName('pages');
     const d = await dashboard(queue, { credentials: creds });
-    const producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+    const producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
     open.push(producer);
     const op = await producer.bulkCreate(tdb.t('items'), rows(30), { batchSize: 10 });
     const headers = { authorization: auth };
@@ -130,7 +130,7 @@ describe('credentials', () => {
   });
 
   it('refuses to start on a non-loopback host without credentials', async () => {
-    const err = await startDashboard({ redis: TEST_REDIS, host: '0.0.0.0', port: 0 }).then(
+    const err = await startDashboard({ ...TEST_QUEUE, host: '0.0.0.0', port: 0 }).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -182,7 +182,7 @@ describe('bull-board', () => {
   it('shows a chunk job as a summary (rows, columns, bytes), never its rows', async () => {
     const queue = queueName('summary');
     const d = await dashboard(queue);
-    const producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+    const producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
     open.push(producer);
     const op = await producer.bulkCreate(tdb.t('items'), rows(2500), { batchSize: 1000 });
     const r = await fetch(`${d.url}queues/api/queues/${queue}/${op.id}-c1`);

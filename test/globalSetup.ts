@@ -18,6 +18,21 @@ export default async function setup(): Promise<() => Promise<void>> {
   url.pathname = `/${name}`;
   process.env.TEST_DATABASE_URL = url.toString();
   process.env.TEST_DATABASE_NAME = name;
+  if (process.env.BULKMODEL_TEST_BACKEND === 'postgres') {
+    // The queue suite on the Postgres backend: one queue schema for the run, made here once.
+    const { PostgresBackend } = await import('../src/queue/backend.js');
+    const b = new PostgresBackend({
+      database: url.toString(),
+      schema: 'bulkmodel_queue_test',
+      migrate: true,
+      poolSize: 1,
+    });
+    try {
+      await b.prepare();
+    } finally {
+      await b.close();
+    }
+  }
   return async () => {
     const a = new pg.Client({ connectionString: ADMIN_URL });
     await a.connect();

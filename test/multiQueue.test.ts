@@ -13,12 +13,12 @@ import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import {
   deleteKeys,
   obliterate,
+  QUEUE_ARGS,
   queueName,
-  REDIS_ARGS,
   rejection,
   runCli,
   runPrefix,
-  TEST_REDIS,
+  TEST_QUEUE,
   until,
 } from './queueHelpers.js';
 
@@ -39,9 +39,9 @@ beforeAll(async () => {
   tdb = await testDb('multiq');
   T = tdb.t('items');
   await tdb.pool.query(`CREATE TABLE ${T} (id bigserial PRIMARY KEY, n int UNIQUE, name text)`);
-  producer = new BulkProducer({ redis: TEST_REDIS, queue: names, prefix, logger: silentLogger });
+  producer = new BulkProducer({ ...TEST_QUEUE, queue: names, prefix, logger: silentLogger });
   worker = new BulkWorker({
-    redis: TEST_REDIS,
+    ...TEST_QUEUE,
     queue: names.join(','),
     prefix,
     tables: [T],
@@ -81,7 +81,7 @@ describe('several queues', () => {
   it('the same operation id always lands on the same queue: enqueueing it again is idempotent', async () => {
     const id = `mq-same-${Date.now()}`;
     const a = await producer.bulkCreate(T, rows(5000, 10), { operationId: id, returning: ['n'] });
-    const other = new BulkProducer({ redis: TEST_REDIS, queue: names, prefix });
+    const other = new BulkProducer({ ...TEST_QUEUE, queue: names, prefix });
     try {
       const b = await other.bulkCreate(T, rows(5000, 10), { operationId: id, returning: ['n'] });
       expect(await b.queueName()).toBe(await a.queueName());
@@ -100,7 +100,7 @@ describe('several queues', () => {
   it('finds an operation on any queue, whatever pickQueue chose; lists every queue', async () => {
     const last = names[names.length - 1]!;
     const picky = new BulkProducer({
-      redis: TEST_REDIS,
+      ...TEST_QUEUE,
       queue: names,
       prefix,
       pickQueue: () => last,
@@ -123,7 +123,7 @@ describe('several queues', () => {
   });
 
   it('refuses a pickQueue that names another queue, and bad queue names', async () => {
-    const bad = new BulkProducer({ redis: TEST_REDIS, queue: names, prefix, pickQueue: () => 'x' });
+    const bad = new BulkProducer({ ...TEST_QUEUE, queue: names, prefix, pickQueue: () => 'x' });
     try {
       const err = await rejection(bad.bulkCreate(T, rows(9000, 1)));
       expect(err.code).toBe('INVALID_OPTION');
@@ -132,14 +132,14 @@ describe('several queues', () => {
       await bad.close();
     }
     for (const queue of ['a:b', 'a{b}', '', 'a b', [names[0]!, names[0]!]]) {
-      expect(() => new BulkProducer({ redis: TEST_REDIS, queue, prefix })).toThrow(
+      expect(() => new BulkProducer({ ...TEST_QUEUE, queue, prefix })).toThrow(
         /queue|INVALID_OPTION/,
       );
     }
   });
 
   it('BulkEvents over several queues hears each queue', async () => {
-    const events = new BulkEvents({ redis: TEST_REDIS, queue: names, prefix });
+    const events = new BulkEvents({ ...TEST_QUEUE, queue: names, prefix });
     const heard = new Map<string, number>();
     events.on('completed', (e) => {
       heard.set(e.operationId, e.count ?? -1);
@@ -158,7 +158,7 @@ describe('several queues', () => {
 
   it('the dashboard and the CLI show operations of every queue, with their queue', async () => {
     const dash = await startDashboard({
-      redis: TEST_REDIS,
+      ...TEST_QUEUE,
       queue: names,
       prefix,
       port: 0,
@@ -187,7 +187,7 @@ describe('several queues', () => {
       names.join(','),
       '--prefix',
       prefix,
-      ...REDIS_ARGS,
+      ...QUEUE_ARGS,
       '--json',
       '--limit',
       '200',

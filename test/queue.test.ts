@@ -22,7 +22,7 @@ import {
   runPrefix,
   startWorker,
   stopWorker,
-  TEST_REDIS,
+  TEST_QUEUE,
   until,
   type WorkerProcess,
 } from './queueHelpers.js';
@@ -65,7 +65,7 @@ beforeEach(async () => {
     prefix,
     args: ['--export-dir', exportDir],
   });
-  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+  producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
 });
 afterEach(async () => {
   await producer.close();
@@ -353,7 +353,7 @@ describe('results', () => {
   });
 
   it('a chunk over the payload limit is refused at enqueue; the operation fails, nothing written', async () => {
-    const small = new BulkProducer({ redis: TEST_REDIS, queue, prefix, maxPayloadBytes: 4000 });
+    const small = new BulkProducer({ ...TEST_QUEUE, queue, prefix, maxPayloadBytes: 4000 });
     try {
       const id = `big-${queue}`;
       const rows = Array.from({ length: 30 }, (_, i) => ({ name: 'x'.repeat(i * 30), n: i }));
@@ -420,7 +420,7 @@ describe('results', () => {
   });
 
   it('two producers enqueueing the same operationId at once write its rows once', async () => {
-    const other = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+    const other = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
     try {
       const rows = Array.from({ length: 50 }, (_, i) => ({ name: `c${i}`, n: i }));
       const opts = { batchSize: 4, operationId: `race-${queue}`, returning: ['n'] };

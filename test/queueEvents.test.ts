@@ -5,14 +5,15 @@ import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import {
   deleteKeys,
   killAll,
+  ON_POSTGRES,
   obliterate,
   queueName,
   rawRedis,
   runPrefix,
   startWorker,
   stopWorker,
-  TEST_REDIS,
-  testBackend,
+  TEST_QUEUE,
+  testRedisBackend,
   until,
   type WorkerProcess,
 } from './queueHelpers.js';
@@ -40,7 +41,7 @@ const readers: BulkEvents[] = [];
 beforeEach(async () => {
   queue = queueName('events');
   worker = await startWorker({ tables: [tdb.t('items')], queue, prefix });
-  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+  producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
 });
 afterEach(async () => {
   for (const r of readers.splice(0)) await r.close();
@@ -53,7 +54,7 @@ type Seen = { name: string; event: Record<string, unknown> };
 
 /** A reader that records every event. */
 async function reader(options: { group?: string; consumer?: string } = {}) {
-  const events = new BulkEvents({ redis: TEST_REDIS, queue, prefix, ...options });
+  const events = new BulkEvents({ ...TEST_QUEUE, queue, prefix, ...options });
   readers.push(events);
   const seen: Seen[] = [];
   events.on('*', (name, event) => {
@@ -150,14 +151,14 @@ describe('BulkEvents from a worker process', () => {
   it('in the worker process, worker.signals runs pre listeners that may adjust rows', async () => {
     const q2 = queueName('inproc');
     const w = new BulkWorker({
-      redis: TEST_REDIS,
+      ...TEST_QUEUE,
       queue: q2,
       prefix,
       database: DATABASE_URL,
       tables: [tdb.t('items')],
       logger: silentLogger,
     });
-    const p2 = new BulkProducer({ redis: TEST_REDIS, queue: q2, prefix });
+    const p2 = new BulkProducer({ ...TEST_QUEUE, queue: q2, prefix });
     try {
       const counts: number[] = [];
       w.signals.on('preBulkCreate', (e) => {
@@ -193,25 +194,28 @@ describe('BulkEvents from a worker process', () => {
     }
   });
 
-  it('a consumer group whose pending events were trimmed away keeps reading', async () => {
-    const group = `g-${randomBytes(3).toString('hex')}`;
-    const b = testBackend(prefix);
-    const stream = b.keys(queue).events;
-    await b.close();
-    const raw = rawRedis();
-    try {
-      const first = await reader({ group, consumer: 'c1' });
-      await first.events.close();
-      // an event delivered to c1 and never acknowledged, then trimmed from the stream
-      await raw.xadd(stream, '*', 'name', 'progress', 'op', 'x', 'data', '{}');
-      await raw.xreadgroup('GROUP', group, 'c1', 'COUNT', 10, 'STREAMS', stream, '>');
-      await raw.xtrim(stream, 'MAXLEN', 0);
-      const again = await reader({ group, consumer: 'c1' });
-      const op = await producer.bulkCreate(tdb.t('items'), rows(2), { batchSize: 2 });
-      await op.done();
-      await until('the new events', () => again.of(op.id, 'completed').length >= 1);
-    } finally {
-      raw.disconnect();
-    }
-  });
+  it.skipIf(ON_POSTGRES)(
+    'a consumer group whose pending events were trimmed away keeps reading (Redis)',
+    async () => {
+      const group = `g-${randomBytes(3).toString('hex')}`;
+      const b = testRedisBackend(prefix);
+      const stream = b.keys(queue).events;
+      await b.close();
+      const raw = rawRedis();
+      try {
+        const first = await reader({ group, consumer: 'c1' });
+        await first.events.close();
+        // an event delivered to c1 and never acknowledged, then trimmed from the stream
+        await raw.xadd(stream, '*', 'name', 'progress', 'op', 'x', 'data', '{}');
+        await raw.xreadgroup('GROUP', group, 'c1', 'COUNT', 10, 'STREAMS', stream, '>');
+        await raw.xtrim(stream, 'MAXLEN', 0);
+        const again = await reader({ group, consumer: 'c1' });
+        const op = await producer.bulkCreate(tdb.t('items'), rows(2), { batchSize: 2 });
+        await op.done();
+        await until('the new events', () => again.of(op.id, 'completed').length >= 1);
+      } finally {
+        raw.disconnect();
+      }
+    },
+  );
 });

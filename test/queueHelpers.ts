@@ -5,7 +5,7 @@ import type { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import type pg from 'pg';
 import { BulkError, type RedisInput } from '../src/index.js';
-import { RedisBackend } from '../src/queue/backend.js';
+import { PostgresBackend, type QueueBackend, RedisBackend } from '../src/queue/backend.js';
 import { DATABASE_URL } from './helpers.js';
 
 export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -16,8 +16,31 @@ export const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 export const TEST_CLUSTER = process.env.REDIS_CLUSTER?.trim() || undefined;
 /** What producers, workers and dashboards of the queue suite are given. */
 export const TEST_REDIS: RedisInput = TEST_CLUSTER ? { cluster: TEST_CLUSTER } : REDIS_URL;
-/** The CLI's flag for it. */
-export const REDIS_ARGS = TEST_CLUSTER ? ['--redis-cluster', TEST_CLUSTER] : ['--redis', REDIS_URL];
+/**
+ * The backend the queue suite runs on: Redis (default), or Postgres when
+ * BULKMODEL_TEST_BACKEND=postgres (`npm run test:postgres`).
+ */
+export const ON_POSTGRES = process.env.BULKMODEL_TEST_BACKEND === 'postgres';
+/**
+ * On Postgres, the queue schema, in the run's own database (test/globalSetup.ts creates both,
+ * and drops the database at the end).
+ */
+export const TEST_QUEUE_SCHEMA = 'bulkmodel_queue_test';
+/** What producers, workers, event readers and dashboards of the queue suite are given. */
+export const TEST_QUEUE: {
+  redis?: RedisInput;
+  backend?: 'postgres';
+  queueDatabase?: string;
+  queueSchema?: string;
+} = ON_POSTGRES
+  ? { backend: 'postgres', queueDatabase: DATABASE_URL, queueSchema: TEST_QUEUE_SCHEMA }
+  : { redis: TEST_REDIS };
+/** The CLI's flags for it. */
+export const QUEUE_ARGS = ON_POSTGRES
+  ? ['--backend', 'postgres', '--queue-database', DATABASE_URL, '--queue-schema', TEST_QUEUE_SCHEMA]
+  : TEST_CLUSTER
+    ? ['--redis-cluster', TEST_CLUSTER]
+    : ['--redis', REDIS_URL];
 
 /** A raw client of the test Redis (a Cluster client on a cluster). */
 export function rawRedis(): Redis | Cluster {
@@ -30,8 +53,15 @@ export function rawRedis(): Redis | Cluster {
 }
 
 /** A backend of the test Redis for a test's own prefix (close it). */
-export function testBackend(prefix: string): RedisBackend {
+export function testRedisBackend(prefix: string): RedisBackend {
   return new RedisBackend({ redis: TEST_REDIS, prefix });
+}
+
+/** A backend of the suite's store (Redis, or the test queue schema on Postgres); close it. */
+export function testBackend(prefix: string): QueueBackend {
+  if (ON_POSTGRES)
+    return new PostgresBackend({ database: DATABASE_URL, schema: TEST_QUEUE_SCHEMA, poolSize: 2 });
+  return testRedisBackend(prefix);
 }
 
 /** A BullMQ Queue of the test Redis, keyed as bulkmodel keys it (closing it closes its connection). */
@@ -146,7 +176,7 @@ export async function startWorker(o: StartWorkerOptions): Promise<WorkerProcess>
     o.prefix,
     '--database',
     DATABASE_URL,
-    ...REDIS_ARGS,
+    ...QUEUE_ARGS,
     '--name',
     name,
     '--concurrency',
@@ -205,7 +235,8 @@ export async function obliterate(queue: string, prefix: string): Promise<void> {
   } finally {
     await q.close();
   }
-  const b = testBackend(prefix);
+  if (ON_POSTGRES) return; // the file's queue schema is dropped after its tests
+  const b = testRedisBackend(prefix);
   try {
     await deleteKeys(`${b.keys(queue).qualified}:*`);
   } finally {
@@ -213,8 +244,12 @@ export async function obliterate(queue: string, prefix: string): Promise<void> {
   }
 }
 
-/** Delete every key matching a pattern (the test's own prefix), on every node of a cluster. */
+/**
+ * Delete every key matching a pattern (the test's own prefix), on every node of a cluster.
+ * Nothing to do on Postgres, where the queue schema goes with the file.
+ */
 export async function deleteKeys(pattern: string): Promise<void> {
+  if (ON_POSTGRES) return;
   const r = rawRedis();
   try {
     let nodes: Redis[] = [r as Redis];

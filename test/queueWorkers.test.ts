@@ -14,7 +14,7 @@ import {
   runPrefix,
   startWorker,
   stopWorker,
-  TEST_REDIS,
+  TEST_QUEUE,
   until,
 } from './queueHelpers.js';
 
@@ -45,7 +45,7 @@ let q: Queue;
 beforeEach(async () => {
   await tdb.pool.query(`TRUNCATE ${tdb.t('items')} RESTART IDENTITY`);
   queue = queueName('workers');
-  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+  producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
   q = bullQueue(queue, prefix);
 });
 afterEach(async () => {

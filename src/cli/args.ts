@@ -16,13 +16,16 @@ Commands:
   load       load a CSV or NDJSON file into a table through the queue, with progress
   export     write a table to a CSV or NDJSON file (directly from Postgres), with progress
   status     show recent operations (or one: status <operation id>)
+  migrate    create or upgrade the queue schema of the Postgres backend (--backend postgres)
   help       show this help (also: bulkmodel <command> --help)
 
-Environment: DATABASE_URL, REDIS_URL, BULKMODEL_QUEUE, BULKMODEL_TABLES.
+Environment: DATABASE_URL, REDIS_URL, REDIS_CLUSTER, BULKMODEL_BACKEND (redis or postgres),
+BULKMODEL_QUEUE_DATABASE, BULKMODEL_QUEUE_SCHEMA, BULKMODEL_QUEUE, BULKMODEL_TABLES.
 Exit codes: 0 ok, 1 operation failed, 2 bad usage, 3 Postgres or Redis unreachable.
 
 Examples:
   bulkmodel demo --rows 20000
+  bulkmodel demo --rows 20000 --backend postgres    # no Redis: queues in Postgres
   bulkmodel worker --tables items
   bulkmodel load items items.csv --workers 2
   bulkmodel export items items.ndjson --where '{"flag":true}'

@@ -2,7 +2,7 @@ import { assertSafeBinding, credentialsFromEnv } from '../worker/dashboard/acces
 import { startDashboard } from '../worker/dashboard/server.js';
 import { int, parse, str } from './args.js';
 import { createCliLogger } from './logger.js';
-import { checkRedis, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
+import { backendOptions, checkQueue, QUEUE_FLAGS, queueTarget, queueUsage } from './services.js';
 
 const USAGE = `bulkmodel dashboard — watch operations, chunks and workers in a browser
 
@@ -14,7 +14,7 @@ Options:
   --queue <names>     queue name, or several comma-separated (env BULKMODEL_QUEUE, default
                       bulkmodel)
   --prefix <prefix>   BullMQ key prefix (default bull)
-${redisUsage(22)}
+${queueUsage(22)}
   --allow-actions     allow retry and clean of jobs in bull-board (default: read-only)
 
 Pages: / operations (live), /queues bull-board (flow trees of operations and chunks),
@@ -25,6 +25,7 @@ every page. Without them the dashboard listens on loopback only and refuses any 
 
 Examples:
   bulkmodel dashboard
+  bulkmodel dashboard --backend postgres --queue-database postgres://app@db/app
   BULKMODEL_DASHBOARD_USER=ops BULKMODEL_DASHBOARD_PASSWORD=... bulkmodel dashboard --host 0.0.0.0
 `;
 
@@ -37,7 +38,7 @@ export async function runDashboard(argv: string[]): Promise<number> {
         host: { type: 'string' },
         queue: { type: 'string' },
         prefix: { type: 'string' },
-        ...REDIS_FLAGS,
+        ...QUEUE_FLAGS,
         'allow-actions': { type: 'boolean' },
       },
     },
@@ -48,11 +49,11 @@ export async function runDashboard(argv: string[]): Promise<number> {
   const host = str(p, 'host') ?? '127.0.0.1';
   const port = int(p, 'port', 3000, 0);
   const logger = createCliLogger();
-  // The refusal comes first: a misconfigured dashboard must not touch Redis at all.
+  // The refusal comes first: a misconfigured dashboard must not touch the queue store at all.
   assertSafeBinding(host, credentials);
-  const redis = await checkRedis(redisTarget(p));
+  const queueStore = await checkQueue(queueTarget(p));
   const dashboard = await startDashboard({
-    redis,
+    ...backendOptions(queueStore),
     host,
     port,
     logger,

@@ -5,20 +5,27 @@ import { silentLogger } from '../core/logger.js';
 import type { Row } from '../core/signals.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
-import { redisEnv } from '../queue/connection.js';
 import { int, parse, str } from './args.js';
 import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
-import { checkServices, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
+import {
+  backendOptions,
+  checkServices,
+  prepareQueueStore,
+  QUEUE_FLAGS,
+  queueEnv,
+  queueUsage,
+} from './services.js';
 
-const USAGE = `bulkmodel demo — see bulkmodel work end to end on local Postgres and Redis
+const USAGE = `bulkmodel demo — see bulkmodel work end to end on local Postgres and Redis (or
+Postgres alone, with --backend postgres)
 
 Creates the table bulkmodel_demo.items, starts worker processes, enqueues N rows in one
 operation (a progress bar shows rows/s and ETA), runs an updateFields over a tenth of them,
 exports the table with copyTo, and prints a summary.
 
 Usage: bulkmodel demo [--rows N] [--workers N] [--batch-size N] [--database URL]
-                      [--redis URL | --redis-cluster NODES]
+                      [--redis URL | --redis-cluster NODES | --backend postgres]
 
 Options:
   --rows <n>         rows to load (default 1000000)
@@ -28,13 +35,17 @@ Options:
   --batch-size <n>   rows per chunk job (default 5000)
   --export-dir <d>   where the export lands (default ./bulkmodel-demo)
   --database <url>   Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
-${redisUsage(21)}
+${queueUsage(21)}
+
+With --backend postgres the demo creates (or upgrades) the queue schema itself, as
+\`bulkmodel migrate\` does.
 
 Exit codes: 0 every row landed, 1 a step failed or a count is off, 2 bad usage,
 3 Postgres or Redis unreachable.
 
 Examples:
   bulkmodel demo --rows 20000
+  bulkmodel demo --rows 20000 --backend postgres  # no Redis at all
   bulkmodel demo --workers 0 --queue bulkmodel    # with workers you started yourself
 `;
 
@@ -112,7 +123,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         'batch-size': { type: 'string' },
         'export-dir': { type: 'string' },
         database: { type: 'string' },
-        ...REDIS_FLAGS,
+        ...QUEUE_FLAGS,
       },
     },
     argv,
@@ -123,7 +134,8 @@ export async function runDemo(argv: string[]): Promise<number> {
   const queue = str(p, 'queue') ?? QUEUE;
   const batchSize = int(p, 'batch-size', 5000);
   const exportDir = resolve(str(p, 'export-dir') ?? 'bulkmodel-demo');
-  const services = await checkServices(str(p, 'database'), redisTarget(p));
+  const services = await checkServices(str(p, 'database'), p);
+  await prepareQueueStore(services.queue, true);
   if (workers > 0) await mkdir(exportDir, { recursive: true });
 
   const admin = new pg.Client({ connectionString: services.database });
@@ -137,13 +149,17 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.stderr.write(
     `bulkmodel demo: ${rows.toLocaleString('en-US')} rows into ${TABLE} with ${workers} worker processes\n`,
   );
-  const env = { ...process.env, DATABASE_URL: services.database, ...redisEnv(services.redis) };
+  const env = { ...process.env, DATABASE_URL: services.database, ...queueEnv(services.queue) };
   const local = new LocalWorkers(
     workers,
     ['--tables', TABLE, '--queue', queue, '--export-dir', exportDir, '--export-overwrite'],
     env,
   );
-  const producer = new BulkProducer({ redis: services.redis, queue, logger: silentLogger });
+  const producer = new BulkProducer({
+    ...backendOptions(services.queue),
+    queue,
+    logger: silentLogger,
+  });
   try {
     const t0 = Date.now();
     const load = await producer.bulkCreate(TABLE, demoRows(rows), { batchSize });
@@ -167,6 +183,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       `SELECT count(*)::int AS n, count(*) FILTER (WHERE value < 0)::int AS updated FROM ${TABLE}`,
     );
     const totalSecs = (Date.now() - t0) / 1000;
+    const pgFlag = services.queue.backend === 'postgres' ? ' --backend postgres' : '';
     const rate = (n: number, s: number) =>
       `${Math.round(n / Math.max(s, 0.001)).toLocaleString('en-US')} rows/s`;
     process.stderr.write(
@@ -180,8 +197,8 @@ export async function runDemo(argv: string[]): Promise<number> {
         `  total       ${totalSecs.toFixed(1)} s`,
         '',
         `Look at it: psql ${services.database} -c 'SELECT * FROM ${TABLE} LIMIT 5'`,
-        `Operations:  bulkmodel status --queue ${queue}`,
-        `Dashboard:   bulkmodel dashboard --queue ${queue}   then open http://127.0.0.1:3000`,
+        `Operations:  bulkmodel status --queue ${queue}${pgFlag}`,
+        `Dashboard:   bulkmodel dashboard --queue ${queue}${pgFlag}   then open http://127.0.0.1:3000`,
         '',
       ].join('\n'),
     );

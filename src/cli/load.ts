@@ -12,14 +12,13 @@ import {
   type QueueInsertOptions,
   type QueueUpdateFieldsOptions,
 } from '../producer/producer.js';
-import { redisEnv } from '../queue/connection.js';
 import { queueNames } from '../queue/keys.js';
 import { EXIT, int, parse, str } from './args.js';
 import { fileFormat, type ReadProgress, readRows } from './fileFormats.js';
 import { setHeapGrowth } from './heap.js';
 import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
-import { checkServices, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
+import { backendOptions, checkServices, QUEUE_FLAGS, queueEnv, queueUsage } from './services.js';
 
 export const LOAD_USAGE = `bulkmodel load — load a CSV or NDJSON file into a table through the queue
 
@@ -72,7 +71,7 @@ Options:
                             BULKMODEL_QUEUE, default bulkmodel)
   --prefix <prefix>         BullMQ key prefix (default bull)
   --database <url>          Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
-${redisUsage(28)}
+${queueUsage(28)}
 
 Each chunk commits on its own: if a chunk fails (a bad value, a constraint), the operation
 fails with the error's code, table, column and row, and chunks committed before stay written.
@@ -137,7 +136,7 @@ export async function runLoad(argv: string[]): Promise<number> {
         queue: { type: 'string' },
         prefix: { type: 'string' },
         database: { type: 'string' },
-        ...REDIS_FLAGS,
+        ...QUEUE_FLAGS,
       },
     },
     argv,
@@ -178,7 +177,7 @@ export async function runLoad(argv: string[]): Promise<number> {
   const size = await stat(file).catch((err) => {
     throw usage(`cannot read ${file}: ${(err as Error).message}`);
   });
-  const services = await checkServices(str(p, 'database'), redisTarget(p));
+  const services = await checkServices(str(p, 'database'), p);
   const queue = queueNames(str(p, 'queue'), process.env.BULKMODEL_QUEUE || 'bulkmodel').join(',');
   const prefix = str(p, 'prefix') ?? 'bull';
 
@@ -206,9 +205,14 @@ export async function runLoad(argv: string[]): Promise<number> {
   const local = new LocalWorkers(
     workers,
     ['--tables', table, '--queue', queue, '--prefix', prefix, '--concurrency', String(concurrency)],
-    { ...process.env, DATABASE_URL: services.database, ...redisEnv(services.redis) },
+    { ...process.env, DATABASE_URL: services.database, ...queueEnv(services.queue) },
   );
-  const producer = new BulkProducer({ redis: services.redis, queue, prefix, logger: silentLogger });
+  const producer = new BulkProducer({
+    ...backendOptions(services.queue),
+    queue,
+    prefix,
+    logger: silentLogger,
+  });
   const progress: ReadProgress = { bytes: 0, rows: 0 };
   const t0 = Date.now();
   try {

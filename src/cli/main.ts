@@ -20,6 +20,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./load.js')).runLoad(rest);
       case 'export':
         return await (await import('./export.js')).runExport(rest);
+      case 'migrate':
+        return await (await import('./migrate.js')).runMigrate(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -1,7 +1,7 @@
 import type { OperationStatus } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
 import { int, parse, str } from './args.js';
-import { checkRedis, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
+import { backendOptions, checkQueue, QUEUE_FLAGS, queueTarget, queueUsage } from './services.js';
 
 const USAGE = `bulkmodel status — recent operations, or one operation
 
@@ -14,15 +14,16 @@ Options:
   --queue <names>    queue name, or several comma-separated (env BULKMODEL_QUEUE, default
                      bulkmodel)
   --prefix <prefix>  BullMQ key prefix (default bull)
-${redisUsage(21)}
+${queueUsage(21)}
   --limit <n>        how many recent operations (default 20)
   --json             print the statuses as JSON
 
 Exit codes: 0 ok, 1 a named operation failed or was cancelled, 2 bad usage (or no such operation),
-3 Redis unreachable.
+3 the queue store (Redis, or the queue database) unreachable.
 
 Examples:
   bulkmodel status
+  bulkmodel status --backend postgres
   bulkmodel status --queue bulkmodel-demo --limit 5
   bulkmodel status 7d5c0a4e-8a31-4a55-9d56-0c1e2f3a4b5c --json
   bulkmodel load items big.csv --no-wait | xargs bulkmodel status
@@ -40,7 +41,7 @@ export async function runStatus(argv: string[]): Promise<number> {
       usage: USAGE,
       options: {
         queue: { type: 'string' },
-        ...REDIS_FLAGS,
+        ...QUEUE_FLAGS,
         prefix: { type: 'string' },
         limit: { type: 'string' },
         json: { type: 'boolean' },
@@ -49,9 +50,9 @@ export async function runStatus(argv: string[]): Promise<number> {
     argv,
   );
   if (!p) return 0;
-  const redis = await checkRedis(redisTarget(p));
+  const queueStore = await checkQueue(queueTarget(p));
   const producer = new BulkProducer({
-    redis,
+    ...backendOptions(queueStore),
     ...(str(p, 'queue') ? { queue: str(p, 'queue') } : {}),
     ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
   });

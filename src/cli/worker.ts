@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { BulkError } from '../core/errors.js';
-import { RedisBackend } from '../queue/backend.js';
+import { PostgresBackend, type QueueBackend, RedisBackend } from '../queue/backend.js';
 import { connectFailFast } from '../queue/connection.js';
 import { startWorkerHttp } from '../worker/http.js';
 import { DEFAULT_LIMITS } from '../worker/limits.js';
@@ -10,7 +10,7 @@ import { BulkWorker } from '../worker/worker.js';
 import { int, parse, str } from './args.js';
 import { setHeapGrowth } from './heap.js';
 import { createCliLogger } from './logger.js';
-import { checkServices, REDIS_FLAGS, redisTarget, redisUsage } from './services.js';
+import { checkServices, QUEUE_FLAGS, queueUsage } from './services.js';
 
 const USAGE = `bulkmodel worker — write queued chunks into Postgres
 
@@ -25,7 +25,9 @@ Options:
   --name <name>         worker name recorded on the jobs it runs (default host:pid)
   --lock-duration <ms>  a job whose worker is silent this long goes to another (default 30000)
   --database <url>      Postgres URL (env DATABASE_URL)
-${redisUsage(24)}
+${queueUsage(24)}
+  --migrate             postgres backend: create or upgrade the queue schema at start
+                        (else a missing schema is error QUEUE_SCHEMA; see bulkmodel migrate)
   --export-dir <dir>    the directory queued copyTo jobs write their files into (created if
                         missing); without it copyTo jobs are refused (EXPORT_DISABLED)
   --export-overwrite    let copyTo jobs replace files of the same name (default: FILE_EXISTS)
@@ -33,8 +35,8 @@ ${redisUsage(24)}
                         value refused): for debugging; by default only table, column,
                         constraint and row index are kept
   --close-timeout <ms>  on SIGTERM, wait this long for in-flight chunks (default 30000)
-  --metrics-port <n>    serve Prometheus /metrics and /health (200 when Redis and Postgres
-                        answer, else 503) on this port
+  --metrics-port <n>    serve Prometheus /metrics and /health (200 when Postgres and the
+                        queue store answer, else 503) on this port
   --metrics-host <addr> address for --metrics-port (default 127.0.0.1; 0.0.0.0 in containers)
   --heap-growth <pct>   let V8's heap grow this many percent past the live data before a full
                         garbage collection (0-1000, default 100; 0: V8's own growth, which
@@ -54,6 +56,7 @@ once (those chunks are replayed by another worker, exactly once, through the chu
 Examples:
   bulkmodel worker --tables items
   bulkmodel worker --tables items --export-dir /var/lib/bulkmodel/exports
+  bulkmodel worker --tables items --backend postgres     # no Redis: queues in Postgres
   DATABASE_URL=postgres://app@db/app bulkmodel worker --tables public.items,orders --concurrency 8
 `;
 
@@ -69,7 +72,8 @@ export async function runWorker(argv: string[]): Promise<number> {
         name: { type: 'string' },
         'lock-duration': { type: 'string' },
         database: { type: 'string' },
-        ...REDIS_FLAGS,
+        ...QUEUE_FLAGS,
+        migrate: { type: 'boolean' },
         'export-dir': { type: 'string' },
         'export-overwrite': { type: 'boolean' },
         'show-values': { type: 'boolean' },
@@ -100,14 +104,22 @@ export async function runWorker(argv: string[]): Promise<number> {
     throw new BulkError('INVALID_OPTION', `--heap-growth must be at most 1000, got ${growth}`);
   const heapGrowth = setHeapGrowth(growth);
   const metricsPort = str(p, 'metrics-port') ? int(p, 'metrics-port', 0, 0) : undefined;
-  const services = await checkServices(str(p, 'database'), redisTarget(p));
+  const services = await checkServices(str(p, 'database'), p);
+  const queue = services.queue;
   const registry = new Registry();
   const logger = createCliLogger({ showValues: p.values['show-values'] === true });
   logger.debug({ heapGrowthPercent: heapGrowth }, 'heap growth past live data before a full GC');
   const worker = new BulkWorker({
     logger,
     ...(metricsPort !== undefined ? { metrics: createWorkerMetrics(registry) } : {}),
-    redis: services.redis,
+    ...(queue.backend === 'redis'
+      ? { redis: queue.redis }
+      : {
+          backend: 'postgres' as const,
+          queueDatabase: queue.queueDatabase,
+          ...(queue.queueSchema ? { queueSchema: queue.queueSchema } : {}),
+          migrate: p.values.migrate === true,
+        }),
     database: services.database,
     tables,
     concurrency: int(p, 'concurrency', 4),
@@ -128,14 +140,23 @@ export async function runWorker(argv: string[]): Promise<number> {
   });
   await worker.waitUntilReady();
   if (metricsPort !== undefined) {
-    // A connection of its own, failing fast while Redis is away (the health check and the
-    // scrape must not queue commands).
-    const fast = connectFailFast(services.redis);
-    fast.on('error', () => {});
-    const health = new RedisBackend({
-      redis: fast,
-      ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
-    });
+    // Connections of its own: with Redis, failing fast while it is away (the health check and
+    // the scrape must not queue commands).
+    let health: QueueBackend;
+    if (queue.backend === 'redis') {
+      const fast = connectFailFast(queue.redis);
+      fast.on('error', () => {});
+      health = new RedisBackend({
+        redis: fast,
+        ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
+      });
+    } else {
+      health = new PostgresBackend({
+        database: queue.queueDatabase,
+        ...(queue.queueSchema ? { schema: queue.queueSchema } : {}),
+        poolSize: 2,
+      });
+    }
     const queues = worker.queues.map((q) => health.queue(q));
     for (const q of queues) q.on('error', () => {});
     registerQueueMetrics(registry, queues);
@@ -144,7 +165,7 @@ export async function runWorker(argv: string[]): Promise<number> {
       host: str(p, 'metrics-host') ?? '127.0.0.1',
       registry,
       checks: {
-        redis: () => health.ping(),
+        [queue.backend === 'redis' ? 'redis' : 'queue database']: () => health.ping(),
         postgres: () => worker.db.ensureConnected({ timeoutMs: 2000 }),
       },
     });

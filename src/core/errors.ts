@@ -40,6 +40,8 @@ export const ERROR_CODES = {
   OPERATION_CONFLICT: 'An operation id was reused for a different operation.',
   CANCELLED: 'The operation was cancelled.',
   CLOSED: 'The client, producer or worker was closed.',
+  QUEUE_SCHEMA:
+    "The Postgres backend's queue schema is missing or at another version: run `bulkmodel migrate --backend postgres`.",
 } as const;
 
 export type BulkErrorCode = keyof typeof ERROR_CODES;

@@ -11,7 +11,7 @@ import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
-import { type QueueBackend, RedisBackend } from '../queue/backend.js';
+import { type BackendKind, openBackend, type QueueBackend } from '../queue/backend.js';
 import { SnapshotCache } from '../queue/catalog.js';
 import type { RedisInput } from '../queue/connection.js';
 import { BulkEvents } from '../queue/events.js';
@@ -51,6 +51,22 @@ import {
 } from './options.js';
 
 export interface BulkProducerOptions {
+  /**
+   * Where the queues live: 'redis' (default) or 'postgres' (BullMQ's PostgreSQL backend, no
+   * Redis at all). Default: BULKMODEL_BACKEND, else 'redis'.
+   */
+  backend?: BackendKind;
+  /**
+   * Postgres backend: the database the queues live in, normally the target database (a
+   * connection string). Default: BULKMODEL_QUEUE_DATABASE, else DATABASE_URL.
+   */
+  database?: string;
+  /** Postgres backend: the queue database, when other than `database`. */
+  queueDatabase?: string;
+  /** Postgres backend: the schema of the queues. Default 'bulkmodel_queue' (BULKMODEL_QUEUE_SCHEMA). */
+  queueSchema?: string;
+  /** Postgres backend: create or upgrade the queue schema on first use. Default false (QUEUE_SCHEMA). */
+  migrate?: boolean;
   /**
    * Redis: a URL, ioredis options, a cluster's nodes (`{ cluster: 'host:port,...' }`) or an
    * ioredis `Redis` or `Cluster`. Default: REDIS_CLUSTER, else REDIS_URL, else
@@ -146,7 +162,7 @@ interface ChunkSource {
  */
 export class BulkProducer {
   readonly logger: Logger;
-  /** Where the queues live (Redis, a Redis Cluster). */
+  /** Where the queues live (Redis, a Redis Cluster, Postgres). */
   readonly backend: QueueBackend;
   /** The queues this producer enqueues to. */
   readonly queues: readonly string[];
@@ -162,7 +178,7 @@ export class BulkProducer {
     this.queues = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
     if (options.pickQueue !== undefined && typeof options.pickQueue !== 'function')
       throw new BulkError('INVALID_OPTION', 'pickQueue must be a function');
-    this.backend = new RedisBackend({ redis: options.redis, prefix: options.prefix });
+    this.backend = openBackend(options, options.database);
   }
 
   /** The queue's BullMQ objects and state, made on first use. */
@@ -278,6 +294,7 @@ export class BulkProducer {
     return new Operation(
       {
         locate: async (opId) => {
+          await this.backend.prepare();
           const first = this.queues[hashPick(opId, this.queues.length)]!;
           if (this.queues.length === 1) return this.handle(first);
           for (const name of [first, ...this.queues.filter((q) => q !== first)]) {
@@ -298,6 +315,7 @@ export class BulkProducer {
     const limit = options.limit ?? 20;
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
       throw new BulkError('INVALID_OPTION', 'limit must be an integer from 1 to 10000');
+    await this.backend.prepare();
     const all: OperationStatus[] = [];
     for (const name of this.queues)
       for (const r of await this.handle(name).state.records(limit)) all.push(statusOf(r, name));
@@ -328,6 +346,7 @@ export class BulkProducer {
   ): Promise<Operation> {
     this.assertOpen();
     parseTableName(table);
+    await this.backend.prepare();
     const popts = payloadOptions(options);
     if (
       kind === 'updateFields' &&
@@ -435,6 +454,7 @@ export class BulkProducer {
   ): Promise<Operation> {
     this.assertOpen();
     parseTableName(table);
+    await this.backend.prepare();
     const { columns: given, header = true, path = 'input', onEnqueued, ...rest } = options ?? {};
     const popts = copyOptions(payloadOptions(rest));
     const batchSize = popts.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE;
@@ -624,6 +644,7 @@ export class BulkProducer {
   ): Promise<Operation> {
     this.assertOpen();
     parseTableName(table);
+    await this.backend.prepare();
     const { id, h } = this.place(operationId, kind, table);
     // What the operation does is part of its identity: the same id for another filter or
     // another file is a conflict, not the earlier operation.

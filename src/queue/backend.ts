@@ -1,9 +1,31 @@
-import { FlowProducer, type QueueOptions } from 'bullmq';
+import {
+  assertSchemaCompatibility,
+  type BackendFactory,
+  createPostgresBackend,
+  createRedisBackend,
+  FlowProducer,
+  type QueueOptions,
+  type RedisQueueBackend,
+  runMigrations,
+} from 'bullmq';
+import pg from 'pg';
+import { BulkError, isBulkError } from '../core/errors.js';
+import { redact } from '../core/logger.js';
 import { connect, describe, isCluster, type RedisClient, type RedisInput } from './connection.js';
 import { checkPrefix, QueueKeys } from './keys.js';
 import { LenientQueue } from './lenientJob.js';
+import {
+  checkQueueSchema,
+  checkSchemaName,
+  DEFAULT_QUEUE_SCHEMA,
+  migrateQueueSchema,
+} from './pgSchema.js';
+import { PostgresQueueState } from './pgState.js';
 import { RedisQueueState } from './redisState.js';
 import type { QueueState } from './state.js';
+
+export type BackendKind = 'redis' | 'postgres';
+type BullFactory = BackendFactory<RedisQueueBackend>;
 
 /**
  * Where queues live: BullMQ's jobs and bulkmodel's state beside them. Producer, worker,
@@ -11,11 +33,25 @@ import type { QueueState } from './state.js';
  * and everything else goes through `state(queue)`.
  */
 export interface QueueBackend {
-  readonly kind: 'redis';
+  readonly kind: BackendKind;
   /** Where it points, without secrets (for logs). */
   readonly where: string;
-  /** What BullMQ's classes take for one queue: connection and key prefix. */
-  bullOptions(queue: string): Pick<QueueOptions, 'connection' | 'prefix'>;
+  /**
+   * What BullMQ's classes take for one queue: connection and key prefix. `connections` sizes
+   * the pool of a class that opens its own (Postgres).
+   */
+  bullOptions(queue: string, connections?: number): Pick<QueueOptions, 'connection' | 'prefix'>;
+  /**
+   * The BullMQ backend factory those classes are built with (their last argument). Typed as
+   * the Redis one, so that the classes keep their default generics: bulkmodel uses only what
+   * every BullMQ backend implements.
+   */
+  readonly bullFactory: BullFactory;
+  /**
+   * Check (or, when asked to migrate, create and upgrade) what the store needs before use:
+   * nothing for Redis; the queue schema for Postgres (QUEUE_SCHEMA when missing or old).
+   */
+  prepare(): Promise<void>;
   /** BullMQ's qualified name of a queue (a parent job's `queue` in a flow). */
   qualifiedName(queue: string): string;
   /** bulkmodel's state beside one queue. */
@@ -43,6 +79,7 @@ export interface RedisBackendOptions {
 /** Queues in one Redis server or a Redis Cluster (each queue in one hash slot). */
 export class RedisBackend implements QueueBackend {
   readonly kind = 'redis' as const;
+  readonly bullFactory: BullFactory = createRedisBackend;
   readonly where: string;
   readonly client: RedisClient;
   readonly cluster: boolean;
@@ -67,6 +104,8 @@ export class RedisBackend implements QueueBackend {
     return { connection: this.client, prefix: this.keys(queue).bullPrefix };
   }
 
+  async prepare(): Promise<void> {}
+
   qualifiedName(queue: string): string {
     return this.keys(queue).qualified;
   }
@@ -81,11 +120,11 @@ export class RedisBackend implements QueueBackend {
   }
 
   queue(name: string): LenientQueue {
-    return new LenientQueue(name, this.bullOptions(name));
+    return new LenientQueue(name, this.bullOptions(name), this.bullFactory);
   }
 
   flows(queue: string): FlowProducer {
-    return new FlowProducer(this.bullOptions(queue));
+    return new FlowProducer(this.bullOptions(queue), this.bullFactory);
   }
 
   async ping(): Promise<void> {
@@ -116,4 +155,197 @@ export class RedisBackend implements QueueBackend {
   disconnect(): void {
     if (this.owned) this.client.disconnect();
   }
+}
+
+export interface PostgresBackendOptions {
+  /**
+   * The database the queues live in (a connection string). Default: BULKMODEL_QUEUE_DATABASE,
+   * else DATABASE_URL, else libpq's environment (PGHOST, ...).
+   */
+  database?: string;
+  /** The schema of the queues, BullMQ's tables and bulkmodel's. Default 'bulkmodel_queue'. */
+  schema?: string;
+  /** Create or upgrade the queue schema in prepare() (else QUEUE_SCHEMA when it is missing). */
+  migrate?: boolean;
+  /** Connections of bulkmodel's own state pool. Default 4. */
+  poolSize?: number;
+}
+
+/**
+ * Queues in PostgreSQL: BullMQ's PostgreSQL backend (createPostgresBackend) for the jobs, and
+ * PostgresQueueState for what bulkmodel keeps beside them, in one schema of the queue database.
+ * Each BullMQ class opens a pool of its own (BullMQ pins its schema on the connections it makes).
+ */
+export class PostgresBackend implements QueueBackend {
+  readonly kind = 'postgres' as const;
+  readonly bullFactory = createPostgresBackend as unknown as BullFactory;
+  readonly where: string;
+  readonly schema: string;
+  readonly pool: pg.Pool;
+  private readonly connectionString: string | undefined;
+  private readonly migrate: boolean;
+  private readonly states = new Map<string, PostgresQueueState>();
+  private prepared: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(options: PostgresBackendOptions = {}) {
+    this.schema = checkSchemaName(
+      options.schema ?? process.env.BULKMODEL_QUEUE_SCHEMA ?? DEFAULT_QUEUE_SCHEMA,
+    );
+    this.connectionString =
+      options.database ||
+      process.env.BULKMODEL_QUEUE_DATABASE ||
+      process.env.DATABASE_URL ||
+      undefined;
+    this.migrate = options.migrate === true;
+    this.where = `${this.connectionString ? redact(this.connectionString) : 'postgres (PG* environment)'} schema ${this.schema}`;
+    const poolSize = options.poolSize ?? 4;
+    if (!Number.isInteger(poolSize) || poolSize < 1)
+      throw new BulkError('INVALID_OPTION', 'the queue pool size must be a positive integer');
+    this.pool = new pg.Pool({
+      ...this.clientConfig(),
+      max: poolSize,
+      application_name: 'bulkmodel queue',
+    });
+    // An idle connection that breaks (Postgres restarting) must not crash the process: the
+    // next query opens another.
+    this.pool.on('error', () => {});
+  }
+
+  private clientConfig(): pg.ClientConfig {
+    return {
+      ...(this.connectionString ? { connectionString: this.connectionString } : {}),
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+    };
+  }
+
+  bullOptions(_queue: string, connections = 3) {
+    return {
+      connection: {
+        ...this.clientConfig(),
+        schema: this.schema,
+        max: connections,
+        // A class may be built before prepare() ran (the worker's, in its constructor): asked to
+        // migrate, it migrates BullMQ's tables itself (under BullMQ's advisory lock).
+        ...(this.migrate ? { migrate: true } : {}),
+      } as unknown as QueueOptions['connection'],
+    };
+  }
+
+  qualifiedName(queue: string): string {
+    return queue;
+  }
+
+  prepare(): Promise<void> {
+    this.prepared ??= (async () => {
+      const client = await this.pool.connect();
+      try {
+        if (this.migrate) {
+          await runMigrations(client, this.schema);
+          await migrateQueueSchema(client, this.schema);
+        } else {
+          try {
+            await assertSchemaCompatibility(client, this.schema);
+          } catch (err) {
+            throw new BulkError(
+              'QUEUE_SCHEMA',
+              `queue schema "${this.schema}": ${(err as Error).message} (create or upgrade it with \`bulkmodel migrate --backend postgres\`, or the option migrate: true)`,
+              { cause: err },
+            );
+          }
+          await checkQueueSchema(client, this.schema);
+        }
+      } finally {
+        client.release();
+      }
+    })().catch((err: unknown) => {
+      this.prepared = undefined;
+      if (isBulkError(err)) throw err;
+      throw new BulkError(
+        'CONNECTION_FAILED',
+        `the queue database (${this.where}) did not answer: ${(err as Error)?.message ?? err}`,
+        { cause: err },
+      );
+    });
+    return this.prepared;
+  }
+
+  state(queue: string): PostgresQueueState {
+    let s = this.states.get(queue);
+    if (!s) {
+      s = new PostgresQueueState(this.pool, this.clientConfig(), this.schema, queue);
+      this.states.set(queue, s);
+    }
+    return s;
+  }
+
+  queue(name: string): LenientQueue {
+    return new LenientQueue(name, this.bullOptions(name), this.bullFactory);
+  }
+
+  flows(queue: string): FlowProducer {
+    return new FlowProducer(this.bullOptions(queue), this.bullFactory);
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
+  async configWarnings(): Promise<string[]> {
+    return [];
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end().catch(() => {});
+  }
+
+  disconnect(): void {
+    void this.close();
+  }
+}
+
+/** How a producer, worker or reader names its queue store (see QueueBackendOptions). */
+export interface QueueBackendOptions {
+  /** Where the queues live: 'redis' or 'postgres'. Default: BULKMODEL_BACKEND, else 'redis'. */
+  backend?: BackendKind;
+  redis?: RedisInput;
+  prefix?: string;
+  /** Postgres backend: the database the queues live in. Default: the target database. */
+  queueDatabase?: string;
+  /** Postgres backend: the schema of the queues. Default 'bulkmodel_queue'. */
+  queueSchema?: string;
+  /** Postgres backend: create or upgrade the queue schema at start. Default false. */
+  migrate?: boolean;
+}
+
+/** The backend kind asked for: the option, else BULKMODEL_BACKEND, else 'redis'. */
+export function backendKind(given: unknown): BackendKind {
+  const v = given ?? (process.env.BULKMODEL_BACKEND?.trim() || 'redis');
+  if (v !== 'redis' && v !== 'postgres')
+    throw new BulkError(
+      'INVALID_OPTION',
+      `backend must be 'redis' or 'postgres', not ${JSON.stringify(String(v)).slice(0, 40)}`,
+    );
+  return v;
+}
+
+/** Open the backend the options name. `database` is the target database's connection string. */
+export function openBackend(
+  o: QueueBackendOptions,
+  database?: string,
+  poolSize?: number,
+): QueueBackend {
+  if (backendKind(o.backend) === 'postgres')
+    return new PostgresBackend({
+      ...(o.queueDatabase || process.env.BULKMODEL_QUEUE_DATABASE || database
+        ? { database: o.queueDatabase || process.env.BULKMODEL_QUEUE_DATABASE || database }
+        : {}),
+      ...(o.queueSchema !== undefined ? { schema: o.queueSchema } : {}),
+      ...(o.migrate !== undefined ? { migrate: o.migrate } : {}),
+      ...(poolSize !== undefined ? { poolSize } : {}),
+    });
+  return new RedisBackend({ redis: o.redis, prefix: o.prefix });
 }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { SignalMap, SignalName } from '../core/signals.js';
-import { type QueueBackend, RedisBackend } from './backend.js';
+import { type BackendKind, openBackend, type QueueBackend } from './backend.js';
 import type { RedisInput } from './connection.js';
 import { queueNames } from './keys.js';
 import type { EventReader, QueueState, StoredEvent } from './state.js';
@@ -54,8 +54,17 @@ export async function publishEvent(
 export interface BulkEventsOptions {
   /** Redis (as BulkProducer's `redis`). */
   redis?: RedisInput;
-  /** A backend to share (a BulkProducer's): then `redis` and `prefix` are not used. */
-  backend?: QueueBackend;
+  /**
+   * Where the queues live: 'redis' or 'postgres' (as BulkProducer's `backend`; default
+   * BULKMODEL_BACKEND, else 'redis'), or a backend to share (a BulkProducer's `backend`).
+   */
+  backend?: BackendKind | QueueBackend;
+  /** Postgres backend: the database the queues live in (as BulkProducer's `database`). */
+  database?: string;
+  /** Postgres backend: the queue database, when other than `database`. */
+  queueDatabase?: string;
+  /** Postgres backend: the schema of the queues. Default 'bulkmodel_queue'. */
+  queueSchema?: string;
   /** The queue, or several (a list, or 'a,b'): events of all of them. Default 'bulkmodel'. */
   queue?: string | readonly string[];
   prefix?: string;
@@ -93,9 +102,15 @@ export class BulkEvents {
 
   constructor(options: BulkEventsOptions = {}) {
     const names = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
-    this.ownsBackend = options.backend === undefined;
-    this.backend =
-      options.backend ?? new RedisBackend({ redis: options.redis, prefix: options.prefix });
+    const shared = typeof options.backend === 'object' && options.backend !== null;
+    this.ownsBackend = !shared;
+    this.backend = shared
+      ? (options.backend as QueueBackend)
+      : openBackend(
+          { ...options, backend: options.backend as BackendKind | undefined },
+          options.database,
+          names.length + 1,
+        );
     const o = {
       ...(options.group !== undefined ? { group: options.group } : {}),
       ...(options.consumer !== undefined ? { consumer: options.consumer } : {}),
@@ -150,6 +165,7 @@ export class BulkEvents {
         (async () => {
           for (let attempt = 0; !this.closed; attempt++) {
             try {
+              await this.backend.prepare();
               await reader.open();
               markReady();
               attempt = 0;

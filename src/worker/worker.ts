@@ -8,7 +8,7 @@ import type { TableMeta } from '../core/meta.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
-import { type QueueBackend, RedisBackend } from '../queue/backend.js';
+import { type BackendKind, openBackend, type QueueBackend } from '../queue/backend.js';
 import { publishSnapshot } from '../queue/catalog.js';
 import type { RedisInput } from '../queue/connection.js';
 import { DEFAULT_EVENTS_MAX_LEN, publishEvent } from '../queue/events.js';
@@ -46,6 +46,20 @@ function shownId(id: string | undefined): string | undefined {
 }
 
 export interface BulkWorkerOptions {
+  /**
+   * Where the queues live: 'redis' (default) or 'postgres' (BullMQ's PostgreSQL backend, no
+   * Redis at all). Default: BULKMODEL_BACKEND, else 'redis'.
+   */
+  backend?: BackendKind;
+  /**
+   * Postgres backend: the database the queues live in, when other than `database` (a
+   * connection string). Default: BULKMODEL_QUEUE_DATABASE, else `database`.
+   */
+  queueDatabase?: string;
+  /** Postgres backend: the schema of the queues. Default 'bulkmodel_queue' (BULKMODEL_QUEUE_SCHEMA). */
+  queueSchema?: string;
+  /** Postgres backend: create or upgrade the queue schema at start. Default false (QUEUE_SCHEMA). */
+  migrate?: boolean;
   /**
    * Redis: a URL, ioredis options, a cluster's nodes (`{ cluster: 'host:port,...' }`) or an
    * ioredis `Redis` or `Cluster`. Default: REDIS_CLUSTER, else REDIS_URL, else
@@ -186,7 +200,11 @@ export class BulkWorker {
       ...dbOpts,
     });
     this.allowlist = new Allowlist(options.tables, this.db, this.db.engine.ledger?.schema);
-    this.backend = new RedisBackend({ redis: options.redis, prefix: options.prefix });
+    this.backend = openBackend(
+      options,
+      dbOpts.connectionString ?? process.env.DATABASE_URL,
+      this.queues.length + 3,
+    );
     this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.lanes = this.queues.map((name) => this.lane(name, concurrency));
     this.db.signals.tap((name, event) => {
@@ -222,7 +240,7 @@ export class BulkWorker {
       name,
       (job) => this.current.run(lane, () => this.process(job, lane)),
       {
-        ...this.backend.bullOptions(name),
+        ...this.backend.bullOptions(name, concurrency + 2),
         concurrency,
         autorun: false,
         name: this.name,
@@ -231,6 +249,7 @@ export class BulkWorker {
         stalledInterval: options.lockDurationMs ?? 30_000,
         maxStalledCount: options.maxStalledCount ?? 5,
       },
+      this.backend.bullFactory,
     );
     lane.worker = worker;
     worker.maxPayloadBytes = this.limits.maxPayloadBytes;
@@ -289,6 +308,7 @@ export class BulkWorker {
   }
 
   private async start(): Promise<void> {
+    await this.backend.prepare();
     for (const w of await this.backend.configWarnings().catch(() => [])) this.logger.warn({}, w);
     if (this.opts.exportDir !== undefined) {
       const target = await openExportTarget(

@@ -2,7 +2,15 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BulkProducer, type Row } from '../../src/index.js';
 import { DATABASE_URL, type TestDb, testDb } from '../helpers.js';
-import { deleteKeys, obliterate, queueName, REDIS_URL, runPrefix, until } from '../queueHelpers.js';
+import {
+  deleteKeys,
+  obliterate,
+  QUEUE_ARGS,
+  queueName,
+  runPrefix,
+  TEST_QUEUE,
+  until,
+} from '../queueHelpers.js';
 import {
   type Child,
   ensurePostgresUp,
@@ -23,6 +31,7 @@ import { type PgProxy, startProxy } from './proxy.js';
  * mid-chunk, the server restarted mid-operation, and Postgres unreachable for 30 seconds (a
  * proxy between the workers and Postgres refuses connections, then accepts and never answers).
  * Workers wait, reconnect and finish; every row lands once and op.done() has the full result.
+ * On the Postgres backend (`npm run test:postgres:alone`) a restart takes the queue down too.
  */
 const prefix = runPrefix('qpg');
 let tdb: TestDb;
@@ -62,7 +71,7 @@ const rows = (count: number): Row[] =>
 
 async function setup(label: string, database = DATABASE_URL) {
   const queue = queueName(label);
-  const producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
+  const producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
   const workers: Child[] = [];
   for (let i = 0; i < 2; i++)
     workers.push(
@@ -70,7 +79,8 @@ async function setup(label: string, database = DATABASE_URL) {
         tables: ['*'],
         queue,
         prefix,
-        redis: REDIS_URL,
+        redis: '',
+        redisArgs: QUEUE_ARGS,
         database,
         name: `${label}-${i}`,
         concurrency: 2,

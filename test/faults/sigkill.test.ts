@@ -9,10 +9,10 @@ import {
   bullQueue,
   deleteKeys,
   obliterate,
+  QUEUE_ARGS,
   queueName,
-  REDIS_ARGS,
   runPrefix,
-  TEST_REDIS,
+  TEST_QUEUE,
   until,
 } from '../queueHelpers.js';
 import {
@@ -65,7 +65,7 @@ const totals = { trials: 0, kills: 0, expected: 0, lost: 0, duplicated: 0 };
 beforeAll(async () => {
   tdb = await testDb('sigkill');
   exportDir = mkdtempSync(join(tmpdir(), 'bulkmodel-sigkill-'));
-  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
+  producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
   q = bullQueue(queue, prefix);
   for (let i = 0; i < 2; i++) workers.push(await spawnWorker());
 });
@@ -88,7 +88,7 @@ function spawnWorker(): Promise<Child> {
     queue,
     prefix,
     redis: '',
-    redisArgs: REDIS_ARGS,
+    redisArgs: QUEUE_ARGS,
     name: `k${++seq}`,
     concurrency: 3,
     lockDurationMs: 2000,

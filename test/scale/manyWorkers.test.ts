@@ -10,7 +10,7 @@ import {
   runPrefix,
   startWorker,
   stopWorker,
-  TEST_REDIS,
+  TEST_QUEUE,
   until,
   type WorkerProcess,
 } from '../queueHelpers.js';
@@ -48,8 +48,8 @@ beforeAll(async () => {
       ),
     )),
   );
-  producer = new BulkProducer({ redis: TEST_REDIS, queue, prefix });
-  events = new BulkEvents({ redis: TEST_REDIS, queue, prefix });
+  producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix });
+  events = new BulkEvents({ ...TEST_QUEUE, queue, prefix });
   // Events of workers that counted chunks at once may arrive crossed: keep what moves forward,
   // as Operation's 'progress' does.
   events.on('progress', (p) => {

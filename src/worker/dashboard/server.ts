@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { defaultLogger, type Logger, redact } from '../../core/logger.js';
-import { RedisBackend } from '../../queue/backend.js';
+import { type BackendKind, openBackend } from '../../queue/backend.js';
 import type { RedisInput } from '../../queue/connection.js';
 import { queueNames } from '../../queue/keys.js';
 import { registerQueueMetrics } from '../queueMetrics.js';
@@ -16,6 +16,12 @@ import { RateTracker } from './rates.js';
 import { readSignals } from './signals.js';
 
 export interface DashboardOptions {
+  /** Where the queues live: 'redis' or 'postgres'. Default BULKMODEL_BACKEND, else 'redis'. */
+  backend?: BackendKind;
+  /** Postgres backend: the database the queues live in. Default BULKMODEL_QUEUE_DATABASE, else DATABASE_URL. */
+  queueDatabase?: string;
+  /** Postgres backend: the schema of the queues. Default 'bulkmodel_queue'. */
+  queueSchema?: string;
   /** Redis (as BulkProducer's `redis`): a URL, options, a cluster's nodes or an instance. */
   redis?: RedisInput;
   /** The queue, or several (a list, or 'a,b'). Default BULKMODEL_QUEUE, else 'bulkmodel'. */
@@ -76,7 +82,11 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   const logger = o.logger ?? defaultLogger;
   const allowActions = o.allowActions === true;
   const names = queueNames(o.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
-  const backend = new RedisBackend({ redis: o.redis, prefix: o.prefix });
+  const backend = openBackend(o);
+  await backend.prepare().catch(async (err) => {
+    await backend.close();
+    throw err;
+  });
   const states = names.map((n) => backend.state(n));
   // Lenient: a job whose data is not JSON (anyone who writes the queue can add one) must not
   // make bull-board's lists fail.
