@@ -157,19 +157,36 @@ export class QueueBench {
     ].join('\n');
   }
 
-  async run(direct: BulkClient): Promise<CaseResult[]> {
-    const queueName = `bench-${process.pid}`;
-    const group =
-      'queue: bulkCreate with 1 worker process (default concurrency 4), producer in this process';
-    const worker = await startWorker(this.url, this.table, queueName);
-    const producer = new BulkProducer({ queue: queueName, logger: silentLogger });
+  /**
+   * The cases on one backend: Redis (the default), or Postgres (BullMQ's PostgreSQL backend and
+   * bulkmodel's state in the target database's `bulkmodel_queue` schema, no Redis at all).
+   */
+  async run(direct: BulkClient, backend: 'redis' | 'postgres' = 'redis'): Promise<CaseResult[]> {
+    const onPg = backend === 'postgres';
+    const queueName = `bench-${backend}-${process.pid}`;
+    const group = `queue: bulkCreate with 1 worker process (default concurrency 4), producer in this process${onPg ? '; Postgres backend, no Redis' : ''}`;
+    const worker = await startWorker(
+      this.url,
+      this.table,
+      queueName,
+      4,
+      false,
+      [],
+      onPg ? ['--backend', 'postgres', '--migrate'] : ['--backend', 'redis'],
+    );
+    const where = onPg
+      ? { backend: 'postgres' as const, database: this.url, migrate: true }
+      : { backend: 'redis' as const };
+    const producer = new BulkProducer({ ...where, queue: queueName, logger: silentLogger });
     // Rows as JSON values (payload version 1), beside COPY text (version 2, the default).
     const producerV1 = new BulkProducer({
+      ...where,
       queue: queueName,
       logger: silentLogger,
       payloadVersion: 1,
     });
-    const queue = new Queue(queueName, { connection: { host: '127.0.0.1', port: 6379 } });
+    await producer.operations({ limit: 1 }); // the queue store is ready (and migrated)
+    const queue = producer.backend.queue(queueName);
     const n = this.rows.length;
     const secs = {
       direct: [] as number[],
@@ -193,7 +210,7 @@ export class QueueBench {
         await queue.resume();
         await op.done();
         secs.drain.push((performance.now() - t0) / 1000);
-        this.record('drain', c0, cpuMs(worker.pid!));
+        if (!onPg) this.record('drain', c0, cpuMs(worker.pid!));
         await this.verify();
 
         await this.reset();
@@ -210,10 +227,10 @@ export class QueueBench {
         t0 = performance.now();
         await (await producer.bulkCreate(this.table, this.rows)).done();
         secs.e2e.push((performance.now() - t0) / 1000);
-        this.record('e2e', c0, cpuMs(worker.pid!));
+        if (!onPg) this.record('e2e', c0, cpuMs(worker.pid!));
         await this.verify();
         process.stderr.write(
-          `  rep ${rep + 1} queue: direct ${Math.round(n / secs.direct.at(-1)!)} / drain ${Math.round(n / secs.drain.at(-1)!)} (v1 ${Math.round(n / secs.drainV1.at(-1)!)}) / e2e ${Math.round(n / secs.e2e.at(-1)!)} rows/s\n`,
+          `  rep ${rep + 1} queue (${backend}): direct ${Math.round(n / secs.direct.at(-1)!)} / drain ${Math.round(n / secs.drain.at(-1)!)} (v1 ${Math.round(n / secs.drainV1.at(-1)!)}) / e2e ${Math.round(n / secs.e2e.at(-1)!)} rows/s\n`,
         );
       }
     } finally {

@@ -407,6 +407,8 @@ async function main(): Promise<void> {
     const qb = new QueueBench(DB_URL, T, rows, REPS, reset, () => expectTable(`all:${N}`, rows));
     out.push(...(await qb.run(db1)));
     cpuMd = qb.cpuMarkdown();
+    // The same cases with no Redis: BullMQ's PostgreSQL backend, in this run, beside Redis's.
+    out.push(...(await qb.run(db1, 'postgres')));
   }
   let loadMd = '';
   if (!args['no-queue'] && !onlyMemory && (!args.only || onlyQueue || args.only === 'load')) {
