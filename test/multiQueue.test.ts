@@ -13,6 +13,7 @@ import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import {
   deleteKeys,
   obliterate,
+  prefixArgs,
   QUEUE_ARGS,
   queueName,
   rejection,
@@ -185,8 +186,7 @@ describe('several queues', () => {
       'status',
       '--queue',
       names.join(','),
-      '--prefix',
-      prefix,
+      ...prefixArgs(prefix),
       ...QUEUE_ARGS,
       '--json',
       '--limit',

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendOptions } from '../src/cli/services.js';
 import { BulkEvents, BulkProducer, BulkWorker, type Row, silentLogger } from '../src/index.js';
-import { PostgresBackend } from '../src/queue/backend.js';
+import { backendKind, openBackend, PostgresBackend } from '../src/queue/backend.js';
 import { QUEUE_SCHEMA_VERSION } from '../src/queue/pgSchema.js';
 import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import { queueName, rejection, runCli, until } from './queueHelpers.js';
@@ -104,21 +105,52 @@ describe('the queue schema is explicit and versioned', () => {
     await admin.query(`DROP SCHEMA ${schema} CASCADE`);
   });
 
-  it('a schema newer than this code is refused with QUEUE_SCHEMA, not downgraded', async () => {
+  it('a newer schema: accepted while its migrations keep this code working, else QUEUE_SCHEMA; never downgraded', async () => {
     const schema = schemaName('newer');
     const b = new PostgresBackend({ database: DATABASE_URL, schema, migrate: true, poolSize: 1 });
     await b.prepare();
     await b.close();
-    await admin.query(`INSERT INTO ${schema}.bm_version (version, name) VALUES (999, 'future')`);
-    for (const migrate of [false, true]) {
+    const prepare = async (migrate: boolean) => {
       const again = new PostgresBackend({ database: DATABASE_URL, schema, migrate, poolSize: 1 });
       try {
-        const err = await rejection(again.prepare());
-        expect(err.code).toBe('QUEUE_SCHEMA');
-        expect(err.message).toContain('999');
+        await again.prepare();
       } finally {
         await again.close();
       }
+    };
+    // An additive migration of a later release: this code still runs (a rolling deploy).
+    await admin.query(
+      `INSERT INTO ${schema}.bm_version (version, name, min_code_version) VALUES (998, 'additive', 1)`,
+    );
+    await prepare(false);
+    await prepare(true);
+    // One that needs newer code: refused, and left as it is.
+    await admin.query(
+      `INSERT INTO ${schema}.bm_version (version, name, min_code_version) VALUES (999, 'breaking', 999)`,
+    );
+    for (const migrate of [false, true]) {
+      const err = await rejection(prepare(migrate));
+      expect(err.code).toBe('QUEUE_SCHEMA');
+      expect(err.message).toContain('999');
+    }
+    const v = await admin.query(`SELECT max(version)::int AS v FROM ${schema}.bm_version`);
+    expect(v.rows[0].v).toBe(999);
+    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+  });
+
+  it("BullMQ's own tables at an older version are QUEUE_SCHEMA until migrated", async () => {
+    const schema = schemaName('oldbull');
+    const b = new PostgresBackend({ database: DATABASE_URL, schema, migrate: true, poolSize: 1 });
+    await b.prepare();
+    await b.close();
+    await admin.query(`DELETE FROM ${schema}.migration WHERE version > 3`);
+    const old = new PostgresBackend({ database: DATABASE_URL, schema, poolSize: 1 });
+    try {
+      const err = await rejection(old.prepare());
+      expect(err.code).toBe('QUEUE_SCHEMA');
+      expect(err.message).toContain('version 3');
+    } finally {
+      await old.close();
     }
     await admin.query(`DROP SCHEMA ${schema} CASCADE`);
   });
@@ -128,6 +160,85 @@ describe('the queue schema is explicit and versioned', () => {
     expect(() => new BulkProducer({ backend: 'postgres', queueSchema: 'Bad"Schema' })).toThrow(
       /lower-case identifier/,
     );
+  });
+
+  it('a role that may not create the schema gets its Postgres error, not "unreachable"', async () => {
+    const role = `bmq_nopriv_${randomBytes(3).toString('hex')}`;
+    await admin.query(`CREATE ROLE ${role} LOGIN`);
+    try {
+      const u = new URL(DATABASE_URL);
+      u.username = role;
+      const b = new PostgresBackend({
+        database: u.toString(),
+        schema: schemaName('nopriv'),
+        migrate: true,
+        poolSize: 1,
+      });
+      try {
+        const err = await rejection(b.prepare());
+        expect(err.code).not.toBe('CONNECTION_FAILED');
+        expect(err.pgCode).toBe('42501');
+      } finally {
+        await b.close();
+      }
+    } finally {
+      await admin.query(`DROP ROLE ${role}`);
+    }
+  });
+
+  it('BulkEvents on a missing schema: waitUntilReady rejects with QUEUE_SCHEMA (no endless retry)', async () => {
+    const events = new BulkEvents({
+      backend: 'postgres',
+      database: DATABASE_URL,
+      queueSchema: schemaName('evmissing'),
+    });
+    try {
+      const err = await rejection(events.waitUntilReady());
+      expect(err.code).toBe('QUEUE_SCHEMA');
+    } finally {
+      await events.close();
+    }
+  });
+
+  it('an explicit backend wins over BULKMODEL_BACKEND; an empty BULKMODEL_QUEUE_SCHEMA means the default', async () => {
+    const saved = { ...process.env };
+    process.env.BULKMODEL_BACKEND = 'postgres';
+    process.env.BULKMODEL_QUEUE_SCHEMA = '';
+    try {
+      const redis = openBackend(backendOptions({ backend: 'redis', redis: 'redis://127.0.0.1:1' }));
+      expect(redis.kind).toBe('redis');
+      redis.disconnect();
+      expect(backendKind(undefined)).toBe('postgres');
+      const pgb = new PostgresBackend({ database: DATABASE_URL, poolSize: 1 });
+      expect(pgb.schema).toBe('bulkmodel_queue');
+      await pgb.close();
+    } finally {
+      process.env.BULKMODEL_BACKEND = saved.BULKMODEL_BACKEND;
+      if (saved.BULKMODEL_BACKEND === undefined) delete process.env.BULKMODEL_BACKEND;
+      if (saved.BULKMODEL_QUEUE_SCHEMA === undefined) delete process.env.BULKMODEL_QUEUE_SCHEMA;
+      else process.env.BULKMODEL_QUEUE_SCHEMA = saved.BULKMODEL_QUEUE_SCHEMA;
+    }
+  });
+
+  it('the CLI refuses --prefix with --backend postgres, and worker --migrate on Redis', async () => {
+    const a = runCli(['status', '--backend', 'postgres', '--prefix', 'app'], NO_REDIS);
+    expect((await a.exited).code).toBe(2);
+    expect(a.output()).toContain('--prefix is for the redis backend');
+    const b = runCli(
+      [
+        'worker',
+        '--tables',
+        'x',
+        '--migrate',
+        '--database',
+        DATABASE_URL,
+        '--redis',
+        'redis://127.0.0.1:6379',
+      ],
+      { BULKMODEL_BACKEND: '' },
+    );
+    expect((await b.exited).code).toBe(2);
+    expect(b.output()).toContain('--migrate is for --backend postgres');
   });
 
   it('the CLI refuses --redis with --backend postgres, and --queue-schema without it', async () => {
@@ -291,6 +402,24 @@ describe('events through NOTIFY', () => {
     }
   });
 
+  it('a consumer group with a backlog delivers it at once, not after a wait', async () => {
+    const state = backend.state('backlog');
+    const first = state.eventReader({ group: 'g', consumer: 'c1', blockMs: 200 });
+    await first.open(); // the group starts here
+    first.close();
+    for (const id of ['x', 'y', 'z']) await state.publish('progress', id, '{}', 1000);
+    const reader = state.eventReader({ group: 'g', consumer: 'c1', blockMs: 60_000 });
+    await reader.open();
+    try {
+      const t0 = Date.now();
+      const got = await reader.read();
+      expect(got.map((e) => e.operationId)).toEqual(['x', 'y', 'z']);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      reader.close();
+    }
+  });
+
   it('records are pruned by age, with their chunk marks and running jobs', async () => {
     const state = backend.state('prune');
     await state.register('old', 'i1', { kind: 'bulkCreate', table: 't', returning: false });
@@ -322,7 +451,9 @@ describe('events through NOTIFY', () => {
     expect(results.map((r) => r.totalRows)).toEqual([10, 10, 10]);
     const r = await state.record('op');
     expect(r).toMatchObject({ state: 'running', rowsDone: 10, chunksDone: 2, sealed: true });
-    expect(await state.finish('op', 'completed', { rowsDone: 10 })).toBe(true);
+    // Counts past 2^31 (a bigint, as in Redis).
+    expect(await state.finish('op', 'completed', { rowsDone: 3_000_000_000 })).toBe(true);
+    expect((await state.record('op'))?.rowsDone).toBe(3_000_000_000);
     expect(await state.finish('op', 'failed', { error: '{}' })).toBe(false);
     expect(await state.fail('op', '{"code":"X"}')).toBe(false);
     expect((await state.record('op'))?.state).toBe('completed');

@@ -42,6 +42,11 @@ export const QUEUE_ARGS = ON_POSTGRES
     ? ['--redis-cluster', TEST_CLUSTER]
     : ['--redis', REDIS_URL];
 
+/** `--prefix` for a CLI command: Redis only (on Postgres the CLI refuses it; the schema keeps queues apart). */
+export function prefixArgs(prefix: string): string[] {
+  return ON_POSTGRES ? [] : ['--prefix', prefix];
+}
+
 /** A raw client of the test Redis (a Cluster client on a cluster). */
 export function rawRedis(): Redis | Cluster {
   if (!TEST_CLUSTER) return new Redis(REDIS_URL);
@@ -172,8 +177,7 @@ export async function startWorker(o: StartWorkerOptions): Promise<WorkerProcess>
     o.tables.join(','),
     '--queue',
     o.queue,
-    '--prefix',
-    o.prefix,
+    ...prefixArgs(o.prefix),
     '--database',
     DATABASE_URL,
     ...QUEUE_ARGS,

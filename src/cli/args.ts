@@ -72,7 +72,7 @@ export function int(p: Parsed, name: string, fallback: number, min = 1): number 
   return n;
 }
 
-export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+export { DEFAULT_DATABASE_URL } from '../core/client.js';
 
 /** The message a user sees when a service does not answer: where, and how to start it. */
 export function unreachable(service: 'Postgres' | 'Redis', url: string, err: unknown): BulkError {

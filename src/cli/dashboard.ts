@@ -13,7 +13,7 @@ Options:
   --host <addr>       address to listen on (default 127.0.0.1)
   --queue <names>     queue name, or several comma-separated (env BULKMODEL_QUEUE, default
                       bulkmodel)
-  --prefix <prefix>   BullMQ key prefix (default bull)
+  --prefix <prefix>   BullMQ key prefix, redis backend only (default bull)
 ${queueUsage(22)}
   --allow-actions     allow retry and clean of jobs in bull-board (default: read-only)
 

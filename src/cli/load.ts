@@ -69,7 +69,7 @@ Options:
                             (follow it with: bulkmodel status <id>)
   --queue <names>           queue name, or several comma-separated to spread over (env
                             BULKMODEL_QUEUE, default bulkmodel)
-  --prefix <prefix>         BullMQ key prefix (default bull)
+  --prefix <prefix>         BullMQ key prefix, redis backend only (default bull)
   --database <url>          Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
 ${queueUsage(28)}
 
@@ -204,7 +204,15 @@ export async function runLoad(argv: string[]): Promise<number> {
 
   const local = new LocalWorkers(
     workers,
-    ['--tables', table, '--queue', queue, '--prefix', prefix, '--concurrency', String(concurrency)],
+    [
+      '--tables',
+      table,
+      '--queue',
+      queue,
+      ...(services.queue.backend === 'redis' ? ['--prefix', prefix] : []),
+      '--concurrency',
+      String(concurrency),
+    ],
     { ...process.env, DATABASE_URL: services.database, ...queueEnv(services.queue) },
   );
   const producer = new BulkProducer({
@@ -216,6 +224,8 @@ export async function runLoad(argv: string[]): Promise<number> {
   const progress: ReadProgress = { bytes: 0, rows: 0 };
   const t0 = Date.now();
   try {
+    // The queue store first (QUEUE_SCHEMA when the Postgres backend's schema is missing).
+    await producer.backend.prepare();
     if (workers === 0) await warnIfNoWorkers(producer, table);
     const id = str(p, 'operation-id') ?? randomUUID();
     const common = { batchSize, operationId: id };

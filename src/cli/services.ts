@@ -80,7 +80,12 @@ export function queueTarget(p: Parsed, database?: string): QueueTarget {
         'INVALID_OPTION',
         `--${f} is for the redis backend, not --backend postgres`,
       );
-  const schema = str(p, 'queue-schema') ?? process.env.BULKMODEL_QUEUE_SCHEMA;
+  if (str(p, 'prefix') !== undefined)
+    throw new BulkError(
+      'INVALID_OPTION',
+      '--prefix is for the redis backend: on --backend postgres the schema (--queue-schema) keeps queues apart',
+    );
+  const schema = str(p, 'queue-schema') || process.env.BULKMODEL_QUEUE_SCHEMA || undefined;
   return {
     backend: 'postgres',
     queueDatabase:
@@ -95,8 +100,11 @@ export function queueTarget(p: Parsed, database?: string): QueueTarget {
 /** What BulkProducer, BulkWorker, BulkEvents and the dashboard take for a target. */
 export function backendOptions(
   t: QueueTarget,
-): { redis: RedisTarget } | { backend: 'postgres'; queueDatabase: string; queueSchema?: string } {
-  if (t.backend === 'redis') return { redis: t.redis };
+):
+  | { backend: 'redis'; redis: RedisTarget }
+  | { backend: 'postgres'; queueDatabase: string; queueSchema?: string } {
+  // The kind always goes along: an explicit --backend redis must win over BULKMODEL_BACKEND.
+  if (t.backend === 'redis') return { backend: 'redis', redis: t.redis };
   return {
     backend: 'postgres',
     queueDatabase: t.queueDatabase,

@@ -13,7 +13,7 @@ operations (queue, kind, table, state, rows and chunks done of total, retries, e
 Options:
   --queue <names>    queue name, or several comma-separated (env BULKMODEL_QUEUE, default
                      bulkmodel)
-  --prefix <prefix>  BullMQ key prefix (default bull)
+  --prefix <prefix>  BullMQ key prefix, redis backend only (default bull)
 ${queueUsage(21)}
   --limit <n>        how many recent operations (default 20)
   --json             print the statuses as JSON

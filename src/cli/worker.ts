@@ -20,7 +20,7 @@ Options:
   --tables <list>       tables this worker may write (required; env BULKMODEL_TABLES; '*' for all)
   --queue <names>       queue name, or several comma-separated (one loop each) (env
                         BULKMODEL_QUEUE, default bulkmodel)
-  --prefix <prefix>     BullMQ key prefix (default bull)
+  --prefix <prefix>     BullMQ key prefix, redis backend only (default bull)
   --concurrency <n>     jobs at once, per queue (default 4)
   --name <name>         worker name recorded on the jobs it runs (default host:pid)
   --lock-duration <ms>  a job whose worker is silent this long goes to another (default 30000)
@@ -106,6 +106,11 @@ export async function runWorker(argv: string[]): Promise<number> {
   const metricsPort = str(p, 'metrics-port') ? int(p, 'metrics-port', 0, 0) : undefined;
   const services = await checkServices(str(p, 'database'), p);
   const queue = services.queue;
+  if (p.values.migrate === true && queue.backend !== 'postgres')
+    throw new BulkError(
+      'INVALID_OPTION',
+      '--migrate is for --backend postgres (Redis has no schema)',
+    );
   const registry = new Registry();
   const logger = createCliLogger({ showValues: p.values['show-values'] === true });
   logger.debug({ heapGrowthPercent: heapGrowth }, 'heap growth past live data before a full GC');
@@ -113,7 +118,7 @@ export async function runWorker(argv: string[]): Promise<number> {
     logger,
     ...(metricsPort !== undefined ? { metrics: createWorkerMetrics(registry) } : {}),
     ...(queue.backend === 'redis'
-      ? { redis: queue.redis }
+      ? { backend: 'redis' as const, redis: queue.redis }
       : {
           backend: 'postgres' as const,
           queueDatabase: queue.queueDatabase,

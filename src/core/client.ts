@@ -11,6 +11,9 @@ import { type RetryPolicy, resolveRetry, transientRule, withRetry } from './retr
 import type { Engine } from './runner.js';
 import { type Row, Signals } from './signals.js';
 
+/** Where a client connects when given nothing and DATABASE_URL is unset. */
+export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
 export interface BulkClientOptions {
   /** postgres://user:pass@host:port/db. Default: DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres. */
   connectionString?: string;
@@ -94,9 +97,7 @@ export class BulkClient {
       this.ownsPool = false;
     } else {
       const connectionString =
-        options.connectionString ??
-        process.env.DATABASE_URL ??
-        'postgres://postgres@127.0.0.1:5432/postgres';
+        options.connectionString ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
       pool = new pg.Pool({
         connectionString: withSessionOptions(connectionString),
         max: poolSize,

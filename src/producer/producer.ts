@@ -84,7 +84,7 @@ export interface BulkProducerOptions {
    * spread evenly. A custom choice must also give one id one queue.
    */
   pickQueue?: (op: { id: string; kind: string; table: string }) => string;
-  /** BullMQ key prefix. Default 'bull'. */
+  /** BullMQ key prefix (Redis only: on Postgres the queue schema keeps queues apart). Default 'bull'. */
   prefix?: string;
   /** A chunk's payload larger than this is refused at enqueue (PAYLOAD_TOO_LARGE). Default 16 MiB. */
   maxPayloadBytes?: number;

@@ -4,12 +4,16 @@ import {
   createPostgresBackend,
   createRedisBackend,
   FlowProducer,
+  LATEST_SCHEMA_VERSION,
   type QueueOptions,
   type RedisQueueBackend,
   runMigrations,
+  SchemaMigrationRequiredError,
+  SchemaVersionMismatchError,
 } from 'bullmq';
 import pg from 'pg';
-import { BulkError, isBulkError } from '../core/errors.js';
+import { DEFAULT_DATABASE_URL } from '../core/client.js';
+import { BulkError, fromPgError, isBulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
 import { connect, describe, isCluster, type RedisClient, type RedisInput } from './connection.js';
 import { checkPrefix, QueueKeys } from './keys.js';
@@ -182,23 +186,25 @@ export class PostgresBackend implements QueueBackend {
   readonly where: string;
   readonly schema: string;
   readonly pool: pg.Pool;
-  private readonly connectionString: string | undefined;
+  private readonly connectionString: string;
   private readonly migrate: boolean;
   private readonly states = new Map<string, PostgresQueueState>();
   private prepared: Promise<void> | undefined;
   private closed = false;
 
   constructor(options: PostgresBackendOptions = {}) {
+    // Empty means unset (compose's `${X:-}`), as for the other variables.
     this.schema = checkSchemaName(
-      options.schema ?? process.env.BULKMODEL_QUEUE_SCHEMA ?? DEFAULT_QUEUE_SCHEMA,
+      options.schema || process.env.BULKMODEL_QUEUE_SCHEMA || DEFAULT_QUEUE_SCHEMA,
     );
+    // The same default as BulkClient's, so that the queues live where the rows go.
     this.connectionString =
       options.database ||
       process.env.BULKMODEL_QUEUE_DATABASE ||
       process.env.DATABASE_URL ||
-      undefined;
+      DEFAULT_DATABASE_URL;
     this.migrate = options.migrate === true;
-    this.where = `${this.connectionString ? redact(this.connectionString) : 'postgres (PG* environment)'} schema ${this.schema}`;
+    this.where = `${redact(this.connectionString)} schema ${this.schema}`;
     const poolSize = options.poolSize ?? 4;
     if (!Number.isInteger(poolSize) || poolSize < 1)
       throw new BulkError('INVALID_OPTION', 'the queue pool size must be a positive integer');
@@ -214,7 +220,7 @@ export class PostgresBackend implements QueueBackend {
 
   private clientConfig(): pg.ClientConfig {
     return {
-      ...(this.connectionString ? { connectionString: this.connectionString } : {}),
+      connectionString: this.connectionString,
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
     };
@@ -240,33 +246,32 @@ export class PostgresBackend implements QueueBackend {
   prepare(): Promise<void> {
     this.prepared ??= (async () => {
       const client = await this.pool.connect();
+      // A checked-out client has no error listener: a restart now must reject, not crash.
+      let broken: Error | undefined;
+      const onError = (err: Error) => {
+        broken = err;
+      };
+      client.on('error', onError);
       try {
         if (this.migrate) {
           await runMigrations(client, this.schema);
           await migrateQueueSchema(client, this.schema);
         } else {
-          try {
-            await assertSchemaCompatibility(client, this.schema);
-          } catch (err) {
-            throw new BulkError(
-              'QUEUE_SCHEMA',
-              `queue schema "${this.schema}": ${(err as Error).message} (create or upgrade it with \`bulkmodel migrate --backend postgres\`, or the option migrate: true)`,
-              { cause: err },
+          const bull = await assertSchemaCompatibility(client, this.schema);
+          if (bull < LATEST_SCHEMA_VERSION)
+            throw queueSchemaError(
+              this.schema,
+              `BullMQ's tables are at version ${bull}, this BullMQ needs ${LATEST_SCHEMA_VERSION}`,
             );
-          }
           await checkQueueSchema(client, this.schema);
         }
       } finally {
-        client.release();
+        client.off('error', onError);
+        client.release(broken);
       }
     })().catch((err: unknown) => {
       this.prepared = undefined;
-      if (isBulkError(err)) throw err;
-      throw new BulkError(
-        'CONNECTION_FAILED',
-        `the queue database (${this.where}) did not answer: ${(err as Error)?.message ?? err}`,
-        { cause: err },
-      );
+      throw prepareError(err, this.schema, this.where);
     });
     return this.prepared;
   }
@@ -305,6 +310,33 @@ export class PostgresBackend implements QueueBackend {
   disconnect(): void {
     void this.close();
   }
+}
+
+function queueSchemaError(schema: string, why: string, cause?: unknown): BulkError {
+  return new BulkError(
+    'QUEUE_SCHEMA',
+    `queue schema "${schema}": ${why} (create or upgrade it with \`bulkmodel migrate --backend postgres\`, or the option migrate: true)`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/**
+ * What prepare() failed with, as a BulkError: BullMQ's schema errors are QUEUE_SCHEMA; an error
+ * Postgres reported (a missing privilege, say) keeps its SQLSTATE; only a server that did not
+ * answer (no SQLSTATE, or a connection class) is CONNECTION_FAILED.
+ */
+function prepareError(err: unknown, schema: string, where: string): BulkError {
+  if (isBulkError(err)) return err;
+  if (err instanceof SchemaMigrationRequiredError || err instanceof SchemaVersionMismatchError)
+    return queueSchemaError(schema, (err as Error).message, err);
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !/^(08|57P)/.test(code))
+    return fromPgError(err, { table: `(queue schema ${schema})` });
+  return new BulkError(
+    'CONNECTION_FAILED',
+    `the queue database (${where}) did not answer: ${(err as Error)?.message ?? err}`,
+    { cause: err },
+  );
 }
 
 /** How a producer, worker or reader names its queue store (see QueueBackendOptions). */

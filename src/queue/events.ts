@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { isBulkError } from '../core/errors.js';
 import type { SignalMap, SignalName } from '../core/signals.js';
 import { type BackendKind, openBackend, type QueueBackend } from './backend.js';
 import type { RedisInput } from './connection.js';
@@ -74,15 +75,21 @@ export interface BulkEventsOptions {
    * are best-effort: only those published while this reader runs.
    */
   group?: string;
-  /** Consumer name within the group. Default: host and pid. */
+  /** Consumer name within the group. Default: host and pid (`host:pid`). */
   consumer?: string;
-  /** Without a group: '$' (default) reads only new events; '0' replays what the stream holds. */
+  /**
+   * Without a group: '$' (default) reads only new events; '0' replays what the stream holds; an
+   * event id read earlier goes on after it (on the Postgres backend, ids are event numbers).
+   */
   from?: string;
   /** Milliseconds a blocking read waits before checking for close. Default 1000. */
   blockMs?: number;
 }
 
 type Listener = (event: unknown) => void | Promise<void>;
+
+/** Errors a reader does not retry: waitUntilReady() rejects with them. */
+const PERMANENT: ReadonlySet<string> = new Set(['QUEUE_SCHEMA', 'INVALID_OPTION']);
 
 /**
  * Follow the signals and progress of bulk operations from any process:
@@ -154,11 +161,13 @@ export class BulkEvents {
     const ready: Promise<void>[] = [];
     for (const reader of this.readers) {
       let markReady!: () => void;
-      ready.push(
-        new Promise((r) => {
-          markReady = r;
-        }),
-      );
+      let markFailed!: (err: unknown) => void;
+      const one = new Promise<void>((r, reject) => {
+        markReady = r;
+        markFailed = reject;
+      });
+      one.catch(() => {}); // observed through waitUntilReady()
+      ready.push(one);
       // A failed read (Redis restarting, a network blip) is reported and the reader starts
       // again, after a pause growing to 5 s, from where it was: it never stops while open.
       this.loops.push(
@@ -179,6 +188,11 @@ export class BulkEvents {
             } catch (err) {
               if (this.closed) return;
               this.emitter.emit('error', err);
+              // Waiting cannot mend these (a missing queue schema, a bad option): say so.
+              if (isBulkError(err) && PERMANENT.has(err.code)) {
+                markFailed(err);
+                return;
+              }
               await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
             }
           }
@@ -186,6 +200,7 @@ export class BulkEvents {
       );
     }
     this.ready = Promise.all(ready).then(() => {});
+    this.ready.catch(() => {}); // rejects only for whoever waits on it
   }
 
   private async dispatch(e: StoredEvent): Promise<void> {

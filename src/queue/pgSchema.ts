@@ -18,6 +18,11 @@ export const EVENTS_CHANNEL = 'bulkmodel_events';
 interface Migration {
   version: number;
   name: string;
+  /**
+   * The oldest bulkmodel schema version whose code still works once this migration is applied
+   * (an additive change keeps older workers running through a rolling deploy).
+   */
+  minCodeVersion: number;
   sql(s: string): string;
 }
 
@@ -27,6 +32,7 @@ const MIGRATIONS: Migration[] = [
   {
     version: 1,
     name: 'operations, chunks, running jobs, catalog, events',
+    minCodeVersion: 1,
     sql: (s) => `
 CREATE TABLE ${s}.bm_op (
   queue text NOT NULL,
@@ -181,9 +187,11 @@ BEGIN
     FROM ${s}.bm_op o WHERE o.queue = q AND o.id = i;
 END $$;
 
-CREATE FUNCTION ${s}.bm_publish(q text, n text, op text, d text, maxlen bigint, now bigint,
-    wake text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE e bigint;
+CREATE FUNCTION ${s}.bm_publish(q text, n text, op text, d text, maxlen bigint, wake text)
+  RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  e bigint;
+  now bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
 BEGIN
   INSERT INTO ${s}.bm_event_seq AS z (queue, last) VALUES (q, 1)
     ON CONFLICT (queue) DO UPDATE SET last = z.last + 1 RETURNING last INTO e;
@@ -213,14 +221,24 @@ export function checkSchemaName(schema: string): string {
 
 const LOCK = `pg_advisory_xact_lock(hashtext('bulkmodel.queue_schema'))`;
 
-async function versionOf(db: pg.ClientBase, schema: string): Promise<number | null> {
+interface SchemaVersion {
+  /** The highest migration applied. */
+  at: number;
+  /** The oldest code version those migrations still let run. */
+  minCode: number;
+}
+
+async function versionOf(db: pg.ClientBase, schema: string): Promise<SchemaVersion | null> {
   const r = await db.query({
     text: `SELECT to_regclass($1) IS NOT NULL AS present`,
     values: [`${quoteIdent(schema)}.bm_version`],
   });
   if (!r.rows[0].present) return null;
-  const v = await db.query(`SELECT max(version)::int AS v FROM ${quoteIdent(schema)}.bm_version`);
-  return (v.rows[0].v as number | null) ?? 0;
+  const v = await db.query(
+    `SELECT coalesce(max(version), 0)::int AS at, coalesce(max(min_code_version), 0)::int AS min
+     FROM ${quoteIdent(schema)}.bm_version`,
+  );
+  return { at: v.rows[0].at as number, minCode: v.rows[0].min as number };
 }
 
 /**
@@ -236,19 +254,21 @@ export async function migrateQueueSchema(client: pg.ClientBase, schema: string):
     await client.query(`CREATE TABLE IF NOT EXISTS ${s}.bm_version (
       version integer PRIMARY KEY,
       name text NOT NULL,
+      min_code_version integer NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now())`);
-    const at = (await versionOf(client, schema)) ?? 0;
-    if (at > QUEUE_SCHEMA_VERSION) {
+    const v = (await versionOf(client, schema)) ?? { at: 0, minCode: 0 };
+    // Never downgraded; a newer schema that this code can still run against is left as it is.
+    if (v.minCode > QUEUE_SCHEMA_VERSION) {
       await client.query('ROLLBACK');
-      throw newerSchema(schema, at);
+      throw newerSchema(schema, v);
     }
     const applied: number[] = [];
     for (const m of MIGRATIONS) {
-      if (m.version <= at) continue;
+      if (m.version <= v.at) continue;
       await client.query(m.sql(s));
       await client.query({
-        text: `INSERT INTO ${s}.bm_version (version, name) VALUES ($1, $2)`,
-        values: [m.version, m.name],
+        text: `INSERT INTO ${s}.bm_version (version, name, min_code_version) VALUES ($1, $2, $3)`,
+        values: [m.version, m.name, m.minCodeVersion],
       });
       applied.push(m.version);
     }
@@ -260,22 +280,27 @@ export async function migrateQueueSchema(client: pg.ClientBase, schema: string):
   }
 }
 
-function newerSchema(schema: string, at: number): BulkError {
+function newerSchema(schema: string, v: SchemaVersion): BulkError {
   return new BulkError(
     'QUEUE_SCHEMA',
-    `queue schema "${schema}" is at version ${at}, newer than this bulkmodel knows (${QUEUE_SCHEMA_VERSION}): upgrade bulkmodel`,
+    `queue schema "${schema}" is at version ${v.at}, which needs bulkmodel's schema version ${v.minCode} or later; this bulkmodel has ${QUEUE_SCHEMA_VERSION}: upgrade bulkmodel`,
   );
 }
 
-/** Refuse a queue schema that is missing or at another version than this code's. */
+/**
+ * Refuse a queue schema that is missing, older than this code's, or newer in a way this code
+ * cannot run against (a newer schema whose migrations kept older code working is accepted).
+ */
 export async function checkQueueSchema(client: pg.ClientBase, schema: string): Promise<void> {
-  const at = await versionOf(client, checkSchemaName(schema));
-  if (at === QUEUE_SCHEMA_VERSION) return;
-  if (at !== null && at > QUEUE_SCHEMA_VERSION) throw newerSchema(schema, at);
+  const v = await versionOf(client, checkSchemaName(schema));
+  if (v !== null && v.at >= QUEUE_SCHEMA_VERSION) {
+    if (v.minCode > QUEUE_SCHEMA_VERSION) throw newerSchema(schema, v);
+    return;
+  }
   throw new BulkError(
     'QUEUE_SCHEMA',
-    at === null
+    v === null
       ? `queue schema "${schema}" has no bulkmodel tables: create it with \`bulkmodel migrate --backend postgres\` (or the option migrate: true)`
-      : `queue schema "${schema}" is at version ${at}, this bulkmodel needs ${QUEUE_SCHEMA_VERSION}: upgrade it with \`bulkmodel migrate --backend postgres\``,
+      : `queue schema "${schema}" is at version ${v.at}, this bulkmodel needs ${QUEUE_SCHEMA_VERSION}: upgrade it with \`bulkmodel migrate --backend postgres\``,
   );
 }

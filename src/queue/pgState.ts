@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import pg from 'pg';
 import { quoteIdent } from '../core/ident.js';
 import { EVENTS_CHANNEL } from './pgSchema.js';
@@ -224,11 +225,11 @@ export class PostgresQueueState implements QueueState {
   ): Promise<boolean> {
     const r = await this.q(
       `INSERT INTO ${this.s}.bm_op AS o (queue, id, indexed_at, state, finished_at, error, rows_done)
-       VALUES ($1, $2, $3, $4, $3, $5, coalesce($6, 0))
+       VALUES ($1, $2, $3, $4, $3, $5::text, coalesce($6::bigint, 0))
        ON CONFLICT (queue, id) DO UPDATE SET state = EXCLUDED.state,
          finished_at = EXCLUDED.finished_at,
-         error = coalesce($5, o.error),
-         rows_done = coalesce($6, o.rows_done)
+         error = coalesce($5::text, o.error),
+         rows_done = coalesce($6::bigint, o.rows_done)
        WHERE o.state IS NULL OR o.state NOT IN ('completed', 'failed', 'cancelled')`,
       [this.queue, id, Date.now(), to, extra.error ?? null, extra.rowsDone ?? null],
     );
@@ -374,13 +375,14 @@ export class PostgresQueueState implements QueueState {
   }
 
   async publish(name: string, operationId: string, data: string, maxLen: number): Promise<void> {
-    await this.q(`SELECT ${this.s}.bm_publish($1, $2, $3, $4, $5, $6, $7)`, [
+    // The time is the server's (as a Redis stream id's is), so that events of many workers
+    // order by one clock.
+    await this.q(`SELECT ${this.s}.bm_publish($1, $2, $3, $4, $5, $6)`, [
       this.queue,
       name,
       operationId,
       data,
       Math.max(1, maxLen),
-      Date.now(),
       `${this.schema}.${this.queue}`,
     ]);
   }
@@ -406,6 +408,11 @@ export class PostgresQueueState implements QueueState {
 }
 
 const BATCH = 100;
+
+/** A consumer's name when none is given: host and pid (pids repeat across containers). */
+export function defaultConsumer(): string {
+  return `${hostname()}:${process.pid}`;
+}
 
 /**
  * Reads one queue's events with a connection of its own that LISTENs for the NOTIFY each
@@ -435,7 +442,7 @@ class PgEventReader implements EventReader {
     private readonly o: EventReaderOptions,
   ) {
     this.blockMs = o.blockMs ?? 1000;
-    this.consumer = o.consumer ?? `${process.pid}`;
+    this.consumer = o.consumer ?? defaultConsumer();
   }
 
   private async connection(): Promise<pg.Client> {
@@ -529,7 +536,8 @@ class PgEventReader implements EventReader {
         if (row.name === null) await this.ack(String(row.id));
         else out.push(toEvent(row));
       }
-      if (out.length > 0 || !this.pendingFirst) return out;
+      if (out.length > 0) return out;
+      // Nothing (left) pending: on to new events at once, not after a wait.
     }
     // Claim the next events for this consumer: position and pending entries in one transaction.
     await c.query('BEGIN');
@@ -577,7 +585,8 @@ class PgEventReader implements EventReader {
     if (first.length > 0 || this.closed) return first;
     if (!this.dirty) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(done, this.blockMs);
+        // blockMs 0 waits until woken, as Redis's BLOCK 0 does.
+        const t = this.blockMs > 0 ? setTimeout(done, this.blockMs) : undefined;
         const self = this;
         function done() {
           clearTimeout(t);

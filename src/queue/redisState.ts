@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { RedisClient } from './connection.js';
 import type { QueueKeys } from './keys.js';
 import type {
@@ -446,7 +447,7 @@ class RedisEventReader implements EventReader {
         res = (await c.xreadgroup(
           'GROUP',
           this.o.group,
-          this.o.consumer ?? `${process.pid}`,
+          this.o.consumer ?? `${hostname()}:${process.pid}`,
           'COUNT',
           '100',
           'BLOCK',

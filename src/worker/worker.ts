@@ -8,7 +8,7 @@ import type { TableMeta } from '../core/meta.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
-import { type BackendKind, openBackend, type QueueBackend } from '../queue/backend.js';
+import { type BackendKind, backendKind, openBackend, type QueueBackend } from '../queue/backend.js';
 import { publishSnapshot } from '../queue/catalog.js';
 import type { RedisInput } from '../queue/connection.js';
 import { DEFAULT_EVENTS_MAX_LEN, publishEvent } from '../queue/events.js';
@@ -71,7 +71,7 @@ export interface BulkWorkerOptions {
    * running up to `concurrency` jobs. Default 'bulkmodel' (BULKMODEL_QUEUE).
    */
   queue?: string | readonly string[];
-  /** BullMQ key prefix. Default 'bull'. */
+  /** BullMQ key prefix (Redis only: on Postgres the queue schema keeps queues apart). Default 'bull'. */
   prefix?: string;
   /** Postgres: a connection string, or BulkClient options. Default: DATABASE_URL. */
   database?: string | BulkClientOptions;
@@ -200,11 +200,21 @@ export class BulkWorker {
       ...dbOpts,
     });
     this.allowlist = new Allowlist(options.tables, this.db, this.db.engine.ledger?.schema);
-    this.backend = openBackend(
-      options,
-      dbOpts.connectionString ?? process.env.DATABASE_URL,
-      this.queues.length + 3,
-    );
+    // The Postgres backend's queues live in the target database unless told otherwise; a
+    // given pool has no connection string to open the queue's own connections with.
+    const target = dbOpts.connectionString ?? (dbOpts.pool ? undefined : process.env.DATABASE_URL);
+    if (
+      backendKind(options.backend) === 'postgres' &&
+      !target &&
+      dbOpts.pool &&
+      !options.queueDatabase &&
+      !process.env.BULKMODEL_QUEUE_DATABASE
+    )
+      throw new BulkError(
+        'INVALID_OPTION',
+        'with database: { pool }, the Postgres backend needs queueDatabase (a connection string)',
+      );
+    this.backend = openBackend(options, target, this.queues.length + 3);
     this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.lanes = this.queues.map((name) => this.lane(name, concurrency));
     this.db.signals.tap((name, event) => {

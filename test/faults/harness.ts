@@ -197,8 +197,8 @@ export async function startWorkerAt(s: WorkerSpec): Promise<Child> {
     s.tables.join(','),
     '--queue',
     s.queue,
-    '--prefix',
-    s.prefix,
+    // Redis only: on the Postgres backend the CLI refuses --prefix (the schema keeps queues apart).
+    ...(s.redisArgs?.includes('postgres') ? [] : ['--prefix', s.prefix]),
     '--database',
     s.database ?? DATABASE_URL,
     ...(s.redisArgs ?? ['--redis', s.redis]),

@@ -51,5 +51,12 @@ export async function readSignals(
       };
     }),
   );
-  return all.sort((a, b) => b.time - a.time || (a.id < b.id ? 1 : -1)).slice(0, count);
+  return all.sort((a, b) => b.time - a.time || newerFirst(a.id, b.id)).slice(0, count);
+}
+
+/** Event ids newest first: Redis's `ms-seq`, or the Postgres backend's numbers, compared as numbers. */
+function newerFirst(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return bm - am || bs - as;
 }
