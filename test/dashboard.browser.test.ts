@@ -5,10 +5,17 @@ import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BulkProducer, BulkWorker, type Row, silentLogger } from '../src/index.js';
-import { QueueKeys } from '../src/queue/keys.js';
 import { type Dashboard, startDashboard } from '../src/worker/dashboard/server.js';
 import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
-import { deleteKeys, obliterate, queueName, REDIS_URL, runPrefix, until } from './queueHelpers.js';
+import {
+  deleteKeys,
+  obliterate,
+  queueName,
+  runPrefix,
+  TEST_QUEUE,
+  testBackend,
+  until,
+} from './queueHelpers.js';
 
 /**
  * The Operations page in headless Chromium (Debian's, never a downloaded one) while an operation
@@ -41,14 +48,14 @@ beforeAll(async () => {
     `CREATE TABLE ${tdb.t('orders')} (id bigserial PRIMARY KEY, sku text NOT NULL, qty int NOT NULL)`,
   );
   dashboard = await startDashboard({
-    redis: REDIS_URL,
+    ...TEST_QUEUE,
     queue,
     prefix,
     port: 0,
     credentials: creds,
     logger: silentLogger,
   });
-  producer = new BulkProducer({ redis: REDIS_URL, queue, prefix, logger: silentLogger });
+  producer = new BulkProducer({ ...TEST_QUEUE, queue, prefix, logger: silentLogger });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: [
@@ -119,7 +126,7 @@ it('shows an operation advancing, then completed; escapes what it shows', async 
     openGate = r;
   });
   worker = new BulkWorker({
-    redis: REDIS_URL,
+    ...TEST_QUEUE,
     database: DATABASE_URL,
     queue,
     prefix,
@@ -167,7 +174,7 @@ it('shows an operation advancing, then completed; escapes what it shows', async 
   // A failed operation shows its code and message (real bad input through the worker: rows in
   // payload version 1, which the worker decodes; version 2 is refused at enqueue already).
   const v1 = new BulkProducer({
-    redis: REDIS_URL,
+    ...TEST_QUEUE,
     queue,
     prefix,
     logger: silentLogger,
@@ -189,23 +196,22 @@ it('shows an operation advancing, then completed; escapes what it shows', async 
 
   // Markup in a table name or an error message is shown as text, never run.
   const hostile = `op-xss-${Date.now()}`;
-  const keys = new QueueKeys(prefix, queue);
   const markup = '<img src=x onerror="window.__xss=1">';
-  const { Redis } = await import('ioredis');
-  const r = new Redis(REDIS_URL);
+  // Written as any process that can write the queue store could (Redis or Postgres alike).
+  const b = testBackend(prefix);
   try {
-    await r.hset(keys.op(hostile), {
+    const state = b.state(queue);
+    await state.register(hostile, 'hostile', {
       kind: 'bulkCreate',
       table: markup,
-      state: 'failed',
-      rowsDone: '0',
-      chunksDone: '0',
-      createdAt: String(Date.now()),
-      error: JSON.stringify({ code: 'INVALID_VALUE', message: '<script>window.__xss=2</script>' }),
+      returning: false,
     });
-    await r.zadd(keys.ops, String(Date.now()), hostile);
+    await state.fail(
+      hostile,
+      JSON.stringify({ code: 'INVALID_VALUE', message: '<script>window.__xss=2</script>' }),
+    );
   } finally {
-    r.disconnect();
+    await b.close();
   }
   const shown = await until('the hostile row', () => cells(page, hostile));
   expect(shown.table).toBe(markup);

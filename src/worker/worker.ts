@@ -366,7 +366,9 @@ export class BulkWorker {
     this.logger.info(
       {
         queue: this.queues.join(','),
-        redis: this.backend.where,
+        backend: this.backend.kind,
+        // Where the queues live: a Redis URL or cluster, or the queue database and schema.
+        [this.backend.kind === 'redis' ? 'redis' : 'queueDatabase']: this.backend.where,
         tables: this.opts.tables,
         exportDir: this.lanes[0]?.ctx.exportTarget?.dir ?? null,
       },
