@@ -74,6 +74,34 @@ export interface QueueBackend {
   disconnect(): void;
 }
 
+/** What every backend does the same way: one state per queue, BullMQ's classes per queue. */
+abstract class BaseBackend<S extends QueueState> {
+  abstract readonly bullFactory: BullFactory;
+  abstract bullOptions(
+    queue: string,
+    connections?: number,
+  ): Pick<QueueOptions, 'connection' | 'prefix'>;
+  protected abstract makeState(queue: string): S;
+  private readonly states = new Map<string, S>();
+
+  state(queue: string): S {
+    let s = this.states.get(queue);
+    if (!s) {
+      s = this.makeState(queue);
+      this.states.set(queue, s);
+    }
+    return s;
+  }
+
+  queue(name: string): LenientQueue {
+    return new LenientQueue(name, this.bullOptions(name), this.bullFactory);
+  }
+
+  flows(queue: string): FlowProducer {
+    return new FlowProducer(this.bullOptions(queue), this.bullFactory);
+  }
+}
+
 export interface RedisBackendOptions {
   redis?: RedisInput;
   /** BullMQ key prefix. Default 'bull'. */
@@ -81,7 +109,7 @@ export interface RedisBackendOptions {
 }
 
 /** Queues in one Redis server or a Redis Cluster (each queue in one hash slot). */
-export class RedisBackend implements QueueBackend {
+export class RedisBackend extends BaseBackend<RedisQueueState> implements QueueBackend {
   readonly kind = 'redis' as const;
   readonly bullFactory: BullFactory = createRedisBackend;
   readonly where: string;
@@ -89,9 +117,9 @@ export class RedisBackend implements QueueBackend {
   readonly cluster: boolean;
   readonly prefix: string;
   private readonly owned: boolean;
-  private readonly states = new Map<string, RedisQueueState>();
 
   constructor(options: RedisBackendOptions = {}) {
+    super();
     this.prefix = checkPrefix(options.prefix ?? 'bull');
     const c = connect(options.redis);
     this.client = c.redis;
@@ -114,21 +142,8 @@ export class RedisBackend implements QueueBackend {
     return this.keys(queue).qualified;
   }
 
-  state(queue: string): RedisQueueState {
-    let s = this.states.get(queue);
-    if (!s) {
-      s = new RedisQueueState(this.client, this.keys(queue));
-      this.states.set(queue, s);
-    }
-    return s;
-  }
-
-  queue(name: string): LenientQueue {
-    return new LenientQueue(name, this.bullOptions(name), this.bullFactory);
-  }
-
-  flows(queue: string): FlowProducer {
-    return new FlowProducer(this.bullOptions(queue), this.bullFactory);
+  protected makeState(queue: string): RedisQueueState {
+    return new RedisQueueState(this.client, this.keys(queue));
   }
 
   async ping(): Promise<void> {
@@ -180,7 +195,7 @@ export interface PostgresBackendOptions {
  * PostgresQueueState for what bulkmodel keeps beside them, in one schema of the queue database.
  * Each BullMQ class opens a pool of its own (BullMQ pins its schema on the connections it makes).
  */
-export class PostgresBackend implements QueueBackend {
+export class PostgresBackend extends BaseBackend<PostgresQueueState> implements QueueBackend {
   readonly kind = 'postgres' as const;
   readonly bullFactory = createPostgresBackend as unknown as BullFactory;
   readonly where: string;
@@ -188,11 +203,11 @@ export class PostgresBackend implements QueueBackend {
   readonly pool: pg.Pool;
   private readonly connectionString: string;
   private readonly migrate: boolean;
-  private readonly states = new Map<string, PostgresQueueState>();
   private prepared: Promise<void> | undefined;
   private closed = false;
 
   constructor(options: PostgresBackendOptions = {}) {
+    super();
     // Empty means unset (compose's `${X:-}`), as for the other variables.
     this.schema = checkSchemaName(
       options.schema || process.env.BULKMODEL_QUEUE_SCHEMA || DEFAULT_QUEUE_SCHEMA,
@@ -276,21 +291,8 @@ export class PostgresBackend implements QueueBackend {
     return this.prepared;
   }
 
-  state(queue: string): PostgresQueueState {
-    let s = this.states.get(queue);
-    if (!s) {
-      s = new PostgresQueueState(this.pool, this.clientConfig(), this.schema, queue);
-      this.states.set(queue, s);
-    }
-    return s;
-  }
-
-  queue(name: string): LenientQueue {
-    return new LenientQueue(name, this.bullOptions(name), this.bullFactory);
-  }
-
-  flows(queue: string): FlowProducer {
-    return new FlowProducer(this.bullOptions(queue), this.bullFactory);
+  protected makeState(queue: string): PostgresQueueState {
+    return new PostgresQueueState(this.pool, this.clientConfig(), this.schema, queue);
   }
 
   async ping(): Promise<void> {

@@ -2,13 +2,15 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { quoteIdent } from '../core/ident.js';
 import { EVENTS_CHANNEL } from './pgSchema.js';
-import type {
-  Counters,
-  EventReader,
-  EventReaderOptions,
-  OpRecord,
-  QueueState,
-  StoredEvent,
+import {
+  type Counters,
+  type EventReader,
+  type EventReaderOptions,
+  type OpRecord,
+  type QueueState,
+  type StoredEvent,
+  storedNumber,
+  toOpRecord,
 } from './state.js';
 
 /**
@@ -40,11 +42,7 @@ interface OpRow {
 const OP_COLUMNS =
   'id, kind, tbl, state, identity, sealed, returns_rows, encoding, rows_done, chunks_done, retries, total_rows, total_chunks, created_at, started_at, finished_at, error';
 
-function num(v: string | number | null | undefined): number | undefined {
-  if (v === null || v === undefined) return undefined;
-  const n = Number(v);
-  return Number.isFinite(n) ? n : undefined;
-}
+const num = storedNumber;
 
 /** A row that holds none of a record's fields (only an export, say) is no record, as in Redis. */
 function toRecord(row: OpRow | undefined): OpRecord | null {
@@ -67,30 +65,24 @@ function toRecord(row: OpRow | undefined): OpRecord | null {
     row.chunks_done === 0 &&
     row.retries === 0;
   if (empty) return null;
-  const r: OpRecord = {
-    id: row.id,
-    kind: row.kind ?? '',
-    table: row.tbl ?? '',
-    state: row.state ?? 'unknown',
+  return toOpRecord(row.id, {
+    kind: row.kind,
+    table: row.tbl,
+    state: row.state,
+    identity: row.identity,
     sealed: row.sealed,
     returning: row.returns_rows,
-    rowsDone: num(row.rows_done) ?? 0,
+    encoding: row.encoding,
+    rowsDone: row.rows_done,
     chunksDone: row.chunks_done,
     retries: row.retries,
-  };
-  if (row.identity !== null) r.identity = row.identity;
-  if (row.encoding !== null) r.encoding = row.encoding;
-  const optional = {
-    totalRows: num(row.total_rows),
-    totalChunks: num(row.total_chunks),
-    createdAt: num(row.created_at),
-    startedAt: num(row.started_at),
-    finishedAt: num(row.finished_at),
-  };
-  for (const [k, v] of Object.entries(optional))
-    if (v !== undefined) (r as unknown as Record<string, number>)[k] = v;
-  if (row.error !== null) r.error = row.error;
-  return r;
+    totalRows: row.total_rows,
+    totalChunks: row.total_chunks,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    error: row.error,
+  });
 }
 
 interface EventRow {

@@ -1,13 +1,15 @@
 import { hostname } from 'node:os';
 import type { RedisClient } from './connection.js';
 import type { QueueKeys } from './keys.js';
-import type {
-  Counters,
-  EventReader,
-  EventReaderOptions,
-  OpRecord,
-  QueueState,
-  StoredEvent,
+import {
+  type Counters,
+  type EventReader,
+  type EventReaderOptions,
+  type OpRecord,
+  type QueueState,
+  type StoredEvent,
+  storedNumber,
+  toOpRecord,
 } from './state.js';
 
 /**
@@ -82,11 +84,7 @@ const FIELDS = [
   'error',
 ] as const;
 
-function num(v: string | null | undefined): number | undefined {
-  if (v === null || v === undefined || v === '') return undefined;
-  const n = Number(v);
-  return Number.isFinite(n) ? n : undefined;
-}
+const num = storedNumber;
 
 function toRecord(id: string, h: (string | null)[]): OpRecord | null {
   if (h.every((x) => x === null)) return null;
@@ -94,30 +92,7 @@ function toRecord(id: string, h: (string | null)[]): OpRecord | null {
     (typeof FIELDS)[number],
     string | null
   >;
-  const r: OpRecord = {
-    id,
-    kind: f.kind ?? '',
-    table: f.table ?? '',
-    state: f.state ?? 'unknown',
-    sealed: f.sealed === '1',
-    returning: f.returning === '1',
-    rowsDone: num(f.rowsDone) ?? 0,
-    chunksDone: num(f.chunksDone) ?? 0,
-    retries: num(f.retries) ?? 0,
-  };
-  if (f.identity !== null) r.identity = f.identity;
-  if (f.encoding !== null) r.encoding = f.encoding;
-  const optional = {
-    totalRows: num(f.totalRows),
-    totalChunks: num(f.totalChunks),
-    createdAt: num(f.createdAt),
-    startedAt: num(f.startedAt),
-    finishedAt: num(f.finishedAt),
-  };
-  for (const [k, v] of Object.entries(optional))
-    if (v !== undefined) (r as unknown as Record<string, number>)[k] = v;
-  if (f.error !== null) r.error = f.error;
-  return r;
+  return toOpRecord(id, { ...f, sealed: f.sealed === '1', returning: f.returning === '1' });
 }
 
 function toEvent(id: string, flat: string[] | null): StoredEvent | undefined {

@@ -42,6 +42,61 @@ export interface OpRecord {
   error?: string;
 }
 
+/** A stored number (a Redis string, a Postgres bigint as text), or undefined. */
+export function storedNumber(v: string | number | null | undefined): number | undefined {
+  if (v === null || v === undefined || v === '') return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** The fields of a record as a store holds them (absent: null). */
+export interface StoredRecord {
+  kind: string | null;
+  table: string | null;
+  state: string | null;
+  identity: string | null;
+  sealed: boolean;
+  returning: boolean;
+  encoding: string | null;
+  rowsDone: string | number | null;
+  chunksDone: string | number | null;
+  retries: string | number | null;
+  totalRows: string | number | null;
+  totalChunks: string | number | null;
+  createdAt: string | number | null;
+  startedAt: string | number | null;
+  finishedAt: string | number | null;
+  error: string | null;
+}
+
+/** An OpRecord from the stored fields, the same for every store. */
+export function toOpRecord(id: string, f: StoredRecord): OpRecord {
+  const r: OpRecord = {
+    id,
+    kind: f.kind ?? '',
+    table: f.table ?? '',
+    state: f.state ?? 'unknown',
+    sealed: f.sealed,
+    returning: f.returning,
+    rowsDone: storedNumber(f.rowsDone) ?? 0,
+    chunksDone: storedNumber(f.chunksDone) ?? 0,
+    retries: storedNumber(f.retries) ?? 0,
+  };
+  if (f.identity !== null) r.identity = f.identity;
+  if (f.encoding !== null) r.encoding = f.encoding;
+  const optional = {
+    totalRows: storedNumber(f.totalRows),
+    totalChunks: storedNumber(f.totalChunks),
+    createdAt: storedNumber(f.createdAt),
+    startedAt: storedNumber(f.startedAt),
+    finishedAt: storedNumber(f.finishedAt),
+  };
+  for (const [k, v] of Object.entries(optional))
+    if (v !== undefined) (r as unknown as Record<string, number>)[k] = v;
+  if (f.error !== null) r.error = f.error;
+  return r;
+}
+
 /** An operation's counters after a chunk was counted. */
 export interface Counters {
   rowsDone: number;
