@@ -74,7 +74,7 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
 const server = createServer((req, res) => {
   handle(req, res).catch((err) => {
     // A BulkError carries a stable code: bad input is the client's, the rest is ours.
-    if (isBulkError(err) && err.code === 'INVALID_OPTION' && /^no operation/.test(err.message))
+    if (isBulkError(err) && err.code === 'UNKNOWN_OPERATION')
       send(res, 404, { error: 'no such operation' });
     else if (
       isBulkError(err) &&

@@ -381,7 +381,7 @@ describe('results', () => {
       producer.bulkCreate(tdb.t('items'), failing(), { batchSize: 5, operationId: id }),
     ).rejects.toThrow('source broke');
     const err = await rejection(producer.operation(id).done());
-    expect(err.code).toBe('CANCELLED');
+    expect(err.code).toBe('ENQUEUE_STOPPED');
     expect(err.message).toContain('source broke');
   });
 
@@ -477,5 +477,21 @@ describe('results', () => {
     await op.cancel();
     expect((await op.status()).state).toBe('completed');
     expect(await op.done()).toEqual({ count: 1 });
+  });
+
+  it('done() that gives up is TIMEOUT (the operation goes on); an unknown id is UNKNOWN_OPERATION', async () => {
+    // A queue no worker serves: the operation waits.
+    const idle = new BulkProducer({ ...TEST_QUEUE, queue: queueName('idle'), prefix });
+    try {
+      const op = await idle.bulkCreate(tdb.t('items'), [{ name: 'waits' }]);
+      const err = await rejection(op.done({ timeoutMs: 300 }));
+      expect(err.code).toBe('TIMEOUT');
+      expect((await op.status()).state).toBe('queued');
+      const unknown = await rejection(idle.operation('no-such-operation').status());
+      expect(unknown.code).toBe('UNKNOWN_OPERATION');
+      await op.cancel();
+    } finally {
+      await idle.close();
+    }
   });
 });

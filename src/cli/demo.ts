@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import pg from 'pg';
-import { silentLogger } from '../core/logger.js';
+import { redact, silentLogger } from '../core/logger.js';
 import type { Row } from '../core/signals.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
@@ -196,7 +196,7 @@ export async function runDemo(argv: string[]): Promise<number> {
         `  table       ${check.rows[0].n.toLocaleString('en-US')} rows, ${check.rows[0].updated.toLocaleString('en-US')} updated (expected ${rows.toLocaleString('en-US')} and ${updates.toLocaleString('en-US')})`,
         `  total       ${totalSecs.toFixed(1)} s`,
         '',
-        `Look at it: psql ${services.database} -c 'SELECT * FROM ${TABLE} LIMIT 5'`,
+        `Look at it: psql ${redact(services.database)} -c 'SELECT * FROM ${TABLE} LIMIT 5'`,
         `Operations:  bulkmodel status --queue ${queue}${pgFlag}`,
         `Dashboard:   bulkmodel dashboard --queue ${queue}${pgFlag}   then open http://127.0.0.1:3000`,
         '',

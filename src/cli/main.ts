@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof BulkError) {
       process.stderr.write(`error ${err.code}: ${redact(err.message)}\n`);
       if (err.code === 'CONNECTION_FAILED') return EXIT.unreachable;
-      if (err.code === 'INVALID_OPTION') return EXIT.usage;
+      if (err.code === 'INVALID_OPTION' || err.code === 'UNKNOWN_OPERATION') return EXIT.usage;
       return EXIT.failed;
     }
     process.stderr.write(`error: ${redact(String((err as Error)?.stack ?? err))}\n`);

@@ -7,9 +7,23 @@ import { createLedger, type Ledger } from './ledger.js';
 import { defaultLogger, type Logger, redact } from './logger.js';
 import { loadTableMeta, type TableMeta } from './meta.js';
 import { BulkModel } from './model.js';
+import { checkOptionKeys, optionKeys } from './optionKeys.js';
 import { type RetryPolicy, resolveRetry, transientRule, withRetry } from './retry.js';
 import type { Engine } from './runner.js';
 import { type Row, Signals } from './signals.js';
+
+const CLIENT_KEYS = optionKeys<BulkClientOptions>()([
+  'connectionString',
+  'pool',
+  'poolSize',
+  'maxConcurrentBatchWrites',
+  'ledger',
+  'retry',
+  'decode',
+  'logger',
+  'connectTimeoutMs',
+  'chunkIdleTimeoutMs',
+]);
 
 /** Where a client connects when given nothing and DATABASE_URL is unset. */
 export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -85,6 +99,7 @@ export class BulkClient {
   private closed = false;
 
   constructor(options: BulkClientOptions = {}) {
+    checkOptionKeys(options, CLIENT_KEYS, 'BulkClient');
     this.logger = options.logger ?? defaultLogger;
     this.signals = new Signals(this.logger);
     this.decode = resolveDecode(options.decode);

@@ -38,7 +38,18 @@ export const ERROR_CODES = {
   EXPORT_DISABLED: 'A queued copyTo reached a worker that has no export directory.',
   FILE_EXISTS: 'A queued copyTo would replace a file that exists in the export directory.',
   OPERATION_CONFLICT: 'An operation id was reused for a different operation.',
-  CANCELLED: 'The operation was cancelled.',
+  CANCELLED: 'The operation was cancelled (`op.cancel()`).',
+  TIMEOUT: '`op.done({ timeoutMs })` gave up waiting; the operation itself may still finish.',
+  ENQUEUE_STOPPED:
+    'The producer stopped enqueueing an operation part way (its input threw, or the process died).',
+  UNKNOWN_OPERATION:
+    'No operation of that id is recorded on the queue (never enqueued, or pruned).',
+  RESULT_EXPIRED:
+    'An operation completed, but its returned rows were removed from the queue before they were read.',
+  INTERNAL_ERROR:
+    "A JavaScript error that is not the database's (a bug, a stack overflow): the operation stops.",
+  FILE_ERROR:
+    'A file could not be opened, read or written (a path that does not exist, no permission).',
   CLOSED: 'The client, producer or worker was closed.',
   QUEUE_SCHEMA:
     "The Postgres backend's queue schema is missing or at another version: run `bulkmodel migrate --backend postgres`.",
@@ -158,6 +169,27 @@ export interface PgErrorLike {
   where?: string;
 }
 
+/**
+ * An error without a code: a driver failure (a broken connection) is the database's; an error
+ * JavaScript raised (RangeError for a stack overflow, TypeError) is INTERNAL_ERROR.
+ */
+function codelessCode(err: unknown): BulkErrorCode {
+  if (err instanceof RangeError || err instanceof TypeError || err instanceof ReferenceError)
+    return 'INTERNAL_ERROR';
+  return 'DATABASE_ERROR';
+}
+
+/** A Node system error of a file (ENOENT, EACCES, ... with a path). */
+function isFileError(err: unknown): boolean {
+  const e = err as { code?: unknown; syscall?: unknown; path?: unknown } | null;
+  return (
+    typeof e?.code === 'string' &&
+    /^E[A-Z]+$/.test(e.code) &&
+    typeof e.syscall === 'string' &&
+    typeof e.path === 'string'
+  );
+}
+
 function pgCodeToBulk(code: string): BulkErrorCode {
   switch (code) {
     case '23502':
@@ -242,9 +274,16 @@ export function fromPgError(
   },
 ): BulkError {
   if (err instanceof BulkError) return err;
+  if (isFileError(err)) {
+    const f = err as { code: string; path: string; message: string };
+    return new BulkError('FILE_ERROR', `${f.path}: ${f.message}`, {
+      table: ctx.table || undefined,
+      cause: err,
+    });
+  }
   const e = err as PgErrorLike;
   const code = typeof e?.code === 'string' ? e.code : '';
-  const bulkCode = code ? pgCodeToBulk(code) : 'DATABASE_ERROR';
+  const bulkCode = code ? pgCodeToBulk(code) : codelessCode(err);
   let column = e?.column;
   let row: number | undefined;
   // COPY errors carry a context like: COPY items, line 3, column name: "..."

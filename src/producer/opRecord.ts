@@ -125,7 +125,7 @@ export async function abandon(
     err instanceof BulkError
       ? err
       : new BulkError(
-          'CANCELLED',
+          'ENQUEUE_STOPPED',
           `operation ${op.id}: enqueueing stopped: ${String((err as Error)?.message ?? err)}`,
           {
             table: op.table,

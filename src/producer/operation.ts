@@ -101,7 +101,7 @@ export function statusOf(r: OpRecord, queue: string): OperationStatus {
 }
 
 function noOperation(id: string, q: OperationQueue): BulkError {
-  return new BulkError('INVALID_OPTION', `no operation ${id} on queue ${q.name}`);
+  return new BulkError('UNKNOWN_OPERATION', `no operation ${id} on queue ${q.name}`);
 }
 
 /**
@@ -200,7 +200,11 @@ export class Operation extends EventEmitter {
     return statusOf(r, q.name);
   }
 
-  /** Wait for the operation to finish. Rejects with a BulkError (code from the worker). */
+  /**
+   * Wait for the operation to finish. Rejects with a BulkError (code from the worker); with
+   * TIMEOUT when `timeoutMs` passes first (the operation goes on); with UNKNOWN_OPERATION when
+   * no such operation is recorded.
+   */
   async done(options: { timeoutMs?: number } = {}): Promise<OperationResult> {
     const deadline =
       options.timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeoutMs;
@@ -232,8 +236,8 @@ export class Operation extends EventEmitter {
         if (r) return r;
         if (Date.now() >= deadline)
           throw new BulkError(
-            'CANCELLED',
-            `operation ${this.id} did not finish within ${options.timeoutMs} ms`,
+            'TIMEOUT',
+            `operation ${this.id} did not finish within ${options.timeoutMs} ms (it may still finish)`,
           );
         // Events wake us early; the poll covers a missed event.
         if (!ended)
@@ -283,7 +287,7 @@ export class Operation extends EventEmitter {
   private fromCounters(rec: OpRecord): OperationResult {
     if (rec.returning)
       throw new BulkError(
-        'INVALID_OPTION',
+        'RESULT_EXPIRED',
         `operation ${this.id} completed, but its returned rows were removed from the queue`,
       );
     return { count: rec.rowsDone };

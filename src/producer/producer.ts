@@ -8,6 +8,7 @@ import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
 import { columnOf, parseTableName } from '../core/meta.js';
 import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
+import { checkOptionKeys, optionKeys } from '../core/optionKeys.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import type { Row } from '../core/signals.js';
@@ -156,6 +157,24 @@ interface ChunkSource {
   payload(index: number, offset: number): ChunkPayload | CopyChunkPayload;
 }
 
+const PRODUCER_KEYS = optionKeys<BulkProducerOptions>()([
+  'backend',
+  'database',
+  'queueDatabase',
+  'queueSchema',
+  'migrate',
+  'redis',
+  'queue',
+  'pickQueue',
+  'prefix',
+  'maxPayloadBytes',
+  'attempts',
+  'sealTimeoutMs',
+  'decode',
+  'payloadVersion',
+  'logger',
+]);
+
 /**
  * App-side API: validates and encodes an operation, enqueues it as one BullMQ flow (a parent job
  * and one child job per chunk) and returns a handle to await or watch.
@@ -172,6 +191,7 @@ export class BulkProducer {
   private readonly decode: DecodeOptions;
 
   constructor(options: BulkProducerOptions = {}) {
+    checkOptionKeys(options, PRODUCER_KEYS, 'BulkProducer');
     this.options = options;
     this.decode = resolveDecode(options.decode);
     this.logger = options.logger ?? defaultLogger;

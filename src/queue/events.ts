@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { isBulkError } from '../core/errors.js';
+import { checkOptionKeys, optionKeys } from '../core/optionKeys.js';
 import type { SignalMap, SignalName } from '../core/signals.js';
 import { type BackendKind, openBackend, type QueueBackend } from './backend.js';
 import type { RedisInput } from './connection.js';
@@ -88,6 +89,20 @@ export interface BulkEventsOptions {
 
 type Listener = (event: unknown) => void | Promise<void>;
 
+const EVENTS_KEYS = optionKeys<BulkEventsOptions>()([
+  'redis',
+  'backend',
+  'database',
+  'queueDatabase',
+  'queueSchema',
+  'queue',
+  'prefix',
+  'group',
+  'consumer',
+  'from',
+  'blockMs',
+]);
+
 /** Errors a reader does not retry: waitUntilReady() rejects with them. */
 const PERMANENT: ReadonlySet<string> = new Set(['QUEUE_SCHEMA', 'INVALID_OPTION']);
 
@@ -108,6 +123,7 @@ export class BulkEvents {
   private ready: Promise<void> | undefined;
 
   constructor(options: BulkEventsOptions = {}) {
+    checkOptionKeys(options, EVENTS_KEYS, 'BulkEvents');
     const names = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
     const shared = typeof options.backend === 'object' && options.backend !== null;
     this.ownsBackend = !shared;

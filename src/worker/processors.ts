@@ -360,7 +360,7 @@ export async function processSeal(ctx: ProcessorContext, p: SealPayload): Promis
   const rec = await ctx.state.record(p.operationId);
   if (!rec?.sealed) {
     throw new BulkError(
-      'CANCELLED',
+      'ENQUEUE_STOPPED',
       `operation ${p.operationId}: the producer stopped before it finished enqueueing`,
     );
   }

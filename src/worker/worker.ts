@@ -5,6 +5,7 @@ import { BulkClient, type BulkClientOptions } from '../core/client.js';
 import { BulkError, fromPgError } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
 import type { TableMeta } from '../core/meta.js';
+import { checkOptionKeys, optionKeys } from '../core/optionKeys.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
 import type { Signals } from '../core/signals.js';
@@ -155,6 +156,32 @@ interface Lane {
   published: Set<string>;
 }
 
+const WORKER_KEYS = optionKeys<BulkWorkerOptions>()([
+  'backend',
+  'queueDatabase',
+  'queueSchema',
+  'migrate',
+  'redis',
+  'queue',
+  'prefix',
+  'database',
+  'tables',
+  'concurrency',
+  'name',
+  'lockDurationMs',
+  'maxStalledCount',
+  'closeTimeoutMs',
+  'exportDir',
+  'exportOverwrite',
+  'showValues',
+  'limits',
+  'eventRows',
+  'eventsMaxLen',
+  'ledgerRetentionMs',
+  'logger',
+  'metrics',
+]);
+
 /**
  * Pulls chunk jobs from the queue and writes them with the core: allowlisted tables only,
  * exactly-once through the chunk ledger, transient failures retried, permanent ones failing the
@@ -182,6 +209,7 @@ export class BulkWorker {
   private closing: Promise<void> | undefined;
 
   constructor(options: BulkWorkerOptions) {
+    checkOptionKeys(options, WORKER_KEYS, 'BulkWorker');
     Allowlist.validate(options?.tables); // before anything is opened
     this.limits = resolveLimits(options.limits);
     this.opts = options;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { fromPgError } from '../../src/core/errors.js';
 import { BulkError, ERROR_CODES } from '../../src/index.js';
 
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
@@ -12,6 +13,36 @@ describe('error codes', () => {
 
   it('docs/errors.md documents no code that does not exist', () => {
     for (const code of documented) expect(Object.keys(ERROR_CODES), code!).toContain(code);
+  });
+
+  it("errors that are not the database's are not DATABASE_ERROR", () => {
+    const ctx = { table: 'items' };
+    expect(fromPgError(new RangeError('Maximum call stack size exceeded'), ctx).code).toBe(
+      'INTERNAL_ERROR',
+    );
+    expect(fromPgError(new TypeError('Cannot read properties of undefined'), ctx).code).toBe(
+      'INTERNAL_ERROR',
+    );
+    const enoent = Object.assign(new Error("ENOENT: no such file or directory, open '/x/y.csv'"), {
+      code: 'ENOENT',
+      syscall: 'open',
+      path: '/x/y.csv',
+    });
+    const file = fromPgError(enoent, ctx);
+    expect(file.code).toBe('FILE_ERROR');
+    expect(file.message).toContain('/x/y.csv');
+    // The driver's failures stay the database's (and are retried when transient).
+    const reset = Object.assign(new Error('read ECONNRESET'), {
+      code: 'ECONNRESET',
+      syscall: 'read',
+    });
+    expect(fromPgError(reset, ctx).code).toBe('DATABASE_ERROR');
+    expect(fromPgError(new Error('Connection terminated unexpectedly'), ctx).code).toBe(
+      'DATABASE_ERROR',
+    );
+    expect(fromPgError({ code: '40P01', message: 'deadlock detected' }, ctx).code).toBe(
+      'DATABASE_ERROR',
+    );
   });
 
   it('a BulkError survives JSON (how queue workers report to producers)', () => {

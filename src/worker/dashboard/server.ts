@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { defaultLogger, type Logger, redact } from '../../core/logger.js';
+import { checkOptionKeys, optionKeys } from '../../core/optionKeys.js';
 import { type BackendKind, openBackend } from '../../queue/backend.js';
 import type { RedisInput } from '../../queue/connection.js';
 import { queueNames } from '../../queue/keys.js';
@@ -76,7 +77,23 @@ function noStore(res: Response): void {
  * Serve the dashboard: the Operations page at `/` (and its JSON at /api/operations), bull-board
  * at /queues, Prometheus metrics at /metrics. Refuses a non-loopback host without credentials.
  */
+const DASHBOARD_KEYS = optionKeys<DashboardOptions>()([
+  'backend',
+  'queueDatabase',
+  'queueSchema',
+  'redis',
+  'queue',
+  'prefix',
+  'host',
+  'port',
+  'credentials',
+  'allowActions',
+  'operationsLimit',
+  'logger',
+]);
+
 export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboard> {
+  checkOptionKeys(o, DASHBOARD_KEYS, 'startDashboard');
   const host = o.host ?? '127.0.0.1';
   assertSafeBinding(host, o.credentials);
   const logger = o.logger ?? defaultLogger;
