@@ -159,12 +159,14 @@ export class QueueBench {
 
   /**
    * The cases on one backend: Redis (the default), or Postgres (BullMQ's PostgreSQL backend and
-   * bulkmodel's state in the target database's `bulkmodel_queue` schema, no Redis at all).
+   * bulkmodel's state in a queue schema of the run's own in the target database, no Redis).
    */
   async run(direct: BulkClient, backend: 'redis' | 'postgres' = 'redis'): Promise<CaseResult[]> {
     const onPg = backend === 'postgres';
     const queueName = `bench-${backend}-${process.pid}`;
     const group = `queue: bulkCreate with 1 worker process (default concurrency 4), producer in this process${onPg ? '; Postgres backend, no Redis' : ''}`;
+    // A queue schema of this run's own, dropped at the end: runs never meet.
+    const schema = `bench_queue_${process.pid}`;
     const worker = await startWorker(
       this.url,
       this.table,
@@ -172,10 +174,12 @@ export class QueueBench {
       4,
       false,
       [],
-      onPg ? ['--backend', 'postgres', '--migrate'] : ['--backend', 'redis'],
+      onPg
+        ? ['--backend', 'postgres', '--queue-schema', schema, '--migrate']
+        : ['--backend', 'redis'],
     );
     const where = onPg
-      ? { backend: 'postgres' as const, database: this.url, migrate: true }
+      ? { backend: 'postgres' as const, database: this.url, queueSchema: schema, migrate: true }
       : { backend: 'redis' as const };
     const producer = new BulkProducer({ ...where, queue: queueName, logger: silentLogger });
     // Rows as JSON values (payload version 1), beside COPY text (version 2, the default).
@@ -239,6 +243,11 @@ export class QueueBench {
       await queue.obliterate({ force: true }).catch(() => {});
       await queue.close();
       await stopWorker(worker);
+      if (onPg) {
+        const pool = new pg.Pool({ connectionString: this.url, max: 1 });
+        await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+        await pool.end();
+      }
     }
     const base = 'direct mode bulkCreate, 1 connection';
     return [

@@ -138,6 +138,27 @@ describe('the queue schema is explicit and versioned', () => {
     await admin.query(`DROP SCHEMA ${schema} CASCADE`);
   });
 
+  it('a bm_version from before min_code_version is read as it is, and migrated', async () => {
+    const schema = schemaName('oldver');
+    const make = (migrate: boolean) =>
+      new PostgresBackend({ database: DATABASE_URL, schema, migrate, poolSize: 1 });
+    let b = make(true);
+    await b.prepare();
+    await b.close();
+    await admin.query(`ALTER TABLE ${schema}.bm_version DROP COLUMN min_code_version`);
+    b = make(false);
+    await b.prepare(); // read-only: accepted
+    await b.close();
+    b = make(true);
+    await b.prepare();
+    await b.close();
+    const col = await admin.query(
+      `SELECT min_code_version FROM ${schema}.bm_version WHERE version = 1`,
+    );
+    expect(col.rows).toEqual([{ min_code_version: 1 }]);
+    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+  });
+
   it("BullMQ's own tables at an older version are QUEUE_SCHEMA until migrated", async () => {
     const schema = schemaName('oldbull');
     const b = new PostgresBackend({ database: DATABASE_URL, schema, migrate: true, poolSize: 1 });

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { BulkError } from '../core/errors.js';
+import { BulkError, fileOrInternalError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
 import { EXIT, USAGE } from './args.js';
 
@@ -36,6 +36,12 @@ export async function main(argv: string[]): Promise<number> {
     if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`${(err as Error).message}\n(see bulkmodel ${cmd} --help)\n`);
       return EXIT.usage;
+    }
+    // A file the command could not open (a load's input, an export's directory).
+    const file = fileOrInternalError(err);
+    if (file?.code === 'FILE_ERROR') {
+      process.stderr.write(`error FILE_ERROR: ${redact(file.message)}\n`);
+      return EXIT.failed;
     }
     if (err instanceof BulkError) {
       process.stderr.write(`error ${err.code}: ${redact(err.message)}\n`);

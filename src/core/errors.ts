@@ -169,14 +169,31 @@ export interface PgErrorLike {
   where?: string;
 }
 
-/**
- * An error without a code: a driver failure (a broken connection) is the database's; an error
- * JavaScript raised (RangeError for a stack overflow, TypeError) is INTERNAL_ERROR.
- */
-function codelessCode(err: unknown): BulkErrorCode {
-  if (err instanceof RangeError || err instanceof TypeError || err instanceof ReferenceError)
-    return 'INTERNAL_ERROR';
+/** An error without a SQLSTATE that is not JavaScript's or a file's: the driver's. */
+function codelessCode(_err: unknown): BulkErrorCode {
   return 'DATABASE_ERROR';
+}
+
+/**
+ * Errors that are not the database's, as BulkErrors: a file that cannot be opened or read
+ * (FILE_ERROR), or an error JavaScript raised, a stack overflow or a bug (INTERNAL_ERROR; Node's
+ * own carry codes like ERR_OUT_OF_RANGE). A pg DatabaseError is never one of these.
+ */
+export function fileOrInternalError(err: unknown, table?: string): BulkError | undefined {
+  if (isFileError(err)) {
+    const f = err as { message: string };
+    return new BulkError('FILE_ERROR', f.message, { table: table || undefined, cause: err });
+  }
+  if (
+    err instanceof RangeError ||
+    err instanceof TypeError ||
+    err instanceof ReferenceError ||
+    err instanceof SyntaxError
+  ) {
+    const message = table ? `${table}: ${err.message}` : err.message;
+    return new BulkError('INTERNAL_ERROR', message, { table: table || undefined, cause: err });
+  }
+  return undefined;
 }
 
 /** A Node system error of a file (ENOENT, EACCES, ... with a path). */
@@ -274,13 +291,8 @@ export function fromPgError(
   },
 ): BulkError {
   if (err instanceof BulkError) return err;
-  if (isFileError(err)) {
-    const f = err as { code: string; path: string; message: string };
-    return new BulkError('FILE_ERROR', `${f.path}: ${f.message}`, {
-      table: ctx.table || undefined,
-      cause: err,
-    });
-  }
+  const notTheDatabase = fileOrInternalError(err, ctx.table);
+  if (notTheDatabase) return notTheDatabase;
   const e = err as PgErrorLike;
   const code = typeof e?.code === 'string' ? e.code : '';
   const bulkCode = code ? pgCodeToBulk(code) : codelessCode(err);

@@ -234,9 +234,11 @@ async function versionOf(db: pg.ClientBase, schema: string): Promise<SchemaVersi
     values: [`${quoteIdent(schema)}.bm_version`],
   });
   if (!r.rows[0].present) return null;
+  // Read through jsonb: a bm_version made before min_code_version existed reads as 1.
   const v = await db.query(
-    `SELECT coalesce(max(version), 0)::int AS at, coalesce(max(min_code_version), 0)::int AS min
-     FROM ${quoteIdent(schema)}.bm_version`,
+    `SELECT coalesce(max(version), 0)::int AS at,
+            coalesce(max(coalesce((to_jsonb(b) ->> 'min_code_version')::int, 1)), 0)::int AS min
+     FROM ${quoteIdent(schema)}.bm_version b`,
   );
   return { at: v.rows[0].at as number, minCode: v.rows[0].min as number };
 }
@@ -256,6 +258,10 @@ export async function migrateQueueSchema(client: pg.ClientBase, schema: string):
       name text NOT NULL,
       min_code_version integer NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now())`);
+    // A bm_version made before min_code_version existed.
+    await client.query(
+      `ALTER TABLE ${s}.bm_version ADD COLUMN IF NOT EXISTS min_code_version integer NOT NULL DEFAULT 1`,
+    );
     const v = (await versionOf(client, schema)) ?? { at: 0, minCode: 0 };
     // Never downgraded; a newer schema that this code can still run against is left as it is.
     if (v.minCode > QUEUE_SCHEMA_VERSION) {

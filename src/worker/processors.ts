@@ -359,6 +359,17 @@ async function processCopyData(
 export async function processSeal(ctx: ProcessorContext, p: SealPayload): Promise<{ seal: true }> {
   const rec = await ctx.state.record(p.operationId);
   if (!rec?.sealed) {
+    // A producer that gave up on it recorded why (PAYLOAD_TOO_LARGE, its input's error): that
+    // is the operation's error; without one, the producer died.
+    if (rec?.error) {
+      let recorded: BulkError | undefined;
+      try {
+        recorded = BulkError.fromJSON(JSON.parse(rec.error));
+      } catch {
+        recorded = undefined;
+      }
+      if (recorded) throw recorded;
+    }
     throw new BulkError(
       'ENQUEUE_STOPPED',
       `operation ${p.operationId}: the producer stopped before it finished enqueueing`,

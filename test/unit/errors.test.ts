@@ -23,6 +23,12 @@ describe('error codes', () => {
     expect(fromPgError(new TypeError('Cannot read properties of undefined'), ctx).code).toBe(
       'INTERNAL_ERROR',
     );
+    // Node's own, with codes of their own, are JavaScript's too.
+    const range = Object.assign(new RangeError('The value is out of range'), {
+      code: 'ERR_OUT_OF_RANGE',
+    });
+    expect(fromPgError(range, ctx).code).toBe('INTERNAL_ERROR');
+    expect(fromPgError(new SyntaxError('Unexpected token'), ctx).code).toBe('INTERNAL_ERROR');
     const enoent = Object.assign(new Error("ENOENT: no such file or directory, open '/x/y.csv'"), {
       code: 'ENOENT',
       syscall: 'open',

@@ -19,7 +19,9 @@ import { readSignals } from './signals.js';
 export interface DashboardOptions {
   /** Where the queues live: 'redis' or 'postgres'. Default BULKMODEL_BACKEND, else 'redis'. */
   backend?: BackendKind;
-  /** Postgres backend: the database the queues live in. Default BULKMODEL_QUEUE_DATABASE, else DATABASE_URL. */
+  /** Postgres backend: the database the queues live in (as BulkProducer's `database`). */
+  database?: string;
+  /** Postgres backend: the queue database, when other than `database`. Default BULKMODEL_QUEUE_DATABASE, else DATABASE_URL. */
   queueDatabase?: string;
   /** Postgres backend: the schema of the queues. Default 'bulkmodel_queue'. */
   queueSchema?: string;
@@ -73,12 +75,9 @@ function noStore(res: Response): void {
   res.set('Cache-Control', 'no-store');
 }
 
-/**
- * Serve the dashboard: the Operations page at `/` (and its JSON at /api/operations), bull-board
- * at /queues, Prometheus metrics at /metrics. Refuses a non-loopback host without credentials.
- */
 const DASHBOARD_KEYS = optionKeys<DashboardOptions>()([
   'backend',
+  'database',
   'queueDatabase',
   'queueSchema',
   'redis',
@@ -92,6 +91,11 @@ const DASHBOARD_KEYS = optionKeys<DashboardOptions>()([
   'logger',
 ]);
 
+/**
+ * Serve the dashboard: the Operations page at `/` (and its JSON at /api/operations), bull-board
+ * at /queues, Prometheus metrics at /metrics. Refuses a non-loopback host without credentials.
+ */
+
 export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboard> {
   checkOptionKeys(o, DASHBOARD_KEYS, 'startDashboard');
   const host = o.host ?? '127.0.0.1';
@@ -99,7 +103,7 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   const logger = o.logger ?? defaultLogger;
   const allowActions = o.allowActions === true;
   const names = queueNames(o.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
-  const backend = openBackend(o);
+  const backend = openBackend(o, o.database);
   await backend.prepare().catch(async (err) => {
     await backend.close();
     throw err;
