@@ -210,6 +210,14 @@ describe('load and export round trip', () => {
     expect(r.out).not.toContain('not a number');
   });
 
+  it('export to a directory that does not exist fails with FILE_ERROR, exit 1, and ends', async () => {
+    const target = join(dir, 'no', 'such', 'dir', 'x.csv');
+    const r = await cli('export', tdb.t('hostile'), target, ...pg);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/error FILE_ERROR: ENOENT.*x\.csv\.partial/);
+    expect(r.out).not.toMatch(/exported/);
+  });
+
   it('bad usage exits 2 before touching anything', async () => {
     const [noFormat, conflict, concurrency] = await Promise.all([
       cli('load', tdb.t('uniq'), join(dir, 'x.txt'), ...via),

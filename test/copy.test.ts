@@ -1,4 +1,7 @@
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { valuesCounted } from '../src/core/ops/copyTo.js';
 import { type BulkClient, BulkError } from '../src/index.js';
 import { HOSTILE_TEXT, type TestDb, testDb } from './helpers.js';
 import { createHostileTables, expectedHostile, HOSTILE_COLUMNS, hostileRow } from './hostile.js';
@@ -301,6 +304,33 @@ describe('copyTo', () => {
       for await (const _ of m.copyTo()) break;
     }
     expect((await all(m.copyTo({ columns: ['id'] }))).length).toBe(HOSTILE_TEXT.length);
+  });
+
+  it('a consumer that fails mid-stream (a full disk) gives the connection back', async () => {
+    // One connection in the pool: a copyTo left suspended at a yield would hold it for ever.
+    await tdb.pool.query(
+      `CREATE TABLE IF NOT EXISTS ${tdb.t('big')} AS SELECT g AS id, repeat('x', 100) AS t FROM generate_series(1, 200000) g`,
+    );
+    const one = tdb.client({ poolSize: 1 });
+    try {
+      const m = one.model(tdb.t('big'));
+      for (let k = 0; k < 3; k++) {
+        let counted: number | undefined;
+        const failing = new Writable({
+          write(_chunk, _enc, cb) {
+            cb(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' }));
+          },
+        });
+        const values = valuesCounted(m.copyTo({ format: 'csv' }), (n) => {
+          counted = n;
+        });
+        await expect(pipeline(Readable.from(values), failing)).rejects.toThrow(/ENOSPC/);
+        expect(counted).toBeUndefined();
+      }
+      expect((await all(m.copyTo({ columns: ['id'] }))).length).toBe(200000);
+    } finally {
+      await one.close();
+    }
   });
 
   it('unknown column and bad where are refused', async () => {

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
+import { valuesCounted } from '../core/ops/copyTo.js';
 import type { Where } from '../core/sql/where.js';
 import { checkExportFileName, type OperationPayload } from '../queue/payload.js';
 
@@ -134,16 +135,9 @@ export async function exportToFile(job: ExportJob): Promise<{ count: number; pat
     // csv, COPY text, or NDJSON written from COPY text (core/ndjson.ts): values exact.
     const out = model.copyTo({ ...base, format: (job.spec.format ?? 'csv') as 'csv' });
     const chunks = Readable.from(
-      (async function* () {
-        for (;;) {
-          const r = await out.next();
-          if (r.done) {
-            count = r.value.count;
-            return;
-          }
-          yield r.value;
-        }
-      })(),
+      valuesCounted(out, (n) => {
+        count = n;
+      }),
     );
     await pipeline(chunks, file.createWriteStream());
     // (The stream has closed the file; the temporary name is this export's own, random.)

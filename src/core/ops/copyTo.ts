@@ -168,6 +168,31 @@ export class CopyTextToNdjson extends CopyTextSplitter<string> {
   }
 }
 
+/**
+ * The values of a copyTo iteration, with its count handed to `onCount` at the end. Closing this
+ * iteration early (a consumer that failed, a pipeline torn down) closes the copyTo one too, so that
+ * its connection goes back to the pool instead of waiting on a yield forever.
+ */
+export async function* valuesCounted<T>(
+  out: AsyncGenerator<T, { count: number }>,
+  onCount: (count: number) => void,
+): AsyncGenerator<T, void> {
+  let finished = false;
+  try {
+    for (;;) {
+      const r = await out.next();
+      if (r.done) {
+        finished = true;
+        onCount(r.value.count);
+        return;
+      }
+      yield r.value;
+    }
+  } finally {
+    if (!finished) await out.return({ count: 0 });
+  }
+}
+
 export interface CopyToContext {
   engine: Engine;
   signals: Signals | null;
