@@ -1,21 +1,15 @@
 import { assertSafeBinding, credentialsFromEnv } from '../worker/dashboard/access.js';
 import { startDashboard } from '../worker/dashboard/server.js';
-import { int, parse, str } from './args.js';
+import { flag, int, optionsHelp, parse, str, text } from './args.js';
 import { createCliLogger } from './logger.js';
-import { backendOptions, checkQueue, QUEUE_FLAGS, queueTarget, queueUsage } from './services.js';
+import { backendOptions, checkQueue, queueTarget } from './services.js';
 
 const USAGE = `bulkmodel dashboard — watch operations, chunks and workers in a browser
 
 Usage: bulkmodel dashboard [options]
 
 Options:
-  --port <n>          port (default 3000)
-  --host <addr>       address to listen on (default 127.0.0.1)
-  --queue <names>     queue name, or several comma-separated (env BULKMODEL_QUEUE, default
-                      bulkmodel)
-  --prefix <prefix>   BullMQ key prefix, redis backend only (default bull)
-${queueUsage(22)}
-  --allow-actions     allow retry and clean of jobs in bull-board (default: read-only)
+${optionsHelp('dashboard')}
 
 Pages: / operations (live), /queues bull-board (flow trees of operations and chunks),
 /api/operations JSON, /metrics Prometheus.
@@ -30,24 +24,11 @@ Examples:
 `;
 
 export async function runDashboard(argv: string[]): Promise<number> {
-  const p = parse(
-    {
-      usage: USAGE,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        queue: { type: 'string' },
-        prefix: { type: 'string' },
-        ...QUEUE_FLAGS,
-        'allow-actions': { type: 'boolean' },
-      },
-    },
-    argv,
-  );
+  const p = parse({ usage: USAGE, command: 'dashboard' }, argv);
   if (!p) return 0;
   const credentials = credentialsFromEnv();
-  const host = str(p, 'host') ?? '127.0.0.1';
-  const port = int(p, 'port', 3000, 0);
+  const host = text(p, 'host')!;
+  const port = int(p, 'port');
   const logger = createCliLogger();
   // The refusal comes first: a misconfigured dashboard must not touch the queue store at all.
   assertSafeBinding(host, credentials);
@@ -57,7 +38,7 @@ export async function runDashboard(argv: string[]): Promise<number> {
     host,
     port,
     logger,
-    allowActions: p.values['allow-actions'] === true,
+    allowActions: flag(p, 'allowActions'),
     ...(credentials ? { credentials } : {}),
     ...(str(p, 'queue') ? { queue: str(p, 'queue') } : {}),
     ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),

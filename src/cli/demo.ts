@@ -5,17 +5,10 @@ import { redact, silentLogger } from '../core/logger.js';
 import type { Row } from '../core/signals.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
-import { int, parse, str } from './args.js';
+import { int, optionsHelp, parse, str, text } from './args.js';
 import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
-import {
-  backendOptions,
-  checkServices,
-  prepareQueueStore,
-  QUEUE_FLAGS,
-  queueEnv,
-  queueUsage,
-} from './services.js';
+import { backendOptions, checkServices, prepareQueueStore, queueEnv } from './services.js';
 
 const USAGE = `bulkmodel demo — see bulkmodel work end to end on local Postgres and Redis (or
 Postgres alone, with --backend postgres)
@@ -28,14 +21,7 @@ Usage: bulkmodel demo [--rows N] [--workers N] [--batch-size N] [--database URL]
                       [--redis URL | --redis-cluster NODES | --backend postgres]
 
 Options:
-  --rows <n>         rows to load (default 1000000)
-  --workers <n>      worker processes to start (default 2); 0 uses workers already running
-                     on --queue that allow the table bulkmodel_demo.items
-  --queue <name>     queue name (default bulkmodel-demo)
-  --batch-size <n>   rows per chunk job (default 5000)
-  --export-dir <d>   where the export lands (default ./bulkmodel-demo)
-  --database <url>   Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
-${queueUsage(21)}
+${optionsHelp('demo')}
 
 With --backend postgres the demo creates (or upgrades) the queue schema itself, as
 \`bulkmodel migrate\` does.
@@ -50,7 +36,6 @@ Examples:
 `;
 
 const TABLE = 'bulkmodel_demo.items';
-const QUEUE = 'bulkmodel-demo';
 
 const WORDS = [
   'plain',
@@ -113,27 +98,13 @@ async function follow(
 }
 
 export async function runDemo(argv: string[]): Promise<number> {
-  const p = parse(
-    {
-      usage: USAGE,
-      options: {
-        rows: { type: 'string' },
-        workers: { type: 'string' },
-        queue: { type: 'string' },
-        'batch-size': { type: 'string' },
-        'export-dir': { type: 'string' },
-        database: { type: 'string' },
-        ...QUEUE_FLAGS,
-      },
-    },
-    argv,
-  );
+  const p = parse({ usage: USAGE, command: 'demo' }, argv);
   if (!p) return 0;
-  const rows = int(p, 'rows', 1_000_000);
-  const workers = int(p, 'workers', 2, 0);
-  const queue = str(p, 'queue') ?? QUEUE;
-  const batchSize = int(p, 'batch-size', 5000);
-  const exportDir = resolve(str(p, 'export-dir') ?? 'bulkmodel-demo');
+  const rows = int(p, 'rows', 'demo');
+  const workers = int(p, 'workers', 'demo');
+  const queue = text(p, 'queue', 'demo')!;
+  const batchSize = int(p, 'batchSize', 'demo');
+  const exportDir = resolve(text(p, 'exportDir', 'demo')!);
   const services = await checkServices(str(p, 'database'), p);
   await prepareQueueStore(services.queue, true);
   if (workers > 0) await mkdir(exportDir, { recursive: true });

@@ -1,13 +1,13 @@
-import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
 import { columnOf } from '../core/meta.js';
+import { valuesCounted } from '../core/ops/copyTo.js';
 import type { Where } from '../core/sql/where.js';
-import { DEFAULT_DATABASE_URL, EXIT, parse, str } from './args.js';
+import { EXIT, optionsHelp, parse, str, text } from './args.js';
 import { fileFormat } from './fileFormats.js';
 import { ProgressBar } from './progress.js';
 import { checkPostgres } from './services.js';
@@ -34,10 +34,7 @@ Formats (by extension, or --format):
 Both formats load back exactly with bulkmodel load.
 
 Options:
-  --format <f>        csv or ndjson (default: from the extension)
-  --columns <a,b>     columns to write, in this order (default: all)
-  --where <json>      a filter, as for update(): '{"flag":true,"id":{"gte":100}}'
-  --database <url>    Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
+${optionsHelp('export')}
 
 Exit codes: 0 written, 1 failed, 2 bad usage, 3 Postgres unreachable.
 
@@ -62,18 +59,7 @@ async function* countedCsv(out: AsyncIterable<Buffer>, onLines: (n: number) => v
 }
 
 export async function runExport(argv: string[]): Promise<number> {
-  const p = parse(
-    {
-      usage: EXPORT_USAGE,
-      options: {
-        format: { type: 'string' },
-        columns: { type: 'string' },
-        where: { type: 'string' },
-        database: { type: 'string' },
-      },
-    },
-    argv,
-  );
+  const p = parse({ usage: EXPORT_USAGE, command: 'export' }, argv);
   if (!p) return EXIT.ok;
   if (p.positionals.length !== 2) throw usage('export takes a table and a file');
   const [table, file] = p.positionals as [string, string];
@@ -92,15 +78,18 @@ export async function runExport(argv: string[]): Promise<number> {
     if (where === null || typeof where !== 'object' || Array.isArray(where))
       throw usage('--where must be a JSON object');
   }
-  const url = str(p, 'database') ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+  const url = text(p, 'database')!;
   const db = new BulkClient({ connectionString: url, logger: silentLogger, poolSize: 2 });
   const tmp = `${file}.partial`;
+  let handle: FileHandle | undefined;
   try {
     await checkPostgres(url);
     const meta = await db.meta(table);
     const names = columns ?? meta.columns.map((c) => c.name);
     for (const c of names) columnOf(meta, c);
     const model = db.model(table);
+    // Opened before the COPY starts: a directory that does not exist fails here, with nothing read.
+    handle = await open(tmp, 'w');
     const bar = new ProgressBar('export', undefined);
     let rows = 0;
     const opts = { columns: names, ...(where ? { where } : {}) };
@@ -108,40 +97,31 @@ export async function runExport(argv: string[]): Promise<number> {
       const out = model.copyTo({ ...opts, format: 'csv' });
       let lineCount = 0;
       const counted = countedCsv(
-        (async function* () {
-          for (;;) {
-            const r = await out.next();
-            if (r.done) {
-              rows = r.value.count;
-              return;
-            }
-            yield r.value as Buffer;
-          }
-        })(),
+        valuesCounted(out as AsyncGenerator<Buffer, { count: number }>, (n) => {
+          rows = n;
+        }),
         (n) => {
           lineCount += n;
           bar.update(Math.max(0, lineCount - 1));
         },
       );
-      await pipeline(Readable.from(counted), createWriteStream(tmp));
+      await pipeline(Readable.from(counted), handle.createWriteStream());
     } else {
       const out = model.copyTo({ ...opts, format: 'ndjson' });
       let lineCount = 0;
+      const values = valuesCounted(out, (n) => {
+        rows = n;
+      });
       const gen = (async function* () {
-        for (;;) {
-          const r = await out.next();
-          if (r.done) {
-            rows = r.value.count;
-            return;
-          }
+        for await (const text of values) {
           let n = 0;
-          for (let i = r.value.indexOf('\n'); i !== -1; i = r.value.indexOf('\n', i + 1)) n++;
+          for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
           lineCount += n;
           bar.update(lineCount);
-          yield r.value;
+          yield text;
         }
       })();
-      await pipeline(Readable.from(gen), createWriteStream(tmp));
+      await pipeline(Readable.from(gen), handle.createWriteStream());
     }
     await rename(tmp, file);
     bar.finish(rows);
@@ -153,6 +133,7 @@ export async function runExport(argv: string[]): Promise<number> {
     await rm(tmp, { force: true });
     throw err;
   } finally {
+    await handle?.close().catch(() => {});
     await db.close();
   }
 }

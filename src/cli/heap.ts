@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { defaultOf } from '../core/settings.js';
 
 /**
  * A worker's (or a load's) heap holds a few jobs' rows at a time and much short-lived garbage. V8 lets the
@@ -12,7 +13,7 @@ export function setHeapGrowth(percent: number | undefined): number | 'node flag'
   // (NODE_OPTIONS cannot carry V8 flags like this one: only node's own command line.)
   if (percent === undefined && process.execArgv.some((a) => /heap[-_]growing[-_]percent/.test(a)))
     return 'node flag';
-  const p = percent ?? 100;
+  const p = percent ?? defaultOf('heapGrowth');
   setFlagsFromString(`--heap-growing-percent=${p}`);
   return p;
 }

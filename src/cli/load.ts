@@ -5,6 +5,7 @@ import { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
 import { columnOf } from '../core/meta.js';
+import { defaultOf } from '../core/settings.js';
 import type { OnConflict } from '../core/sql/insert.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import {
@@ -13,12 +14,12 @@ import {
   type QueueUpdateFieldsOptions,
 } from '../producer/producer.js';
 import { queueNames } from '../queue/keys.js';
-import { EXIT, int, parse, str } from './args.js';
+import { EXIT, flag, int, optionsHelp, parse, str, text } from './args.js';
 import { fileFormat, type ReadProgress, readRows } from './fileFormats.js';
 import { setHeapGrowth } from './heap.js';
 import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
-import { backendOptions, checkServices, QUEUE_FLAGS, queueEnv, queueUsage } from './services.js';
+import { backendOptions, checkServices, queueEnv } from './services.js';
 
 export const LOAD_USAGE = `bulkmodel load — load a CSV or NDJSON file into a table through the queue
 
@@ -45,33 +46,7 @@ In CSV a field is Postgres's text (as psql reads it): null in a jsonb column is 
 In NDJSON null is SQL NULL.
 
 Options:
-  --format <f>              csv or ndjson (default: from the extension)
-  --update-fields <a,b>     update those columns of existing rows instead of inserting
-                            (updateFields; rows matched by primary key or --key)
-  --key <a,b>               with --update-fields: the columns that match rows (default: the
-                            primary key); with --on-conflict update: the conflict target
-  --copy                    insert with COPY FROM (copyFrom) instead of INSERT (bulkCreate);
-                            a CSV file is always loaded with COPY FROM (its bytes go to COPY as
-                            they are), so this matters for NDJSON
-  --on-conflict <c>         ignore (skip rows that hit any unique constraint), or
-                            update:col1,col2 (upsert: on a conflict on --key, default the
-                            primary key, overwrite those columns)
-  --batch-size <n>          rows per chunk job (default 5000)
-  --workers <n>             start n worker processes for this load, stopped when it ends
-                            (default 0: use workers already running on --queue, which must
-                            allow the table: bulkmodel worker --tables <table>)
-  --concurrency <n>         with --workers: chunk jobs each of those workers runs at once
-                            (default 4). Running workers set their own (worker --concurrency).
-  --operation-id <id>       enqueue idempotently: rerunning the same load with the same id
-                            after an interruption enqueues nothing twice and writes nothing twice
-  --wait                    wait for the workers to finish and report (the default)
-  --no-wait                 return once the file is enqueued; prints the operation id
-                            (follow it with: bulkmodel status <id>)
-  --queue <names>           queue name, or several comma-separated to spread over (env
-                            BULKMODEL_QUEUE, default bulkmodel)
-  --prefix <prefix>         BullMQ key prefix, redis backend only (default bull)
-  --database <url>          Postgres (env DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres)
-${queueUsage(28)}
+${optionsHelp('load')}
 
 Each chunk commits on its own: if a chunk fails (a bad value, a constraint), the operation
 fails with the error's code, table, column and row, and chunks committed before stay written.
@@ -118,29 +93,7 @@ async function warnIfNoWorkers(producer: BulkProducer, table: string) {
 }
 
 export async function runLoad(argv: string[]): Promise<number> {
-  const p = parse(
-    {
-      usage: LOAD_USAGE,
-      options: {
-        format: { type: 'string' },
-        'update-fields': { type: 'string' },
-        key: { type: 'string' },
-        copy: { type: 'boolean' },
-        'on-conflict': { type: 'string' },
-        'batch-size': { type: 'string' },
-        workers: { type: 'string' },
-        concurrency: { type: 'string' },
-        'operation-id': { type: 'string' },
-        wait: { type: 'boolean' },
-        'no-wait': { type: 'boolean' },
-        queue: { type: 'string' },
-        prefix: { type: 'string' },
-        database: { type: 'string' },
-        ...QUEUE_FLAGS,
-      },
-    },
-    argv,
-  );
+  const p = parse({ usage: LOAD_USAGE, command: 'load' }, argv);
   if (!p) return EXIT.ok;
   if (p.positionals.length !== 2) throw usage('load takes a table and a file');
   // Chunks pass through as strings of a megabyte or so: keep the heap near the live data
@@ -151,17 +104,17 @@ export async function runLoad(argv: string[]): Promise<number> {
   const fields = list(str(p, 'update-fields'), 'update-fields');
   const key = list(str(p, 'key'), 'key');
   const conflictFlag = str(p, 'on-conflict');
-  const batchSize = int(p, 'batch-size', 5000);
-  const workers = int(p, 'workers', 0, 0);
-  if (p.values.wait && p.values['no-wait']) throw usage('--wait and --no-wait exclude each other');
-  const wait = !p.values['no-wait'];
+  const batchSize = int(p, 'batchSize', 'load');
+  const workers = int(p, 'workers', 'load');
+  if (flag(p, 'wait') && flag(p, 'noWait')) throw usage('--wait and --no-wait exclude each other');
+  const wait = !flag(p, 'noWait');
   if (str(p, 'concurrency') !== undefined && workers === 0)
     throw usage(
       '--concurrency sets the concurrency of the workers --workers starts; running workers have their own (bulkmodel worker --concurrency)',
     );
-  const concurrency = int(p, 'concurrency', 4);
+  const concurrency = int(p, 'concurrency', 'load');
   if (workers > 0 && !wait) throw usage('--workers needs --wait: the workers stop when load ends');
-  if (fields && (p.values.copy || conflictFlag))
+  if (fields && (flag(p, 'copy') || conflictFlag))
     throw usage('--update-fields updates existing rows; --copy and --on-conflict are for inserts');
   let onConflict: OnConflict | undefined;
   if (conflictFlag === 'ignore') {
@@ -178,8 +131,8 @@ export async function runLoad(argv: string[]): Promise<number> {
     throw usage(`cannot read ${file}: ${(err as Error).message}`);
   });
   const services = await checkServices(str(p, 'database'), p);
-  const queue = queueNames(str(p, 'queue'), process.env.BULKMODEL_QUEUE || 'bulkmodel').join(',');
-  const prefix = str(p, 'prefix') ?? 'bull';
+  const queue = queueNames(text(p, 'queue', 'load'), defaultOf('queue')).join(',');
+  const prefix = text(p, 'prefix')!;
 
   // The table's columns shape the file's values; a wrong table or header fails here, before
   // anything is enqueued.
@@ -252,7 +205,7 @@ export async function runLoad(argv: string[]): Promise<number> {
         return producer.updateFields(table, rows, o);
       }
       const o: QueueInsertOptions = { ...common, ...(onConflict ? { onConflict } : {}) };
-      return p.values.copy
+      return flag(p, 'copy')
         ? producer.copyFrom(table, rows, o)
         : producer.bulkCreate(table, rows, o);
     };

@@ -1,8 +1,8 @@
 import { BulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
-import { QUEUE_SCHEMA_VERSION } from '../queue/pgSchema.js';
-import { parse, str } from './args.js';
-import { checkQueue, prepareQueueStore, QUEUE_FLAGS, queueTarget, queueUsage } from './services.js';
+import { DEFAULT_QUEUE_SCHEMA, QUEUE_SCHEMA_VERSION } from '../queue/pgSchema.js';
+import { flag, optionsHelp, parse, str } from './args.js';
+import { checkQueue, prepareQueueStore, queueTarget } from './services.js';
 
 const USAGE = `bulkmodel migrate — create or upgrade the queue schema of the Postgres backend
 
@@ -15,10 +15,7 @@ themselves: run this once per release (or give one process --migrate / migrate: 
 It is safe to run again and from several places at once (an advisory lock serializes it).
 
 Options:
-  --database <url>   the target database, which holds the queues unless --queue-database
-                     says otherwise (env DATABASE_URL)
-${queueUsage(21)}
-  --check            change nothing: exit 0 when the schema is current, 1 when it is not
+${optionsHelp('migrate')}
 
 Exit codes: 0 the schema is current, 1 --check found it missing or old, 2 bad usage,
 3 Postgres unreachable.
@@ -30,21 +27,11 @@ Examples:
 `;
 
 export async function runMigrate(argv: string[]): Promise<number> {
-  const p = parse(
-    {
-      usage: USAGE,
-      options: {
-        database: { type: 'string' },
-        ...QUEUE_FLAGS,
-        check: { type: 'boolean' },
-      },
-    },
-    argv,
-  );
+  const p = parse({ usage: USAGE, command: 'migrate' }, argv);
   if (!p) return 0;
   if (p.positionals.length > 0)
     throw new BulkError('INVALID_OPTION', `migrate takes no arguments, got ${p.positionals[0]}`);
-  // Only the Postgres backend has a schema; --backend may be left out.
+  // Only the Postgres backend has a schema: --backend (and BULKMODEL_BACKEND) may be left out.
   if (str(p, 'backend') === undefined) p.values.backend = 'postgres';
   const target = queueTarget(p, str(p, 'database'));
   if (target.backend !== 'postgres')
@@ -53,9 +40,9 @@ export async function runMigrate(argv: string[]): Promise<number> {
       'migrate is for --backend postgres (Redis has no schema)',
     );
   await checkQueue(target);
-  const schema = target.queueSchema ?? 'bulkmodel_queue';
+  const schema = target.queueSchema ?? DEFAULT_QUEUE_SCHEMA;
   const where = `schema ${schema} of ${redact(target.queueDatabase)}`;
-  if (p.values.check) {
+  if (flag(p, 'check')) {
     try {
       await prepareQueueStore(target, false);
     } catch (err) {

@@ -10,57 +10,15 @@ import {
   redisFromEnv,
 } from '../queue/connection.js';
 import { checkSchemaName } from '../queue/pgSchema.js';
-import { DEFAULT_DATABASE_URL, type Parsed, str, unreachable } from './args.js';
+import { type Parsed, str, text, unreachable } from './args.js';
 
 /** The Redis a command talks to: a URL, or a cluster's nodes. */
 export type RedisTarget = string | RedisClusterInput;
-
-/** The --redis and --redis-cluster flags, as every command that talks to Redis takes them. */
-export const REDIS_FLAGS = {
-  redis: { type: 'string' },
-  'redis-cluster': { type: 'string' },
-} as const;
-
-/** The help lines of --redis and --redis-cluster, descriptions starting at column `col`. */
-export function redisUsage(col: number): string {
-  const cont = ' '.repeat(col);
-  const pad = (flag: string) =>
-    flag.length + 3 > col ? `  ${flag}\n${cont}` : `  ${flag}`.padEnd(col);
-  return [
-    `${pad('--redis <url>')}Redis URL (env REDIS_URL, default redis://127.0.0.1:6379)`,
-    `${pad('--redis-cluster <nodes>')}a Redis Cluster instead: host:port,host:port,... (env`,
-    `${cont}REDIS_CLUSTER, which wins over REDIS_URL)`,
-  ].join('\n');
-}
 
 /** Where a command's queues live: Redis (one server or a cluster) or Postgres. */
 export type QueueTarget =
   | { backend: 'redis'; redis: RedisTarget }
   | { backend: 'postgres'; queueDatabase: string; queueSchema?: string };
-
-/** The flags that say where the queues live, as every command that uses a queue takes them. */
-export const QUEUE_FLAGS = {
-  backend: { type: 'string' },
-  'queue-database': { type: 'string' },
-  'queue-schema': { type: 'string' },
-  ...REDIS_FLAGS,
-} as const;
-
-/** The help lines of QUEUE_FLAGS, descriptions starting at column `col`. */
-export function queueUsage(col: number): string {
-  const cont = ' '.repeat(col);
-  const pad = (flag: string) =>
-    flag.length + 3 > col ? `  ${flag}\n${cont}` : `  ${flag}`.padEnd(col);
-  return [
-    `${pad('--backend <kind>')}where the queues live: redis or postgres (env BULKMODEL_BACKEND,`,
-    `${cont}default redis)`,
-    redisUsage(col),
-    `${pad('--queue-database <url>')}postgres backend: the database the queues live in (env`,
-    `${cont}BULKMODEL_QUEUE_DATABASE, default the --database one)`,
-    `${pad('--queue-schema <name>')}postgres backend: their schema (env BULKMODEL_QUEUE_SCHEMA,`,
-    `${cont}default bulkmodel_queue)`,
-  ].join('\n');
-}
 
 /**
  * The queue store the flags and environment name. The Postgres backend's database defaults to
@@ -85,14 +43,10 @@ export function queueTarget(p: Parsed, database?: string): QueueTarget {
       'INVALID_OPTION',
       '--prefix is for the redis backend: on --backend postgres the schema (--queue-schema) keeps queues apart',
     );
-  const schema = str(p, 'queue-schema') || process.env.BULKMODEL_QUEUE_SCHEMA || undefined;
+  const schema = text(p, 'queueSchema');
   return {
     backend: 'postgres',
-    queueDatabase:
-      str(p, 'queue-database') ??
-      (process.env.BULKMODEL_QUEUE_DATABASE || undefined) ??
-      database ??
-      (process.env.DATABASE_URL || DEFAULT_DATABASE_URL),
+    queueDatabase: text(p, 'queueDatabase') ?? database ?? text(p, 'database')!,
     ...(schema ? { queueSchema: checkSchemaName(schema) } : {}),
   };
 }
@@ -177,7 +131,7 @@ export async function checkServices(
   database: string | undefined,
   p: Parsed,
 ): Promise<{ database: string; queue: QueueTarget }> {
-  const dbUrl = database ?? (process.env.DATABASE_URL || DEFAULT_DATABASE_URL);
+  const dbUrl = database ?? text(p, 'database')!;
   const queue = queueTarget(p, dbUrl);
   await checkPostgres(dbUrl);
   if (queue.backend === 'redis' || queue.queueDatabase !== dbUrl) await checkQueue(queue);

@@ -1,7 +1,7 @@
 import type { OperationStatus } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
-import { int, parse, str } from './args.js';
-import { backendOptions, checkQueue, QUEUE_FLAGS, queueTarget, queueUsage } from './services.js';
+import { int, optionsHelp, parse, str } from './args.js';
+import { backendOptions, checkQueue, queueTarget } from './services.js';
 
 const USAGE = `bulkmodel status — recent operations, or one operation
 
@@ -11,12 +11,7 @@ Without an id: the most recent operations on the queues, newest first. With ids:
 operations (queue, kind, table, state, rows and chunks done of total, retries, error code).
 
 Options:
-  --queue <names>    queue name, or several comma-separated (env BULKMODEL_QUEUE, default
-                     bulkmodel)
-  --prefix <prefix>  BullMQ key prefix, redis backend only (default bull)
-${queueUsage(21)}
-  --limit <n>        how many recent operations (default 20)
-  --json             print the statuses as JSON
+${optionsHelp('status')}
 
 Exit codes: 0 ok, 1 a named operation failed or was cancelled, 2 bad usage (or no such operation),
 3 the queue store (Redis, or the queue database) unreachable.
@@ -36,19 +31,7 @@ export function formatStatus(s: OperationStatus): string {
 }
 
 export async function runStatus(argv: string[]): Promise<number> {
-  const p = parse(
-    {
-      usage: USAGE,
-      options: {
-        queue: { type: 'string' },
-        ...QUEUE_FLAGS,
-        prefix: { type: 'string' },
-        limit: { type: 'string' },
-        json: { type: 'boolean' },
-      },
-    },
-    argv,
-  );
+  const p = parse({ usage: USAGE, command: 'status' }, argv);
   if (!p) return 0;
   const queueStore = await checkQueue(queueTarget(p));
   const producer = new BulkProducer({
@@ -57,7 +40,7 @@ export async function runStatus(argv: string[]): Promise<number> {
     ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
   });
   try {
-    const limit = int(p, 'limit', 20);
+    const limit = int(p, 'limit');
     const out: OperationStatus[] = [];
     if (p.positionals.length > 0)
       for (const id of p.positionals) out.push(await producer.operation(id).status());

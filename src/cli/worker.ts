@@ -3,50 +3,23 @@ import { BulkError } from '../core/errors.js';
 import { PostgresBackend, type QueueBackend, RedisBackend } from '../queue/backend.js';
 import { connectFailFast } from '../queue/connection.js';
 import { startWorkerHttp } from '../worker/http.js';
-import { DEFAULT_LIMITS } from '../worker/limits.js';
 import { createWorkerMetrics } from '../worker/metrics.js';
 import { registerQueueMetrics } from '../worker/queueMetrics.js';
 import { BulkWorker } from '../worker/worker.js';
-import { int, parse, str } from './args.js';
+import { flag, int, optionalInt, optionsHelp, parse, str, text } from './args.js';
 import { setHeapGrowth } from './heap.js';
 import { createCliLogger } from './logger.js';
-import { checkServices, QUEUE_FLAGS, queueUsage } from './services.js';
+import { checkServices } from './services.js';
 
 const USAGE = `bulkmodel worker — write queued chunks into Postgres
 
 Usage: bulkmodel worker --tables <t1,t2,...> [options]
 
 Options:
-  --tables <list>       tables this worker may write (required; env BULKMODEL_TABLES; '*' for all)
-  --queue <names>       queue name, or several comma-separated (one loop each) (env
-                        BULKMODEL_QUEUE, default bulkmodel)
-  --prefix <prefix>     BullMQ key prefix, redis backend only (default bull)
-  --concurrency <n>     jobs at once, per queue (default 4)
-  --name <name>         worker name recorded on the jobs it runs (default host:pid)
-  --lock-duration <ms>  a job whose worker is silent this long goes to another (default 30000)
-  --database <url>      Postgres URL (env DATABASE_URL)
-${queueUsage(24)}
-  --migrate             postgres backend: create or upgrade the queue schema at start
-                        (else a missing schema is error QUEUE_SCHEMA; see bulkmodel migrate)
-  --export-dir <dir>    the directory queued copyTo jobs write their files into (created if
-                        missing); without it copyTo jobs are refused (EXPORT_DISABLED)
-  --export-overwrite    let copyTo jobs replace files of the same name (default: FILE_EXISTS)
-  --show-values         keep row values in recorded errors and logs (Postgres's detail, the
-                        value refused): for debugging; by default only table, column,
-                        constraint and row index are kept
-  --close-timeout <ms>  on SIGTERM, wait this long for in-flight chunks (default 30000)
-  --metrics-port <n>    serve Prometheus /metrics and /health (200 when Postgres and the
-                        queue store answer, else 503) on this port
-  --metrics-host <addr> address for --metrics-port (default 127.0.0.1; 0.0.0.0 in containers)
-  --heap-growth <pct>   let V8's heap grow this many percent past the live data before a full
-                        garbage collection (0-1000, default 100; 0: V8's own growth, which
-                        on a machine with memory to spare can double the worker's RSS)
+${optionsHelp('worker')}
 
-Limits (every job is untrusted input; a job over one fails at once, docs/SECURITY.md):
-  --max-payload-bytes <n>  job data larger than this is refused unparsed (default 16777216)
-  --max-chunk-rows <n>     rows in one chunk job (default 1000000)
-  --max-chunks <n>         chunks in one operation (default 1000000)
-  --max-nesting <n>        nesting of values in a job (default 64)
+The --max-* limits: every job is untrusted input; a job over one fails at once as
+unrecoverable, and the worker goes on serving (docs/SECURITY.md).
 
 Logs: JSON lines on stderr (pretty on a terminal), passwords redacted; LOG_LEVEL sets the level.
 
@@ -61,36 +34,9 @@ Examples:
 `;
 
 export async function runWorker(argv: string[]): Promise<number> {
-  const p = parse(
-    {
-      usage: USAGE,
-      options: {
-        tables: { type: 'string' },
-        queue: { type: 'string' },
-        prefix: { type: 'string' },
-        concurrency: { type: 'string' },
-        name: { type: 'string' },
-        'lock-duration': { type: 'string' },
-        database: { type: 'string' },
-        ...QUEUE_FLAGS,
-        migrate: { type: 'boolean' },
-        'export-dir': { type: 'string' },
-        'export-overwrite': { type: 'boolean' },
-        'show-values': { type: 'boolean' },
-        'max-payload-bytes': { type: 'string' },
-        'max-chunk-rows': { type: 'string' },
-        'max-chunks': { type: 'string' },
-        'max-nesting': { type: 'string' },
-        'close-timeout': { type: 'string' },
-        'metrics-port': { type: 'string' },
-        'metrics-host': { type: 'string' },
-        'heap-growth': { type: 'string' },
-      },
-    },
-    argv,
-  );
+  const p = parse({ usage: USAGE, command: 'worker' }, argv);
   if (!p) return 0;
-  const tables = (str(p, 'tables') ?? process.env.BULKMODEL_TABLES ?? '')
+  const tables = (text(p, 'tables') ?? '')
     .split(',')
     .map((t) => t.trim())
     .filter(Boolean);
@@ -99,20 +45,17 @@ export async function runWorker(argv: string[]): Promise<number> {
       'INVALID_OPTION',
       '--tables is required: the tables this worker may write (see bulkmodel worker --help)',
     );
-  const growth = str(p, 'heap-growth') !== undefined ? int(p, 'heap-growth', 0, 0) : undefined;
-  if (growth !== undefined && growth > 1000)
-    throw new BulkError('INVALID_OPTION', `--heap-growth must be at most 1000, got ${growth}`);
-  const heapGrowth = setHeapGrowth(growth);
-  const metricsPort = str(p, 'metrics-port') ? int(p, 'metrics-port', 0, 0) : undefined;
+  const heapGrowth = setHeapGrowth(optionalInt(p, 'heapGrowth'));
+  const metricsPort = optionalInt(p, 'metricsPort');
   const services = await checkServices(str(p, 'database'), p);
   const queue = services.queue;
-  if (p.values.migrate === true && queue.backend !== 'postgres')
+  if (flag(p, 'migrate') && queue.backend !== 'postgres')
     throw new BulkError(
       'INVALID_OPTION',
       '--migrate is for --backend postgres (Redis has no schema)',
     );
   const registry = new Registry();
-  const logger = createCliLogger({ showValues: p.values['show-values'] === true });
+  const logger = createCliLogger({ showValues: flag(p, 'showValues') });
   logger.debug({ heapGrowthPercent: heapGrowth }, 'heap growth past live data before a full GC');
   const worker = new BulkWorker({
     logger,
@@ -123,24 +66,24 @@ export async function runWorker(argv: string[]): Promise<number> {
           backend: 'postgres' as const,
           queueDatabase: queue.queueDatabase,
           ...(queue.queueSchema ? { queueSchema: queue.queueSchema } : {}),
-          migrate: p.values.migrate === true,
+          migrate: flag(p, 'migrate'),
         }),
     database: services.database,
     tables,
-    concurrency: int(p, 'concurrency', 4),
-    closeTimeoutMs: int(p, 'close-timeout', 30_000),
-    lockDurationMs: int(p, 'lock-duration', 30_000),
+    concurrency: int(p, 'concurrency'),
+    closeTimeoutMs: int(p, 'closeTimeoutMs'),
+    lockDurationMs: int(p, 'lockDurationMs'),
     ...(str(p, 'name') ? { name: str(p, 'name') } : {}),
     ...(str(p, 'queue') ? { queue: str(p, 'queue') } : {}),
     ...(str(p, 'prefix') ? { prefix: str(p, 'prefix') } : {}),
     ...(str(p, 'export-dir') ? { exportDir: str(p, 'export-dir') } : {}),
-    exportOverwrite: p.values['export-overwrite'] === true,
-    showValues: p.values['show-values'] === true,
+    exportOverwrite: flag(p, 'exportOverwrite'),
+    showValues: flag(p, 'showValues'),
     limits: {
-      maxPayloadBytes: int(p, 'max-payload-bytes', DEFAULT_LIMITS.maxPayloadBytes),
-      maxChunkRows: int(p, 'max-chunk-rows', DEFAULT_LIMITS.maxChunkRows),
-      maxChunks: int(p, 'max-chunks', DEFAULT_LIMITS.maxChunks),
-      maxNesting: int(p, 'max-nesting', DEFAULT_LIMITS.maxNesting),
+      maxPayloadBytes: int(p, 'maxPayloadBytes'),
+      maxChunkRows: int(p, 'maxChunkRows'),
+      maxChunks: int(p, 'maxChunks'),
+      maxNesting: int(p, 'maxNesting'),
     },
   });
   await worker.waitUntilReady();
@@ -167,7 +110,7 @@ export async function runWorker(argv: string[]): Promise<number> {
     registerQueueMetrics(registry, queues);
     const server = await startWorkerHttp({
       port: metricsPort,
-      host: str(p, 'metrics-host') ?? '127.0.0.1',
+      host: text(p, 'metricsHost')!,
       registry,
       checks: {
         [queue.backend === 'redis' ? 'redis' : 'queue database']: () => health.ping(),

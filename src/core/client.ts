@@ -7,26 +7,16 @@ import { createLedger, type Ledger } from './ledger.js';
 import { defaultLogger, type Logger, redact } from './logger.js';
 import { loadTableMeta, type TableMeta } from './meta.js';
 import { BulkModel } from './model.js';
-import { checkOptionKeys, optionKeys } from './optionKeys.js';
+import { checkOptionKeys } from './optionKeys.js';
 import { type RetryPolicy, resolveRetry, transientRule, withRetry } from './retry.js';
 import type { Engine } from './runner.js';
+import { declaredOptions, defaultOf } from './settings.js';
 import { type Row, Signals } from './signals.js';
 
-const CLIENT_KEYS = optionKeys<BulkClientOptions>()([
-  'connectionString',
-  'pool',
-  'poolSize',
-  'maxConcurrentBatchWrites',
-  'ledger',
-  'retry',
-  'decode',
-  'logger',
-  'connectTimeoutMs',
-  'chunkIdleTimeoutMs',
-]);
+const CLIENT_KEYS = declaredOptions<BulkClientOptions>()('BulkClient');
 
 /** Where a client connects when given nothing and DATABASE_URL is unset. */
-export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const DEFAULT_DATABASE_URL = defaultOf('database');
 
 export interface BulkClientOptions {
   /** postgres://user:pass@host:port/db. Default: DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres. */
@@ -116,7 +106,7 @@ export class BulkClient {
       pool = new pg.Pool({
         connectionString: withSessionOptions(connectionString),
         max: poolSize,
-        connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+        connectionTimeoutMillis: options.connectTimeoutMs ?? defaultOf('connectTimeoutMs'),
         application_name: 'bulkmodel',
         // The text forms every read decodes and every file holds: ISO dates (node-postgres's
         // parsers read no other), intervals as Postgres writes them, bytea as hex, floats in
@@ -301,7 +291,7 @@ export class BulkClient {
   }
 
   /** Delete ledger rows older than `olderThanMs` (default 7 days); returns how many. */
-  async pruneLedger(olderThanMs = 7 * 24 * 3600_000): Promise<number> {
+  async pruneLedger(olderThanMs = defaultOf('ledgerRetentionMs')): Promise<number> {
     const l = this.engine.ledger;
     if (!l) return 0;
     await l.ensure(this.engine.pool);

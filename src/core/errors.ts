@@ -169,11 +169,6 @@ export interface PgErrorLike {
   where?: string;
 }
 
-/** An error without a SQLSTATE that is not JavaScript's or a file's: the driver's. */
-function codelessCode(_err: unknown): BulkErrorCode {
-  return 'DATABASE_ERROR';
-}
-
 /**
  * Errors that are not the database's, as BulkErrors: a file that cannot be opened or read
  * (FILE_ERROR), or an error JavaScript raised, a stack overflow or a bug (INTERNAL_ERROR; Node's
@@ -295,7 +290,8 @@ export function fromPgError(
   if (notTheDatabase) return notTheDatabase;
   const e = err as PgErrorLike;
   const code = typeof e?.code === 'string' ? e.code : '';
-  const bulkCode = code ? pgCodeToBulk(code) : codelessCode(err);
+  // Without a SQLSTATE (and not JavaScript's or a file's): the driver's own error.
+  const bulkCode = code ? pgCodeToBulk(code) : 'DATABASE_ERROR';
   let column = e?.column;
   let row: number | undefined;
   // COPY errors carry a context like: COPY items, line 3, column name: "..."

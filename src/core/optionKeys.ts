@@ -1,19 +1,5 @@
 import { BulkError } from './errors.js';
 
-/**
- * The option names a constructor takes, checked against its options interface at compile time
- * both ways: a key missing from the list, or listed but not in the interface, is a type error.
- * `optionKeys<BulkProducerOptions>()(['backend', ...])`.
- */
-export function optionKeys<T>() {
-  return <const K extends readonly (keyof T & string)[]>(
-    keys: K &
-      ([Exclude<keyof T, K[number]>] extends [never]
-        ? unknown
-        : { missingOptionKeys: Exclude<keyof T, K[number]> }),
-  ): readonly string[] => keys;
-}
-
 /** Edit distance (insertions, deletions, substitutions), for "did you mean". */
 function distance(a: string, b: string): number {
   const prev = Array.from({ length: b.length + 1 }, (_, j) => j);

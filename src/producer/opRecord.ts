@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type FlowProducer, Job, type JobsOptions, type Queue } from 'bullmq';
 import { BulkError } from '../core/errors.js';
+import { defaultOf } from '../core/settings.js';
 import { publishEvent } from '../queue/events.js';
 import { jobIds } from '../queue/keys.js';
 import type { OperationPayload, SealPayload } from '../queue/payload.js';
@@ -11,14 +12,15 @@ import type { QueueState } from '../queue/state.js';
  * seal. Everything the producer does beside adding chunk jobs.
  */
 
-const WEEK_S = 7 * 24 * 3600;
+/** As long as the ledger keeps its rows: re-enqueueing an operation id stays idempotent. */
+const RETENTION_S = defaultOf('ledgerRetentionMs') / 1000;
 
 /** Parents stay a week (done() reads their result); chunk data goes soon (it can be large). */
 export const PARENT_JOB: JobsOptions = {
-  attempts: 8,
+  attempts: defaultOf('attempts'),
   backoff: { type: 'exponential', delay: 1000 },
-  removeOnComplete: { age: WEEK_S, count: 10_000 },
-  removeOnFail: { age: WEEK_S },
+  removeOnComplete: { age: RETENTION_S, count: 10_000 },
+  removeOnFail: { age: RETENTION_S },
 };
 
 export function chunkJobOptions(
@@ -34,7 +36,7 @@ export function chunkJobOptions(
     attempts,
     backoff: { type: 'exponential', delay: 1000 },
     removeOnComplete: { count: 1000 },
-    removeOnFail: { age: WEEK_S },
+    removeOnFail: { age: RETENTION_S },
   };
 }
 

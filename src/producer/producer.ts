@@ -8,9 +8,10 @@ import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
 import { columnOf, parseTableName } from '../core/meta.js';
 import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
-import { checkOptionKeys, optionKeys } from '../core/optionKeys.js';
+import { checkOptionKeys } from '../core/optionKeys.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
+import { declaredOptions, defaultOf } from '../core/settings.js';
 import type { Row } from '../core/signals.js';
 import { type BackendKind, openBackend, type QueueBackend } from '../queue/backend.js';
 import { SnapshotCache } from '../queue/catalog.js';
@@ -157,23 +158,7 @@ interface ChunkSource {
   payload(index: number, offset: number): ChunkPayload | CopyChunkPayload;
 }
 
-const PRODUCER_KEYS = optionKeys<BulkProducerOptions>()([
-  'backend',
-  'database',
-  'queueDatabase',
-  'queueSchema',
-  'migrate',
-  'redis',
-  'queue',
-  'pickQueue',
-  'prefix',
-  'maxPayloadBytes',
-  'attempts',
-  'sealTimeoutMs',
-  'decode',
-  'payloadVersion',
-  'logger',
-]);
+const PRODUCER_KEYS = declaredOptions<BulkProducerOptions>()('BulkProducer');
 
 /**
  * App-side API: validates and encodes an operation, enqueues it as one BullMQ flow (a parent job
@@ -574,10 +559,15 @@ export class BulkProducer {
     const parent: OperationPayload = { v: 1, kind, operationId: id, table, options: popts };
     const qualified = this.backend.qualifiedName(h.name);
     if (!sealed && !(await Job.fromId(h.bull, jobIds.parent(id)))) {
-      await addFlow(h.flows, h.name, parent, this.options.sealTimeoutMs ?? 24 * 3600_000);
+      await addFlow(
+        h.flows,
+        h.name,
+        parent,
+        this.options.sealTimeoutMs ?? defaultOf('sealTimeoutMs'),
+      );
     }
-    const maxBytes = this.options.maxPayloadBytes ?? 16 * 1024 * 1024;
-    const attempts = this.options.attempts ?? 8;
+    const maxBytes = this.options.maxPayloadBytes ?? defaultOf('maxPayloadBytes');
+    const attempts = this.options.attempts ?? defaultOf('attempts');
     const conflict = (what: string) =>
       new BulkError(
         'OPERATION_CONFLICT',
@@ -686,7 +676,7 @@ export class BulkProducer {
       await h.bull.add('operation', data, {
         jobId: jobIds.parent(id),
         ...PARENT_JOB,
-        attempts: this.options.attempts ?? 8,
+        attempts: this.options.attempts ?? defaultOf('attempts'),
       });
       await h.state.seal(id, undefined);
     }

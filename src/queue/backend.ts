@@ -15,6 +15,7 @@ import pg from 'pg';
 import { DEFAULT_DATABASE_URL } from '../core/client.js';
 import { BulkError, fromPgError, isBulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
+import { defaultOf } from '../core/settings.js';
 import { connect, describe, isCluster, type RedisClient, type RedisInput } from './connection.js';
 import { checkPrefix, QueueKeys } from './keys.js';
 import { LenientQueue } from './lenientJob.js';
@@ -120,7 +121,7 @@ export class RedisBackend extends BaseBackend<RedisQueueState> implements QueueB
 
   constructor(options: RedisBackendOptions = {}) {
     super();
-    this.prefix = checkPrefix(options.prefix ?? 'bull');
+    this.prefix = checkPrefix(options.prefix ?? defaultOf('prefix'));
     const c = connect(options.redis);
     this.client = c.redis;
     this.owned = c.owned;
@@ -357,7 +358,7 @@ export interface QueueBackendOptions {
 
 /** The backend kind asked for: the option, else BULKMODEL_BACKEND, else 'redis'. */
 export function backendKind(given: unknown): BackendKind {
-  const v = given ?? (process.env.BULKMODEL_BACKEND?.trim() || 'redis');
+  const v = given ?? (process.env.BULKMODEL_BACKEND?.trim() || defaultOf('backend'));
   if (v !== 'redis' && v !== 'postgres')
     throw new BulkError(
       'INVALID_OPTION',

@@ -1,6 +1,7 @@
 import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { BulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
+import { defaultOf } from '../core/settings.js';
 
 /** One Redis server or a Redis Cluster, as ioredis connects to them. */
 export type RedisClient = Redis | Cluster;
@@ -23,7 +24,7 @@ export interface RedisClusterInput {
  */
 export type RedisInput = string | RedisOptions | RedisClusterInput | Redis | Cluster;
 
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export const DEFAULT_REDIS_URL = defaultOf('redis');
 
 export function isCluster(client: RedisClient): client is Cluster {
   return client instanceof Cluster;

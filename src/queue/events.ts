@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { isBulkError } from '../core/errors.js';
-import { checkOptionKeys, optionKeys } from '../core/optionKeys.js';
+import { checkOptionKeys } from '../core/optionKeys.js';
+import { declaredOptions, defaultOf } from '../core/settings.js';
 import type { SignalMap, SignalName } from '../core/signals.js';
 import { type BackendKind, openBackend, type QueueBackend } from './backend.js';
 import type { RedisInput } from './connection.js';
@@ -39,7 +40,7 @@ export type BulkEventMap = SignalMap & {
 export type BulkEventName = keyof BulkEventMap;
 
 /** Approximate cap on the events stream, for workers and producers alike. */
-export const DEFAULT_EVENTS_MAX_LEN = 10_000;
+export const DEFAULT_EVENTS_MAX_LEN = defaultOf('eventsMaxLen');
 
 /** Append an event to the stream (trimmed to about maxLen entries). Values keep their types. */
 export async function publishEvent(
@@ -89,19 +90,7 @@ export interface BulkEventsOptions {
 
 type Listener = (event: unknown) => void | Promise<void>;
 
-const EVENTS_KEYS = optionKeys<BulkEventsOptions>()([
-  'redis',
-  'backend',
-  'database',
-  'queueDatabase',
-  'queueSchema',
-  'queue',
-  'prefix',
-  'group',
-  'consumer',
-  'from',
-  'blockMs',
-]);
+const EVENTS_KEYS = declaredOptions<BulkEventsOptions>()('BulkEvents');
 
 /** Errors a reader does not retry: waitUntilReady() rejects with them. */
 const PERMANENT: ReadonlySet<string> = new Set(['QUEUE_SCHEMA', 'INVALID_OPTION']);

@@ -1,4 +1,5 @@
 import { Job, type JobJson, Queue } from 'bullmq';
+import { defaultOf } from '../core/settings.js';
 
 /**
  * Facts about jobs learnt while reading them from Redis, kept beside the Job objects (the
@@ -18,7 +19,7 @@ export const jobFacts = new WeakMap<object, JobFacts>();
 /** Job.fromJSON that turns unreadable data into `null` instead of throwing. */
 export class LenientJob extends Job {
   /** Data longer than this (UTF-16 units) is not parsed: the producer's 16 MiB limit. */
-  static maxDataLength = 16 * 1024 * 1024;
+  static maxDataLength = defaultOf('maxPayloadBytes');
 
   static override fromJSON<T = unknown, R = unknown, N extends string = string>(
     queue: Parameters<typeof Job.fromJSON>[0],

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { BulkError } from '../core/errors.js';
 import { quoteIdent } from '../core/ident.js';
+import { defaultOf } from '../core/settings.js';
 
 /**
  * The tables bulkmodel keeps beside BullMQ's in the queue schema (Postgres backend), as a list
@@ -10,7 +11,7 @@ import { quoteIdent } from '../core/ident.js';
  */
 
 /** Default schema of the queues (BullMQ's tables and bulkmodel's) in the queue database. */
-export const DEFAULT_QUEUE_SCHEMA = 'bulkmodel_queue';
+export const DEFAULT_QUEUE_SCHEMA = defaultOf('queueSchema');
 
 /** Channel that wakes event readers; the payload is `<schema>.<queue>`. */
 export const EVENTS_CHANNEL = 'bulkmodel_events';

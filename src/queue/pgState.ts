@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { quoteIdent } from '../core/ident.js';
+import { defaultOf } from '../core/settings.js';
 import { EVENTS_CHANNEL } from './pgSchema.js';
 import {
   type Counters,
@@ -10,6 +11,7 @@ import {
   type QueueState,
   type StoredEvent,
   storedNumber,
+  storedTotals,
   toOpRecord,
 } from './state.js';
 
@@ -252,12 +254,7 @@ export class PostgresQueueState implements QueueState {
       total_chunks: number | null;
     };
     if (!row.first) return { first: false };
-    const out: { first: boolean; totalRows?: number; totalChunks?: number } = { first: true };
-    const totalRows = num(row.total_rows);
-    const totalChunks = num(row.total_chunks);
-    if (totalRows !== undefined) out.totalRows = totalRows;
-    if (totalChunks !== undefined) out.totalChunks = totalChunks;
-    return out;
+    return { first: true, ...storedTotals(row.total_rows, row.total_chunks) };
   }
 
   async jobEnded(id: string, jobId: string): Promise<void> {
@@ -282,10 +279,11 @@ export class PostgresQueueState implements QueueState {
       total_rows: string | null;
       total_chunks: number | null;
     };
-    const c: Counters = { rowsDone: num(row.rows_done) ?? 0, chunksDone: row.chunks_done };
-    if (num(row.total_rows) !== undefined) c.totalRows = num(row.total_rows);
-    if (num(row.total_chunks) !== undefined) c.totalChunks = num(row.total_chunks);
-    return c;
+    return {
+      rowsDone: num(row.rows_done) ?? 0,
+      chunksDone: row.chunks_done,
+      ...storedTotals(row.total_rows, row.total_chunks),
+    };
   }
 
   async countRetry(id: string): Promise<void> {
@@ -433,7 +431,7 @@ class PgEventReader implements EventReader {
     private readonly queue: string,
     private readonly o: EventReaderOptions,
   ) {
-    this.blockMs = o.blockMs ?? 1000;
+    this.blockMs = o.blockMs ?? defaultOf('blockMs');
     this.consumer = o.consumer ?? defaultConsumer();
   }
 
@@ -489,7 +487,7 @@ class PgEventReader implements EventReader {
       return;
     }
     if (this.last !== undefined) return;
-    const from = this.o.from ?? '$';
+    const from = this.o.from ?? defaultOf('from');
     if (from === '$') {
       const r = await c.query({
         text: `SELECT last FROM ${this.s}.bm_event_seq WHERE queue = $1`,

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { defaultOf } from '../core/settings.js';
 import type { RedisClient } from './connection.js';
 import type { QueueKeys } from './keys.js';
 import {
@@ -9,6 +10,7 @@ import {
   type QueueState,
   type StoredEvent,
   storedNumber,
+  storedTotals,
   toOpRecord,
 } from './state.js';
 
@@ -83,8 +85,6 @@ const FIELDS = [
   'finishedAt',
   'error',
 ] as const;
-
-const num = storedNumber;
 
 function toRecord(id: string, h: (string | null)[]): OpRecord | null {
   if (h.every((x) => x === null)) return null;
@@ -229,12 +229,7 @@ export class RedisQueueState implements QueueState {
       worker,
     )) as [number, string | null, string | null];
     if (r[0] !== 1) return { first: false };
-    const out: { first: boolean; totalRows?: number; totalChunks?: number } = { first: true };
-    const totalRows = num(r[1]);
-    const totalChunks = num(r[2]);
-    if (totalRows !== undefined) out.totalRows = totalRows;
-    if (totalChunks !== undefined) out.totalChunks = totalChunks;
-    return out;
+    return { first: true, ...storedTotals(r[1], r[2]) };
   }
 
   async jobEnded(id: string, jobId: string): Promise<void> {
@@ -255,10 +250,11 @@ export class RedisQueueState implements QueueState {
       id,
       jobId,
     )) as (string | null)[];
-    const c: Counters = { rowsDone: num(rowsDone) ?? 0, chunksDone: num(chunksDone) ?? 0 };
-    if (num(totalRows) !== undefined) c.totalRows = num(totalRows);
-    if (num(totalChunks) !== undefined) c.totalChunks = num(totalChunks);
-    return c;
+    return {
+      rowsDone: storedNumber(rowsDone) ?? 0,
+      chunksDone: storedNumber(chunksDone) ?? 0,
+      ...storedTotals(totalRows, totalChunks),
+    };
   }
 
   async countRetry(id: string): Promise<void> {
@@ -376,7 +372,7 @@ class RedisEventReader implements EventReader {
     private readonly key: string,
     private readonly o: EventReaderOptions,
   ) {
-    this.block = String(o.blockMs ?? 1000);
+    this.block = String(o.blockMs ?? defaultOf('blockMs'));
   }
 
   private connection(): RedisClient {
@@ -402,7 +398,7 @@ class RedisEventReader implements EventReader {
       return;
     }
     if (this.last !== undefined) return;
-    let from = this.o.from ?? '$';
+    let from = this.o.from ?? defaultOf('from');
     if (from === '$') {
       // Resolve '$' to a concrete id now, so that nothing published after open() is missed.
       const tail = (await this.connection().xrevrange(this.key, '+', '-', 'COUNT', 1)) as [

@@ -84,9 +84,8 @@ export function toOpRecord(id: string, f: StoredRecord): OpRecord {
   };
   if (f.identity !== null) r.identity = f.identity;
   if (f.encoding !== null) r.encoding = f.encoding;
+  Object.assign(r, storedTotals(f.totalRows, f.totalChunks));
   const optional = {
-    totalRows: storedNumber(f.totalRows),
-    totalChunks: storedNumber(f.totalChunks),
     createdAt: storedNumber(f.createdAt),
     startedAt: storedNumber(f.startedAt),
     finishedAt: storedNumber(f.finishedAt),
@@ -95,6 +94,19 @@ export function toOpRecord(id: string, f: StoredRecord): OpRecord {
     if (v !== undefined) (r as unknown as Record<string, number>)[k] = v;
   if (f.error !== null) r.error = f.error;
   return r;
+}
+
+/** The totals a sealed operation stored (absent before the seal), as numbers. */
+export function storedTotals(
+  totalRows: string | number | null | undefined,
+  totalChunks: string | number | null | undefined,
+): { totalRows?: number; totalChunks?: number } {
+  const out: { totalRows?: number; totalChunks?: number } = {};
+  const rows = storedNumber(totalRows);
+  const chunks = storedNumber(totalChunks);
+  if (rows !== undefined) out.totalRows = rows;
+  if (chunks !== undefined) out.totalChunks = chunks;
+  return out;
 }
 
 /** An operation's counters after a chunk was counted. */

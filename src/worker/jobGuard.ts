@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type Job, type JobJson, Worker } from 'bullmq';
+import { defaultOf } from '../core/settings.js';
 import { jobFacts as facts, type JobFacts, LenientJob } from '../queue/lenientJob.js';
 
 /**
@@ -32,7 +33,7 @@ function overLimit(s: string, maxBytes: number): { over: boolean; bytes: number 
  * `maxPayloadBytes` is read on each job (the BulkWorker's limit).
  */
 export class GuardedWorker extends Worker {
-  maxPayloadBytes = 16 * 1024 * 1024;
+  maxPayloadBytes = defaultOf('maxPayloadBytes');
 
   protected override get Job(): typeof Job {
     return LenientJob as unknown as typeof Job;

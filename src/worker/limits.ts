@@ -1,6 +1,7 @@
 import { MAX_NESTING } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import { MAX_BATCH_SIZE } from '../core/options.js';
+import { defaultOf } from '../core/settings.js';
 import { type ChunkPayload, type CopyChunkPayload, MAX_CHUNKS } from '../queue/payload.js';
 
 /**
@@ -19,10 +20,10 @@ export interface WorkerLimits {
 }
 
 export const DEFAULT_LIMITS: Readonly<WorkerLimits> = {
-  maxPayloadBytes: 16 * 1024 * 1024,
-  maxChunkRows: MAX_BATCH_SIZE,
-  maxChunks: MAX_CHUNKS,
-  maxNesting: MAX_NESTING,
+  maxPayloadBytes: defaultOf('maxPayloadBytes'),
+  maxChunkRows: defaultOf('maxChunkRows'),
+  maxChunks: defaultOf('maxChunks'),
+  maxNesting: defaultOf('maxNesting'),
 };
 
 /**

@@ -5,9 +5,10 @@ import { BulkClient, type BulkClientOptions } from '../core/client.js';
 import { BulkError, fromPgError } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
 import type { TableMeta } from '../core/meta.js';
-import { checkOptionKeys, optionKeys } from '../core/optionKeys.js';
+import { checkOptionKeys } from '../core/optionKeys.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
+import { declaredOptions, defaultOf } from '../core/settings.js';
 import type { Signals } from '../core/signals.js';
 import { type BackendKind, backendKind, openBackend, type QueueBackend } from '../queue/backend.js';
 import { publishSnapshot } from '../queue/catalog.js';
@@ -156,31 +157,7 @@ interface Lane {
   published: Set<string>;
 }
 
-const WORKER_KEYS = optionKeys<BulkWorkerOptions>()([
-  'backend',
-  'queueDatabase',
-  'queueSchema',
-  'migrate',
-  'redis',
-  'queue',
-  'prefix',
-  'database',
-  'tables',
-  'concurrency',
-  'name',
-  'lockDurationMs',
-  'maxStalledCount',
-  'closeTimeoutMs',
-  'exportDir',
-  'exportOverwrite',
-  'showValues',
-  'limits',
-  'eventRows',
-  'eventsMaxLen',
-  'ledgerRetentionMs',
-  'logger',
-  'metrics',
-]);
+const WORKER_KEYS = declaredOptions<BulkWorkerOptions>()('BulkWorker');
 
 /**
  * Pulls chunk jobs from the queue and writes them with the core: allowlisted tables only,
@@ -218,7 +195,7 @@ export class BulkWorker {
       typeof options.database === 'string' || options.database === undefined
         ? { connectionString: options.database }
         : options.database;
-    const concurrency = options.concurrency ?? 4;
+    const concurrency = options.concurrency ?? defaultOf('concurrency');
     if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new BulkError('INVALID_OPTION', 'concurrency must be a positive integer');
     this.queues = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
@@ -282,10 +259,10 @@ export class BulkWorker {
         concurrency,
         autorun: false,
         name: this.name,
-        lockDuration: options.lockDurationMs ?? 30_000,
+        lockDuration: options.lockDurationMs ?? defaultOf('lockDurationMs'),
         // Look for jobs of dead workers as often as a lock can expire.
-        stalledInterval: options.lockDurationMs ?? 30_000,
-        maxStalledCount: options.maxStalledCount ?? 5,
+        stalledInterval: options.lockDurationMs ?? defaultOf('lockDurationMs'),
+        maxStalledCount: options.maxStalledCount ?? defaultOf('maxStalledCount'),
       },
       this.backend.bullFactory,
     );
@@ -367,7 +344,7 @@ export class BulkWorker {
     }
     // Ledger rows and operation records go together, after the same retention: re-enqueueing an
     // operation id is idempotent for as long as both are kept.
-    const retentionMs = this.opts.ledgerRetentionMs ?? 7 * 24 * 3600_000;
+    const retentionMs = this.opts.ledgerRetentionMs ?? defaultOf('ledgerRetentionMs');
     const prune = () => {
       void this.db
         .pruneLedger(retentionMs)
@@ -564,7 +541,7 @@ export class BulkWorker {
     this.closing ??= (async () => {
       clearInterval(this.pruneTimer);
       await this.started.catch(() => {});
-      const timeout = this.opts.closeTimeoutMs ?? 30_000;
+      const timeout = this.opts.closeTimeoutMs ?? defaultOf('closeTimeoutMs');
       if (await within(Promise.all(this.lanes.map((l) => l.worker.close())), timeout)) {
         await this.db.close();
       } else {

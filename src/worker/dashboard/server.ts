@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { defaultLogger, type Logger, redact } from '../../core/logger.js';
-import { checkOptionKeys, optionKeys } from '../../core/optionKeys.js';
+import { checkOptionKeys } from '../../core/optionKeys.js';
+import { declaredOptions, defaultOf } from '../../core/settings.js';
 import { type BackendKind, openBackend } from '../../queue/backend.js';
 import type { RedisInput } from '../../queue/connection.js';
 import { queueNames } from '../../queue/keys.js';
@@ -75,21 +76,7 @@ function noStore(res: Response): void {
   res.set('Cache-Control', 'no-store');
 }
 
-const DASHBOARD_KEYS = optionKeys<DashboardOptions>()([
-  'backend',
-  'database',
-  'queueDatabase',
-  'queueSchema',
-  'redis',
-  'queue',
-  'prefix',
-  'host',
-  'port',
-  'credentials',
-  'allowActions',
-  'operationsLimit',
-  'logger',
-]);
+const DASHBOARD_KEYS = declaredOptions<DashboardOptions>()('startDashboard');
 
 /**
  * Serve the dashboard: the Operations page at `/` (and its JSON at /api/operations), bull-board
@@ -117,7 +104,7 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
       logger.warn({ err: redact(String(err?.message ?? err)), queue: q.name }, 'redis error'),
     );
   const rates = new RateTracker();
-  const limit = o.operationsLimit ?? 200;
+  const limit = o.operationsLimit ?? defaultOf('operationsLimit');
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -180,7 +167,9 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   });
 
   const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(o.port ?? 3000, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+    const s = app.listen(o.port ?? defaultOf('port'), host, (err?: Error) =>
+      err ? reject(err) : resolve(s),
+    );
     s.once('error', reject);
   });
   const port = (server.address() as AddressInfo).port;
