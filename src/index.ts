@@ -2,7 +2,7 @@
 export { BulkClient, type BulkClientOptions, type ConnectionCheck } from './core/client.js';
 export type { DbClient, DbPool, Queryable } from './core/db.js';
 export { type DecodeOptions, EXACT } from './core/decode.js';
-export { BulkError, type BulkErrorCode, ERROR_CODES, isBulkError } from './core/errors.js';
+export { BulkError, type BulkErrorCode, ERROR_CODES, isBulkError, RETRIED } from './core/errors.js';
 export { JsonText } from './core/jsonText.js';
 export { defaultLogger, type Logger, redact, silentLogger } from './core/logger.js';
 export type { ColumnMeta, TableMeta } from './core/meta.js';

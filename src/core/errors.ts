@@ -57,6 +57,23 @@ export const ERROR_CODES = {
 
 export type BulkErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * Whether bulkmodel retries a failure that ends as this code: 'yes', a queue job is attempted
+ * again (BullMQ's attempts, with backoff) after the in-process retries ran out; 'transient',
+ * retried in process while its pgCode is one of TRANSIENT_RULES (src/core/retry.ts) and raised
+ * as RETRIES_EXHAUSTED if it never clears, else not; 'no', it fails at once. docs/errors.md
+ * says the same for each code (a test compares them).
+ */
+export const RETRIED: Readonly<Record<BulkErrorCode, 'yes' | 'transient' | 'no'>> = {
+  ...(Object.fromEntries(Object.keys(ERROR_CODES).map((c) => [c, 'no'])) as Record<
+    BulkErrorCode,
+    'no'
+  >),
+  DATABASE_ERROR: 'transient',
+  CONNECTION_FAILED: 'yes',
+  RETRIES_EXHAUSTED: 'yes',
+};
+
 export interface BulkErrorDetails {
   table?: string | undefined;
   column?: string | undefined;

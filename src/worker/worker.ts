@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { hostname } from 'node:os';
 import { type Job, UnrecoverableError } from 'bullmq';
 import { BulkClient, type BulkClientOptions } from '../core/client.js';
-import { BulkError, fromPgError } from '../core/errors.js';
+import { BulkError, fromPgError, RETRIED } from '../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../core/logger.js';
 import type { TableMeta } from '../core/meta.js';
 import { checkOptionKeys } from '../core/optionKeys.js';
@@ -473,8 +473,7 @@ export class BulkWorker {
       // retries it with backoff (its attempts) instead of failing the operation for good.
       const transient =
         transientRule(err) !== undefined ||
-        (err instanceof BulkError &&
-          (err.code === 'CONNECTION_FAILED' || err.code === 'RETRIES_EXHAUSTED'));
+        (err instanceof BulkError && RETRIED[err.code] === 'yes');
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       // An unreadable job may still name its operation: a valid id in its data, or its parent's.
       const opId = seen.operationId ?? operationIdOf(job);
