@@ -34,7 +34,7 @@ export {
 } from './core/signals.js';
 export type { OnConflict } from './core/sql/insert.js';
 export type { Where } from './core/sql/where.js';
-export { Operation, type OperationResult, type OperationStatus } from './producer/operation.js';
+export { Operation, type OperationResult } from './producer/operation.js';
 export {
   BulkProducer,
   type BulkProducerOptions,
@@ -54,4 +54,17 @@ export {
 } from './queue/events.js';
 export { PAYLOAD_VERSION, validatePayload } from './queue/payload.js';
 export { PAYLOAD_SCHEMA } from './queue/schema.js';
+export type { OperationStatus } from './queue/state.js';
+export type { Credentials } from './worker/dashboard/access.js';
+export type { Dashboard, DashboardOptions } from './worker/dashboard/server.js';
 export { BulkWorker, type BulkWorkerOptions, type WorkerStats } from './worker/worker.js';
+
+/**
+ * Serve the dashboard (the Operations page, bull-board, /api/operations, /metrics) in this
+ * process, as `bulkmodel dashboard` does. Express and bull-board load only when it is called.
+ */
+export async function startDashboard(
+  options?: import('./worker/dashboard/server.js').DashboardOptions,
+): Promise<import('./worker/dashboard/server.js').Dashboard> {
+  return (await import('./worker/dashboard/server.js')).startDashboard(options);
+}

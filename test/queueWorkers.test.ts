@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Job, type Queue } from 'bullmq';
+import { Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BulkProducer, type Row } from '../src/index.js';
 import { type TestDb, testDb } from './helpers.js';
@@ -15,6 +15,7 @@ import {
   startWorker,
   stopWorker,
   TEST_QUEUE,
+  testBackend,
   until,
 } from './queueHelpers.js';
 
@@ -87,6 +88,31 @@ async function chunkJobs(opId: string, chunks: number): Promise<Job[]> {
 const tag = () => randomBytes(2).toString('hex');
 
 describe('workers', () => {
+  it('a chunk BullMQ failed for stalling (its worker kept vanishing) ends the operation as WORKER_LOST', async () => {
+    // No bulkmodel worker records anything: BullMQ itself fails the chunk, as its stall limit
+    // does (the same reason), and the parent fails for its child.
+    const backend = testBackend(prefix);
+    const raw = new Worker(
+      queue,
+      async (job) => {
+        if (job.name === 'operation') throw new UnrecoverableError('parent');
+        throw new UnrecoverableError('job stalled more than allowable limit');
+      },
+      { ...backend.bullOptions(queue), concurrency: 1 },
+      backend.bullFactory,
+    );
+    try {
+      const op = await producer.bulkCreate(tdb.t('items'), rows(3), { batchSize: 5 });
+      const err = await rejection(op.done({ timeoutMs: 20_000 }));
+      expect(err.code).toBe('WORKER_LOST');
+      expect(err.message).toContain('job stalled more than allowable limit');
+      expect((await op.status()).state).not.toBe('completed');
+    } finally {
+      await raw.close();
+      await backend.close();
+    }
+  });
+
   it('two workers share the chunks of one operation; every row once', async () => {
     const names = [`A-${tag()}`, `B-${tag()}`];
     const workers = await Promise.all(

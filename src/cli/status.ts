@@ -1,5 +1,5 @@
-import type { OperationStatus } from '../producer/operation.js';
 import { BulkProducer } from '../producer/producer.js';
+import type { OperationStatus } from '../queue/state.js';
 import { int, optionsHelp, parse, str } from './args.js';
 import { backendOptions, checkQueue, queueTarget } from './services.js';
 

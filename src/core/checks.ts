@@ -1,7 +1,8 @@
 import { BulkError } from './errors.js';
+import { SETTINGS } from './settings.js';
 
 /** Deepest nesting of objects and arrays accepted in filters, `set` and queue payloads. */
-export const MAX_NESTING = 64;
+export const MAX_NESTING: number = SETTINGS.maxNesting.max;
 
 function isContainer(v: unknown): v is Record<string, unknown> | unknown[] {
   if (v === null || typeof v !== 'object') return false;
@@ -60,6 +61,11 @@ export function checkDefined(v: unknown, path: string, table?: string): void {
   );
 }
 
+/** A non-empty array of non-empty strings. */
+export function isNameList(v: unknown): v is string[] {
+  return Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string' && x.length > 0);
+}
+
 /**
  * A list of column names as an option takes it: an array of names, or one name alone (a
  * one-element list). Anything else (an empty list, a number, an empty name) is INVALID_OPTION.
@@ -67,11 +73,7 @@ export function checkDefined(v: unknown, path: string, table?: string): void {
 export function columnList(v: unknown, what: string, table?: string): string[] | undefined {
   if (v === undefined) return undefined;
   const list = typeof v === 'string' ? [v] : v;
-  if (
-    !Array.isArray(list) ||
-    list.length === 0 ||
-    list.some((x) => typeof x !== 'string' || x.length === 0)
-  ) {
+  if (!isNameList(list)) {
     throw new BulkError(
       'INVALID_OPTION',
       `${table ? `${table}: ` : ''}${what} must be a column name or a non-empty array of column names`,

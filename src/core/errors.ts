@@ -51,6 +51,8 @@ export const ERROR_CODES = {
   FILE_ERROR:
     'A file could not be opened, read or written (a path that does not exist, no permission).',
   CLOSED: 'The client, producer or worker was closed.',
+  WORKER_LOST:
+    'BullMQ failed a job itself: its worker stopped answering (crashed, killed, or blocked) more often than maxStalledCount.',
   QUEUE_SCHEMA:
     "The Postgres backend's queue schema is missing or at another version: run `bulkmodel migrate --backend postgres`.",
 } as const;
@@ -60,8 +62,9 @@ export type BulkErrorCode = keyof typeof ERROR_CODES;
 /**
  * Whether bulkmodel retries a failure that ends as this code: 'yes', a queue job is attempted
  * again (BullMQ's attempts, with backoff) after the in-process retries ran out; 'transient',
- * retried in process while its pgCode is one of TRANSIENT_RULES (src/core/retry.ts) and raised
- * as RETRIES_EXHAUSTED if it never clears, else not; 'no', it fails at once. docs/errors.md
+ * retried in process while its pgCode is one of TRANSIENT_RULES (src/core/retry.ts), raised as
+ * RETRIES_EXHAUSTED (a deadlock, a serialization failure) or CONNECTION_FAILED if it never
+ * clears, else not retried; 'no', it fails at once. docs/errors.md
  * says the same for each code (a test compares them).
  */
 export const RETRIED: Readonly<Record<BulkErrorCode, 'yes' | 'transient' | 'no'>> = {
@@ -96,7 +99,7 @@ export interface BulkErrorDetails {
   cause?: unknown;
 }
 
-const DETAIL_KEYS = [
+const DETAIL_KEYS: readonly (keyof Omit<BulkErrorDetails, 'cause'>)[] = [
   'table',
   'column',
   'row',
@@ -108,7 +111,7 @@ const DETAIL_KEYS = [
   'pgMessage',
   'committedChunks',
   'committedRows',
-] as const;
+];
 
 /** Fields that can hold row values: left out of `toJSON()` unless asked for. */
 const VALUE_KEYS: ReadonlySet<string> = new Set(['detail', 'value', 'pgMessage']);
@@ -116,20 +119,13 @@ const VALUE_KEYS: ReadonlySet<string> = new Set(['detail', 'value', 'pgMessage']
 /** Longest message kept when an error is serialized (it travels into Redis and logs). */
 const MAX_MESSAGE = 2000;
 
+/** The detail fields (BulkErrorDetails but `cause`, which Error has): declared once, merged in. */
+export interface BulkError extends Omit<BulkErrorDetails, 'cause'> {}
+
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor sets every merged field (DETAIL_KEYS)
 export class BulkError extends Error {
   override readonly name = 'BulkError';
   readonly code: BulkErrorCode;
-  table?: string | undefined;
-  column?: string | undefined;
-  row?: number | undefined;
-  line?: number | undefined;
-  pgCode?: string | undefined;
-  constraint?: string | undefined;
-  detail?: string | undefined;
-  value?: string | undefined;
-  pgMessage?: string | undefined;
-  committedChunks?: number | undefined;
-  committedRows?: number | undefined;
 
   constructor(code: BulkErrorCode, message: string, details: BulkErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -158,17 +154,56 @@ export class BulkError extends Error {
     return out;
   }
 
+  /**
+   * A BulkError from its JSON. A code this version does not know (a newer writer's, or a hostile
+   * one's) is INTERNAL_ERROR, naming it: it is never taken for the database's.
+   */
   static fromJSON(value: unknown): BulkError {
-    const v = (value ?? {}) as Record<string, unknown>;
-    const code = (
-      typeof v.code === 'string' && v.code in ERROR_CODES ? v.code : 'DATABASE_ERROR'
-    ) as BulkErrorCode;
+    const v = (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+    const message = typeof v.message === 'string' ? v.message : 'unknown error';
+    if (typeof v.code === 'string' && Object.hasOwn(ERROR_CODES, v.code))
+      return new BulkError(v.code as BulkErrorCode, message, v as BulkErrorDetails);
     return new BulkError(
-      code,
-      typeof v.message === 'string' ? v.message : 'unknown error',
+      'INTERNAL_ERROR',
+      `an error of unknown code ${JSON.stringify(String(v.code)).slice(0, 60)}: ${message}`,
       v as BulkErrorDetails,
     );
   }
+}
+
+/**
+ * The error an operation ended with, from what the queue keeps: its stored error (a BulkError's
+ * JSON), else its job's failure reason. A worker fails jobs as `CODE: message`; a reason
+ * without a code is BullMQ's own, which fails a job only when its worker kept vanishing
+ * (WORKER_LOST); anything unreadable is INTERNAL_ERROR, saying what was found.
+ */
+export function storedError(
+  stored: string | null | undefined,
+  reason: string | null | undefined,
+  operationId: string,
+): BulkError {
+  if (stored) {
+    try {
+      return BulkError.fromJSON(JSON.parse(stored));
+    } catch {
+      return new BulkError(
+        'INTERNAL_ERROR',
+        `operation ${operationId} failed, and its error record is not readable`,
+      );
+    }
+  }
+  const coded = /^([A-Z][A-Z_]+): ([\s\S]*)$/.exec(reason ?? '');
+  if (coded && Object.hasOwn(ERROR_CODES, coded[1]!))
+    return new BulkError(coded[1] as BulkErrorCode, coded[2]!);
+  if (reason && /stalled/i.test(reason))
+    return new BulkError(
+      'WORKER_LOST',
+      `operation ${operationId} failed: ${reason} (its worker stopped answering while running it; see maxStalledCount)`,
+    );
+  return new BulkError(
+    'INTERNAL_ERROR',
+    `operation ${operationId} failed: ${reason || 'no reason was recorded'}`,
+  );
 }
 
 export function isBulkError(e: unknown): e is BulkError {

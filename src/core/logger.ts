@@ -16,9 +16,12 @@ export interface Logger {
  */
 const CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s"]*:)((?:[^\s"\\]|\\.)*)@/gi;
 
+/** A password given as a URL parameter (`?password=...`, libpq's `sslpassword` too). */
+const PASSWORD_PARAM = /([?&](?:ssl)?password=)[^&\s"]*/gi;
+
 /** Remove passwords from connection strings inside any text (over-redacting rather than under). */
 export function redact(text: string): string {
-  return text.replace(CREDENTIALS, '$1***@');
+  return text.replace(CREDENTIALS, '$1***@').replace(PASSWORD_PARAM, '$1***');
 }
 
 /**

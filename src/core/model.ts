@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import type { BulkClient } from './client.js';
+import type { DbClient } from './db.js';
 import { BulkError } from './errors.js';
 import type { TableMeta } from './meta.js';
 import { bulkCreateSteps } from './ops/bulkCreate.js';
@@ -25,6 +26,7 @@ import {
   chunked,
   runChunks,
   runInOneTransaction,
+  type Source,
 } from './runner.js';
 import type { Row } from './signals.js';
 
@@ -105,6 +107,23 @@ export class BulkModel<T extends Row = Row> {
         },
       );
     }
+    const chunks = () => chunked(input as Iterable<Row>, op.batchSize);
+    return this.execute(meta, op, steps, chunks, chunks, Array.isArray(input));
+  }
+
+  /**
+   * Run an operation's chunks: all in one transaction (`transaction: 'operation'`, the source
+   * read on that transaction's client, `replayable` when it can be read again for a retry), or
+   * each in its own; then forget the ledger rows of a call that has no caller-given id.
+   */
+  private async execute<P, R extends ChunkResultBase>(
+    meta: TableMeta,
+    op: ResolvedWrite,
+    steps: ChunkSteps<P, R>,
+    inOne: (client: DbClient) => Source,
+    separately: () => Source,
+    replayable: boolean,
+  ): Promise<R[]> {
     const engine = this.db.engine;
     if (engine.ledger) await engine.ledger.ensure(engine.pool);
     const runOpts = {
@@ -117,14 +136,8 @@ export class BulkModel<T extends Row = Row> {
     };
     const results =
       op.transaction === 'operation'
-        ? await runInOneTransaction(
-            engine,
-            () => chunked(input as Iterable<Row>, op.batchSize),
-            Array.isArray(input),
-            steps,
-            runOpts,
-          )
-        : await runChunks(engine, chunked(input as Iterable<Row>, op.batchSize), steps, runOpts);
+        ? await runInOneTransaction(engine, inOne, replayable, steps, runOpts)
+        : await runChunks(engine, separately(), steps, runOpts);
     if (engine.ledger && op.ephemeralId && results.length > 0) {
       // The call is over: its ledger rows only mattered while a chunk could still be retried.
       await engine.ledger.forget(engine.pool, op.operationId).catch((err) => {
@@ -247,42 +260,21 @@ export class BulkModel<T extends Row = Row> {
       set = ev.set; // what a listener changed is what was written, and what postUpdate reports
     }
     const engine = this.db.engine;
-    if (engine.ledger) await engine.ledger.ensure(engine.pool);
-    const runOpts = {
-      operationId: op.operationId,
-      fingerprint: op.fingerprint,
-      concurrency: op.concurrency,
-      transaction: op.transaction,
-      table: meta.displayName,
-      onChunk: op.onProgress,
-    };
-    const steps = updateSteps(plan);
-    const results =
-      op.transaction === 'operation'
-        ? await runInOneTransaction(
-            engine,
-            (client) => keyBatches(engine, plan, op.batchSize, undefined, client),
-            true,
-            steps,
-            runOpts,
-          )
-        : await runChunks(
-            engine,
-            // An operation id of the caller's (a queue job) may run again: resume its batches.
-            keyBatches(
-              engine,
-              plan,
-              op.batchSize,
-              op.ephemeralId
-                ? undefined
-                : { operationId: op.operationId, fingerprint: op.fingerprint },
-            ),
-            steps,
-            runOpts,
-          );
-    if (engine.ledger && op.ephemeralId && results.length > 0) {
-      await engine.ledger.forget(engine.pool, op.operationId).catch(() => {});
-    }
+    const results = await this.execute(
+      meta,
+      op,
+      updateSteps(plan),
+      (client) => keyBatches(engine, plan, op.batchSize, undefined, client),
+      // An operation id of the caller's (a queue job) may run again: resume its batches.
+      () =>
+        keyBatches(
+          engine,
+          plan,
+          op.batchSize,
+          op.ephemeralId ? undefined : { operationId: op.operationId, fingerprint: op.fingerprint },
+        ),
+      true,
+    );
     const count = results.reduce((n, r) => n + r.count, 0);
     if (signals)
       await signals.emitPost('postUpdate', {

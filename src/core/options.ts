@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BulkError } from './errors.js';
+import { defaultOf, SETTINGS } from './settings.js';
 
 /** Options every write method takes. */
 export interface WriteOptions {
@@ -62,15 +63,28 @@ export interface ResolvedWrite {
  */
 export const DEFAULT_BATCH_SIZE = 20_000;
 /** Through the queue a chunk is a job stored in Redis: 5,000 rows keep it near 1 MB. */
-export const QUEUE_DEFAULT_BATCH_SIZE = 5_000;
+export const QUEUE_DEFAULT_BATCH_SIZE = defaultOf('batchSize');
 export const DEFAULT_MAX_CONCURRENT_WORKERS = 4;
 /** The largest batchSize any call takes (direct or queued). */
-export const MAX_BATCH_SIZE = 1_000_000;
+export const MAX_BATCH_SIZE: number = SETTINGS.batchSize.max;
 const OP_ID = /^[A-Za-z0-9._-]{1,200}$/;
 
 /** Operation ids: 1-200 letters, digits and ._- (BullMQ job ids cannot hold ':'). */
 export function isOperationId(id: unknown): id is string {
   return typeof id === 'string' && OP_ID.test(id);
+}
+
+/**
+ * An operation id, when given, as every layer checks it: the producer at enqueue, the worker's
+ * core again (a job is untrusted input), direct mode at the call. INVALID_OPTION otherwise.
+ */
+export function checkOperationId(id: unknown): void {
+  if (id !== undefined && !isOperationId(id)) {
+    throw new BulkError(
+      'INVALID_OPTION',
+      'operationId must be 1-200 characters of letters, digits and ._-',
+    );
+  }
 }
 
 function positiveInt(name: string, v: unknown, max: number): number {
@@ -124,15 +138,7 @@ export function resolveWrite(
       `transaction must be 'chunk' or 'operation', got ${String(transaction)}`,
     );
   }
-  if (
-    opts.operationId !== undefined &&
-    (typeof opts.operationId !== 'string' || !OP_ID.test(opts.operationId))
-  ) {
-    throw new BulkError(
-      'INVALID_OPTION',
-      'operationId must be 1-200 characters of letters, digits and ._-',
-    );
-  }
+  checkOperationId(opts.operationId);
   if (
     opts.fingerprint !== undefined &&
     (typeof opts.fingerprint !== 'string' ||

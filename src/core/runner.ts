@@ -66,7 +66,7 @@ export interface RunOptions {
   fingerprint?: string | undefined;
 }
 
-type Source = AsyncIterable<Row[]> | Iterable<Row[]>;
+export type Source = AsyncIterable<Row[]> | Iterable<Row[]>;
 
 export interface WriteHooks {
   /** The server has been handed the chunk's long statement (a COPY's last data, an UPDATE). */

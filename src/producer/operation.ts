@@ -1,14 +1,20 @@
 import { EventEmitter } from 'node:events';
 import { Job, type Queue } from 'bullmq';
 import { type DecodeOptions, decoderFor } from '../core/decode.js';
-import { BulkError } from '../core/errors.js';
+import { BulkError, storedError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
 import type { BulkEvents, OperationEndEvent, ProgressEvent } from '../queue/events.js';
 import { jobIds } from '../queue/keys.js';
-import type { ChunkJobReturn, OperationJobReturn } from '../queue/payload.js';
-import { FINAL_STATES, type OpRecord, type QueueState } from '../queue/state.js';
+import { type ChunkJobReturn, chunkReturns, type OperationJobReturn } from '../queue/payload.js';
+import {
+  FINAL_STATES,
+  type OperationStatus,
+  type OpRecord,
+  type QueueState,
+  statusOf,
+} from '../queue/state.js';
 import { decodeRows, decodeValue } from '../queue/values.js';
 
 /** The queue an operation is on, as its handle reaches it. */
@@ -50,54 +56,6 @@ export interface OperationResult {
   missing?: Row[];
   /** copyTo: the file written. */
   path?: string;
-}
-
-export interface OperationStatus {
-  id: string;
-  /** The queue it is on. */
-  queue: string;
-  kind: string;
-  table: string;
-  state: string;
-  rowsDone: number;
-  chunksDone: number;
-  /** Job attempts that failed transiently and were retried. */
-  retries: number;
-  totalRows?: number;
-  totalChunks?: number;
-  createdAt?: number;
-  finishedAt?: number;
-  error?: { code: string; message: string };
-}
-
-/** A stored record as a status. */
-export function statusOf(r: OpRecord, queue: string): OperationStatus {
-  const s: OperationStatus = {
-    id: r.id,
-    queue,
-    kind: r.kind,
-    table: r.table,
-    state: r.state,
-    rowsDone: r.rowsDone,
-    chunksDone: r.chunksDone,
-    retries: r.retries,
-  };
-  const optional = {
-    totalRows: r.totalRows,
-    totalChunks: r.totalChunks,
-    createdAt: r.createdAt,
-    finishedAt: r.finishedAt,
-  };
-  for (const [k, v] of Object.entries(optional))
-    if (v !== undefined) (s as unknown as Record<string, number>)[k] = v;
-  if (r.error) {
-    try {
-      s.error = JSON.parse(r.error);
-    } catch {
-      s.error = { code: 'UNKNOWN', message: r.error };
-    }
-  }
-  return s;
 }
 
 function noOperation(id: string, q: OperationQueue): BulkError {
@@ -261,7 +219,7 @@ export class Operation extends EventEmitter {
   private async check(q: OperationQueue): Promise<OperationResult | undefined> {
     const rec = await q.state.record(this.id);
     if (rec?.state === 'failed' || rec?.state === 'cancelled')
-      throw this.errorOf(rec.error, rec.state);
+      throw storedError(rec.error, `operation ${rec.state}`, this.id);
     // State first, then the job: a job read before it completed carries no return value yet.
     const state = await q.bull.getJobState(jobIds.parent(this.id));
     if (state === 'unknown') {
@@ -274,7 +232,11 @@ export class Operation extends EventEmitter {
     const job = await Job.fromId(q.bull, jobIds.parent(this.id));
     if (!job) return undefined;
     if (state === 'failed')
-      throw this.errorOf((await q.state.record(this.id))?.error, job.failedReason);
+      throw storedError(
+        (await q.state.record(this.id))?.error,
+        await this.failureReason(q, job),
+        this.id,
+      );
     const ret = (job.returnvalue ?? { count: 0 }) as OperationJobReturn;
     const out: OperationResult = { count: ret.count };
     if (ret.missing !== undefined) out.missing = decodeValue(ret.missing, 'missing') as Row[];
@@ -293,26 +255,22 @@ export class Operation extends EventEmitter {
     return { count: rec.rowsDone };
   }
 
-  private errorOf(
-    stored: string | null | undefined,
-    fallback: string | null | undefined,
-  ): BulkError {
-    if (stored) return BulkError.fromJSON(JSON.parse(stored));
-    return new BulkError(
-      'DATABASE_ERROR',
-      `operation ${this.id} failed: ${fallback ?? 'unknown reason'}`,
+  /**
+   * Why the parent job failed. BullMQ fails a parent for its child ("child <key> failed"): the
+   * child's own reason says more (a worker's `CODE: message`, or BullMQ's stall limit).
+   */
+  private async failureReason(q: OperationQueue, parent: Job): Promise<string | undefined> {
+    const key = /^child (\S+) failed$/.exec(parent.failedReason ?? '')?.[1];
+    if (!key) return parent.failedReason;
+    const child = await Job.fromId(q.bull, key.slice(key.lastIndexOf(':') + 1)).catch(
+      () => undefined,
     );
+    return child?.failedReason || parent.failedReason;
   }
 
   /** Returned rows of every chunk, in chunk order, decoded as in direct mode. */
   private async gatherRows(parent: Job): Promise<Row[]> {
-    const values = (await parent.getChildrenValues()) as Record<
-      string,
-      ChunkJobReturn | { seal: true }
-    >;
-    const chunks = Object.values(values)
-      .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
-      .sort((a, b) => a.index - b.index);
+    const chunks = await chunkReturns(parent);
     const rows: Row[] = [];
     for (const c of chunks) {
       if (c.returned) rows.push(...decodeText(c.returned, this.ctx.decode));

@@ -2,7 +2,7 @@ import { checkOnConflictShape, columnList } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import {
   type Columns,
-  isOperationId,
+  checkOperationId,
   MAX_BATCH_SIZE,
   type OnConflictOption,
 } from '../core/options.js';
@@ -79,15 +79,6 @@ const KNOWN = new Set([
 /** Column names as options take them: one name, or a non-empty array of names. */
 export function checkNames(v: unknown, what: string): string[] | undefined {
   return columnList(v, what);
-}
-
-export function checkOperationId(id: unknown): void {
-  if (id !== undefined && !isOperationId(id)) {
-    throw new BulkError(
-      'INVALID_OPTION',
-      'operationId must be 1-200 characters of letters, digits and ._-',
-    );
-  }
 }
 
 /** Check a queued write's options and keep what the payload carries. */

@@ -9,7 +9,7 @@ import { defaultLogger, type Logger } from '../core/logger.js';
 import { columnOf, parseTableName } from '../core/meta.js';
 import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
 import { checkOptionKeys } from '../core/optionKeys.js';
-import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
+import { checkOperationId, QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
 import { declaredOptions, defaultOf } from '../core/settings.js';
 import type { Row } from '../core/signals.js';
@@ -29,10 +29,11 @@ import {
   type OperationPayload,
   type PayloadOptions,
 } from '../queue/payload.js';
+import { type OperationStatus, statusOf } from '../queue/state.js';
 import { type Encoded, encodeRows, encodeValue, jsonSizeBound } from '../queue/values.js';
 import { copyOptions, encodeCopyChunk } from './copyPayload.js';
 import { csvChunks, csvHead } from './csvChunks.js';
-import { Operation, type OperationQueue, type OperationStatus, statusOf } from './operation.js';
+import { Operation, type OperationQueue } from './operation.js';
 import {
   abandon,
   addFlow,
@@ -43,7 +44,6 @@ import {
 } from './opRecord.js';
 import {
   checkNames,
-  checkOperationId,
   payloadOptions,
   type QueueCopyToOptions,
   type QueueCsvOptions,

@@ -1,6 +1,8 @@
 import AjvModule from 'ajv';
+import type { Job } from 'bullmq';
 import type { ColumnType } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
+import { defaultOf } from '../core/settings.js';
 import { PAYLOAD_SCHEMA } from './schema.js';
 import { type Encoded, isJsonColumnValue } from './values.js';
 
@@ -10,7 +12,7 @@ export const PAYLOAD_VERSION = 2;
 export const PAYLOAD_VERSIONS: readonly number[] = [1, 2];
 
 /** Chunks in one operation: chunk indexes run below this (a worker's default limit too). */
-export const MAX_CHUNKS = 1_000_000;
+export const MAX_CHUNKS = defaultOf('maxChunks');
 
 export type ChunkKind = 'bulkCreate' | 'updateFields' | 'copyFrom';
 export type OperationKind = ChunkKind | 'update' | 'copyTo';
@@ -211,6 +213,17 @@ export interface ChunkJobReturn {
   columns?: string[];
   rows?: unknown[][];
   missing?: unknown;
+}
+
+/** The results of an operation's chunk jobs (its parent job's children), in chunk order. */
+export async function chunkReturns(parent: Job): Promise<ChunkJobReturn[]> {
+  const values = (await parent.getChildrenValues()) as Record<
+    string,
+    ChunkJobReturn | { seal: true }
+  >;
+  return Object.values(values)
+    .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
+    .sort((a, b) => a.index - b.index);
 }
 
 /** What the parent job returns once every chunk committed. */

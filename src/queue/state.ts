@@ -1,3 +1,5 @@
+import { storedError } from '../core/errors.js';
+
 /**
  * The state bulkmodel keeps beside one BullMQ queue, behind one interface: operation records
  * and their index, chunk-done marks, the running jobs of each operation, catalog snapshots, the
@@ -239,4 +241,54 @@ export interface QueueState {
   recentEvents(count: number): Promise<StoredEvent[]>;
   /** A reader of the stream (a connection of its own). */
   eventReader(options: EventReaderOptions): EventReader;
+}
+
+export interface OperationStatus
+  extends Pick<
+    OpRecord,
+    | 'id'
+    | 'kind'
+    | 'table'
+    | 'state'
+    | 'rowsDone'
+    | 'chunksDone'
+    | 'retries'
+    | 'totalRows'
+    | 'totalChunks'
+    | 'createdAt'
+    | 'startedAt'
+    | 'finishedAt'
+  > {
+  /** The queue it is on. */
+  queue: string;
+  /** What failed it: its code and message. */
+  error?: { code: string; message: string };
+}
+
+/** A stored record as a status. */
+export function statusOf(r: OpRecord, queue: string): OperationStatus {
+  const s: OperationStatus = {
+    id: r.id,
+    queue,
+    kind: r.kind,
+    table: r.table,
+    state: r.state,
+    rowsDone: r.rowsDone,
+    chunksDone: r.chunksDone,
+    retries: r.retries,
+  };
+  const optional = {
+    totalRows: r.totalRows,
+    totalChunks: r.totalChunks,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  };
+  for (const [k, v] of Object.entries(optional))
+    if (v !== undefined) (s as unknown as Record<string, number>)[k] = v;
+  if (r.error) {
+    const e = storedError(r.error, undefined, r.id);
+    s.error = { code: e.code, message: e.message };
+  }
+  return s;
 }

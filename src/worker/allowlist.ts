@@ -1,3 +1,4 @@
+import { isNameList } from '../core/checks.js';
 import type { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { resolveOids, type TableMeta } from '../core/meta.js';
@@ -49,11 +50,7 @@ export class Allowlist {
 
   /** A worker needs a list of tables (or ['*']); anything else is INVALID_OPTION. */
   static validate(tables: unknown): asserts tables is string[] {
-    if (
-      !Array.isArray(tables) ||
-      tables.length === 0 ||
-      tables.some((t) => typeof t !== 'string' || t.length === 0)
-    ) {
+    if (!isNameList(tables)) {
       throw new BulkError(
         'INVALID_OPTION',
         'BulkWorker needs `tables`: the tables it may write (or ["*"] for all)',

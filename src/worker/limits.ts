@@ -2,7 +2,7 @@ import { MAX_NESTING } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import { MAX_BATCH_SIZE } from '../core/options.js';
 import { defaultOf } from '../core/settings.js';
-import { type ChunkPayload, type CopyChunkPayload, MAX_CHUNKS } from '../queue/payload.js';
+import type { ChunkPayload, CopyChunkPayload } from '../queue/payload.js';
 
 /**
  * What a worker accepts from a job, enforced by the worker itself (a job may come from anyone

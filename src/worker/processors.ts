@@ -4,7 +4,7 @@ import { kindsFingerprint } from '../core/catalog.js';
 import { executeChunk, executeCopyChunk } from '../core/chunkJob.js';
 import type { BulkClient } from '../core/client.js';
 import { EXACT } from '../core/decode.js';
-import { BulkError } from '../core/errors.js';
+import { BulkError, storedError } from '../core/errors.js';
 import { columnOf, type TableMeta } from '../core/meta.js';
 import { fromTextField } from '../core/ndjson.js';
 import { checkCopyGroups } from '../core/ops/copyText.js';
@@ -15,13 +15,14 @@ import type { Row } from '../core/signals.js';
 import { publishSnapshot } from '../queue/catalog.js';
 import { type BulkEventName, publishEvent } from '../queue/events.js';
 import { jobIds } from '../queue/keys.js';
-import type {
-  ChunkJobReturn,
-  ChunkPayload,
-  CopyChunkPayload,
-  OperationJobReturn,
-  OperationPayload,
-  SealPayload,
+import {
+  type ChunkJobReturn,
+  type ChunkPayload,
+  type CopyChunkPayload,
+  chunkReturns,
+  type OperationJobReturn,
+  type OperationPayload,
+  type SealPayload,
 } from '../queue/payload.js';
 import type { QueueState } from '../queue/state.js';
 import { decodeRows, decodeValue, encodeValue } from '../queue/values.js';
@@ -215,14 +216,7 @@ export async function processChunk(
     operationId: p.operationId,
     ...(checked.fingerprint ? { fingerprint: checked.fingerprint } : {}),
     ...(returning !== undefined ? { returning } : {}),
-    ...(onConflict !== undefined
-      ? {
-          onConflict:
-            onConflict === 'ignore'
-              ? 'ignore'
-              : { target: onConflict.target, update: onConflict.update ?? [] },
-        }
-      : {}),
+    ...conflictOption(onConflict),
     ...(key ? { key } : {}),
     ...(fields ? { fields } : {}),
     ...(signals === false ? { signals: false } : {}),
@@ -341,18 +335,19 @@ async function processCopyData(
     // text whatever the types: Postgres reads it as psql's \copy would).
     verifyTypes: p.format === 'text' && p.catalog !== undefined,
     groupsChecked: true, // by processChunk, before anything else
-    ...(onConflict !== undefined
-      ? {
-          onConflict:
-            onConflict === 'ignore'
-              ? 'ignore'
-              : { target: onConflict.target, update: onConflict.update ?? [] },
-        }
-      : {}),
+    ...conflictOption(onConflict),
   });
   await markChunkDone(ctx, p, res.count, checked.jobId);
   if (signals) await publish(ctx, post, { ...base, count: res.count });
   return { index: p.chunk.index, count: res.count };
+}
+
+/** A payload's onConflict as the core takes it (`update` defaults to no columns). */
+function conflictOption(c: ChunkPayload['options']['onConflict']): {
+  onConflict?: 'ignore' | { target: string[]; update: string[] };
+} {
+  if (c === undefined) return {};
+  return { onConflict: c === 'ignore' ? 'ignore' : { target: c.target, update: c.update ?? [] } };
 }
 
 /** A 'seal' job runs once enqueueing ended; if it runs while the producer never sealed, the producer died. */
@@ -361,15 +356,7 @@ export async function processSeal(ctx: ProcessorContext, p: SealPayload): Promis
   if (!rec?.sealed) {
     // A producer that gave up on it recorded why (PAYLOAD_TOO_LARGE, its input's error): that
     // is the operation's error; without one, the producer died.
-    if (rec?.error) {
-      let recorded: BulkError | undefined;
-      try {
-        recorded = BulkError.fromJSON(JSON.parse(rec.error));
-      } catch {
-        recorded = undefined;
-      }
-      if (recorded) throw recorded;
-    }
+    if (rec?.error) throw storedError(rec.error, undefined, p.operationId);
     throw new BulkError(
       'ENQUEUE_STOPPED',
       `operation ${p.operationId}: the producer stopped before it finished enqueueing`,
@@ -463,13 +450,7 @@ export async function processOperation(
     );
   const out: OperationJobReturn = { count: rec?.rowsDone ?? 0, chunks: chunksDone };
   if (p.kind === 'updateFields') {
-    const values = (await job.getChildrenValues()) as Record<
-      string,
-      ChunkJobReturn | { seal: true }
-    >;
-    const parts = Object.values(values)
-      .filter((v): v is ChunkJobReturn => typeof (v as ChunkJobReturn).index === 'number')
-      .sort((a, b) => a.index - b.index);
+    const parts = await chunkReturns(job);
     out.missing = parts.flatMap((c) => (c.missing as unknown[] | undefined) ?? []);
   }
   return out;

@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { nearest } from '../../src/core/optionKeys.js';
-import { BulkClient, BulkEvents, BulkProducer, BulkWorker, isBulkError } from '../../src/index.js';
-import { startDashboard } from '../../src/worker/dashboard/server.js';
+import {
+  BulkClient,
+  BulkEvents,
+  BulkProducer,
+  BulkWorker,
+  isBulkError,
+  startDashboard,
+} from '../../src/index.js';
 
 /** The error a constructor throws, asserted to be INVALID_OPTION. */
 function refusal(make: () => unknown): string {
@@ -35,7 +41,7 @@ describe('constructor options: a misspelled key is refused, naming the nearest k
     expect(refusal(() => new BulkProducer('redis://x' as never))).toContain('must be an object');
   });
 
-  it('startDashboard', async () => {
+  it('startDashboard (exported from the package, loading the dashboard on call)', async () => {
     await expect(startDashboard({ prot: 3000 } as never)).rejects.toMatchObject({
       code: 'INVALID_OPTION',
       message: 'startDashboard: unknown option "prot" (did you mean "port"?)',

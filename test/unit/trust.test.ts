@@ -33,6 +33,19 @@ describe('redact', () => {
   });
   it('leaves URLs without a password alone', () => {
     expect(redact('postgres://app@db/app')).toBe('postgres://app@db/app');
+    expect(redact('postgres://app@db/app?sslmode=require')).toBe(
+      'postgres://app@db/app?sslmode=require',
+    );
+  });
+  it('hides a password given as a parameter (libpq takes ?password= and ?sslpassword=)', () => {
+    expect(redact('postgres://app@db/app?password=s3cr3t&sslmode=require')).toBe(
+      'postgres://app@db/app?password=***&sslmode=require',
+    );
+    expect(redact('postgresql:///app?host=/run/pg&sslpassword=k3y')).toBe(
+      'postgresql:///app?host=/run/pg&sslpassword=***',
+    );
+    const line = JSON.stringify({ url: 'postgres://h/db?password=pw', next: 1 });
+    expect(redact(line)).toBe(JSON.stringify({ url: 'postgres://h/db?password=***', next: 1 }));
   });
 });
 

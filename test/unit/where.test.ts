@@ -124,7 +124,8 @@ describe('buildWhere', () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toMatchObject({ code: 'INVALID_VALUE', column: 'name', row: undefined });
+    expect(err).toMatchObject({ code: 'INVALID_VALUE', column: 'name' });
+    expect((err as { row?: number }).row).toBeUndefined();
     expect(codeOf(() => buildWhere(meta, { id: { gt: null } }, dollarParams(1)))).toBe(
       'INVALID_OPTION',
     );

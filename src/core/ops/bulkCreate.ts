@@ -11,10 +11,9 @@ import {
   type InsertChunkResult,
   type InsertPlan,
   insertLedger,
+  insertSteps,
   type PreparedInsert,
-  prepareInsert,
   rawKeysOf,
-  recoverInsert,
 } from './insertCommon.js';
 import { explainRowError } from './locate.js';
 
@@ -27,33 +26,8 @@ export function bulkCreateSteps(
   ctx: OpContext,
   plan: InsertPlan,
 ): ChunkSteps<PreparedInsert, InsertChunkResult> {
-  return {
-    prepare: (chunk, client) =>
-      prepareInsert(
-        ctx.engine,
-        ctx.signals,
-        'preBulkCreate',
-        plan,
-        chunk,
-        ctx.op.operationId,
-        ctx.op.batchSize,
-        client,
-      ),
-    write: plan.strategy === 'copy' ? copyWrite(plan) : insertWrite,
-    signalsBusy: plan.strategy === 'copy',
-    recover: (client, _p, value) => recoverInsert(client, plan, value),
-    async after(p, r) {
-      await ctx.signals?.emitPost('postBulkCreate', {
-        table: plan.meta.displayName,
-        operationId: ctx.op.operationId,
-        chunkIndex: p.chunk.index,
-        batchSize: ctx.op.batchSize,
-        rows: p.inputRows,
-        count: r.count,
-        ...(r.returned ? { returned: r.returned.filter((x): x is Row => x !== undefined) } : {}),
-      });
-    },
-  };
+  const copy = plan.strategy === 'copy';
+  return insertSteps(ctx, plan, 'BulkCreate', copy ? copyWrite(plan) : insertWrite, copy);
 
   async function insertWrite(client: DbClient, p: PreparedInsert) {
     let count = 0;

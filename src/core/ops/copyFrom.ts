@@ -19,12 +19,11 @@ import {
   type InsertLedger,
   type InsertPlan,
   insertLedger,
+  insertSteps,
   keysOfLedger,
   ledgerKeys,
   type PreparedInsert,
-  prepareInsert,
   rawKeysOf,
-  recoverInsert,
   returnedRow,
   selectByKeys,
 } from './insertCommon.js';
@@ -271,32 +270,5 @@ export function copyFromSteps(
   ctx: OpContext,
   plan: InsertPlan,
 ): ChunkSteps<PreparedInsert, InsertChunkResult> {
-  const table = plan.meta.displayName;
-  return {
-    prepare: (chunk, client) =>
-      prepareInsert(
-        ctx.engine,
-        ctx.signals,
-        'preCopyFrom',
-        plan,
-        chunk,
-        ctx.op.operationId,
-        ctx.op.batchSize,
-        client,
-      ),
-    write: copyWrite(plan),
-    signalsBusy: true,
-    recover: (client, _p, value) => recoverInsert(client, plan, value),
-    async after(p, r) {
-      await ctx.signals?.emitPost('postCopyFrom', {
-        table,
-        operationId: ctx.op.operationId,
-        chunkIndex: p.chunk.index,
-        batchSize: ctx.op.batchSize,
-        rows: p.inputRows,
-        count: r.count,
-        ...(r.returned ? { returned: r.returned.filter((x): x is Row => x !== undefined) } : {}),
-      });
-    },
-  };
+  return insertSteps(ctx, plan, 'CopyFrom', copyWrite(plan), true);
 }

@@ -5,9 +5,10 @@ import { BulkError } from '../errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
 import type { InsertLikeOptions } from '../options.js';
 import { type EncodedGroup, encodeRows, groupRows, type RowGroup, setOwn } from '../rows.js';
-import { type Chunk, type Engine, queryWithRetry } from '../runner.js';
+import { type Chunk, type ChunkSteps, type Engine, queryWithRetry } from '../runner.js';
 import type { Row, Signals } from '../signals.js';
 import type { OnConflict } from '../sql/insert.js';
+import type { OpContext } from './context.js';
 
 /** What bulkCreate and copyFrom decide once per call. */
 export interface InsertPlan {
@@ -398,4 +399,44 @@ export async function recoverInsert(
   const count = typeof v.count === 'number' ? v.count : 0;
   if (!plan.returning) return { count };
   return { count, returned: await selectByKeys(client, plan, keysOfLedger(v)) };
+}
+
+/**
+ * The chunk steps of an insert, bulkCreate's or copyFrom's: they differ only in their signals'
+ * names and in how rows are written (`signalsBusy` when the write holds the signals' turn).
+ */
+export function insertSteps(
+  ctx: OpContext,
+  plan: InsertPlan,
+  signal: 'BulkCreate' | 'CopyFrom',
+  write: ChunkSteps<PreparedInsert, InsertChunkResult>['write'],
+  signalsBusy: boolean,
+): ChunkSteps<PreparedInsert, InsertChunkResult> {
+  return {
+    prepare: (chunk, client) =>
+      prepareInsert(
+        ctx.engine,
+        ctx.signals,
+        `pre${signal}` as const,
+        plan,
+        chunk,
+        ctx.op.operationId,
+        ctx.op.batchSize,
+        client,
+      ),
+    write,
+    signalsBusy,
+    recover: (client, _p, value) => recoverInsert(client, plan, value),
+    async after(p, r) {
+      await ctx.signals?.emitPost(`post${signal}` as const, {
+        table: plan.meta.displayName,
+        operationId: ctx.op.operationId,
+        chunkIndex: p.chunk.index,
+        batchSize: ctx.op.batchSize,
+        rows: p.inputRows,
+        count: r.count,
+        ...(r.returned ? { returned: r.returned.filter((x): x is Row => x !== undefined) } : {}),
+      });
+    },
+  };
 }

@@ -1,39 +1,20 @@
-import { FINAL_STATES, type OpRecord, type QueueState } from '../../queue/state.js';
+import {
+  FINAL_STATES,
+  type OperationStatus,
+  type OpRecord,
+  type QueueState,
+  statusOf,
+} from '../../queue/state.js';
 import type { RateTracker } from './rates.js';
 
-/** One operation as the Operations page shows it. */
-export interface OperationView {
-  id: string;
-  /** The queue it is on. */
-  queue: string;
-  kind: string;
-  table: string;
-  state: string;
-  rowsDone: number;
-  totalRows?: number;
-  chunksDone: number;
-  totalChunks?: number;
-  retries: number;
-  createdAt?: number;
-  startedAt?: number;
-  finishedAt?: number;
+/** One operation as the Operations page shows it: its status, its rate and its workers. */
+export interface OperationView extends OperationStatus {
   /** Recent rate while running (else the average from start to end). */
   rowsPerSec?: number;
   /** Seconds left at the current rate, while running and the total is known. */
   etaSec?: number;
   /** Names of the workers running its jobs right now (BullMQ processedBy of active jobs). */
   workers: string[];
-  error?: { code: string; message: string };
-}
-
-function parseError(raw: string | undefined): OperationView['error'] {
-  if (!raw) return undefined;
-  try {
-    const e = JSON.parse(raw) as { code?: unknown; message?: unknown };
-    return { code: String(e.code ?? 'UNKNOWN'), message: String(e.message ?? '') };
-  } catch {
-    return { code: 'UNKNOWN', message: raw };
-  }
 }
 
 function view(
@@ -43,28 +24,7 @@ function view(
   rates: RateTracker,
   now: number,
 ): OperationView {
-  const v: OperationView = {
-    id: r.id,
-    queue,
-    kind: r.kind,
-    table: r.table,
-    state: r.state,
-    rowsDone: r.rowsDone,
-    chunksDone: r.chunksDone,
-    retries: r.retries,
-    workers: workers ?? [],
-  };
-  const opt = {
-    totalRows: r.totalRows,
-    totalChunks: r.totalChunks,
-    createdAt: r.createdAt,
-    startedAt: r.startedAt,
-    finishedAt: r.finishedAt,
-  };
-  for (const [k, x] of Object.entries(opt))
-    if (x !== undefined) (v as unknown as Record<string, number>)[k] = x;
-  const error = parseError(r.error);
-  if (error) v.error = error;
+  const v: OperationView = { ...statusOf(r, queue), workers: workers ?? [] };
   const running = v.finishedAt === undefined && !FINAL_STATES.has(v.state);
   const since = v.startedAt ?? v.createdAt;
   if (running) {

@@ -85,7 +85,7 @@ const DASHBOARD_KEYS = declaredOptions<DashboardOptions>()('startDashboard');
 
 export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboard> {
   checkOptionKeys(o, DASHBOARD_KEYS, 'startDashboard');
-  const host = o.host ?? '127.0.0.1';
+  const host = o.host ?? defaultOf('host');
   assertSafeBinding(host, o.credentials);
   const logger = o.logger ?? defaultLogger;
   const allowActions = o.allowActions === true;
