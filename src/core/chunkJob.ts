@@ -1,4 +1,5 @@
 import type { BulkClient } from './client.js';
+import { type CsvDialect, checkCsvDialect } from './csvDialect.js';
 import { type ColumnType, columnType } from './decode.js';
 import { bulkCreateSteps } from './ops/bulkCreate.js';
 import type { OpContext } from './ops/context.js';
@@ -90,6 +91,8 @@ export interface CopyChunkOptions {
   operationId: string;
   fingerprint?: string | undefined;
   format: 'text' | 'csv';
+  /** CSV: the file's delimiter and NULL text, when not COPY's defaults. */
+  csv?: CsvDialect | undefined;
   onConflict?: OnConflict | undefined;
   /** CSV from a file: the file line of the chunk's first record. */
   firstLine?: number | undefined;
@@ -126,6 +129,7 @@ export async function executeCopyChunk(
     {
       meta,
       format: options.format,
+      csv: options.format === 'csv' ? checkCsvDialect(options.csv) : undefined,
       onConflict,
       firstLine: options.firstLine,
       verifyTypes: options.verifyTypes === true,

@@ -181,7 +181,12 @@ export async function* csvChunks(
  */
 export async function csvHead(
   source: AsyncIterable<Buffer>,
-  o: { header: boolean; columns: string[] | undefined; path: string },
+  o: {
+    header: boolean;
+    columns: string[] | undefined;
+    path: string;
+    delimiter?: string | undefined;
+  },
 ): Promise<{ columns: string[]; body: AsyncIterable<Buffer>; firstLine: number }> {
   const it = source[Symbol.asyncIterator]();
   if (!o.header) {
@@ -237,7 +242,13 @@ export async function csvHead(
     headerBytes = headerBytes.subarray(3); // a UTF-8 BOM
   let names: string[];
   try {
-    names = (parseCsv(headerBytes, { relax_column_count: true }) as string[][])[0] ?? [];
+    names =
+      (
+        parseCsv(headerBytes, {
+          relax_column_count: true,
+          delimiter: o.delimiter ?? ',',
+        }) as string[][]
+      )[0] ?? [];
   } catch {
     throw new BulkError('INVALID_ROW', `${o.path} line 1: the header is not valid CSV`);
   }

@@ -43,6 +43,10 @@ export interface QueueCsvOptions {
   columns?: Columns;
   /** The first record is a header of column names. Default true. */
   header?: boolean;
+  /** The field delimiter: one ASCII character (a tab for TSV). Default ','. */
+  delimiter?: string;
+  /** The text of NULL (unquoted). Default: an unquoted empty field; a quoted "" is always ''. */
+  null?: string;
   /** The source's name in messages (`items.csv line 7`). Default 'input'. */
   path?: string;
   /** Told the records and bytes enqueued so far, after each chunk (a progress bar). */

@@ -3,6 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { type FlowProducer, Job } from 'bullmq';
 import { kindsFingerprint, metaFromSnapshot } from '../core/catalog.js';
 import { checkDefined } from '../core/checks.js';
+import { checkCsvDialect } from '../core/csvDialect.js';
 import { type DecodeOptions, resolveDecode } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import { defaultLogger, type Logger } from '../core/logger.js';
@@ -460,7 +461,16 @@ export class BulkProducer {
     this.assertOpen();
     parseTableName(table);
     await this.backend.prepare();
-    const { columns: given, header = true, path = 'input', onEnqueued, ...rest } = options ?? {};
+    const {
+      columns: given,
+      header = true,
+      path = 'input',
+      onEnqueued,
+      delimiter,
+      null: nullText,
+      ...rest
+    } = options ?? {};
+    const csv = checkCsvDialect({ delimiter, null: nullText }, 'copyFromCsv');
     const popts = copyOptions(payloadOptions(rest));
     const batchSize = popts.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE;
     const { id, h } = this.place(options.operationId, 'copyFrom', table);
@@ -468,6 +478,7 @@ export class BulkProducer {
       header,
       columns: checkNames(given, 'columns'),
       path,
+      delimiter: csv.delimiter,
     });
     // The header's names, checked at once when the table's catalog is known here (a worker
     // refuses an unknown or read-only column otherwise, on the first chunk).
@@ -507,6 +518,7 @@ export class BulkProducer {
             chunk: { index, offset, line: c.firstLine },
             options: popts,
             format: 'csv',
+            ...(csv.delimiter || csv.null !== undefined ? { csv } : {}),
             groups: [{ columns, rows: c.records, data }],
           }),
         };

@@ -1,5 +1,6 @@
 import AjvModule from 'ajv';
 import type { Job } from 'bullmq';
+import { type CsvDialect, checkCsvDialect } from '../core/csvDialect.js';
 import type { ColumnType } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
 import { defaultOf } from '../core/settings.js';
@@ -63,6 +64,8 @@ export interface CopyChunkPayload {
   chunk: { index: number; offset: number; line?: number };
   options: PayloadOptions;
   format: 'text' | 'csv';
+  /** format 'csv': the file's delimiter and NULL text, when not COPY's defaults. */
+  csv?: CsvDialect;
   catalog?: string;
   groups: CopyGroupPayload[];
 }
@@ -146,7 +149,18 @@ export function validatePayload(
   const expect = 'seal' in p ? 'seal' : 'chunk' in p ? 'chunk' : 'operation';
   if (expect !== jobName)
     throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: payload is for a '${expect}' job`);
-  if ('chunk' in p && p.v === 2) return p;
+  if ('chunk' in p && p.v === 2) {
+    if (p.csv !== undefined) {
+      if (p.format !== 'csv')
+        throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: csv options go with format 'csv'`);
+      try {
+        checkCsvDialect(p.csv);
+      } catch (err) {
+        throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: ${(err as Error).message}`);
+      }
+    }
+    return p;
+  }
   if ('chunk' in p && p.jsonColumns?.some((j) => j >= p.columns.length)) {
     throw new BulkError(
       'INVALID_PAYLOAD',

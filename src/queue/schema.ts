@@ -162,6 +162,16 @@ export const PAYLOAD_SCHEMA = {
           },
         },
         format: { enum: ['text', 'csv'] },
+        csv: {
+          description:
+            "format 'csv': the file's field delimiter (one ASCII character; default ',') and NULL text (default: an unquoted empty field), as COPY ... CSV takes them",
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            delimiter: { type: 'string', minLength: 1, maxLength: 1 },
+            null: { type: 'string', maxLength: 64 },
+          },
+        },
         catalog: { type: 'string', minLength: 1, maxLength: 100 },
         groups: {
           type: 'array',

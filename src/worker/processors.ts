@@ -3,6 +3,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { kindsFingerprint } from '../core/catalog.js';
 import { executeChunk, executeCopyChunk } from '../core/chunkJob.js';
 import type { BulkClient } from '../core/client.js';
+import { isCsvNull } from '../core/csvDialect.js';
 import { EXACT } from '../core/decode.js';
 import { BulkError, storedError } from '../core/errors.js';
 import { columnOf, type TableMeta } from '../core/meta.js';
@@ -278,7 +279,8 @@ function decodeCopyGroups(meta: TableMeta, p: CopyChunkPayload): Row[] {
       let records: (string | null)[][];
       try {
         records = parseCsv(g.data, {
-          cast: (value, c) => (value === '' && !c.quoting ? null : value) as string,
+          delimiter: p.csv?.delimiter ?? ',',
+          cast: (value, c) => (isCsvNull(p.csv, value, c.quoting) ? null : value) as string,
           relax_column_count: true,
         }) as (string | null)[][];
       } catch (err) {
@@ -330,6 +332,7 @@ async function processCopyData(
     operationId: p.operationId,
     fingerprint: checked.fingerprint,
     format: p.format,
+    ...(p.csv ? { csv: p.csv } : {}),
     firstLine: p.chunk.line,
     // COPY text was encoded for the types the catalog fingerprint names (CSV from a file is
     // text whatever the types: Postgres reads it as psql's \copy would).

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFromStdin } from 'pg-copy-streams';
+import { type CsvDialect, copyCsvOptions } from '../csvDialect.js';
 import type { DbClient } from '../db.js';
 import { BulkError, fromPgError } from '../errors.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
@@ -29,6 +30,8 @@ export interface CopyTextGroup {
 export interface CopyTextPlan {
   meta: TableMeta;
   format: 'text' | 'csv';
+  /** CSV: the delimiter and NULL text, when not COPY's defaults (checked by checkCsvDialect). */
+  csv?: CsvDialect | undefined;
   onConflict: OnConflict | undefined;
   /** CSV from a file: its line number of the chunk's first record (messages name file lines). */
   firstLine: number | undefined;
@@ -213,7 +216,7 @@ export function copyTextSteps(
 ): ChunkSteps<Prepared, { count: number }> {
   const { meta } = plan;
   const table = meta.displayName;
-  const opts = plan.format === 'csv' ? ' (FORMAT csv)' : '';
+  const opts = plan.format === 'csv' ? copyCsvOptions(plan.csv) : '';
   return {
     async prepare(chunk) {
       return {
