@@ -1,6 +1,7 @@
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import { BulkClient } from '../core/client.js';
 import { BulkError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
@@ -8,20 +9,22 @@ import { columnOf } from '../core/meta.js';
 import { valuesCounted } from '../core/ops/copyTo.js';
 import type { Where } from '../core/sql/where.js';
 import { EXIT, optionsHelp, parse, str, text } from './args.js';
-import { fileFormat } from './fileFormats.js';
+import { fileFormat, isGzip } from './fileFormats.js';
 import { ProgressBar } from './progress.js';
 import { checkPostgres } from './services.js';
 
 export const EXPORT_USAGE = `bulkmodel export — write a table (or some of its rows) to a CSV or NDJSON file
 
 Usage: bulkmodel export <table> <file> [options]
+       bulkmodel export <table> - --format <f> [options]    (standard output)
 
 Runs COPY ... TO STDOUT directly against Postgres and streams it into <file> on this machine
 (no queue and no worker: the file lands where you run the command; to have a worker write a
 file on its own disk, use producer.copyTo in code). The file is written as <file>.partial and
-renamed when complete. A progress bar shows rows and rows/s.
+renamed when complete; a name ending in .gz is written gzip-compressed. A progress bar shows
+rows and rows/s (on stderr).
 
-Formats (by extension, or --format):
+Formats (by extension under a .gz, or --format):
   .csv              Postgres's own COPY ... CSV with a header row: NULL is an unquoted empty
                     field, the empty string is ""; every type in Postgres's text form
   .ndjson, .jsonl   one JSON object per row: json/jsonb as their JSON text exactly as stored,
@@ -42,6 +45,8 @@ Examples:
   bulkmodel export items items.csv
   bulkmodel export public.items recent.ndjson --where '{"created_at":{"gte":"2026-01-01"}}'
   bulkmodel export items names.csv --columns id,name
+  bulkmodel export items items.ndjson.gz
+  bulkmodel export items - --format csv | head
 `;
 
 function usage(message: string): BulkError {
@@ -63,7 +68,14 @@ export async function runExport(argv: string[]): Promise<number> {
   if (!p) return EXIT.ok;
   if (p.positionals.length !== 2) throw usage('export takes a table and a file');
   const [table, file] = p.positionals as [string, string];
-  const format = fileFormat(file, str(p, 'format'));
+  const fmt = fileFormat(file, str(p, 'format'));
+  if (fmt !== 'csv' && fmt !== 'ndjson')
+    throw usage(
+      `export writes csv or ndjson (.csv, .ndjson, .jsonl, each optionally .gz), not ${fmt}`,
+    );
+  const format: 'csv' | 'ndjson' = fmt;
+  const toStdout = file === '-';
+  const gzip = isGzip(file);
   const columnsFlag = str(p, 'columns');
   const columns = columnsFlag?.split(',').map((s) => s.trim());
   if (columns?.some((c) => c === '')) throw usage('--columns takes a comma-separated list');
@@ -89,7 +101,12 @@ export async function runExport(argv: string[]): Promise<number> {
     for (const c of names) columnOf(meta, c);
     const model = db.model(table);
     // Opened before the COPY starts: a directory that does not exist fails here, with nothing read.
-    handle = await open(tmp, 'w');
+    if (!toStdout) handle = await open(tmp, 'w');
+    // Standard output, or the file, through gzip when its name ends in .gz.
+    const sink = (): Writable[] => {
+      const target = handle ? handle.createWriteStream() : process.stdout;
+      return gzip ? [createGzip(), target] : [target];
+    };
     const bar = new ProgressBar('export', undefined);
     let rows = 0;
     const opts = { columns: names, ...(where ? { where } : {}) };
@@ -105,7 +122,7 @@ export async function runExport(argv: string[]): Promise<number> {
           bar.update(Math.max(0, lineCount - 1));
         },
       );
-      await pipeline(Readable.from(counted), handle.createWriteStream());
+      await pipeline([Readable.from(counted), ...sink()]);
     } else {
       const out = model.copyTo({ ...opts, format: 'ndjson' });
       let lineCount = 0;
@@ -121,16 +138,16 @@ export async function runExport(argv: string[]): Promise<number> {
           yield text;
         }
       })();
-      await pipeline(Readable.from(gen), handle.createWriteStream());
+      await pipeline([Readable.from(gen), ...sink()]);
     }
-    await rename(tmp, file);
+    if (!toStdout) await rename(tmp, file);
     bar.finish(rows);
     process.stderr.write(
-      `exported ${rows.toLocaleString('en-US')} rows of ${meta.displayName} to ${file}\n`,
+      `exported ${rows.toLocaleString('en-US')} rows of ${meta.displayName} to ${toStdout ? 'stdout' : file}\n`,
     );
     return EXIT.ok;
   } catch (err) {
-    await rm(tmp, { force: true });
+    if (!toStdout) await rm(tmp, { force: true });
     throw err;
   } finally {
     await handle?.close().catch(() => {});

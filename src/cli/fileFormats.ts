@@ -1,7 +1,11 @@
+import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { extname } from 'node:path';
+import type { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import { createGunzip } from 'node:zlib';
 import { parse as csvParser } from 'csv-parse';
+import { type CsvDialect, isCsvNull } from '../core/csvDialect.js';
 import { BulkError } from '../core/errors.js';
 import { JsonSyntaxError, scanObject, skipWs } from '../core/jsonScan.js';
 import { type ColumnMeta, columnOf, type TableMeta } from '../core/meta.js';
@@ -9,19 +13,91 @@ import { fromJsonField, fromTextField, JsonFieldProblem } from '../core/ndjson.j
 import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
 
-export type FileFormat = 'csv' | 'ndjson';
+export type FileFormat = 'csv' | 'tsv' | 'ndjson' | 'json';
 
-/** The format named by --format, else by the file's extension (.csv; .ndjson or .jsonl). */
+const FORMATS: Record<string, FileFormat> = {
+  csv: 'csv',
+  tsv: 'tsv',
+  tab: 'tsv',
+  ndjson: 'ndjson',
+  jsonl: 'ndjson',
+  json: 'json',
+};
+
+/** The format named by --format, else by the file's extension (under a .gz). */
 export function fileFormat(path: string, flag: string | undefined): FileFormat {
-  const f = (flag ?? extname(path).slice(1)).toLowerCase();
-  if (f === 'csv') return 'csv';
-  if (f === 'ndjson' || f === 'jsonl') return 'ndjson';
-  throw new BulkError(
-    'INVALID_OPTION',
-    flag === undefined
-      ? `cannot tell the format of ${path} from its extension: name it .csv, .ndjson or .jsonl, or pass --format csv|ndjson`
-      : `--format must be csv or ndjson, got ${JSON.stringify(flag)}`,
-  );
+  if (flag !== undefined) {
+    const f = FORMATS[flag.toLowerCase()];
+    if (!f)
+      throw new BulkError(
+        'INVALID_OPTION',
+        `--format must be csv, tsv, ndjson (or jsonl) or json, got ${JSON.stringify(flag)}`,
+      );
+    return f;
+  }
+  if (path === '-')
+    throw new BulkError('INVALID_OPTION', 'reading standard input (-) needs --format');
+  const f = FORMATS[extname(path.replace(/\.gz$/i, '')).slice(1).toLowerCase()];
+  if (!f)
+    throw new BulkError(
+      'INVALID_OPTION',
+      `cannot tell the format of ${path} from its extension: name it .csv, .tsv, .ndjson, .jsonl or .json (optionally .gz), or pass --format`,
+    );
+  return f;
+}
+
+/** Whether a file is gzip-compressed: by its name (.gz). */
+export function isGzip(path: string): boolean {
+  return /\.gz$/i.test(path);
+}
+
+/** What to read and how: the file (or - for standard input), its format and CSV dialect. */
+export interface InputSpec {
+  path: string;
+  format: FileFormat;
+  gzip: boolean;
+  /** CSV and TSV: delimiter and NULL text (checkCsvDialect'd; TSV's delimiter is a tab). */
+  csv: CsvDialect;
+  /** CSV and TSV: the first record names the columns. */
+  header: boolean;
+  /**
+   * CSV and TSV: the table columns the file's columns go to, in file order (a header's names
+   * replaced; required without a header). JSON formats: the keys loaded (others ignored).
+   */
+  columns: string[] | undefined;
+}
+
+/** The name messages give the input. */
+export function inputName(spec: InputSpec): string {
+  return spec.path === '-' ? 'stdin' : spec.path;
+}
+
+/**
+ * The input's bytes, decompressed when gzip; `progress.bytes` counts what was read from the
+ * file itself (compressed), to compare with its size.
+ */
+export function openInput(spec: InputSpec, progress: ReadProgress): AsyncIterable<Buffer> {
+  const raw: Readable = spec.path === '-' ? process.stdin : createReadStream(spec.path);
+  raw.on('data', (b: Buffer) => {
+    progress.bytes += b.length;
+  });
+  if (!spec.gzip) return raw as AsyncIterable<Buffer>;
+  const gunzip = createGunzip();
+  raw.on('error', (err) => gunzip.destroy(err));
+  gunzip.on('error', () => raw.destroy());
+  return (async function* () {
+    try {
+      for await (const b of raw.pipe(gunzip)) yield b as Buffer;
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? '';
+      if (code.startsWith('Z_'))
+        throw new BulkError(
+          'FILE_ERROR',
+          `${inputName(spec)}: not a gzip file, or a damaged one (${(err as Error).message})`,
+        );
+      throw err;
+    }
+  })();
 }
 
 /** How far the reading got: bytes of the file and rows handed on. */
@@ -81,14 +157,6 @@ class JsonFramer {
   }
 }
 
-function counted(path: string, progress: ReadProgress): AsyncIterable<Buffer> {
-  const stream = createReadStream(path);
-  stream.on('data', (b) => {
-    progress.bytes += b.length;
-  });
-  return stream as AsyncIterable<Buffer>;
-}
-
 function header(meta: TableMeta, names: string[], path: string): ColumnMeta[] {
   if (names.length === 0 || names.some((n) => n === ''))
     throw new BulkError('INVALID_ROW', `${path}: the header row must name every column`, {
@@ -102,41 +170,64 @@ function header(meta: TableMeta, names: string[], path: string): ColumnMeta[] {
 }
 
 /**
- * Rows of a CSV file as Postgres's COPY CSV writes it: a header row of column names; an unquoted
- * empty field is NULL, a quoted one ("") the empty string. Streamed: memory holds one record.
+ * Rows of a CSV (or TSV) file as Postgres's COPY CSV reads it: a header row of column names
+ * unless `header` is off; an unquoted field equal to the NULL text (default: empty) is NULL,
+ * a quoted one never is. Streamed: memory holds one record.
  */
 async function* csvRows(
-  path: string,
+  spec: InputSpec,
   meta: TableMeta,
   progress: ReadProgress,
+  onRecord: RecordHook | undefined,
 ): AsyncGenerator<Row> {
+  const path = inputName(spec);
   const parser = csvParser({
     bom: true,
     relax_column_count: false,
     record_delimiter: ['\r\n', '\n'],
-    cast: (value, ctx) => (value === '' && !ctx.quoting ? null : value) as string,
+    delimiter: spec.csv.delimiter ?? ',',
+    info: onRecord !== undefined,
+    cast: (value, ctx) => (isCsvNull(spec.csv, value, ctx.quoting) ? null : value) as string,
   });
-  const source = createReadStream(path);
-  source.on('data', (b) => {
-    progress.bytes += b.length;
-  });
-  source.on('error', (err) => parser.destroy(err));
-  source.pipe(parser);
-  let cols: ColumnMeta[] | undefined;
+  const source = openInput(spec, progress);
+  const feed = (async () => {
+    for await (const b of source) if (!parser.write(b)) await once(parser, 'drain');
+    parser.end();
+  })();
+  feed.catch((err) => parser.destroy(err));
+  let lastLine = 0;
+  let cols: ColumnMeta[] | undefined =
+    spec.header || !spec.columns ? undefined : header(meta, spec.columns, path);
+  if (!spec.header && !cols)
+    throw new BulkError(
+      'INVALID_OPTION',
+      `${path}: without a header row, name the columns (--columns)`,
+    );
   try {
-    for await (const record of parser as AsyncIterable<(string | null)[]>) {
+    for await (const item of parser as AsyncIterable<
+      (string | null)[] | { record: (string | null)[]; info: { lines: number } }
+    >) {
+      const record = Array.isArray(item) ? item : item.record;
       if (!cols) {
-        cols = header(
-          meta,
-          record.map((n) => n ?? ''),
-          path,
-        );
+        if (!Array.isArray(item)) lastLine = item.info.lines;
+        const names = record.map((n) => n ?? '');
+        if (spec.columns && spec.columns.length !== names.length)
+          throw new BulkError(
+            'INVALID_OPTION',
+            `${path}: --columns names ${spec.columns.length} columns and the header ${names.length}`,
+          );
+        cols = header(meta, spec.columns ?? names, path);
         continue;
       }
       const row: Row = {};
       for (let j = 0; j < cols.length; j++) {
         const col = cols[j]!;
         setOwn(row, col.name, fromTextField(col, record[j] ?? null));
+      }
+      if (onRecord && !Array.isArray(item)) {
+        // info.lines is where the record ended: it started after the previous one.
+        onRecord(progress.rows, lastLine + 1);
+        lastLine = item.info.lines;
       }
       progress.rows++;
       yield row;
@@ -153,9 +244,71 @@ async function* csvRows(
       cause: err,
     });
   } finally {
-    source.destroy();
+    parser.destroy();
   }
   if (!cols) throw new BulkError('INVALID_ROW', `${path}: empty file, expected a header row`);
+}
+
+/** Told each record's index and the file line it starts on (for messages after the load). */
+export type RecordHook = (index: number, line: number) => void;
+
+/** A JSON object's text scanned (INVALID_ROW naming `where` when it is not one). */
+function scanRecord(
+  text: string,
+  where: string,
+  table: string | undefined,
+): ReturnType<typeof scanObject> {
+  try {
+    const rec = scanObject(text, 0);
+    if (skipWs(text, rec.end) !== text.length)
+      throw new JsonSyntaxError('more after the object', rec.end);
+    return rec;
+  } catch (err) {
+    throw new BulkError(
+      'INVALID_ROW',
+      `${where}: ${err instanceof JsonSyntaxError ? `not a JSON object (${err.message})` : 'not valid JSON'}`,
+      { table },
+    );
+  }
+}
+
+/** A JSON object's fields as a row: keys are columns (only `pick`'s, when given). */
+function rowOfFields(
+  fields: ReturnType<typeof scanObject>['fields'],
+  where: string,
+  meta: TableMeta,
+  colOf: (k: string) => ColumnMeta,
+  pick: Set<string> | undefined,
+): Row {
+  const row: Row = {};
+  for (const [k, f] of fields) {
+    if (pick && !pick.has(k)) continue;
+    const col = colOf(k);
+    try {
+      setOwn(row, k, fromJsonField(col, f));
+    } catch (err) {
+      // (Never the value: messages name file line and column.)
+      throw new BulkError(
+        'INVALID_VALUE',
+        `${where}: column ${col.name}: ${err instanceof JsonFieldProblem ? err.message : 'not valid JSON'}`,
+        { table: meta.displayName, column: col.name },
+      );
+    }
+  }
+  return row;
+}
+
+/** Columns by name, looked up once each. */
+function columnCache(meta: TableMeta): (k: string) => ColumnMeta {
+  const cols = new Map<string, ColumnMeta>();
+  return (k) => {
+    let c = cols.get(k);
+    if (!c) {
+      c = columnOf(meta, k);
+      cols.set(k, c);
+    }
+    return c;
+  };
 }
 
 /**
@@ -164,25 +317,17 @@ async function* csvRows(
  * starts on its own line and may span lines (a json value's whitespace); messages name the
  * line it starts on.
  */
-async function* ndjsonRows(
-  path: string,
-  meta: TableMeta,
+async function* ndjsonRecords(
+  spec: InputSpec,
   progress: ReadProgress,
-): AsyncGenerator<Row> {
+  table: string | undefined,
+): AsyncGenerator<JsonRecord> {
+  const path = inputName(spec);
   let n = 0;
   let text = '';
   let first = 0;
   let framer: JsonFramer | undefined;
-  const cols = new Map<string, ColumnMeta>();
-  const colOf = (k: string) => {
-    let c = cols.get(k);
-    if (!c) {
-      c = columnOf(meta, k);
-      cols.set(k, c);
-    }
-    return c;
-  };
-  for await (let line of lines(counted(path, progress))) {
+  for await (let line of lines(openInput(spec, progress))) {
     n++;
     if (n === 1 && line.charCodeAt(0) === 0xfeff) line = line.slice(1); // a UTF-8 BOM
     if (text === '') {
@@ -195,7 +340,7 @@ async function* ndjsonRows(
         throw new BulkError(
           'INVALID_ROW',
           `${path} line ${first}: a record longer than ${MAX_RECORD} characters (an object that never closes?)`,
-          { table: meta.displayName },
+          { table },
         );
       // A record spanning lines is scanned once it has closed.
       if (!framer!.feed(line)) continue;
@@ -204,8 +349,6 @@ async function* ndjsonRows(
     let rec: ReturnType<typeof scanObject>;
     try {
       rec = scanObject(text, 0);
-      if (skipWs(text, rec.end) !== text.length)
-        throw new JsonSyntaxError('more after the object', rec.end);
     } catch (err) {
       if (err instanceof JsonSyntaxError && err.incomplete && framer === undefined) {
         // The record goes on: follow its brackets from here, line by line.
@@ -213,47 +356,169 @@ async function* ndjsonRows(
         framer.feed(text);
         continue;
       }
-      throw new BulkError(
-        'INVALID_ROW',
-        `${where}: ${err instanceof JsonSyntaxError ? `not a JSON object (${err.message})` : 'not valid JSON'}`,
-        { table: meta.displayName },
-      );
+      rec = scanRecord(text, where, table); // throws, naming the line
     }
+    if (skipWs(text, rec.end) !== text.length) scanRecord(text, where, table);
     text = '';
     framer = undefined;
-    const row: Row = {};
-    for (const [k, f] of rec.fields) {
-      const col = colOf(k);
-      try {
-        setOwn(row, k, fromJsonField(col, f));
-      } catch (err) {
-        // (Never the value: messages name file line and column.)
-        throw new BulkError(
-          'INVALID_VALUE',
-          `${where}: column ${col.name}: ${err instanceof JsonFieldProblem ? err.message : 'not valid JSON'}`,
-          { table: meta.displayName, column: col.name },
-        );
-      }
-    }
-    progress.rows++;
-    yield row;
+    yield { fields: rec.fields, line: first };
   }
   if (text !== '')
     throw new BulkError(
       'INVALID_ROW',
       `${path} line ${first}: the file ends inside a JSON object`,
       {
-        table: meta.displayName,
+        table,
       },
     );
 }
 
-/** The rows of a CSV or NDJSON file, streamed, with values shaped for the table's columns. */
-export function readRows(
-  path: string,
-  format: FileFormat,
+/**
+ * Rows of a JSON file holding one array of objects (`[{...}, {...}]`, as many tools export),
+ * streamed: each object is cut out by a scan that follows strings and brackets (memory holds
+ * one object), then read as an NDJSON record is. Messages name the line an object starts on.
+ */
+async function* jsonArrayRecords(
+  spec: InputSpec,
+  progress: ReadProgress,
+  table: string | undefined,
+): AsyncGenerator<JsonRecord> {
+  const path = inputName(spec);
+  const bad = (line: number, what: string) =>
+    new BulkError('INVALID_ROW', `${path} line ${line}: ${what}`, { table });
+  const decoder = new StringDecoder('utf8');
+  // before: the '['; item: before an object or ']'; inside: in an object; after: ',' or ']'
+  let state: 'before' | 'item' | 'inside' | 'after' | 'end' = 'before';
+  let line = 1;
+  let first = 0;
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let parts: string[] = [];
+  let size = 0;
+  let bom = true;
+  const ws = (c: number) => c === 32 || c === 9 || c === 10 || c === 13;
+  for await (const chunk of openInput(spec, progress)) {
+    let t = decoder.write(chunk);
+    if (bom && t.length > 0) {
+      bom = false;
+      if (t.charCodeAt(0) === 0xfeff) t = t.slice(1);
+    }
+    let start = 0;
+    for (let i = 0; i < t.length; i++) {
+      const c = t.charCodeAt(i);
+      if (state === 'inside') {
+        if (c === 10) line++;
+        if (inString) {
+          if (escaped) escaped = false;
+          else if (c === 92) escaped = true;
+          else if (c === 34) inString = false;
+          continue;
+        }
+        if (c === 34) inString = true;
+        else if (c === 123 || c === 91) depth++;
+        else if (c === 125 || c === 93) {
+          if (--depth > 0) continue;
+          parts.push(t.slice(start, i + 1));
+          const text = parts.length === 1 ? parts[0]! : parts.join('');
+          parts = [];
+          size = 0;
+          yield { fields: scanRecord(text, `${path} line ${first}`, table).fields, line: first };
+          state = 'after';
+        }
+        continue;
+      }
+      if (c === 10) line++;
+      if (ws(c)) continue;
+      if (state === 'before') {
+        if (c !== 91) throw bad(line, 'a JSON file must hold one array of objects ([{...}, ...])');
+        state = 'item';
+      } else if (state === 'item' || state === 'after') {
+        if (c === 93) state = 'end';
+        else if (state === 'after' && c === 44) state = 'item';
+        else if (state === 'item' && c === 123) {
+          state = 'inside';
+          depth = 1;
+          first = line;
+          start = i;
+        } else throw bad(line, state === 'item' ? 'expected an object' : "expected ',' or ']'");
+      } else throw bad(line, 'more after the array');
+    }
+    if (state === 'inside') {
+      parts.push(t.slice(start));
+      size += t.length - start;
+      if (size > MAX_RECORD)
+        throw bad(first, `an object longer than ${MAX_RECORD} characters (one that never closes?)`);
+    }
+  }
+  if ((state as string) !== 'end')
+    throw bad(
+      state === 'inside' ? first : line,
+      state === 'before' ? 'empty file, expected a JSON array' : 'the file ends inside the array',
+    );
+}
+
+/** One JSON object of a file: its fields (exact text) and the line it starts on. */
+export interface JsonRecord {
+  fields: ReturnType<typeof scanObject>['fields'];
+  line: number;
+}
+
+/** The objects of an NDJSON or JSON-array file, in order. */
+export function jsonRecords(
+  spec: InputSpec,
+  progress: ReadProgress,
+  table?: string,
+): AsyncGenerator<JsonRecord> {
+  return spec.format === 'json'
+    ? jsonArrayRecords(spec, progress, table)
+    : ndjsonRecords(spec, progress, table);
+}
+
+/** Rows of an NDJSON or JSON-array file: each object's keys are columns. */
+async function* jsonRows(
+  spec: InputSpec,
   meta: TableMeta,
   progress: ReadProgress,
+  onRecord: RecordHook | undefined,
 ): AsyncGenerator<Row> {
-  return format === 'csv' ? csvRows(path, meta, progress) : ndjsonRows(path, meta, progress);
+  const colOf = columnCache(meta);
+  const pick = spec.columns ? new Set(spec.columns) : undefined;
+  const path = inputName(spec);
+  for await (const r of jsonRecords(spec, progress, meta.displayName)) {
+    const row = rowOfFields(r.fields, `${path} line ${r.line}`, meta, colOf, pick);
+    onRecord?.(progress.rows, r.line);
+    progress.rows++;
+    yield row;
+  }
+}
+
+/** The rows of a file, streamed, with values shaped for the table's columns. */
+export function readRows(
+  spec: InputSpec,
+  meta: TableMeta,
+  progress: ReadProgress,
+  onRecord?: RecordHook,
+): AsyncGenerator<Row> {
+  switch (spec.format) {
+    case 'csv':
+    case 'tsv':
+      return csvRows(spec, meta, progress, onRecord);
+    case 'ndjson':
+    case 'json':
+      return jsonRows(spec, meta, progress, onRecord);
+  }
+}
+
+/**
+ * An error's message naming the file line where it happened (`items.csv line 7: ...`), as an
+ * editor counts lines, instead of Postgres's COPY line or an input row index.
+ */
+export function atFileLine(err: BulkError, source: string, line: number | undefined): BulkError {
+  if (line === undefined) return err;
+  err.line = line;
+  let m = err.message.replace(`; line ${line}`, '');
+  if (err.row !== undefined) m = m.replace(`, row ${err.row}`, '').replace(`; row ${err.row}`, '');
+  err.message = m.startsWith(`${source} line `) ? m : `${source} line ${line}: ${m}`;
+  return err;
 }

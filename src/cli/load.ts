@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import pg from 'pg';
 import { BulkClient } from '../core/client.js';
-import { BulkError } from '../core/errors.js';
+import { checkCsvDialect } from '../core/csvDialect.js';
+import { BulkError, fromPgError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
-import { columnOf } from '../core/meta.js';
+import { columnOf, type TableMeta } from '../core/meta.js';
 import { defaultOf } from '../core/settings.js';
 import type { OnConflict } from '../core/sql/insert.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
@@ -14,42 +15,64 @@ import {
   type QueueUpdateFieldsOptions,
 } from '../producer/producer.js';
 import { queueNames } from '../queue/keys.js';
-import { EXIT, flag, int, optionsHelp, parse, str, text } from './args.js';
-import { fileFormat, type ReadProgress, readRows } from './fileFormats.js';
+import { EXIT, flag, int, optionsHelp, type Parsed, parse, str, text } from './args.js';
+import { dryRunLoad } from './dryRun.js';
+import {
+  atFileLine,
+  fileFormat,
+  type InputSpec,
+  inputName,
+  isGzip,
+  openInput,
+  type ReadProgress,
+  readRows,
+} from './fileFormats.js';
 import { setHeapGrowth } from './heap.js';
+import { createTableSql, inferColumns } from './infer.js';
 import { LocalWorkers } from './localWorkers.js';
 import { ProgressBar } from './progress.js';
 import { backendOptions, checkServices, queueEnv } from './services.js';
 
-export const LOAD_USAGE = `bulkmodel load — load a CSV or NDJSON file into a table through the queue
+export const LOAD_USAGE = `bulkmodel load — load a CSV, TSV, NDJSON or JSON file into a table through the queue
 
 Usage: bulkmodel load <table> <file> [options]
+       bulkmodel load <table> - --format <f> [options]      (standard input)
 
 The file is streamed (memory holds one chunk, whatever its size) and enqueued as one operation
 (bulkCreate by default); workers write its chunks. A progress bar shows committed rows, rows/s,
 and an ETA estimated from how much of the file has been read. The table's columns are read from
 Postgres (--database) so that each field reaches its column with the right type.
 
-Formats (by extension, or --format):
+Formats (by extension, or --format; any of them gzip-compressed as <name>.gz):
   .csv              header row of column names, then one record per row, as Postgres's
-                    COPY ... CSV writes it: an unquoted empty field is NULL, a quoted "" the
-                    empty string; every value in Postgres's text form ({a,NULL}, {"k":1},
-                    t/f, \\x hex). Inserted records go to Postgres as they are in the file
-                    (COPY parses them, as psql's \\copy would; with --update-fields they are
-                    parsed here). A value Postgres refuses names its file line and column.
+                    COPY ... CSV writes it: an unquoted empty field is NULL (or --null's text),
+                    a quoted "" the empty string; every value in Postgres's text form ({a,NULL},
+                    {"k":1}, t/f, \\x hex). Inserted records go to Postgres as they are in the
+                    file (COPY parses them, as psql's \\copy would; with --update-fields they
+                    are parsed here). A value Postgres refuses names its file line and column.
+  .tsv              the same with a tab between fields (--delimiter for another character)
   .ndjson, .jsonl   one JSON object per line (a record may span lines); values read exactly:
                     numbers keep their digits, a json/jsonb field its JSON text; big integers
                     and numerics as numbers or strings; bytea as \\x hex; {"$json": "<text>"}
                     for json text that cannot stand as itself (docs/types.md)
+  .json             one JSON array of such objects ([{...}, {...}]), streamed object by object
 
 In CSV a field is Postgres's text (as psql reads it): null in a jsonb column is the JSON null.
-In NDJSON null is SQL NULL.
+In NDJSON and JSON null is SQL NULL. Messages name file lines as an editor counts them
+(1-based, the header and every line of a multi-line record counted).
+
+--create makes the table first, from the header (CSV, TSV) or the keys (NDJSON, JSON), each
+column typed from the first --sample rows: integer, bigint, numeric, boolean, date,
+timestamptz, uuid, jsonb, else text; the statement is printed before it runs. --dry-run
+prints the plan and tries the first --sample rows in a transaction it rolls back.
 
 Options:
 ${optionsHelp('load')}
 
 Each chunk commits on its own: if a chunk fails (a bad value, a constraint), the operation
-fails with the error's code, table, column and row, and chunks committed before stay written.
+fails with the error's code, table, column and file line, and chunks committed before stay
+written: the load says how many rows had committed and which file lines they came from.
+(Skipping bad records and loading the rest, --on-error skip, is not there yet.)
 
 Exit codes: 0 loaded, 1 the operation failed, 2 bad usage, 3 Postgres or Redis unreachable.
 
@@ -59,6 +82,10 @@ Examples:
   bulkmodel load items prices.csv --update-fields price,updated_at --key sku
   bulkmodel load items items.csv --on-conflict update:name,price --key sku
   bulkmodel load items big.csv --copy --no-wait --operation-id items-2026-01-31
+  bulkmodel load flights flights.tsv.gz --create --workers 2
+  bulkmodel load movies movies.json --create --dry-run
+  bulkmodel load items data.txt --format csv --delimiter ';' --null NA --no-header --columns sku,name
+  zcat items.ndjson.gz | bulkmodel load items - --format ndjson
 `;
 
 function list(v: string | undefined, flag: string): string[] | undefined {
@@ -92,20 +119,63 @@ async function warnIfNoWorkers(producer: BulkProducer, table: string) {
     );
 }
 
+/** The input the flags describe: file or stdin, format, CSV dialect, header, columns. */
+function inputOf(p: Parsed, file: string): InputSpec {
+  const format = fileFormat(file, str(p, 'format'));
+  const csvLike = format === 'csv' || format === 'tsv';
+  for (const f of ['delimiter', 'null', 'header', 'no-header'])
+    if (p.values[f] !== undefined && !csvLike) throw usage(`--${f} is for csv and tsv files`);
+  if (flag(p, 'header') && flag(p, 'noHeader'))
+    throw usage('--header and --no-header exclude each other');
+  const header = !flag(p, 'noHeader');
+  const columns = list(str(p, 'columns'), 'columns');
+  if (csvLike && !header && !columns)
+    throw usage('--no-header needs --columns: the table columns of the file, in order');
+  let delimiter = str(p, 'delimiter') ?? (format === 'tsv' ? '\t' : ',');
+  if (delimiter === '\\t' || delimiter.toLowerCase() === 'tab') delimiter = '\t';
+  const nullText = str(p, 'null');
+  return {
+    path: file,
+    format,
+    gzip: isGzip(file),
+    csv: csvLike
+      ? checkCsvDialect(
+          { delimiter, ...(nullText !== undefined ? { null: nullText } : {}) },
+          'the file',
+        )
+      : {},
+    header,
+    columns,
+  };
+}
+
+/** Line ranges as people read them: "2-5,001 and 6,002-8,001". */
+function ranges(list: [number, number][]): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  const parts = list.map(([a, b]) => (a === b ? n(a) : `${n(a)}-${n(b)}`));
+  return parts.length <= 1
+    ? (parts[0] ?? '')
+    : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
+}
+
 export async function runLoad(argv: string[]): Promise<number> {
   const p = parse({ usage: LOAD_USAGE, command: 'load' }, argv);
   if (!p) return EXIT.ok;
-  if (p.positionals.length !== 2) throw usage('load takes a table and a file');
+  if (p.positionals.length !== 2) throw usage('load takes a table and a file (or - for stdin)');
   // Chunks pass through as strings of a megabyte or so: keep the heap near the live data
   // (as the worker does), so memory stays flat whatever the file's size.
   setHeapGrowth(undefined);
   const [table, file] = p.positionals as [string, string];
-  const format = fileFormat(file, str(p, 'format'));
+  const spec = inputOf(p, file);
+  const source = inputName(spec);
   const fields = list(str(p, 'update-fields'), 'update-fields');
   const key = list(str(p, 'key'), 'key');
   const conflictFlag = str(p, 'on-conflict');
   const batchSize = int(p, 'batchSize', 'load');
   const workers = int(p, 'workers', 'load');
+  const sample = int(p, 'sample', 'load');
+  const create = flag(p, 'create');
+  const dryRun = flag(p, 'dryRun');
   if (flag(p, 'wait') && flag(p, 'noWait')) throw usage('--wait and --no-wait exclude each other');
   const wait = !flag(p, 'noWait');
   if (str(p, 'concurrency') !== undefined && workers === 0)
@@ -116,6 +186,11 @@ export async function runLoad(argv: string[]): Promise<number> {
   if (workers > 0 && !wait) throw usage('--workers needs --wait: the workers stop when load ends');
   if (fields && (flag(p, 'copy') || conflictFlag))
     throw usage('--update-fields updates existing rows; --copy and --on-conflict are for inserts');
+  if (create && fields) throw usage('--create makes a new table; --update-fields updates rows');
+  if (create && file === '-')
+    throw usage(
+      '--create reads the start of the file twice (to infer types, then to load): not stdin',
+    );
   let onConflict: OnConflict | undefined;
   if (conflictFlag === 'ignore') {
     if (key) throw usage('--on-conflict ignore skips a conflict on any constraint; drop --key');
@@ -127,10 +202,44 @@ export async function runLoad(argv: string[]): Promise<number> {
   } else if (key && !fields) {
     throw usage('--key goes with --update-fields or --on-conflict update:...');
   }
-  const size = await stat(file).catch((err) => {
-    throw usage(`cannot read ${file}: ${(err as Error).message}`);
-  });
+  const size =
+    file === '-'
+      ? undefined
+      : (
+          await stat(file).catch((err) => {
+            throw usage(`cannot read ${file}: ${(err as Error).message}`);
+          })
+        ).size;
   const services = await checkServices(str(p, 'database'), p);
+
+  // --create: the table's columns from the header, typed from the first rows, shown first.
+  let createSql: string | undefined;
+  if (create) {
+    const inferred = await inferColumns(spec, sample);
+    createSql = createTableSql(table, inferred);
+    process.stderr.write(
+      `${dryRun ? 'would create' : 'creating'} the table (types from the first ${inferred.rows.toLocaleString('en-US')} rows):\n${createSql};\n`,
+    );
+  }
+  if (dryRun) {
+    const what = fields
+      ? 'updateFields'
+      : spec.format === 'csv' || spec.format === 'tsv'
+        ? "copyFrom (COPY ... CSV, the file's bytes)"
+        : flag(p, 'copy')
+          ? 'copyFrom'
+          : 'bulkCreate';
+    return await dryRunLoad({
+      database: services.database,
+      table,
+      spec,
+      createSql,
+      sample,
+      action: what,
+      insert: !fields,
+    });
+  }
+  if (createSql) await createTable(services.database, createSql, table);
   const queue = queueNames(text(p, 'queue', 'load'), defaultOf('queue')).join(',');
   const prefix = text(p, 'prefix')!;
 
@@ -175,31 +284,37 @@ export async function runLoad(argv: string[]): Promise<number> {
     logger: silentLogger,
   });
   const progress: ReadProgress = { bytes: 0, rows: 0 };
+  // The file lines of each chunk (first and last record), to say which committed if it stops.
+  const chunkLines: [number, number][] = [];
   const t0 = Date.now();
+  const id = str(p, 'operation-id') ?? randomUUID();
   try {
     // The queue store first (QUEUE_SCHEMA when the Postgres backend's schema is missing).
     await producer.backend.prepare();
     if (workers === 0) await warnIfNoWorkers(producer, table);
-    const id = str(p, 'operation-id') ?? randomUUID();
     const common = { batchSize, operationId: id };
     const enqueue = (): Promise<Operation> => {
       // A CSV file's records go to Postgres as they are in the file (COPY ... CSV parses them):
       // nothing is parsed here but where records end.
-      if (format === 'csv' && !fields) {
-        const stream = createReadStream(file);
-        stream.on('data', (b) => {
-          progress.bytes += b.length;
-        });
-        return producer.copyFromCsv(table, stream as AsyncIterable<Buffer>, {
+      if ((spec.format === 'csv' || spec.format === 'tsv') && !fields) {
+        return producer.copyFromCsv(table, openInput(spec, progress), {
           ...common,
-          path: file,
+          path: source,
+          header: spec.header,
+          ...(spec.columns ? { columns: spec.columns } : {}),
+          ...spec.csv,
           ...(onConflict ? { onConflict } : {}),
           onEnqueued: (e) => {
             progress.rows = e.rows;
+            chunkLines[e.chunk] = [e.line, e.lastLine];
           },
         });
       }
-      const rows = readRows(file, format, meta, progress);
+      const rows = readRows(spec, meta, progress, (index, line) => {
+        const c = Math.floor(index / batchSize);
+        if (index % batchSize === 0) chunkLines[c] = [line, line];
+        else chunkLines[c]![1] = line;
+      });
       if (fields) {
         const o: QueueUpdateFieldsOptions = { ...common, fields, ...(key ? { key } : {}) };
         return producer.updateFields(table, rows, o);
@@ -212,19 +327,30 @@ export async function runLoad(argv: string[]): Promise<number> {
     if (!wait) {
       await enqueue();
       process.stderr.write(
-        `enqueued ${progress.rows.toLocaleString('en-US')} rows from ${file} as operation ${id}\n`,
+        `enqueued ${progress.rows.toLocaleString('en-US')} rows from ${source} as operation ${id}\n`,
       );
       process.stdout.write(`${id}\n`);
       return EXIT.ok;
     }
-    const result = await local
-      .race(follow(producer.operation(id), enqueue, progress, size.size, t0))
-      .catch((err) => {
-        // A row Postgres refused in the file's own bytes: name the file with its line.
-        if (err instanceof BulkError && err.line !== undefined && !err.message.startsWith(file))
-          err.message = `${file} line ${err.line}: ${err.message.replace(`; line ${err.line}`, '')}`;
-        throw err;
-      });
+    const op = producer.operation(id);
+    const result = await local.race(follow(op, enqueue, progress, size, t0)).catch(async (err) => {
+      if (!(err instanceof BulkError)) throw err;
+      // Where it stopped, as an editor counts lines: a value Postgres refused in the file's
+      // own bytes carries its line; a row of a parsed file, its index.
+      if (
+        err.line === undefined &&
+        err.row !== undefined &&
+        spec.format !== 'csv' &&
+        spec.format !== 'tsv' &&
+        file !== '-'
+      ) {
+        const line = await lineOfRow(spec, meta, err.row).catch(() => undefined);
+        if (line !== undefined) err.line = line;
+      }
+      atFileLine(err, source, err.line);
+      await reportCommitted(op, chunkLines, progress).catch(() => {});
+      throw err;
+    });
     const secs = (Date.now() - t0) / 1000;
     const what = fields ? 'updated' : 'loaded';
     const missing = result.missing?.length ? `, ${result.missing.length} keys matched no row` : '';
@@ -238,12 +364,80 @@ export async function runLoad(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * After a failed load: how many rows had committed (each chunk commits on its own) and which
+ * file lines they came from, so that the rest can be loaded again without those.
+ */
+async function reportCommitted(
+  op: Operation,
+  chunkLines: [number, number][],
+  progress: ReadProgress,
+): Promise<void> {
+  // Chunks in flight when it failed still commit or roll back: count once they have.
+  const settled = await op.settle();
+  const status = await op.status();
+  if (status.rowsDone === 0 && settled) {
+    process.stderr.write('nothing had committed: the table is as it was\n');
+    return;
+  }
+  const done = await op.committedChunks();
+  const spans: [number, number][] = [];
+  for (const i of done) {
+    const lines = chunkLines[i];
+    if (lines === undefined) continue;
+    const [from, to] = lines;
+    const prev = spans.at(-1);
+    if (prev && prev[1] + 1 >= from) prev[1] = Math.max(prev[1], to);
+    else spans.push([from, to]);
+  }
+  const rows = status.rowsDone.toLocaleString('en-US');
+  const of = progress.rows ? ` of ${progress.rows.toLocaleString('en-US')} read` : '';
+  process.stderr.write(
+    `${rows} rows${of} had committed before it stopped and stay in the table${spans.length ? ` (file lines ${ranges(spans)})` : ''}\n`,
+  );
+}
+
+/** The file line the record at `index` starts on (read again: only after a failure). */
+async function lineOfRow(
+  spec: InputSpec,
+  meta: TableMeta,
+  index: number,
+): Promise<number | undefined> {
+  let found: number | undefined;
+  try {
+    for await (const _ of readRows(spec, meta, { bytes: 0, rows: 0 }, (i, line) => {
+      if (i === index) found = line;
+    })) {
+      if (found !== undefined) break;
+    }
+  } catch {
+    // a later record that does not read: the line was found or is not to be found
+  }
+  return found;
+}
+
+/** CREATE TABLE, or a clear error when it cannot (it exists: drop --create). */
+async function createTable(database: string, sql: string, table: string): Promise<void> {
+  const client = new pg.Client({ connectionString: database });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    await client.query(sql);
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P07')
+      throw usage(`${table} exists already: load into it without --create`);
+    throw fromPgError(err, { table });
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
 /** Enqueue while showing committed rows; the total is estimated from the bytes read until the file ends. */
 async function follow(
   op: Operation,
   enqueue: () => Promise<Operation>,
   read: ReadProgress,
-  fileBytes: number,
+  fileBytes: number | undefined,
   t0: number,
 ): Promise<OperationResult> {
   const bar = new ProgressBar('load', undefined, t0);
@@ -251,7 +445,7 @@ async function follow(
   let enqueued = false;
   const refresh = () => {
     if (enqueued) bar.setTotal(read.rows);
-    else if (read.bytes > 0 && read.rows > 0)
+    else if (fileBytes !== undefined && read.bytes > 0 && read.rows > 0)
       bar.setTotal(Math.max(read.rows, Math.round((read.rows * fileBytes) / read.bytes)));
     bar.update(done);
   };

@@ -16,6 +16,8 @@ export interface CsvChunk {
   records: number;
   /** File line (1-based, as an editor counts) of its first record. */
   firstLine: number;
+  /** File line its last record ends on. */
+  lastLine: number;
 }
 
 /** The longest record (or header) the scan holds: past it the file is refused, not buffered. */
@@ -111,7 +113,7 @@ export async function* csvChunks(
   const maxRecord = options.maxRecordBytes ?? MAX_RECORD_BYTES;
   const take = (): CsvChunk => {
     const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    const out = { data, records, firstLine: chunkLine };
+    const out = { data, records, firstLine: chunkLine, lastLine: line - 1 };
     pending = [];
     pendingBytes = 0;
     records = 0;
@@ -254,11 +256,13 @@ export async function csvHead(
   }
   if (names.length === 0 || names.some((n) => n === ''))
     throw new BulkError('INVALID_ROW', `${o.path} line 1: the header must name every column`);
-  if (o.columns && (o.columns.length !== names.length || o.columns.some((c, i) => c !== names[i])))
+  // Given columns name the table columns the file's go to, in order: the header's are replaced.
+  if (o.columns && o.columns.length !== names.length)
     throw new BulkError(
       'INVALID_OPTION',
-      `${o.path}: columns do not match the header (${names.join(', ')})`,
+      `${o.path}: ${o.columns.length} columns given for a header of ${names.length} (${names.join(', ')})`,
     );
+  if (o.columns) names = o.columns;
   const rest = buf.subarray(end);
   const headerLines = newlines(buf, 0, end);
   async function* body(): AsyncGenerator<Buffer> {

@@ -150,6 +150,35 @@ export class Operation extends EventEmitter {
       .catch(() => stop()); // no record (pruned, unknown id): nothing more will come
   }
 
+  /**
+   * Wait until no job of this operation is running, up to `timeoutMs` (default 15 s). After a
+   * failure, chunks already in flight still commit or roll back (chunks not started are
+   * skipped): once settled, `status()` and `committedChunks()` say what stays written. Resolves
+   * false if jobs still ran at the deadline (a worker that died holding one, say).
+   */
+  async settle(timeoutMs = 15_000): Promise<boolean> {
+    const q = await this.q();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const running = await q.state.activeWorkers([this.id]);
+      if (!running.has(this.id)) return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /**
+   * The indexes of the chunks that have committed, in order (chunk i holds input rows from
+   * i × batchSize): after a failure, which rows stay written. Read from the parent job, so
+   * [] once BullMQ has removed it (a week after the operation ended).
+   */
+  async committedChunks(): Promise<number[]> {
+    const q = await this.q();
+    const parent = await Job.fromId(q.bull, jobIds.parent(this.id));
+    if (!parent) return [];
+    return (await chunkReturns(parent)).map((c) => c.index);
+  }
+
   /** The operation's counters and state as stored beside the queue. */
   async status(): Promise<OperationStatus> {
     const q = await this.q();

@@ -37,8 +37,9 @@ export interface QueueUpdateFieldsOptions extends QueueWriteOptions {
 /** Options of `copyFromCsv`: COPY semantics, rows as the file's own CSV bytes. */
 export interface QueueCsvOptions {
   /**
-   * The file's columns, in order. With `header` (the default) the first record names them and
-   * `columns`, if given, must agree; without, `columns` is required.
+   * The table columns the file's columns go to, in order. With `header` (the default) the first
+   * record names them, and `columns`, if given, replaces those names (as many); without a
+   * header, `columns` is required.
    */
   columns?: Columns;
   /** The first record is a header of column names. Default true. */
@@ -49,8 +50,17 @@ export interface QueueCsvOptions {
   null?: string;
   /** The source's name in messages (`items.csv line 7`). Default 'input'. */
   path?: string;
-  /** Told the records and bytes enqueued so far, after each chunk (a progress bar). */
-  onEnqueued?: (progress: { rows: number; bytes: number }) => void;
+  /**
+   * Told the records and bytes enqueued so far, after each chunk (a progress bar), and the
+   * chunk's index and the file lines of its first and last records.
+   */
+  onEnqueued?: (progress: {
+    rows: number;
+    bytes: number;
+    chunk: number;
+    line: number;
+    lastLine: number;
+  }) => void;
   batchSize?: number;
   signals?: boolean;
   operationId?: string;

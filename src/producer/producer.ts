@@ -496,11 +496,18 @@ export class BulkProducer {
     }
     let enqueuedRows = 0;
     let enqueuedBytes = 0;
+    let chunkIndex = 0;
     async function* chunks(): AsyncGenerator<ChunkSource> {
       for await (const c of csvChunks(body, { batchSize, firstLine, path })) {
         enqueuedRows += c.records;
         enqueuedBytes += c.data.length;
-        onEnqueued?.({ rows: enqueuedRows, bytes: enqueuedBytes });
+        onEnqueued?.({
+          rows: enqueuedRows,
+          bytes: enqueuedBytes,
+          chunk: chunkIndex++,
+          line: c.firstLine,
+          lastLine: c.lastLine,
+        });
         if (!isUtf8(c.data))
           throw new BulkError(
             'INVALID_ROW',

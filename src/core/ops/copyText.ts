@@ -153,7 +153,7 @@ export function csvFileLine(data: string, firstLine: number, pgLine: number): nu
 }
 
 /** Stream a string into COPY in 64 KB pieces; errors name the row (or the file line). */
-async function copyData(
+export async function copyData(
   client: DbClient,
   sql: string,
   data: string,
