@@ -130,6 +130,8 @@ export function runCli(
   args: string[],
   env: Record<string, string> = {},
   nodeArgs: string[] = [],
+  /** What the CLI reads on its standard input (none: stdin is closed). */
+  input?: string | Buffer,
 ): { child: ChildProcess; output(): string; exited: WorkerProcess['exited'] } {
   const child = spawn(
     process.execPath,
@@ -137,9 +139,10 @@ export function runCli(
     {
       cwd: ROOT,
       env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     },
   );
+  if (input !== undefined) child.stdin!.end(input);
   live.add(child);
   let out = '';
   child.stdout!.on('data', (d) => {

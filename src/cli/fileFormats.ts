@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createReadStream } from 'node:fs';
 import { extname } from 'node:path';
-import type { Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip } from 'node:zlib';
 import { parse as csvParser } from 'csv-parse';
@@ -78,16 +78,23 @@ export function inputName(spec: InputSpec): string {
  */
 export function openInput(spec: InputSpec, progress: ReadProgress): AsyncIterable<Buffer> {
   const raw: Readable = spec.path === '-' ? process.stdin : createReadStream(spec.path);
-  raw.on('data', (b: Buffer) => {
-    progress.bytes += b.length;
+  // Bytes are counted as they pass, never with a 'data' listener: that would start the
+  // stream flowing before its reader is there, and the first pieces would be lost.
+  const count = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      progress.bytes += chunk.length;
+      done(null, chunk);
+    },
   });
-  if (!spec.gzip) return raw as AsyncIterable<Buffer>;
+  raw.on('error', (err) => count.destroy(err));
+  if (!spec.gzip) return raw.pipe(count) as AsyncIterable<Buffer>;
   const gunzip = createGunzip();
-  raw.on('error', (err) => gunzip.destroy(err));
-  gunzip.on('error', () => raw.destroy());
+  count.on('error', (err) => gunzip.destroy(err));
+  const out = count.pipe(gunzip);
+  raw.pipe(count);
   return (async function* () {
     try {
-      for await (const b of raw.pipe(gunzip)) yield b as Buffer;
+      for await (const b of out) yield b as Buffer;
     } catch (err) {
       const code = (err as { code?: string }).code ?? '';
       if (code.startsWith('Z_'))
@@ -96,6 +103,8 @@ export function openInput(spec: InputSpec, progress: ReadProgress): AsyncIterabl
           `${inputName(spec)}: not a gzip file, or a damaged one (${(err as Error).message})`,
         );
       throw err;
+    } finally {
+      raw.destroy();
     }
   })();
 }

@@ -169,14 +169,12 @@ export class Operation extends EventEmitter {
 
   /**
    * The indexes of the chunks that have committed, in order (chunk i holds input rows from
-   * i × batchSize): after a failure, which rows stay written. Read from the parent job, so
-   * [] once BullMQ has removed it (a week after the operation ended).
+   * i × batchSize): after a failure, which rows stay written. Kept as long as the operation's
+   * record.
    */
   async committedChunks(): Promise<number[]> {
     const q = await this.q();
-    const parent = await Job.fromId(q.bull, jobIds.parent(this.id));
-    if (!parent) return [];
-    return (await chunkReturns(parent)).map((c) => c.index);
+    return q.state.doneChunks(this.id);
   }
 
   /** The operation's counters and state as stored beside the queue. */

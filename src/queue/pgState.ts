@@ -286,6 +286,14 @@ export class PostgresQueueState implements QueueState {
     };
   }
 
+  async doneChunks(id: string): Promise<number[]> {
+    const r = await this.q(
+      `SELECT idx FROM ${this.s}.bm_chunk WHERE queue = $1 AND op_id = $2 AND done ORDER BY idx`,
+      [this.queue, id],
+    );
+    return r.rows.map((x) => (x as { idx: number }).idx);
+  }
+
   async countRetry(id: string): Promise<void> {
     await this.q(
       `INSERT INTO ${this.s}.bm_op AS o (queue, id, indexed_at, retries) VALUES ($1, $2, $3, 1)

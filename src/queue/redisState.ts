@@ -257,6 +257,19 @@ export class RedisQueueState implements QueueState {
     };
   }
 
+  async doneChunks(id: string): Promise<number[]> {
+    // The done marks are a bitmap, bit i for chunk i (most significant bit of byte 0 first).
+    const bits = await this.redis.getBuffer(this.keys.opDone(id));
+    const out: number[] = [];
+    if (!bits) return out;
+    for (let b = 0; b < bits.length; b++) {
+      const byte = bits[b]!;
+      if (byte === 0) continue;
+      for (let k = 0; k < 8; k++) if (byte & (0x80 >> k)) out.push(b * 8 + k);
+    }
+    return out;
+  }
+
   async countRetry(id: string): Promise<void> {
     await this.redis
       .multi()

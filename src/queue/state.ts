@@ -218,6 +218,8 @@ export interface QueueState {
    * unless it is final, mark its job ended, and read the counters: one atomic step.
    */
   chunkDone(id: string, index: number, rows: number, jobId: string): Promise<Counters>;
+  /** The indexes of the chunks counted as done (committed), in order. */
+  doneChunks(id: string): Promise<number[]>;
   /** One more transient failure retried. */
   countRetry(id: string): Promise<void>;
   /** Whether this call is the first to log the operation's end. */

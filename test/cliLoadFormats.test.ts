@@ -1,0 +1,410 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
+import { createHostileTables, hostileRow } from './hostile.js';
+import {
+  deleteKeys,
+  killAll,
+  obliterate,
+  prefixArgs,
+  QUEUE_ARGS,
+  queueName,
+  runCli,
+  runPrefix,
+  startWorker,
+  stopWorker,
+  type WorkerProcess,
+} from './queueHelpers.js';
+import { psql } from './typeMatrix.js';
+
+// bulkmodel load of the files people have (issue 19): TSV, JSON arrays, gzip, stdin, --create,
+// --dry-run, and what a load that stops says. psql's \copy is the oracle throughout.
+
+let tdb: TestDb;
+let dir: string;
+let worker: WorkerProcess;
+const prefix = runPrefix('loadfmt');
+const queue = queueName('loadfmt');
+const pg = ['--database', DATABASE_URL];
+const via = [...pg, ...QUEUE_ARGS, '--queue', queue, ...prefixArgs(prefix)];
+// For tables the running worker does not allow: a queue only the load's own worker serves.
+const own = (label: string) => [
+  ...pg,
+  ...QUEUE_ARGS,
+  '--queue',
+  queueName(label),
+  ...prefixArgs(prefix),
+  '--workers',
+  '1',
+];
+// Every column but the generated one, which cannot be written.
+const COLUMNS = 'id,t,vc,i2,i4,i8,num,f8,b,by,jb,js,ta,ia,jba,tz,ts,d,u,m,p';
+const COPIES = ['tsv_copy', 'json_copy', 'gz_csv', 'gz_ndjson', 'stdin_copy'];
+
+async function cli(
+  args: string[],
+  input?: string | Buffer,
+): Promise<{ code: number | null; out: string }> {
+  const c = runCli(args, {}, [], input);
+  const { code } = await c.exited;
+  return { code, out: c.output() };
+}
+
+/** Every row as Postgres's own text of the whole row, in id order. */
+async function rowsText(table: string): Promise<string[]> {
+  const r = await tdb.pool.query(`SELECT t::text AS r FROM ${table} t ORDER BY id`);
+  return r.rows.map((x) => x.r as string);
+}
+
+beforeAll(async () => {
+  tdb = await testDb('loadfmt');
+  dir = await mkdtemp(join(tmpdir(), 'bulkmodel-loadfmt-'));
+  await createHostileTables(tdb.pool, tdb.schema);
+  for (const c of COPIES)
+    await tdb.pool.query(`CREATE TABLE ${tdb.t(c)} (LIKE ${tdb.t('hostile')} INCLUDING ALL)`);
+  await tdb.pool.query(
+    `CREATE TABLE ${tdb.t('nums')} (id int PRIMARY KEY, v numeric CHECK (v < 1000), note text)`,
+  );
+  await tdb
+    .client()
+    .model(tdb.t('hostile'))
+    .bulkCreate(Array.from({ length: 28 }, (_, i) => hostileRow(i)));
+  worker = await startWorker({
+    tables: [...COPIES, 'hostile', 'nums'].map((t) => tdb.t(t)),
+    queue,
+    prefix,
+  });
+});
+
+afterAll(async () => {
+  if (worker) await stopWorker(worker);
+  await killAll();
+  await obliterate(queue, prefix);
+  await deleteKeys(`${prefix}:*`);
+  await rm(dir, { recursive: true, force: true });
+  await tdb?.close();
+});
+
+describe('formats', () => {
+  it('TSV as psql \\copy writes it (tab delimiter, CSV quoting) loads back exactly', async () => {
+    const file = join(dir, 'hostile.tsv');
+    psql(
+      `\\copy ${tdb.t('hostile')} (${COLUMNS}) to '${file}' with (format csv, delimiter E'\\t', header)`,
+    );
+    const r = await cli(['load', tdb.t('tsv_copy'), file, '--batch-size', '5', ...via]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/loaded 28 of 28 rows/);
+    expect(await rowsText(tdb.t('tsv_copy'))).toEqual(await rowsText(tdb.t('hostile')));
+  });
+
+  it('gzip both ways: export .gz is psql’s bytes compressed, and .csv.gz / .ndjson.gz load exactly', async () => {
+    const oracle = join(dir, 'oracle.csv');
+    psql(`\\copy ${tdb.t('hostile')} (${COLUMNS}) to '${oracle}' with (format csv, header)`);
+    for (const [ext, table] of [
+      ['csv', 'gz_csv'],
+      ['ndjson', 'gz_ndjson'],
+    ] as const) {
+      const file = join(dir, `hostile.${ext}.gz`);
+      const exp = await cli(['export', tdb.t('hostile'), file, '--columns', COLUMNS, ...pg]);
+      expect(exp.code, exp.out).toBe(0);
+      const bytes = await readFile(file);
+      expect(bytes.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+      if (ext === 'csv') expect(gunzipSync(bytes)).toEqual(await readFile(oracle));
+      const load = await cli(['load', tdb.t(table), file, '--batch-size', '4', ...via]);
+      expect(load.code, load.out).toBe(0);
+      expect(await rowsText(tdb.t(table))).toEqual(await rowsText(tdb.t('hostile')));
+    }
+  });
+
+  it('export to stdout (-) gives psql’s bytes', async () => {
+    const oracle = join(dir, 'oracle-stdout.csv');
+    psql(`\\copy ${tdb.t('hostile')} (${COLUMNS}) to '${oracle}' with (format csv, header)`);
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'export',
+        tdb.t('hostile'),
+        '-',
+        '--format',
+        'csv',
+        '--columns',
+        COLUMNS,
+        ...pg,
+      ],
+      { cwd: join(import.meta.dirname, '..') },
+    );
+    expect(r.status, String(r.stderr)).toBe(0);
+    expect(r.stdout).toEqual(await readFile(oracle));
+    expect(String(r.stderr)).toMatch(/exported 28 rows .* to stdout/);
+  });
+
+  it('a JSON array file (pretty-printed) loads exactly, from a file and from stdin', async () => {
+    const nd = join(dir, 'for-json.ndjson');
+    const exp = await cli(['export', tdb.t('hostile'), nd, '--columns', COLUMNS, ...pg]);
+    expect(exp.code, exp.out).toBe(0);
+    const records = (await readFile(nd, 'utf8')).split('\n').filter(Boolean);
+    const json = `\uFEFF[\r\n  ${records.join(',\n\n  ')}\n]\n`;
+    const file = join(dir, 'hostile.json');
+    await writeFile(file, json);
+    const r = await cli(['load', tdb.t('json_copy'), file, '--batch-size', '6', ...via]);
+    expect(r.code, r.out).toBe(0);
+    expect(await rowsText(tdb.t('json_copy'))).toEqual(await rowsText(tdb.t('hostile')));
+    const s = await cli(['load', tdb.t('stdin_copy'), '-', '--format', 'json', ...via], json);
+    expect(s.code, s.out).toBe(0);
+    expect(s.out).toMatch(/loaded 28 of 28 rows/);
+    expect(await rowsText(tdb.t('stdin_copy'))).toEqual(await rowsText(tdb.t('hostile')));
+  });
+
+  it('--delimiter, --null, --no-header and --columns read a file as COPY with those options does', async () => {
+    const file = join(dir, 'semi.txt');
+    await writeFile(file, '1;NA;plain\n2;"NA";"semi;colon"\n3;7.25;\n');
+    const r = await cli([
+      'load',
+      tdb.t('nums'),
+      file,
+      '--format',
+      'csv',
+      '--delimiter',
+      ';',
+      '--null',
+      'NA',
+      '--no-header',
+      '--columns',
+      'id,v,note',
+      ...via,
+    ]);
+    // "NA" quoted is text, not NULL: the numeric column refuses it, naming line 2.
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/error DATA_ERROR: .*semi\.txt line 2: .*column v/);
+    await writeFile(file, '1;NA;plain\n2;1;"NA"\n3;7.25;\n');
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    const ok = await cli([
+      'load',
+      tdb.t('nums'),
+      file,
+      '--format',
+      'csv',
+      '--delimiter',
+      ';',
+      '--null',
+      'NA',
+      '--no-header',
+      '--columns',
+      'id,v,note',
+      ...via,
+    ]);
+    expect(ok.code, ok.out).toBe(0);
+    const mine = await rowsText(tdb.t('nums'));
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    psql(
+      `\\copy ${tdb.t('nums')} (id, v, note) from '${file}' with (format csv, delimiter ';', null 'NA')`,
+    );
+    expect(mine).toEqual(await rowsText(tdb.t('nums')));
+    expect(mine).toEqual(['(1,,plain)', '(2,1,NA)', '(3,7.25,"")']);
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+  });
+});
+
+describe('--create and --dry-run', () => {
+  const HEADER = [
+    'id',
+    'Name With Space',
+    'quo"te',
+    'ünï',
+    'big',
+    'amount',
+    'flag',
+    'day',
+    'at',
+    'uid',
+    'doc',
+    'empty',
+  ];
+  const csvField = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const odd =
+    `\uFEFF${HEADER.map(csvField).join(',')}\r\n` +
+    '1,plain,"multi\r\nline ""q""",ü,9007199254740993,1.5,t,2024-02-29,2024-01-01 10:00:00+02,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,"{""a"":1}",\r\n' +
+    '2,"",x,,2,-3e5,false,2024-03-01,2024-01-01T10:00:00Z,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12,[1],\r\n' +
+    '3,"tab\there",,z,,,,,,,,\r\n';
+
+  it('--create types columns from the sample; the table takes what psql \\copy takes', async () => {
+    const file = join(dir, 'odd.csv');
+    await writeFile(file, odd);
+    const table = `${tdb.schema}.created`;
+    const r = await cli(['load', table, file, '--create', ...own('create-csv')]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain('creating the table (types from the first 3 rows)');
+    expect(r.out).toContain('"Name With Space" text');
+    const types = await tdb.pool.query(
+      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'created' ORDER BY ordinal_position`,
+      [tdb.schema],
+    );
+    expect(types.rows.map((x) => `${x.column_name} ${x.data_type}`)).toEqual([
+      'id integer',
+      'Name With Space text',
+      'quo"te text',
+      'ünï text',
+      'big bigint',
+      'amount numeric',
+      'flag boolean',
+      'day date',
+      'at timestamp with time zone',
+      'uid uuid',
+      'doc jsonb',
+      'empty text',
+    ]);
+    // The oracle: psql's \copy of the same file into a table of the same columns.
+    await tdb.pool.query(`CREATE TABLE ${tdb.schema}.oracle (LIKE ${table})`);
+    psql(`\\copy ${tdb.schema}.oracle from '${file}' with (format csv, header)`);
+    expect(await rowsText(table)).toEqual(await rowsText(`${tdb.schema}.oracle`));
+    expect((await rowsText(table)).length).toBe(3);
+  });
+
+  it('--create from NDJSON keys: numbers by their digits, objects as jsonb', async () => {
+    const file = join(dir, 'keys.ndjson');
+    await writeFile(
+      file,
+      '{"id": 1, "n": 12345678901234567890, "ok": true, "when": "2024-01-02", "o": {"a": [1]}}\n' +
+        '{"id": 2, "n": 1.5, "s": "x", "o": [1, 2]}\n',
+    );
+    const table = `${tdb.schema}.from_keys`;
+    const r = await cli(['load', table, file, '--create', ...own('create-json')]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(
+      /"id" integer,\s+"n" numeric,\s+"ok" boolean,\s+"when" date,\s+"o" jsonb,\s+"s" text/,
+    );
+    expect(await rowsText(table)).toEqual([
+      '(1,12345678901234567890,t,2024-01-02,"{""a"": [1]}",)',
+      '(2,1.5,,,"[1, 2]",x)',
+    ]);
+  });
+
+  it('--dry-run writes nothing, names the first problem’s line and exits 1; with --create no table is left', async () => {
+    const file = join(dir, 'dry.csv');
+    await writeFile(file, 'id,v\n1,1\n2,"multi\nline"\n3,5000\n');
+    const before = await rowsText(tdb.t('nums'));
+    const r = await cli(['load', tdb.t('nums'), file, '--dry-run', ...pg, ...QUEUE_ARGS]);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toContain('dry run: nothing is written');
+    expect(r.out).toMatch(/problem: +DATA_ERROR: .*dry\.csv line 3: .*column v/);
+    expect(await rowsText(tdb.t('nums'))).toEqual(before);
+    await writeFile(file, 'id,v\n1,1\n2,2\n');
+    const ok = await cli(['load', `${tdb.schema}.never`, file, '--create', '--dry-run', ...pg]);
+    expect(ok.code, ok.out).toBe(0);
+    expect(ok.out).toContain('would create the table');
+    expect(ok.out).toMatch(/ok: +the first 2 rows went in \(rolled back\)/);
+    const left = await tdb.pool.query('SELECT to_regclass($1) AS t', [`${tdb.schema}.never`]);
+    expect(left.rows[0].t).toBeNull();
+  });
+});
+
+describe('a load that stops', () => {
+  it('CSV: names the failing file line, and how many rows committed from which lines — as the table holds', async () => {
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    const lines = ['id,v'];
+    for (let i = 1; i <= 12; i++) lines.push(i === 8 ? `${i},"not a number"` : `${i},${i}`);
+    const file = join(dir, 'stop.csv');
+    await writeFile(file, `${lines.join('\n')}\n`);
+    const r = await cli(['load', tdb.t('nums'), file, '--batch-size', '3', ...via]);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/error DATA_ERROR: .*stop\.csv line 9: .*column v/);
+    expect(r.out).not.toContain('not a number');
+    const m =
+      /(\d+) rows of 12 read had committed before it stopped and stay in the table \(file lines ([^)]*)\)/.exec(
+        r.out,
+      );
+    expect(m, r.out).not.toBeNull();
+    const ids = (await tdb.pool.query(`SELECT id FROM ${tdb.t('nums')} ORDER BY id`)).rows.map(
+      (x) => x.id as number,
+    );
+    expect(Number(m![1])).toBe(ids.length);
+    // File line L holds id L-1: the lines reported are exactly the rows in the table.
+    const reported: number[] = [];
+    for (const span of m![2]!.split(/, | and /)) {
+      const [a, b] = span.split('-').map(Number) as [number, number?];
+      for (let l = a; l <= (b ?? a); l++) reported.push(l - 1);
+    }
+    expect(reported).toEqual(ids);
+    expect(ids).not.toContain(7);
+    expect(ids).not.toContain(8);
+  });
+
+  it('NDJSON with multi-line records: the row Postgres refused is named by its file line, not its index', async () => {
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    const records: string[] = [];
+    for (let i = 1; i <= 6; i++)
+      records.push(
+        i % 2 ? `{"id": ${i},\n "v": ${i}}` : `{"id": ${i}, "v": ${i === 6 ? 5000 : i}}`,
+      );
+    // Lines: 1-2, 3, 4-5, 6, 7-8, 9: record 6 (index 5) starts on line 9.
+    const file = join(dir, 'stop.ndjson');
+    await writeFile(file, `${records.join('\n')}\n`);
+    const r = await cli(['load', tdb.t('nums'), file, '--batch-size', '2', ...via]);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/error CHECK_VIOLATION: .*stop\.ndjson line 9: /);
+    expect(r.out).not.toMatch(/row 5/);
+    const n = (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('nums')}`)).rows[0].n;
+    expect(r.out).toContain(`${n} rows of 6 read had committed`);
+  });
+});
+
+describe('refused before anything is written', () => {
+  it('bad flags exit 2; a damaged gzip, a JSON file that is not an array exit 1 with the line', async () => {
+    const nd = join(dir, 'x.ndjson');
+    await writeFile(nd, '{"id":1}\n');
+    const notGz = join(dir, 'fake.csv.gz');
+    await writeFile(notGz, 'id,v\n1,1\n');
+    const notArray = join(dir, 'obj.json');
+    await writeFile(notArray, '\n\n{"id": 1}\n');
+    const truncated = join(dir, 'cut.json.gz');
+    await writeFile(truncated, gzipSync('[{"id": 1}, {"id": 2').subarray(0, 20));
+    const before = await rowsText(tdb.t('nums'));
+    const cases = await Promise.all([
+      cli(['load', tdb.t('nums'), nd, '--null', 'NA', ...via]),
+      cli(['load', tdb.t('nums'), join(dir, 'semi.txt'), '--format', 'csv', '--no-header', ...via]),
+      cli(['load', tdb.t('nums'), '-', ...via], ''),
+      cli([
+        'load',
+        tdb.t('nums'),
+        join(dir, 'semi.txt'),
+        '--format',
+        'csv',
+        '--delimiter',
+        'ab',
+        ...via,
+      ]),
+      cli(['load', tdb.t('hostile'), join(dir, 'dry.csv'), '--create', ...via]),
+      cli(['load', tdb.t('nums'), notGz, ...via]),
+      cli(['load', tdb.t('nums'), notArray, ...via]),
+      cli(['load', tdb.t('nums'), truncated, ...via]),
+    ]);
+    const [nullJson, noHeader, stdinNoFormat, delim, exists, fakeGz, obj, cut] = cases;
+    expect(nullJson!.code, nullJson!.out).toBe(2);
+    expect(nullJson!.out).toContain('--null is for csv and tsv files');
+    expect(noHeader!.code, noHeader!.out).toBe(2);
+    expect(noHeader!.out).toContain('--no-header needs --columns');
+    expect(stdinNoFormat!.code, stdinNoFormat!.out).toBe(2);
+    expect(stdinNoFormat!.out).toContain('needs --format');
+    expect(delim!.code, delim!.out).toBe(2);
+    expect(delim!.out).toContain('delimiter must be one ASCII character');
+    expect(exists!.code, exists!.out).toBe(2);
+    expect(exists!.out).toContain('exists already');
+    expect(fakeGz!.code, fakeGz!.out).toBe(1);
+    expect(fakeGz!.out).toMatch(/error FILE_ERROR: .*fake\.csv\.gz: not a gzip file/);
+    expect(obj!.code, obj!.out).toBe(1);
+    expect(obj!.out).toMatch(
+      /error INVALID_ROW: .*obj\.json line 3: a JSON file must hold one array/,
+    );
+    expect(cut!.code, cut!.out).toBe(1);
+    expect(cut!.out).toMatch(/error FILE_ERROR: .*cut\.json\.gz/);
+    // Nothing of any of them reached the table.
+    expect(await rowsText(tdb.t('nums'))).toEqual(before);
+  });
+});
