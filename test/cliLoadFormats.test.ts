@@ -355,6 +355,103 @@ describe('a load that stops', () => {
   });
 });
 
+describe('--on-error skip', () => {
+  it('skips the records Postgres refuses, writes them verbatim to the rejects file with line and reason, loads the rest once', async () => {
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    const lines = ['id,v,note'];
+    for (let i = 1; i <= 20; i++) {
+      if (i === 4) lines.push('4,x,"multi\nline ""q"""');
+      else if (i === 9) lines.push('9,5000,too big');
+      else if (i === 12) lines.push('3,1,a second id 3');
+      else lines.push(`${i},${i},ok`);
+    }
+    const file = join(dir, 'skip.csv');
+    await writeFile(file, `${lines.join('\n')}\n`);
+    const rejects = join(dir, 'skipped.csv');
+    const r = await cli([
+      'load',
+      tdb.t('nums'),
+      file,
+      '--on-error',
+      'skip',
+      '--rejects',
+      rejects,
+      '--batch-size',
+      '5',
+      ...via,
+    ]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/loaded 17 of 20 rows/);
+    // Two records carry id 3 (lines 4 and 14): chunks commit in either order, and the one
+    // that comes second is refused.
+    const m = /rejected 3 records \(file lines (4, 5 and 11|5, 11 and 14)\)/.exec(r.out);
+    expect(m, r.out).not.toBeNull();
+    const dupFirst = m![1]!.startsWith('4');
+    const ids = (await tdb.pool.query(`SELECT id FROM ${tdb.t('nums')} ORDER BY id`)).rows.map(
+      (x) => x.id as number,
+    );
+    expect(ids).toEqual([1, 2, 3, 5, 6, 7, 8, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20]);
+    const kept = await tdb.pool.query(`SELECT note FROM ${tdb.t('nums')} WHERE id = 3`);
+    expect(kept.rows[0].note).toBe(dupFirst ? 'a second id 3' : 'ok');
+    const records = ['4,x,"multi\nline ""q"""\n', '9,5000,too big\n'];
+    if (dupFirst) records.unshift('3,3,ok\n');
+    else records.push('3,1,a second id 3\n');
+    expect(await readFile(rejects, 'utf8')).toBe(`id,v,note\n${records.join('')}`);
+    const log = (await readFile(`${rejects}.log`, 'utf8')).split('\n').filter(Boolean);
+    expect(log).toHaveLength(3);
+    expect(log).toContainEqual(expect.stringMatching(/^line 5: DATA_ERROR: .*column v$/));
+    expect(log).toContainEqual(expect.stringMatching(/^line 11: CHECK_VIOLATION: .*nums_v_check/));
+    expect(log).toContainEqual(
+      expect.stringMatching(
+        new RegExp(`^line ${dupFirst ? 4 : 14}: UNIQUE_VIOLATION: .*nums_pkey`),
+      ),
+    );
+    // No values in what travelled through the queue.
+    expect(log.join('\n')).not.toMatch(/too big|5000|multi/);
+    // The rejects file, fixed, loads on its own.
+    await writeFile(rejects, 'id,v,note\n4,4,fixed\n9,9,fixed\n');
+    const again = await cli(['load', tdb.t('nums'), rejects, ...via]);
+    expect(again.code, again.out).toBe(0);
+    expect(
+      (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('nums')}`)).rows[0].n,
+    ).toBe(19);
+  });
+
+  it('--max-errors bounds what one chunk may skip: one more stops the load as --on-error stop does', async () => {
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    const file = join(dir, 'many-bad.csv');
+    await writeFile(file, 'id,v\n1,a\n2,b\n3,3\n');
+    const r = await cli([
+      'load',
+      tdb.t('nums'),
+      file,
+      '--on-error',
+      'skip',
+      '--max-errors',
+      '1',
+      '--rejects',
+      join(dir, 'mb.csv'),
+      ...via,
+    ]);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/error DATA_ERROR: .*many-bad\.csv line 3: .*after 1 skipped records/);
+    expect(r.out).toContain('nothing had committed');
+    expect(
+      (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('nums')}`)).rows[0].n,
+    ).toBe(0);
+    const json = await cli([
+      'load',
+      tdb.t('nums'),
+      join(dir, 'x.ndjson'),
+      '--on-error',
+      'skip',
+      ...via,
+    ]);
+    expect(json.code, json.out).toBe(2);
+    expect(json.out).toContain('--on-error skip reads csv and tsv files');
+  });
+});
+
 describe('refused before anything is written', () => {
   it('bad flags exit 2; a damaged gzip, a JSON file that is not an array exit 1 with the line', async () => {
     const nd = join(dir, 'x.ndjson');

@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import pg from 'pg';
 import { BulkClient } from '../core/client.js';
 import { checkCsvDialect } from '../core/csvDialect.js';
 import { BulkError, fromPgError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
 import { columnOf, type TableMeta } from '../core/meta.js';
+import type { RejectedRecord } from '../core/ops/copyText.js';
 import { defaultOf } from '../core/settings.js';
 import type { OnConflict } from '../core/sql/insert.js';
+import { csvChunks, csvHead, recordEnds } from '../producer/csvChunks.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import {
   BulkProducer,
@@ -72,7 +74,9 @@ ${optionsHelp('load')}
 Each chunk commits on its own: if a chunk fails (a bad value, a constraint), the operation
 fails with the error's code, table, column and file line, and chunks committed before stay
 written: the load says how many rows had committed and which file lines they came from.
-(Skipping bad records and loading the rest, --on-error skip, is not there yet.)
+With --on-error skip (csv, tsv) a chunk leaves out the records Postgres refuses and writes
+the rest in the same transaction (exactly once still); the skipped records go verbatim, after
+the header, to --rejects (load it again once fixed), their lines and reasons to <rejects>.log.
 
 Exit codes: 0 loaded, 1 the operation failed, 2 bad usage, 3 Postgres or Redis unreachable.
 
@@ -82,6 +86,7 @@ Examples:
   bulkmodel load items prices.csv --update-fields price,updated_at --key sku
   bulkmodel load items items.csv --on-conflict update:name,price --key sku
   bulkmodel load items big.csv --copy --no-wait --operation-id items-2026-01-31
+  bulkmodel load items messy.csv --on-error skip --rejects messy.rejects.csv
   bulkmodel load flights flights.tsv.gz --create --workers 2
   bulkmodel load movies movies.json --create --dry-run
   bulkmodel load items data.txt --format csv --delimiter ';' --null NA --no-header --columns sku,name
@@ -187,6 +192,18 @@ export async function runLoad(argv: string[]): Promise<number> {
   if (fields && (flag(p, 'copy') || conflictFlag))
     throw usage('--update-fields updates existing rows; --copy and --on-conflict are for inserts');
   if (create && fields) throw usage('--create makes a new table; --update-fields updates rows');
+  const onError = text(p, 'onError', 'load');
+  if (onError !== 'stop' && onError !== 'skip')
+    throw usage(`--on-error must be stop or skip, got ${JSON.stringify(onError)}`);
+  const skip = onError === 'skip';
+  if (!skip && (str(p, 'max-errors') !== undefined || str(p, 'rejects') !== undefined))
+    throw usage('--max-errors and --rejects go with --on-error skip');
+  if (skip && !(spec.format === 'csv' || spec.format === 'tsv'))
+    throw usage('--on-error skip reads csv and tsv files (their records go to COPY as they are)');
+  if (skip && (fields || conflictFlag))
+    throw usage('--on-error skip is for plain inserts: not with --update-fields or --on-conflict');
+  const maxErrors = int(p, 'maxErrors', 'load');
+  const rejectsPath = str(p, 'rejects') ?? defaultRejects(file, spec);
   if (create && file === '-')
     throw usage(
       '--create reads the start of the file twice (to infer types, then to load): not stdin',
@@ -304,6 +321,7 @@ export async function runLoad(argv: string[]): Promise<number> {
           ...(spec.columns ? { columns: spec.columns } : {}),
           ...spec.csv,
           ...(onConflict ? { onConflict } : {}),
+          ...(skip ? { onError: 'skip' as const, maxErrors } : {}),
           onEnqueued: (e) => {
             progress.rows = e.rows;
             chunkLines[e.chunk] = [e.line, e.lastLine];
@@ -351,12 +369,20 @@ export async function runLoad(argv: string[]): Promise<number> {
       await reportCommitted(op, chunkLines, progress).catch(() => {});
       throw err;
     });
+    const rejected = result.rejected ?? [];
+    if (rejected.length > 0) await writeRejects(spec, rejectsPath, rejected);
     const secs = (Date.now() - t0) / 1000;
     const what = fields ? 'updated' : 'loaded';
     const missing = result.missing?.length ? `, ${result.missing.length} keys matched no row` : '';
     process.stderr.write(
       `${what} ${result.count.toLocaleString('en-US')} of ${progress.rows.toLocaleString('en-US')} rows into ${meta.displayName} in ${secs.toFixed(1)} s${missing} (operation ${id})\n`,
     );
+    if (skip)
+      process.stderr.write(
+        rejected.length === 0
+          ? 'rejected none\n'
+          : `rejected ${rejected.length.toLocaleString('en-US')} records (file lines ${ranges(rejected.map((r) => [r.line, r.line]))}): ${rejectsPath}, reasons in ${rejectsPath}.log\n`,
+      );
     return EXIT.ok;
   } finally {
     await producer.close();
@@ -414,6 +440,66 @@ async function lineOfRow(
     // a later record that does not read: the line was found or is not to be found
   }
   return found;
+}
+
+/** Where skipped records go by default: items.csv(.gz) gives items.rejects.csv beside it. */
+function defaultRejects(file: string, spec: InputSpec): string {
+  const ext = spec.format === 'tsv' ? '.tsv' : '.csv';
+  if (file === '-') return `stdin.rejects${ext}`;
+  const base = file.replace(/\.gz$/i, '').replace(/\.[^./]*$/, '');
+  return `${base}.rejects${ext}`;
+}
+
+/**
+ * The records a skipping load left out, verbatim and after the file's header (fix them and load
+ * that file again), and beside it `<rejects>.log`: each one's file line, code and reason. The
+ * records are read again from the file (the queue never carries row values); from stdin only
+ * the log can be written.
+ */
+async function writeRejects(
+  spec: InputSpec,
+  path: string,
+  rejected: RejectedRecord[],
+): Promise<void> {
+  const log = rejected.map((r) => `line ${r.line}: ${r.code}: ${r.reason}\n`).join('');
+  await writeFile(`${path}.log`, log);
+  if (spec.path === '-') return;
+  const want = new Set(rejected.map((r) => r.line));
+  const out: Buffer[] = [];
+  const progress = { bytes: 0, rows: 0 };
+  const source = openInput(spec, progress);
+  const head = await csvHead(source, {
+    header: spec.header,
+    columns: undefined,
+    path: inputName(spec),
+    delimiter: spec.csv.delimiter,
+  }).catch(() => undefined);
+  if (!head) return;
+  if (spec.header) out.push(await headerBytes(spec));
+  for await (const c of csvChunks(head.body, {
+    batchSize: 1,
+    firstLine: head.firstLine,
+    path: '',
+  })) {
+    if (want.has(c.firstLine)) out.push(c.data);
+  }
+  await writeFile(path, Buffer.concat(out));
+}
+
+/** The input's header record, as its bytes (BOM left out). */
+async function headerBytes(spec: InputSpec): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for await (const b of openInput(spec, { bytes: 0, rows: 0 })) {
+    pieces.push(b);
+    const all = Buffer.concat(pieces);
+    const ends = recordEnds(all, 0, false).ends;
+    if (ends.length > 0) {
+      let h = all.subarray(0, ends[0]);
+      if (h[0] === 0xef && h[1] === 0xbb && h[2] === 0xbf) h = h.subarray(3);
+      return h;
+    }
+  }
+  return Buffer.concat(pieces);
 }
 
 /** CREATE TABLE, or a clear error when it cannot (it exists: drop --create). */

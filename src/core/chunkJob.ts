@@ -4,7 +4,12 @@ import { type ColumnType, columnType } from './decode.js';
 import { bulkCreateSteps } from './ops/bulkCreate.js';
 import type { OpContext } from './ops/context.js';
 import { copyFromSteps } from './ops/copyFrom.js';
-import { type CopyTextGroup, checkCopyGroups, copyTextSteps } from './ops/copyText.js';
+import {
+  type CopyTextGroup,
+  checkCopyGroups,
+  copyTextSteps,
+  type RejectedRecord,
+} from './ops/copyText.js';
 import { planInsert, rowText } from './ops/insertCommon.js';
 import { planUpdateFields, updateFieldsSteps } from './ops/updateFields.js';
 import { type InsertLikeOptions, QUEUE_DEFAULT_BATCH_SIZE, resolveWrite } from './options.js';
@@ -96,6 +101,9 @@ export interface CopyChunkOptions {
   onConflict?: OnConflict | undefined;
   /** CSV from a file: the file line of the chunk's first record. */
   firstLine?: number | undefined;
+  /** CSV without onConflict: leave out records Postgres refuses, up to maxErrors (default 0). */
+  onError?: 'skip' | undefined;
+  maxErrors?: number | undefined;
   /**
    * The data was encoded for the column types this worker's catalog has: check in the chunk's
    * transaction that the table still has them (CATALOG_MISMATCH, rolled back, if not).
@@ -117,7 +125,7 @@ export async function executeCopyChunk(
   groups: CopyTextGroup[],
   chunk: { index: number; offset: number },
   options: CopyChunkOptions,
-): Promise<{ count: number }> {
+): Promise<{ count: number; rejected?: RejectedRecord[] }> {
   db.assertOpen();
   const meta = await db.meta(table);
   if (!options.groupsChecked) checkCopyGroups(groups, options.format, meta.displayName);
@@ -132,6 +140,8 @@ export async function executeCopyChunk(
       csv: options.format === 'csv' ? checkCsvDialect(options.csv) : undefined,
       onConflict,
       firstLine: options.firstLine,
+      onError: options.onError,
+      maxErrors: options.maxErrors,
       verifyTypes: options.verifyTypes === true,
     },
     groups,

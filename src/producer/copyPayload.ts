@@ -40,5 +40,7 @@ export function copyOptions(o: PayloadOptions): PayloadOptions {
   if (o.onConflict !== undefined) out.onConflict = o.onConflict;
   if (o.signals === false) out.signals = false;
   if (o.batchSize !== undefined) out.batchSize = o.batchSize;
+  if (o.onError !== undefined) out.onError = o.onError;
+  if (o.maxErrors !== undefined) out.maxErrors = o.maxErrors;
   return out;
 }

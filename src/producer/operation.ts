@@ -3,6 +3,7 @@ import { Job, type Queue } from 'bullmq';
 import { type DecodeOptions, decoderFor } from '../core/decode.js';
 import { BulkError, storedError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { RejectedRecord } from '../core/ops/copyText.js';
 import { setOwn } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
 import type { BulkEvents, OperationEndEvent, ProgressEvent } from '../queue/events.js';
@@ -56,6 +57,11 @@ export interface OperationResult {
   missing?: Row[];
   /** copyTo: the file written. */
   path?: string;
+  /**
+   * copyFromCsv with onError 'skip': the records left out, in file order (file line, code and
+   * reason; the values stay in the file).
+   */
+  rejected?: RejectedRecord[];
 }
 
 function noOperation(id: string, q: OperationQueue): BulkError {
@@ -268,6 +274,8 @@ export class Operation extends EventEmitter {
     const out: OperationResult = { count: ret.count };
     if (ret.missing !== undefined) out.missing = decodeValue(ret.missing, 'missing') as Row[];
     if (ret.path !== undefined) out.path = ret.path;
+    if (ret.rejected !== undefined)
+      out.rejected = [...ret.rejected].sort((a, b) => a.line - b.line);
     const data = job.data as { options?: { returning?: unknown } };
     if (data.options?.returning) out.rows = await this.gatherRows(job);
     return out;

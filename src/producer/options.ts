@@ -48,6 +48,14 @@ export interface QueueCsvOptions {
   delimiter?: string;
   /** The text of NULL (unquoted). Default: an unquoted empty field; a quoted "" is always ''. */
   null?: string;
+  /**
+   * 'stop' (default): a record Postgres refuses fails its chunk and the operation. 'skip': the
+   * chunk leaves it out and writes the rest (in the same transaction, so exactly once still);
+   * the result's `rejected` lists each by file line, code and reason. Not with onConflict.
+   */
+  onError?: 'stop' | 'skip';
+  /** With onError 'skip': the most records one chunk may leave out; one more fails it. Default 100. */
+  maxErrors?: number;
   /** The source's name in messages (`items.csv line 7`). Default 'input'. */
   path?: string;
   /**

@@ -3,6 +3,7 @@ import type { Job } from 'bullmq';
 import { type CsvDialect, checkCsvDialect } from '../core/csvDialect.js';
 import type { ColumnType } from '../core/decode.js';
 import { BulkError } from '../core/errors.js';
+import type { RejectedRecord } from '../core/ops/copyText.js';
 import { defaultOf } from '../core/settings.js';
 import { PAYLOAD_SCHEMA } from './schema.js';
 import { type Encoded, isJsonColumnValue } from './values.js';
@@ -25,6 +26,9 @@ export interface PayloadOptions {
   fields?: string[];
   signals?: boolean;
   batchSize?: number;
+  /** v2 CSV chunks, without onConflict: leave out records Postgres refuses, up to maxErrors. */
+  onError?: 'skip';
+  maxErrors?: number;
 }
 
 /** Job 'chunk': rows of one chunk, column names once. */
@@ -150,6 +154,11 @@ export function validatePayload(
   if (expect !== jobName)
     throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: payload is for a '${expect}' job`);
   if ('chunk' in p && p.v === 2) {
+    if (p.options.onError !== undefined && (p.format !== 'csv' || p.options.onConflict))
+      throw new BulkError(
+        'INVALID_PAYLOAD',
+        `job ${jobName}: onError 'skip' goes with format 'csv' and no onConflict`,
+      );
     if (p.csv !== undefined) {
       if (p.format !== 'csv')
         throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: csv options go with format 'csv'`);
@@ -221,6 +230,8 @@ export function checkExportFileName(name: unknown): string {
 export interface ChunkJobReturn {
   index: number;
   count: number;
+  /** Records left out (onError 'skip'): file line, code and reason, never values. */
+  rejected?: RejectedRecord[];
   /** Returned rows as Postgres's text, with their columns' names and types. */
   returned?: { names: string[]; types: ColumnType[]; rows: (string | null)[][] };
   /** (Workers before `returned`: rows in the payload's value encoding.) */
@@ -243,6 +254,8 @@ export async function chunkReturns(parent: Job): Promise<ChunkJobReturn[]> {
 /** What the parent job returns once every chunk committed. */
 export interface OperationJobReturn {
   count: number;
+  /** Records left out by its chunks (onError 'skip'), in file order. */
+  rejected?: RejectedRecord[];
   chunks?: number;
   missing?: unknown;
   path?: string;

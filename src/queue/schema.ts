@@ -98,6 +98,12 @@ export const PAYLOAD_SCHEMA = {
         fields: names,
         signals: { type: 'boolean' },
         batchSize: { type: 'integer', minimum: 1 },
+        onError: {
+          description:
+            "copyFrom of CSV: 'skip' leaves out the records Postgres refuses (each chunk at most maxErrors), in the chunk's own transaction",
+          enum: ['skip'],
+        },
+        maxErrors: { type: 'integer', minimum: 0, maximum: 1000000 },
       },
     },
     chunk: {
@@ -159,6 +165,8 @@ export const PAYLOAD_SCHEMA = {
             onConflict: { $ref: '#/definitions/options/properties/onConflict' },
             signals: { type: 'boolean' },
             batchSize: { type: 'integer', minimum: 1 },
+            onError: { $ref: '#/definitions/options/properties/onError' },
+            maxErrors: { $ref: '#/definitions/options/properties/maxErrors' },
           },
         },
         format: { enum: ['text', 'csv'] },

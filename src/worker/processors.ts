@@ -186,6 +186,12 @@ export async function processChunk(
     // The data is checked as Postgres will read it before anything else (an event, a listener).
     checkCopyGroups(p.groups, p.format, meta.displayName);
     checkCatalog(ctx, meta, p);
+    if (seen && p.options.onError !== undefined)
+      throw new BulkError(
+        'INVALID_PAYLOAD',
+        `${meta.displayName}: onError 'skip' leaves records out in COPY, which a worker with in-process signal listeners does not use`,
+        { table: meta.displayName },
+      );
     // COPY data goes into COPY as it is: no value decoded, unless a listener here must see rows.
     if (!seen) {
       try {
@@ -339,10 +345,17 @@ async function processCopyData(
     verifyTypes: p.format === 'text' && p.catalog !== undefined,
     groupsChecked: true, // by processChunk, before anything else
     ...conflictOption(onConflict),
+    ...(p.options.onError
+      ? { onError: p.options.onError, maxErrors: p.options.maxErrors ?? 0 }
+      : {}),
   });
   await markChunkDone(ctx, p, res.count, checked.jobId);
   if (signals) await publish(ctx, post, { ...base, count: res.count });
-  return { index: p.chunk.index, count: res.count };
+  return {
+    index: p.chunk.index,
+    count: res.count,
+    ...(res.rejected ? { rejected: res.rejected } : {}),
+  };
 }
 
 /** A payload's onConflict as the core takes it (`update` defaults to no columns). */
@@ -455,6 +468,10 @@ export async function processOperation(
   if (p.kind === 'updateFields') {
     const parts = await chunkReturns(job);
     out.missing = parts.flatMap((c) => (c.missing as unknown[] | undefined) ?? []);
+  }
+  if (p.kind === 'copyFrom' && p.options.onError === 'skip') {
+    const rejected = (await chunkReturns(job)).flatMap((c) => c.rejected ?? []);
+    if (rejected.length > 0) out.rejected = rejected;
   }
   return out;
 }

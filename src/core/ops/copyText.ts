@@ -29,6 +29,9 @@ export interface CopyTextGroup {
 
 export interface CopyTextPlan {
   meta: TableMeta;
+  /** CSV without onConflict: leave out the records Postgres refuses, up to maxErrors. */
+  onError?: 'skip' | undefined;
+  maxErrors?: number | undefined;
   format: 'text' | 'csv';
   /** CSV: the delimiter and NULL text, when not COPY's defaults (checked by checkCsvDialect). */
   csv?: CsvDialect | undefined;
@@ -129,9 +132,21 @@ export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
  * ending is not known yet then); a file line counts every newline.
  */
 export function csvFileLine(data: string, firstLine: number, pgLine: number): number {
+  return firstLine + csvRecordOfLine(data, pgLine).lineOffset;
+}
+
+/**
+ * The CSV record of `data` that holds Postgres's COPY line `pgLine`: its index, where it starts
+ * and ends (past its newline), and how many file lines come before it in `data`.
+ */
+export function csvRecordOfLine(
+  data: string,
+  pgLine: number,
+): { index: number; start: number; end: number; lineOffset: number } {
   let records = 0;
   let pg = 0;
-  let start = firstLine; // file line of the current record's start
+  let lineOffset = 0; // file lines before the current record
+  let start = 0;
   let inner = 0;
   let inQuote = false;
   for (let i = 0; i < data.length; i++) {
@@ -144,12 +159,84 @@ export function csvFileLine(data: string, firstLine: number, pgLine: number): nu
       }
       records++;
       pg = records === 1 ? 1 : pg + 1 + inner;
-      if (pg >= pgLine) return start;
-      start += 1 + inner;
+      if (pg >= pgLine) return { index: records - 1, start, end: i + 1, lineOffset };
+      lineOffset += 1 + inner;
       inner = 0;
+      start = i + 1;
     }
   }
-  return start;
+  return { index: records, start, end: data.length, lineOffset };
+}
+
+/** A record a load skipped (onError 'skip'): its file line, and why, without its values. */
+export interface RejectedRecord {
+  line: number;
+  code: string;
+  reason: string;
+}
+
+/** Newlines in `s` between `from` and `to`. */
+function newlinesIn(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = s.indexOf('\n', from); i !== -1 && i < to; i = s.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/** Postgres refused a value or a row (classes 22 and 23): a record a skipping load can leave out. */
+function isRecordError(err: unknown): err is BulkError {
+  return err instanceof BulkError && /^2[23]/.test(err.pgCode ?? '');
+}
+
+/**
+ * COPY a CSV group, leaving out the records Postgres refuses (onError 'skip'), in the chunk's
+ * transaction. The data is a queue of segments, first the whole group; each is copied under a
+ * savepoint. When Postgres refuses a record (its COPY line says which), the attempt is rolled
+ * back, the record is set aside, and the records before and after it become segments of their
+ * own (those before went in once already, and normally go in again; if not, they are split in
+ * turn). At most maxErrors records are left out; one more fails the chunk with its own error.
+ */
+async function copySkipping(
+  client: DbClient,
+  sql: string,
+  data: string,
+  firstLine: number,
+  maxErrors: number,
+  table: string,
+  rejected: RejectedRecord[],
+): Promise<number> {
+  const segments: { data: string; line: number }[] = [{ data, line: firstLine }];
+  let count = 0;
+  for (let seg = segments.shift(); seg !== undefined; seg = segments.shift()) {
+    if (seg.data.length === 0) continue;
+    const { data: rest, line: restLine } = seg;
+    let pgLine: number | undefined;
+    await client.query({ text: 'SAVEPOINT bulkmodel_skip' });
+    try {
+      count += await copyData(client, sql, rest, {
+        table,
+        fileLineOfLine: (l: number) => {
+          pgLine = l;
+          return csvFileLine(rest, restLine, l);
+        },
+      });
+      await client.query({ text: 'RELEASE SAVEPOINT bulkmodel_skip' });
+    } catch (err) {
+      await client.query({ text: 'ROLLBACK TO SAVEPOINT bulkmodel_skip' });
+      if (!isRecordError(err) || pgLine === undefined) throw err;
+      const rec = csvRecordOfLine(rest, pgLine);
+      const line = restLine + rec.lineOffset;
+      if (rejected.length >= maxErrors) {
+        err.message = `${err.message} (after ${maxErrors} skipped records, the most one chunk may skip)`;
+        throw err;
+      }
+      rejected.push({ line, code: err.code, reason: err.message.replace(`; line ${line}`, '') });
+      segments.unshift(
+        { data: rest.slice(0, rec.start), line: restLine },
+        { data: rest.slice(rec.end), line: line + 1 + newlinesIn(rest, rec.start, rec.end - 1) },
+      );
+    }
+  }
+  return count;
 }
 
 /** Stream a string into COPY in 64 KB pieces; errors name the row (or the file line). */
@@ -213,7 +300,7 @@ function misread(table: string, declared: number, took: number): BulkError {
 export function copyTextSteps(
   plan: CopyTextPlan,
   groups: CopyTextGroup[],
-): ChunkSteps<Prepared, { count: number }> {
+): ChunkSteps<Prepared, { count: number; rejected?: RejectedRecord[] }> {
   const { meta } = plan;
   const table = meta.displayName;
   const opts = plan.format === 'csv' ? copyCsvOptions(plan.csv) : '';
@@ -237,6 +324,7 @@ export function copyTextSteps(
     },
     async write(client, p, hooks) {
       let count = 0;
+      const rejected: RejectedRecord[] = [];
       for (let gi = 0; gi < p.groups.length; gi++) {
         const { group: g, columns } = p.groups[gi]!;
         const offset = p.chunk.offset;
@@ -256,6 +344,18 @@ export function copyTextSteps(
         };
         const names = columns.map((c) => c.sqlName).join(', ');
         if (gi === p.groups.length - 1) setImmediate(hooks.busy);
+        if (plan.onError === 'skip' && plan.format === 'csv' && plan.onConflict === undefined) {
+          count += await copySkipping(
+            client,
+            `COPY ${meta.sqlName} (${names}) FROM STDIN${opts}`,
+            g.data,
+            plan.firstLine ?? 1,
+            plan.maxErrors ?? 0,
+            table,
+            rejected,
+          );
+          continue;
+        }
         if (plan.onConflict === undefined) {
           const took = await copyData(
             client,
@@ -296,12 +396,17 @@ export function copyTextSteps(
         await client.query({ text: `DROP TABLE ${stage}` });
       }
       if (plan.verifyTypes) await verifyTypes(client, meta, p.groups);
+      // The ledger keeps what was left out, so that a replay reports the same records.
+      if (rejected.length > 0) return { result: { count, rejected }, ledger: { count, rejected } };
       return { result: { count }, ledger: { count } };
     },
     signalsBusy: true,
     async recover(_c, _p, value) {
-      const v = (value ?? {}) as { count?: unknown };
-      return { count: typeof v.count === 'number' ? v.count : 0 };
+      const v = (value ?? {}) as { count?: unknown; rejected?: unknown };
+      const count = typeof v.count === 'number' ? v.count : 0;
+      return Array.isArray(v.rejected)
+        ? { count, rejected: v.rejected as RejectedRecord[] }
+        : { count };
     },
   };
 }
