@@ -1,4 +1,4 @@
-import { Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { BulkError } from '../core/errors.js';
 import { PostgresBackend, type QueueBackend, RedisBackend } from '../queue/backend.js';
 import { connectFailFast } from '../queue/connection.js';
@@ -55,6 +55,8 @@ export async function runWorker(argv: string[]): Promise<number> {
       '--migrate is for --backend postgres (Redis has no schema)',
     );
   const registry = new Registry();
+  // The process's own (memory, CPU, event loop lag) beside bulkmodel's, as the dashboard's.
+  if (metricsPort !== undefined) collectDefaultMetrics({ register: registry });
   const logger = createCliLogger({ showValues: flag(p, 'showValues') });
   logger.debug({ heapGrowthPercent: heapGrowth }, 'heap growth past live data before a full GC');
   const worker = new BulkWorker({

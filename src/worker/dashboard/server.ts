@@ -2,18 +2,30 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { storedError } from '../../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../../core/logger.js';
 import { checkOptionKeys } from '../../core/optionKeys.js';
+import { isOperationId } from '../../core/options.js';
 import { declaredOptions, defaultOf } from '../../core/settings.js';
 import { type BackendKind, openBackend } from '../../queue/backend.js';
 import type { RedisInput } from '../../queue/connection.js';
 import { queueNames } from '../../queue/keys.js';
+import { statusOf } from '../../queue/state.js';
 import { registerQueueMetrics } from '../queueMetrics.js';
 import { assertSafeBinding, basicAuth, type Credentials, loopbackHostOnly } from './access.js';
 import { boardRouter } from './board.js';
 import { boardActions, sameOriginOnly } from './csrf.js';
+import {
+  JobSampler,
+  progressEvents,
+  type QueueReader,
+  readChunks,
+  readWorkers,
+  rowsPerSecond,
+  WINDOW_MS,
+} from './insights.js';
 import { readOperations } from './operations.js';
-import { OPERATIONS_HTML, OPERATIONS_JS } from './page.js';
+import { CHARTS_JS, OPERATION_HTML, OPERATION_JS, OPERATIONS_HTML, OPERATIONS_JS } from './page.js';
 import { RateTracker } from './rates.js';
 import { readSignals } from './signals.js';
 
@@ -76,6 +88,9 @@ function noStore(res: Response): void {
   res.set('Cache-Control', 'no-store');
 }
 
+/** The most operations the list reads, filters and pages over. */
+const MAX_LISTED = 5000;
+
 const DASHBOARD_KEYS = declaredOptions<DashboardOptions>()('startDashboard');
 
 /**
@@ -105,6 +120,11 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     );
   const rates = new RateTracker();
   const limit = o.operationsLimit ?? defaultOf('operationsLimit');
+  const sampler = new JobSampler(queues as unknown as QueueReader[], async () => {
+    const lists = await Promise.all(states.map((s) => s.records(limit)));
+    return lists.flat().reduce((n, r) => n + r.retries, 0);
+  });
+  sampler.start();
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -142,13 +162,92 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     noStore(res);
     res.type('application/javascript').send(OPERATIONS_JS);
   });
-  app.get('/api/operations', async (_req, res) => {
-    const [operations, signals] = await Promise.all([
-      readOperations(states, rates, limit),
+  app.get('/operation', (_req, res) => {
+    noStore(res);
+    res.type('html').send(OPERATION_HTML);
+  });
+  app.get('/operation.js', (_req, res) => {
+    noStore(res);
+    res.type('application/javascript').send(OPERATION_JS);
+  });
+  app.get('/charts.js', (_req, res) => {
+    noStore(res);
+    res.type('application/javascript').send(CHARTS_JS);
+  });
+  app.get('/api/operations', async (req, res) => {
+    // Filters and pages over the most recent operations (up to MAX_LISTED of them).
+    const q = req.query as Record<string, unknown>;
+    const stateFilter = typeof q.state === 'string' && q.state !== '' ? q.state : undefined;
+    const tableFilter = typeof q.table === 'string' && q.table !== '' ? q.table : undefined;
+    const pageSize = Math.min(Math.max(Number(q.limit) || limit, 1), MAX_LISTED);
+    const offset = Math.min(Math.max(Number(q.offset) || 0, 0), MAX_LISTED);
+    const filtered = stateFilter !== undefined || tableFilter !== undefined;
+    const [all, signals] = await Promise.all([
+      readOperations(states, rates, filtered || offset > 0 ? MAX_LISTED : pageSize),
       readSignals(states),
     ]);
+    const matching = all.filter(
+      (op) =>
+        (stateFilter === undefined || op.state === stateFilter) &&
+        (tableFilter === undefined || op.table.includes(tableFilter)),
+    );
     res.set('Cache-Control', 'no-store');
-    res.json({ queue: names.join(','), queues: names, time: Date.now(), operations, signals });
+    res.json({
+      queue: names.join(','),
+      queues: names,
+      time: Date.now(),
+      total: matching.length,
+      offset,
+      operations: matching.slice(offset, offset + pageSize),
+      tables: [...new Set(all.map((op) => op.table))].sort(),
+      signals,
+    });
+  });
+  app.get('/api/charts', async (_req, res) => {
+    const now = Date.now();
+    const events = await progressEvents(states);
+    res.set('Cache-Control', 'no-store');
+    res.json({
+      time: now,
+      rowsPerSec: rowsPerSecond(events, now),
+      jobs: sampler.samples,
+    });
+  });
+  app.get('/api/workers', async (_req, res) => {
+    res.set('Cache-Control', 'no-store');
+    res.json({
+      time: Date.now(),
+      workers: await readWorkers(queues as unknown as QueueReader[], Date.now()),
+    });
+  });
+  app.get('/api/operation', async (req, res) => {
+    const q = req.query as Record<string, unknown>;
+    const i = names.indexOf(typeof q.queue === 'string' ? q.queue : names[0]!);
+    const id = typeof q.id === 'string' ? q.id : '';
+    const rec = i >= 0 && isOperationId(id) ? await states[i]!.record(id) : null;
+    res.set('Cache-Control', 'no-store');
+    if (!rec) {
+      res.status(404).json({ error: 'no such operation on this dashboard’s queues' });
+      return;
+    }
+    const now = Date.now();
+    const [chunks, events, workers] = await Promise.all([
+      readChunks(queues[i]!, rec),
+      progressEvents([states[i]!]),
+      states[i]!.activeWorkers([id]),
+    ]);
+    const view = { ...statusOf(rec, names[i]!), workers: workers.get(id) ?? [] };
+    res.json({
+      time: now,
+      operation: view,
+      error: rec.error ? storedError(rec.error, undefined, id).toJSON() : undefined,
+      chunks,
+      rowsPerSec: rowsPerSecond(events, now, id, {
+        from: (rec.startedAt ?? rec.createdAt ?? now - WINDOW_MS) - 5000,
+        to: (rec.finishedAt ?? now) + 5000,
+      }),
+      jobsUrl: `queues/queue/${encodeURIComponent(names[i]!)}?status=failed`,
+    });
   });
   app.get('/metrics', async (_req, res) => {
     res.type(registry.contentType).send(await registry.metrics());
@@ -194,6 +293,7 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
           server.close(() => r());
           server.closeAllConnections();
         });
+        sampler.stop();
         for (const q of queues) await q.close();
         await backend.close();
       })();
