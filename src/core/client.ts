@@ -10,7 +10,7 @@ import { BulkModel } from './model.js';
 import { checkOptionKeys } from './optionKeys.js';
 import { type RetryPolicy, resolveRetry, transientRule, withRetry } from './retry.js';
 import type { Engine } from './runner.js';
-import { declaredOptions, defaultOf } from './settings.js';
+import { declaredOptions, defaultOf, fromEnv } from './settings.js';
 import { type Row, Signals } from './signals.js';
 
 const CLIENT_KEYS = declaredOptions<BulkClientOptions>()('BulkClient');
@@ -101,8 +101,7 @@ export class BulkClient {
       pool = options.pool;
       this.ownsPool = false;
     } else {
-      const connectionString =
-        options.connectionString ?? process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+      const connectionString = options.connectionString ?? fromEnv('database')!;
       pool = new pg.Pool({
         connectionString: withSessionOptions(connectionString),
         max: poolSize,

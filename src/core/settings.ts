@@ -786,6 +786,17 @@ export function defaultOf<K extends SettingId>(
   return (SETTINGS[id] as Setting).default as never;
 }
 
+/**
+ * A setting a class reads when its option is not given: its environment variable (an empty one
+ * counts as unset), else its default.
+ */
+export function fromEnv<K extends SettingId>(id: K): string | undefined {
+  const s = SETTINGS[id] as Setting;
+  const v = s.env ? process.env[s.env] : undefined;
+  if (v) return v;
+  return s.default === undefined ? undefined : String(s.default);
+}
+
 /** The option names a class's options interface has, per the declaration (top-level keys). */
 export type OptionNames<O extends Owner> = {
   [K in SettingId]: S[K] extends { options: { readonly [P in O]: infer N extends string } }

@@ -12,7 +12,7 @@ import { checkUpdateArgs, type UpdateArgs } from '../core/ops/update.js';
 import { checkOptionKeys } from '../core/optionKeys.js';
 import { checkOperationId, QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { chunked } from '../core/runner.js';
-import { declaredOptions, defaultOf } from '../core/settings.js';
+import { declaredOptions, defaultOf, fromEnv } from '../core/settings.js';
 import type { Row } from '../core/signals.js';
 import { type BackendKind, openBackend, type QueueBackend } from '../queue/backend.js';
 import { SnapshotCache } from '../queue/catalog.js';
@@ -181,7 +181,7 @@ export class BulkProducer {
     this.options = options;
     this.decode = resolveDecode(options.decode);
     this.logger = options.logger ?? defaultLogger;
-    this.queues = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
+    this.queues = queueNames(options.queue, fromEnv('queue')!);
     if (options.pickQueue !== undefined && typeof options.pickQueue !== 'function')
       throw new BulkError('INVALID_OPTION', 'pickQueue must be a function');
     this.backend = openBackend(options, options.database);

@@ -15,14 +15,13 @@ import pg from 'pg';
 import { DEFAULT_DATABASE_URL } from '../core/client.js';
 import { BulkError, fromPgError, isBulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
-import { defaultOf } from '../core/settings.js';
+import { defaultOf, fromEnv } from '../core/settings.js';
 import { connect, describe, isCluster, type RedisClient, type RedisInput } from './connection.js';
 import { checkPrefix, QueueKeys } from './keys.js';
 import { LenientQueue } from './lenientJob.js';
 import {
   checkQueueSchema,
   checkSchemaName,
-  DEFAULT_QUEUE_SCHEMA,
   migrateQueueSchema,
 } from './pgSchema.js';
 import { PostgresQueueState } from './pgState.js';
@@ -210,9 +209,7 @@ export class PostgresBackend extends BaseBackend<PostgresQueueState> implements 
   constructor(options: PostgresBackendOptions = {}) {
     super();
     // Empty means unset (compose's `${X:-}`), as for the other variables.
-    this.schema = checkSchemaName(
-      options.schema || process.env.BULKMODEL_QUEUE_SCHEMA || DEFAULT_QUEUE_SCHEMA,
-    );
+    this.schema = checkSchemaName(options.schema || fromEnv('queueSchema')!);
     // The same default as BulkClient's, so that the queues live where the rows go.
     this.connectionString =
       options.database ||
@@ -358,7 +355,7 @@ export interface QueueBackendOptions {
 
 /** The backend kind asked for: the option, else BULKMODEL_BACKEND, else 'redis'. */
 export function backendKind(given: unknown): BackendKind {
-  const v = given ?? (process.env.BULKMODEL_BACKEND?.trim() || defaultOf('backend'));
+  const v = given ?? fromEnv('backend')!.trim();
   if (v !== 'redis' && v !== 'postgres')
     throw new BulkError(
       'INVALID_OPTION',

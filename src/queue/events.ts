@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { isBulkError } from '../core/errors.js';
 import { checkOptionKeys } from '../core/optionKeys.js';
-import { declaredOptions, defaultOf } from '../core/settings.js';
+import { declaredOptions, defaultOf, fromEnv } from '../core/settings.js';
 import type { SignalMap, SignalName } from '../core/signals.js';
 import { type BackendKind, openBackend, type QueueBackend } from './backend.js';
 import type { RedisInput } from './connection.js';
@@ -113,7 +113,7 @@ export class BulkEvents {
 
   constructor(options: BulkEventsOptions = {}) {
     checkOptionKeys(options, EVENTS_KEYS, 'BulkEvents');
-    const names = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
+    const names = queueNames(options.queue, fromEnv('queue')!);
     const shared = typeof options.backend === 'object' && options.backend !== null;
     this.ownsBackend = !shared;
     this.backend = shared

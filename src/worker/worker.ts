@@ -8,7 +8,7 @@ import type { TableMeta } from '../core/meta.js';
 import { checkOptionKeys } from '../core/optionKeys.js';
 import { isOperationId } from '../core/options.js';
 import { transientRule } from '../core/retry.js';
-import { declaredOptions, defaultOf } from '../core/settings.js';
+import { declaredOptions, defaultOf, fromEnv } from '../core/settings.js';
 import type { Signals } from '../core/signals.js';
 import { type BackendKind, backendKind, openBackend, type QueueBackend } from '../queue/backend.js';
 import { publishSnapshot } from '../queue/catalog.js';
@@ -198,7 +198,7 @@ export class BulkWorker {
     const concurrency = options.concurrency ?? defaultOf('concurrency');
     if (!Number.isInteger(concurrency) || concurrency < 1)
       throw new BulkError('INVALID_OPTION', 'concurrency must be a positive integer');
-    this.queues = queueNames(options.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
+    this.queues = queueNames(options.queue, fromEnv('queue')!);
     this.db = new BulkClient({
       logger: this.logger,
       poolSize: concurrency * this.queues.length + 2,

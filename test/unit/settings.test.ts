@@ -43,7 +43,12 @@ describe('the settings declaration', () => {
         read.add(m[1]!);
     }
     // Read through the declaration (text() in src/cli/args.ts), not by name.
-    const throughDeclaration = ['BULKMODEL_TABLES', 'BULKMODEL_QUEUE_SCHEMA'];
+    const throughDeclaration = [
+      'BULKMODEL_TABLES',
+      'BULKMODEL_QUEUE_SCHEMA',
+      'BULKMODEL_QUEUE',
+      'BULKMODEL_BACKEND',
+    ];
     for (const name of read) expect(declared, `${name} is read but not declared`).toContain(name);
     for (const name of declared)
       if (!throughDeclaration.includes(name))

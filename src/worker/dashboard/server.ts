@@ -6,7 +6,7 @@ import { storedError } from '../../core/errors.js';
 import { defaultLogger, type Logger, redact } from '../../core/logger.js';
 import { checkOptionKeys } from '../../core/optionKeys.js';
 import { isOperationId } from '../../core/options.js';
-import { declaredOptions, defaultOf } from '../../core/settings.js';
+import { declaredOptions, defaultOf, fromEnv } from '../../core/settings.js';
 import { type BackendKind, openBackend } from '../../queue/backend.js';
 import type { RedisInput } from '../../queue/connection.js';
 import { queueNames } from '../../queue/keys.js';
@@ -104,7 +104,7 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
   assertSafeBinding(host, o.credentials);
   const logger = o.logger ?? defaultLogger;
   const allowActions = o.allowActions === true;
-  const names = queueNames(o.queue, process.env.BULKMODEL_QUEUE || 'bulkmodel');
+  const names = queueNames(o.queue, fromEnv('queue')!);
   const backend = openBackend(o, o.database);
   await backend.prepare().catch(async (err) => {
     await backend.close();
