@@ -417,6 +417,85 @@ describe('--on-error skip', () => {
     ).toBe(19);
   });
 
+  it('counts lines as Postgres does: after a first record with a CRLF inside quotes, the bad record is the one skipped', async () => {
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    const file = join(dir, 'crlf-first.csv');
+    await writeFile(file, 'id,v,note\n1,1,"multi\r\nline"\n2,x,bad\n3,3,ok\n');
+    const r = await cli(['load', tdb.t('nums'), file, '--on-error', 'skip', ...via]);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/rejected 1 records \(file lines 4\)/);
+    const ids = (await tdb.pool.query(`SELECT id FROM ${tdb.t('nums')} ORDER BY id`)).rows;
+    expect(ids.map((x) => x.id)).toEqual([1, 3]);
+    expect(await readFile(join(dir, 'crlf-first.rejects.csv'), 'utf8')).toBe(
+      'id,v,note\n2,x,bad\n',
+    );
+  });
+
+  it('a skipping load that stops still writes what its committed chunks skipped, and leaves those lines out', async () => {
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    // One worker running one chunk at a time: chunk 0 (lines 2-4) commits skipping line 3;
+    // chunk 1 (lines 5-7) has two bad records, one more than --max-errors 1.
+    const file = join(dir, 'skip-stop.csv');
+    await writeFile(file, 'id,v\n1,1\n2,x\n3,3\n4,y\n5,z\n6,6\n');
+    const rejects = join(dir, 'skip-stop.rejects.csv');
+    const r = await cli([
+      'load',
+      tdb.t('nums'),
+      file,
+      '--on-error',
+      'skip',
+      '--max-errors',
+      '1',
+      '--batch-size',
+      '3',
+      '--concurrency',
+      '1',
+      ...own('skip-stop'),
+    ]);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(
+      /2 rows of 6 read had committed before it stopped and stay in the table \(file lines 2 and 4\)/,
+    );
+    expect(r.out).toMatch(/those chunks skipped 1 records \(file lines 3\)/);
+    expect(await readFile(rejects, 'utf8')).toBe('id,v\n2,x\n');
+    const ids = (await tdb.pool.query(`SELECT id FROM ${tdb.t('nums')} ORDER BY id`)).rows;
+    expect(ids.map((x) => x.id)).toEqual([1, 3]);
+  });
+
+  it('without a header the rejects file holds the records alone', async () => {
+    await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+    const file = join(dir, 'nohead.csv');
+    await writeFile(file, '1,1\n2,x\n');
+    const r = await cli([
+      'load',
+      tdb.t('nums'),
+      file,
+      '--no-header',
+      '--columns',
+      'id,v',
+      '--on-error',
+      'skip',
+      ...via,
+    ]);
+    expect(r.code, r.out).toBe(0);
+    expect(await readFile(join(dir, 'nohead.rejects.csv'), 'utf8')).toBe('2,x\n');
+    const inputAgain = await cli([
+      'load',
+      tdb.t('nums'),
+      file,
+      '--on-error',
+      'skip',
+      '--rejects',
+      file,
+      '--no-header',
+      '--columns',
+      'id,v',
+      ...via,
+    ]);
+    expect(inputAgain.code, inputAgain.out).toBe(2);
+    expect(inputAgain.out).toContain('--rejects names the input file');
+  });
+
   it('--max-errors bounds what one chunk may skip: one more stops the load as --on-error stop does', async () => {
     await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
     const file = join(dir, 'many-bad.csv');

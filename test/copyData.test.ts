@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countRecords, csvFileLine } from '../src/core/ops/copyText.js';
+import { countRecords, csvFileLine, csvRecordOfLine } from '../src/core/ops/copyText.js';
 import {
   type BulkErrorCode,
   BulkProducer,
@@ -244,6 +244,13 @@ describe('CSV errors name the line of the file', () => {
     expect(csvFileLine('1,"x\ny"\nzz,c\n', 5, 2)).toBe(7);
     expect(csvFileLine('1,a\n2,"x\ny"\nzz,c\n', 5, 4)).toBe(8);
     expect(csvFileLine('1,a\n2,b\n', 10, 2)).toBe(11);
+    // Postgres's own count, checked with psql: before it knows the line ending (the first
+    // record) a quoted carriage return counts as a line, a quoted newline does not; after, a
+    // quoted newline does. (psql: '"a\r\nb",1\nc,x' fails at line 3, '"a\nb",1\nc,x' at 2.)
+    expect(csvFileLine('"a\r\nb",1\nc,x\n', 1, 3)).toBe(3);
+    expect(csvFileLine('"a\nb",1\nc,x\n', 1, 2)).toBe(3);
+    expect(csvFileLine('z,1\n"a\nb",1\nc,x\n', 1, 4)).toBe(4);
+    expect(csvRecordOfLine('a\nb\n', 9)).toBeUndefined();
   });
 
   it('copyFromCsv: a bad value after multi-line records: its line and the table column', async () => {

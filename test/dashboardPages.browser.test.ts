@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -110,6 +110,11 @@ it('charts draw a real operation’s rows; two workers, then one gone after a SI
     const w = await workerRows(page);
     return w['worker-a'] === 'ok' && w['worker-b'] === 'ok';
   });
+  // Host, pid and concurrency as the worker processes announced them.
+  const cellsA = await page.locator('#workers tr[data-worker="worker-a"] td').allTextContents();
+  expect(cellsA[1]).toBe(hostname());
+  expect(Number(cellsA[2])).toBe(workers[0]!.child.pid);
+  expect(cellsA[4]).toBe('2');
   // The rows/s chart is drawn from the operation's progress events: a line with a maximum.
   const chart = page.locator('#chart-rows');
   await until('the rows/s chart to show the operation', async () => {

@@ -114,7 +114,8 @@ export function int(p: Parsed, id: SettingId, command?: Command): number {
   const s = SETTINGS[id] as Setting;
   const v = text(p, id, command);
   if (v === undefined) throw new Error(`setting ${id} has no default`);
-  const n = Number(v.replace(/_/g, ''));
+  // Decimal digits only (1_000 allowed): not '', 1e3 or 0x10, which Number() would take.
+  const n = /^\+?\d[\d_]*$/.test(v.trim()) ? Number(v.trim().replace(/_/g, '')) : Number.NaN;
   const min = s.min ?? 1;
   const max = s.max ?? Number.MAX_SAFE_INTEGER;
   if (!Number.isSafeInteger(n) || n < min || n > max) {

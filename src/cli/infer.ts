@@ -26,11 +26,12 @@ export type Inferred =
   | 'text';
 
 const INT = /^[+-]?\d+$/;
-const NUMERIC = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const NUMERIC = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE]([+-]?\d+))?$/;
 const BOOL = /^(?:t|f|true|false)$/i;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
+// Hours, minutes, seconds and offsets in the ranges Postgres takes (an offset up to ±15:59).
 const TIMESTAMP =
-  /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+  /^\d{4}-\d{2}-\d{2}[ T](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-](?:0\d|1[0-5])(?::?[0-5]\d)?)?$/i;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const INT4 = 2_147_483_647n;
 const INT8 = 9_223_372_036_854_775_807n;
@@ -44,13 +45,18 @@ function fitsText(v: string): Set<Inferred> {
     if (abs <= INT4) out.add('integer');
     if (abs <= INT8) out.add('bigint');
     out.add('numeric');
-  } else if (NUMERIC.test(v)) out.add('numeric');
+  } else {
+    // numeric takes exponents within ±1000 only.
+    const m = NUMERIC.exec(v);
+    if (m && (m[1] === undefined || Math.abs(Number(m[1])) <= 1000)) out.add('numeric');
+  }
   if (BOOL.test(v)) out.add('boolean');
   if (DATE.test(v) && validDate(v)) out.add('date');
   if ((DATE.test(v) || TIMESTAMP.test(v)) && validDate(v.slice(0, 10))) out.add('timestamptz');
   if (UUID.test(v)) out.add('uuid');
   const c = v.trimStart()[0];
-  if (c === '{' || c === '[') {
+  // jsonb refuses \u0000 and lone surrogates: any such escape leaves the column text.
+  if ((c === '{' || c === '[') && !/\\u(?:0000|[dD][89a-fA-F])/.test(v)) {
     try {
       JSON.parse(v);
       out.add('jsonb');
@@ -205,6 +211,11 @@ export function createTableSql(table: string, inf: Inference): string {
       throw new BulkError(
         'INVALID_ROW',
         'every column needs a name in the header to create the table',
+      );
+    if (Buffer.byteLength(c.name) > 63)
+      throw new BulkError(
+        'INVALID_ROW',
+        `the column name ${JSON.stringify(c.name.slice(0, 20))}… is longer than Postgres's 63 bytes: rename it, or create the table yourself`,
       );
     if (seen.has(c.name))
       throw new BulkError('INVALID_ROW', `the header names ${JSON.stringify(c.name)} twice`);

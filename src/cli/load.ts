@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { stat, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import pg from 'pg';
 import { BulkClient } from '../core/client.js';
 import { checkCsvDialect } from '../core/csvDialect.js';
@@ -77,6 +78,8 @@ written: the load says how many rows had committed and which file lines they cam
 With --on-error skip (csv, tsv) a chunk leaves out the records Postgres refuses and writes
 the rest in the same transaction (exactly once still); the skipped records go verbatim, after
 the header, to --rejects (load it again once fixed), their lines and reasons to <rejects>.log.
+(A foreign key is checked once the whole chunk is in, with no line to name: its violation
+stops the load even with skip.)
 
 Exit codes: 0 loaded, 1 the operation failed, 2 bad usage, 3 Postgres or Redis unreachable.
 
@@ -204,6 +207,16 @@ export async function runLoad(argv: string[]): Promise<number> {
     throw usage('--on-error skip is for plain inserts: not with --update-fields or --on-conflict');
   const maxErrors = int(p, 'maxErrors', 'load');
   const rejectsPath = str(p, 'rejects') ?? defaultRejects(file, spec);
+  if (
+    skip &&
+    file !== '-' &&
+    [rejectsPath, `${rejectsPath}.log`].map((f) => resolve(f)).includes(resolve(file))
+  )
+    throw usage('--rejects names the input file: the skipped records would overwrite it');
+  if (create && conflictFlag?.startsWith('update:') && !key)
+    throw usage(
+      '--create makes a table without a primary key: name the conflict target with --key',
+    );
   if (create && file === '-')
     throw usage(
       '--create reads the start of the file twice (to infer types, then to load): not stdin',
@@ -366,11 +379,13 @@ export async function runLoad(argv: string[]): Promise<number> {
         if (line !== undefined) err.line = line;
       }
       atFileLine(err, source, err.line);
-      await reportCommitted(op, chunkLines, progress).catch(() => {});
+      await reportCommitted(op, chunkLines, progress, skip ? rejectsPath : undefined, spec).catch(
+        () => {},
+      );
       throw err;
     });
     const rejected = result.rejected ?? [];
-    if (rejected.length > 0) await writeRejects(spec, rejectsPath, rejected);
+    const wrote = rejected.length > 0 ? await writeRejects(spec, rejectsPath, rejected) : '';
     const secs = (Date.now() - t0) / 1000;
     const what = fields ? 'updated' : 'loaded';
     const missing = result.missing?.length ? `, ${result.missing.length} keys matched no row` : '';
@@ -381,7 +396,7 @@ export async function runLoad(argv: string[]): Promise<number> {
       process.stderr.write(
         rejected.length === 0
           ? 'rejected none\n'
-          : `rejected ${rejected.length.toLocaleString('en-US')} records (file lines ${ranges(rejected.map((r) => [r.line, r.line]))}): ${rejectsPath}, reasons in ${rejectsPath}.log\n`,
+          : `rejected ${rejected.length.toLocaleString('en-US')} records (file lines ${ranges(rejected.map((r) => [r.line, r.line]))}): ${wrote}\n`,
       );
     return EXIT.ok;
   } finally {
@@ -398,6 +413,8 @@ async function reportCommitted(
   op: Operation,
   chunkLines: [number, number][],
   progress: ReadProgress,
+  rejectsPath: string | undefined,
+  spec: InputSpec,
 ): Promise<void> {
   // Chunks in flight when it failed still commit or roll back: count once they have.
   const settled = await op.settle();
@@ -407,20 +424,37 @@ async function reportCommitted(
     return;
   }
   const done = await op.committedChunks();
+  // With --on-error skip, the committed chunks' skipped records are not in the table: they
+  // go to the rejects file, and out of the lines reported.
+  const rejected = rejectsPath ? await op.rejectedRecords() : [];
+  const skipped = [...new Set(rejected.map((r) => r.line))].sort((a, b) => a - b);
   const spans: [number, number][] = [];
-  for (const i of done) {
-    const lines = chunkLines[i];
-    if (lines === undefined) continue;
-    const [from, to] = lines;
+  const add = (from: number, to: number) => {
     const prev = spans.at(-1);
     if (prev && prev[1] + 1 >= from) prev[1] = Math.max(prev[1], to);
     else spans.push([from, to]);
+  };
+  for (const i of done) {
+    const lines = chunkLines[i];
+    if (lines === undefined) continue;
+    let from = lines[0];
+    for (const r of skipped.filter((l) => l >= lines[0] && l <= lines[1])) {
+      if (r > from) add(from, r - 1);
+      from = r + 1;
+    }
+    if (from <= lines[1]) add(from, lines[1]);
   }
   const rows = status.rowsDone.toLocaleString('en-US');
   const of = progress.rows ? ` of ${progress.rows.toLocaleString('en-US')} read` : '';
   process.stderr.write(
     `${rows} rows${of} had committed before it stopped and stay in the table${spans.length ? ` (file lines ${ranges(spans)})` : ''}\n`,
   );
+  if (rejectsPath && rejected.length > 0) {
+    const wrote = await writeRejects(spec, rejectsPath, rejected);
+    process.stderr.write(
+      `those chunks skipped ${rejected.length.toLocaleString('en-US')} records (file lines ${ranges(rejected.map((r) => [r.line, r.line]))}): ${wrote}\n`,
+    );
+  }
 }
 
 /** The file line the record at `index` starts on (read again: only after a failure). */
@@ -460,21 +494,19 @@ async function writeRejects(
   spec: InputSpec,
   path: string,
   rejected: RejectedRecord[],
-): Promise<void> {
+): Promise<string> {
   const log = rejected.map((r) => `line ${r.line}: ${r.code}: ${r.reason}\n`).join('');
   await writeFile(`${path}.log`, log);
-  if (spec.path === '-') return;
+  if (spec.path === '-')
+    return `lines and reasons in ${path}.log (stdin cannot be read again for the records)`;
   const want = new Set(rejected.map((r) => r.line));
   const out: Buffer[] = [];
-  const progress = { bytes: 0, rows: 0 };
-  const source = openInput(spec, progress);
-  const head = await csvHead(source, {
+  const head = await csvHead(openInput(spec, { bytes: 0, rows: 0 }), {
     header: spec.header,
-    columns: undefined,
+    columns: spec.columns,
     path: inputName(spec),
     delimiter: spec.csv.delimiter,
-  }).catch(() => undefined);
-  if (!head) return;
+  });
   if (spec.header) out.push(await headerBytes(spec));
   for await (const c of csvChunks(head.body, {
     batchSize: 1,
@@ -484,6 +516,7 @@ async function writeRejects(
     if (want.has(c.firstLine)) out.push(c.data);
   }
   await writeFile(path, Buffer.concat(out));
+  return `${path}, reasons in ${path}.log`;
 }
 
 /** The input's header record, as its bytes (BOM left out). */

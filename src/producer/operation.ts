@@ -183,6 +183,20 @@ export class Operation extends EventEmitter {
     return q.state.doneChunks(this.id);
   }
 
+  /**
+   * The records its committed chunks left out (copyFromCsv with onError 'skip'), in file order:
+   * after a failure too, when `done()` has nothing to return them in. [] once BullMQ removed
+   * the parent job.
+   */
+  async rejectedRecords(): Promise<RejectedRecord[]> {
+    const q = await this.q();
+    const parent = await Job.fromId(q.bull, jobIds.parent(this.id));
+    if (!parent) return [];
+    return (await chunkReturns(parent))
+      .flatMap((c) => c.rejected ?? [])
+      .sort((a, b) => a.line - b.line);
+  }
+
   /** The operation's counters and state as stored beside the queue. */
   async status(): Promise<OperationStatus> {
     const q = await this.q();

@@ -19,11 +19,7 @@ import { defaultOf, fromEnv } from '../core/settings.js';
 import { connect, describe, isCluster, type RedisClient, type RedisInput } from './connection.js';
 import { checkPrefix, QueueKeys } from './keys.js';
 import { LenientQueue } from './lenientJob.js';
-import {
-  checkQueueSchema,
-  checkSchemaName,
-  migrateQueueSchema,
-} from './pgSchema.js';
+import { checkQueueSchema, checkSchemaName, migrateQueueSchema } from './pgSchema.js';
 import { PostgresQueueState } from './pgState.js';
 import { RedisQueueState } from './redisState.js';
 import type { QueueState } from './state.js';

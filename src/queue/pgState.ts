@@ -372,6 +372,22 @@ export class PostgresQueueState implements QueueState {
     return (r.rows[0]?.snapshot as string | undefined) ?? null;
   }
 
+  async announceWorker(name: string, infoJson: string): Promise<void> {
+    await this.publishSnapshot([`worker:${name}`], infoJson);
+  }
+
+  async workerInfo(names: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    if (names.length === 0) return out;
+    const r = await this.q(
+      `SELECT tbl, snapshot FROM ${this.s}.bm_catalog WHERE queue = $1 AND tbl = ANY($2::text[])`,
+      [this.queue, names.map((n) => `worker:${n}`)],
+    );
+    for (const row of r.rows as { tbl: string; snapshot: string }[])
+      out.set(row.tbl.slice('worker:'.length), row.snapshot);
+    return out;
+  }
+
   async publish(name: string, operationId: string, data: string, maxLen: number): Promise<void> {
     // The time is the server's (as a Redis stream id's is), so that events of many workers
     // order by one clock.

@@ -341,6 +341,20 @@ export class RedisQueueState implements QueueState {
     return this.redis.hget(this.keys.catalog, table);
   }
 
+  async announceWorker(name: string, infoJson: string): Promise<void> {
+    await this.redis.hset(this.keys.catalog, `worker:${name}`, infoJson);
+  }
+
+  async workerInfo(names: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    if (names.length === 0) return out;
+    const vals = await this.redis.hmget(this.keys.catalog, ...names.map((n) => `worker:${n}`));
+    names.forEach((n, i) => {
+      if (vals[i]) out.set(n, vals[i]!);
+    });
+    return out;
+  }
+
   async publish(name: string, operationId: string, data: string, maxLen: number): Promise<void> {
     await this.redis.xadd(
       this.keys.events,

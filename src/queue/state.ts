@@ -235,6 +235,14 @@ export interface QueueState {
   // Catalog snapshots (workers publish, producers read).
   publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void>;
   snapshot(table: string): Promise<string | null>;
+  /**
+   * A worker process announces itself (JSON: host, pid, concurrency, queues, start time),
+   * kept beside the catalog snapshots as `worker:<name>` (no table name can be that); the
+   * dashboard's worker table reads it.
+   */
+  announceWorker(name: string, infoJson: string): Promise<void>;
+  /** What the named workers announced, by name. */
+  workerInfo(names: readonly string[]): Promise<Map<string, string>>;
 
   // Events.
   /** Append an event (the stream is trimmed to about maxLen). */

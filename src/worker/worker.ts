@@ -336,6 +336,20 @@ export class BulkWorker {
     if (this.db.engine.ledger) await this.db.engine.ledger.ensure(this.db.engine.pool);
     const { missing } = await this.allowlist.resolveAll();
     for (const table of missing) this.logger.warn({ table }, 'allowed table not found (yet)');
+    // The dashboard's worker table shows what it cannot learn from BullMQ: host, pid, concurrency.
+    const info = JSON.stringify({
+      host: hostname(),
+      pid: process.pid,
+      concurrency: this.opts.concurrency ?? defaultOf('concurrency'),
+      queues: this.queues,
+      startedAt: Date.now(),
+    });
+    for (const lane of this.lanes)
+      await lane.ctx.state
+        .announceWorker(this.name, info)
+        .catch((err) =>
+          this.logger.warn({ err }, 'could not announce this worker to the dashboard'),
+        );
     // Producers encode rows as COPY text with these (docs/payload.md, version 2).
     for (const t of this.opts.tables) {
       if (t === '*' || missing.includes(t)) continue;

@@ -109,6 +109,11 @@ describe('the settings declaration', () => {
     expect(() => int(parsed({ 'heap-growth': '1001' }), 'heapGrowth')).toThrow(
       '--heap-growth must be an integer from 0 to 1000, got "1001"',
     );
+    // Decimal digits only: what Number() would also take is refused.
+    for (const bad of ['', ' ', '1e3', '0x10', '1.5', '-1'])
+      expect(() => int(parsed({ 'metrics-port': bad }), 'metricsPort'), bad).toThrow(
+        /--metrics-port must be an integer/,
+      );
     expect(() => int(parsed({ concurrency: '0' }), 'concurrency')).toThrow(
       '--concurrency must be an integer of at least 1, got "0"',
     );

@@ -127,45 +127,51 @@ export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
 }
 
 /**
- * The file line where the record holding Postgres's COPY line `pgLine` starts. Postgres counts
- * one line per record plus the newlines inside its quotes, except in the first record (its line
- * ending is not known yet then); a file line counts every newline.
+ * The file line where the record holding Postgres's COPY line `pgLine` starts (see
+ * csvRecordOfLine).
  */
 export function csvFileLine(data: string, firstLine: number, pgLine: number): number {
-  return firstLine + csvRecordOfLine(data, pgLine).lineOffset;
+  const rec = csvRecordOfLine(data, pgLine);
+  // Past the data (it cannot be, for a line Postgres read from it): its last line.
+  return firstLine + (rec ? rec.lineOffset : newlinesIn(data, 0, Math.max(0, data.length - 1)));
 }
 
 /**
  * The CSV record of `data` that holds Postgres's COPY line `pgLine`: its index, where it starts
- * and ends (past its newline), and how many file lines come before it in `data`.
+ * and ends (past its newline), and how many file lines come before it in `data`; undefined when
+ * no record of `data` does. Postgres counts a line per record plus the line breaks inside its
+ * quotes, and before it knows the data's line ending (in the first record) it takes a carriage
+ * return for one, after it a newline (checked against psql: a first record `"a\nb"` is one
+ * line, `"a\r\nb"` two). A file line counts every newline.
  */
 export function csvRecordOfLine(
   data: string,
   pgLine: number,
-): { index: number; start: number; end: number; lineOffset: number } {
+): { index: number; start: number; end: number; lineOffset: number } | undefined {
   let records = 0;
   let pg = 0;
   let lineOffset = 0; // file lines before the current record
   let start = 0;
-  let inner = 0;
+  let innerFile = 0;
+  let innerPg = 0;
   let inQuote = false;
   for (let i = 0; i < data.length; i++) {
     const c = data.charCodeAt(i);
     if (c === 34) inQuote = !inQuote;
-    else if (c === 10) {
-      if (inQuote) {
-        inner++;
-        continue;
-      }
+    else if (inQuote) {
+      if (c === 10) innerFile++;
+      if (c === (records === 0 ? 13 : 10)) innerPg++;
+    } else if (c === 10) {
       records++;
-      pg = records === 1 ? 1 : pg + 1 + inner;
+      pg += 1 + innerPg;
       if (pg >= pgLine) return { index: records - 1, start, end: i + 1, lineOffset };
-      lineOffset += 1 + inner;
-      inner = 0;
+      lineOffset += 1 + innerFile;
+      innerFile = 0;
+      innerPg = 0;
       start = i + 1;
     }
   }
-  return { index: records, start, end: data.length, lineOffset };
+  return undefined;
 }
 
 /** A record a load skipped (onError 'skip'): its file line, and why, without its values. */
@@ -221,9 +227,16 @@ async function copySkipping(
       });
       await client.query({ text: 'RELEASE SAVEPOINT bulkmodel_skip' });
     } catch (err) {
-      await client.query({ text: 'ROLLBACK TO SAVEPOINT bulkmodel_skip' });
+      // (A rollback that fails, the connection lost, must not hide the error that caused it.)
+      await client
+        .query({ text: 'ROLLBACK TO SAVEPOINT bulkmodel_skip; RELEASE SAVEPOINT bulkmodel_skip' })
+        .catch(() => {
+          throw err;
+        });
       if (!isRecordError(err) || pgLine === undefined) throw err;
       const rec = csvRecordOfLine(rest, pgLine);
+      // A line no record of the segment holds: not a record to leave out.
+      if (rec === undefined) throw err;
       const line = restLine + rec.lineOffset;
       if (rejected.length >= maxErrors) {
         err.message = `${err.message} (after ${maxErrors} skipped records, the most one chunk may skip)`;

@@ -1,6 +1,5 @@
 import { Job } from 'bullmq';
 import { jobIds } from '../../queue/keys.js';
-import type { ChunkJobReturn } from '../../queue/payload.js';
 import type { OpRecord, QueueState } from '../../queue/state.js';
 import { decodeValue } from '../../queue/values.js';
 
@@ -15,8 +14,50 @@ import { decodeValue } from '../../queue/values.js';
 export interface QueueReader {
   readonly name: string;
   getJobCounts(...types: string[]): Promise<Record<string, number>>;
-  getJobs(types: string[], start?: number, end?: number, asc?: boolean): Promise<Job[]>;
+  getRanges(types: string[], start?: number, end?: number, asc?: boolean): Promise<string[]>;
   getWorkers(): Promise<Record<string, string>[]>;
+}
+
+/** What the dashboard keeps of a job: never its data (a chunk's can be megabytes). */
+export interface JobFacts {
+  name: string;
+  processedBy: string | undefined;
+  processedOn: number | undefined;
+  finishedOn: number | undefined;
+  failedReason: string | undefined;
+  attemptsMade: number;
+  count: number | undefined;
+}
+
+/**
+ * Jobs' facts by id, read once a job has finished (finished jobs do not change): each poll
+ * reads only the jobs it has not seen finish. Bounded: the oldest entries go first.
+ */
+export class JobFactsCache {
+  private readonly done = new Map<string, JobFacts>();
+  constructor(private readonly max = 20_000) {}
+
+  async get(queue: Parameters<typeof Job.fromId>[0], id: string): Promise<JobFacts | undefined> {
+    const hit = this.done.get(`${queue.name}\u0000${id}`);
+    if (hit) return hit;
+    const j = await Job.fromId(queue, id).catch(() => undefined);
+    if (!j) return undefined;
+    const ret = j.returnvalue as { count?: unknown } | null;
+    const facts: JobFacts = {
+      name: j.name,
+      processedBy: j.processedBy ?? undefined,
+      processedOn: j.processedOn ?? undefined,
+      finishedOn: j.finishedOn ?? undefined,
+      failedReason: j.failedReason || undefined,
+      attemptsMade: j.attemptsMade,
+      count: typeof ret?.count === 'number' ? ret.count : undefined,
+    };
+    if (facts.finishedOn) {
+      this.done.set(`${queue.name}\u0000${id}`, facts);
+      if (this.done.size > this.max) this.done.delete(this.done.keys().next().value!);
+    }
+    return facts;
+  }
 }
 
 export const WINDOW_MS = 3600_000;
@@ -123,6 +164,8 @@ export interface WorkerView {
   host: string;
   pid: string;
   queues: string[];
+  /** Jobs it runs at once, per queue, as it announced (undefined for a worker that did not). */
+  concurrency: number | undefined;
   /** Rows its chunk jobs committed in the last minute, per second. */
   rowsPerSec: number;
   /** The chunks it runs now (job ids). */
@@ -136,6 +179,8 @@ export interface WorkerView {
 /** One row per worker process: from BullMQ's worker list and the jobs it ran lately. */
 export async function readWorkers(
   queues: readonly QueueReader[],
+  states: readonly QueueState[],
+  cache: JobFactsCache,
   now: number,
   stuckAfterMs = 120_000,
 ): Promise<WorkerView[]> {
@@ -149,6 +194,7 @@ export async function readWorkers(
         host: m ? m[1]! : name,
         pid: m ? m[2]! : '',
         queues: [],
+        concurrency: undefined,
         rowsPerSec: 0,
         running: [],
         lastSeen: undefined,
@@ -172,15 +218,21 @@ export async function readWorkers(
       const idle = Number(c.idle);
       w.lastSeen = Math.max(w.lastSeen ?? 0, Number.isFinite(idle) ? now - idle * 1000 : now);
     }
-    const [active, done] = await Promise.all([
-      q.getJobs(['active'], 0, 199).catch(() => [] as Job[]),
-      q.getJobs(['completed'], 0, 499).catch(() => [] as Job[]),
+    // Ids first; a job is read only until it has finished (then its facts are cached).
+    const [activeIds, doneIds] = await Promise.all([
+      q.getRanges(['active'], 0, 199).catch(() => [] as string[]),
+      q.getRanges(['completed'], 0, 299).catch(() => [] as string[]),
     ]);
-    for (const j of active) {
+    const reader = q as unknown as Parameters<typeof Job.fromId>[0];
+    const [active, done] = await Promise.all([
+      Promise.all(activeIds.map(async (id) => [id, await cache.get(reader, id)] as const)),
+      Promise.all(doneIds.map((id) => cache.get(reader, id))),
+    ]);
+    for (const [id, j] of active) {
       if (!j?.processedBy) continue;
       const w = get(j.processedBy);
       if (!w.queues.includes(q.name)) w.queues.push(q.name);
-      if (j.id) w.running.push(j.id);
+      w.running.push(id);
       w.busySince = Math.min(w.busySince ?? now, j.processedOn ?? now);
     }
     for (const j of done) {
@@ -189,9 +241,25 @@ export async function readWorkers(
       if (!w.queues.includes(q.name)) w.queues.push(q.name);
       w.lastDone = Math.max(w.lastDone ?? 0, j.finishedOn);
       w.lastSeen = Math.max(w.lastSeen ?? 0, j.finishedOn);
-      const count = (j.returnvalue as { count?: unknown } | null)?.count;
-      if (j.name === 'chunk' && typeof count === 'number' && j.finishedOn > now - 60_000)
-        w.rowsPerSec += count / 60;
+      if (j.name === 'chunk' && j.count !== undefined && j.finishedOn > now - 60_000)
+        w.rowsPerSec += j.count / 60;
+    }
+  }
+  // Host, pid and concurrency as each worker announced them (its name may be any --name).
+  const names = [...by.keys()];
+  for (const st of states) {
+    const info = await st.workerInfo(names).catch(() => new Map<string, string>());
+    for (const [name, json] of info) {
+      const w = by.get(name);
+      if (!w) continue;
+      try {
+        const v = JSON.parse(json) as { host?: unknown; pid?: unknown; concurrency?: unknown };
+        if (typeof v.host === 'string') w.host = v.host;
+        if (typeof v.pid === 'number') w.pid = String(v.pid);
+        if (typeof v.concurrency === 'number') w.concurrency = v.concurrency;
+      } catch {
+        // an announcement this version cannot read: the name's own host:pid stays
+      }
     }
   }
   const out = [...by.values()].map(({ busySince, lastDone, ...w }) => {
@@ -223,46 +291,58 @@ export interface ChunkView {
   jobId: string;
 }
 
-/** An operation's chunks as BullMQ holds them (the first `max`), by index. */
+/**
+ * An operation's chunks (the first `max`), by index: those counted done (the operation's done
+ * marks) and, once it has ended, the rest are read from BullMQ (cached once finished); while
+ * it runs, the first `pendingReads` not done are read each time (the running ones, usually),
+ * the others shown as waiting without a read.
+ */
 export async function readChunks(
   queue: Parameters<typeof Job.fromId>[0],
   rec: OpRecord,
+  done: ReadonlySet<number>,
+  cache: JobFactsCache,
   max = 500,
+  pendingReads = 20,
 ): Promise<ChunkView[]> {
-  const n = Math.min(rec.totalChunks ?? rec.chunksDone, max);
-  const ids = Array.from({ length: n }, (_, i) => jobIds.chunk(rec.id, i));
-  const jobs = await Promise.all(ids.map((id) => Job.fromId(queue, id).catch(() => undefined)));
-  return jobs.map((j, i) => {
-    if (!j)
+  const n = Math.min(rec.totalChunks ?? Math.max(rec.chunksDone, ...done, -1) + 1, max);
+  const final = rec.finishedAt !== undefined;
+  let pending = 0;
+  return Promise.all(
+    Array.from({ length: n }, async (_, i): Promise<ChunkView> => {
+      const jobId = jobIds.chunk(rec.id, i);
+      const read = done.has(i) || final || pending++ < pendingReads;
+      const j = read ? await cache.get(queue, jobId) : undefined;
+      if (!j)
+        return {
+          index: i,
+          state: done.has(i) ? 'completed' : 'waiting',
+          rows: undefined,
+          durationMs: undefined,
+          attempts: 0,
+          worker: undefined,
+          error: undefined,
+          jobId,
+        };
+      const state =
+        j.failedReason && j.finishedOn
+          ? 'failed'
+          : j.finishedOn || done.has(i)
+            ? 'completed'
+            : j.processedOn
+              ? 'active'
+              : 'waiting';
       return {
         index: i,
-        state: 'waiting',
-        rows: undefined,
-        durationMs: undefined,
-        attempts: 0,
-        worker: undefined,
-        error: undefined,
-        jobId: ids[i]!,
+        state,
+        rows: j.count,
+        durationMs:
+          j.processedOn && j.finishedOn ? Math.max(0, j.finishedOn - j.processedOn) : undefined,
+        attempts: j.attemptsMade,
+        worker: j.processedBy,
+        error: j.failedReason,
+        jobId,
       };
-    const ret = j.returnvalue as ChunkJobReturn | null;
-    const state =
-      j.failedReason && j.finishedOn
-        ? 'failed'
-        : j.finishedOn
-          ? 'completed'
-          : j.processedOn
-            ? 'active'
-            : 'waiting';
-    return {
-      index: i,
-      state,
-      rows: typeof ret?.count === 'number' ? ret.count : undefined,
-      durationMs:
-        j.processedOn && j.finishedOn ? Math.max(0, j.finishedOn - j.processedOn) : undefined,
-      attempts: j.attemptsMade,
-      worker: j.processedBy ?? undefined,
-      error: j.failedReason || undefined,
-      jobId: ids[i]!,
-    };
-  });
+    }),
+  );
 }

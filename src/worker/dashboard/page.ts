@@ -64,7 +64,7 @@ export const OPERATIONS_HTML = `<!doctype html>
   </section>
   <h2>Workers</h2>
   <table>
-    <thead><tr><th>Worker</th><th>Host</th><th>Pid</th><th>Queues</th><th>Rows/s</th><th>Running</th><th>Last seen</th><th>Status</th></tr></thead>
+    <thead><tr><th>Worker</th><th>Host</th><th>Pid</th><th>Queues</th><th>Concurrency</th><th>Rows/s</th><th>Running</th><th>Last seen</th><th>Status</th></tr></thead>
     <tbody id="workers"></tbody>
   </table>
   <h2>Operations</h2>
@@ -150,7 +150,11 @@ export const OPERATIONS_JS = `'use strict';
     li.appendChild(el('span', parts.join(' ') + (s.operationId ? '  op ' + s.operationId : '')));
     return li;
   }
-  var PAGE = 50, offset = 0, total = 0;
+  var PAGE = 50, offset = 0, total = 0, more = false;
+  function filtered() {
+    var f = document.getElementById('filters');
+    return Boolean(f.state.value || f.table.value);
+  }
   function filters() {
     var f = document.getElementById('filters');
     return 'state=' + encodeURIComponent(f.state.value) + '&table=' + encodeURIComponent(f.table.value) +
@@ -166,6 +170,7 @@ export const OPERATIONS_JS = `'use strict';
     tr.dataset.worker = w.name;
     tr.dataset.status = w.status;
     [w.name, w.host, w.pid, w.queues.join(', ')].forEach(function (t) { tr.appendChild(el('td', t)); });
+    tr.appendChild(el('td', w.concurrency === undefined ? '' : w.concurrency, 'num'));
     tr.appendChild(el('td', fmt(w.rowsPerSec), 'num'));
     tr.appendChild(el('td', w.running.join(', '), 'id'));
     tr.appendChild(el('td', ago(w.lastSeen)));
@@ -177,7 +182,7 @@ export const OPERATIONS_JS = `'use strict';
     body.replaceChildren.apply(body, data.workers.map(worker));
     if (data.workers.length === 0) {
       var tr = el('tr'), td = el('td', 'No worker is connected.', 'empty');
-      td.colSpan = 8;
+      td.colSpan = 9;
       tr.appendChild(td);
       body.appendChild(tr);
     }
@@ -198,10 +203,11 @@ export const OPERATIONS_JS = `'use strict';
   }
   function render(data) {
     total = data.total;
+    more = data.more;
     document.getElementById('page').textContent = total === 0 ? '' :
-      (offset + 1) + '-' + Math.min(offset + PAGE, total) + ' of ' + total;
+      (offset + 1) + '-' + Math.min(offset + PAGE, total) + (more && !filtered() ? '' : ' of ' + total);
     document.getElementById('prev').disabled = offset === 0;
-    document.getElementById('next').disabled = offset + PAGE >= total;
+    document.getElementById('next').disabled = !more;
     var dl = document.getElementById('tables');
     dl.replaceChildren.apply(dl, (data.tables || []).map(function (t) { var o = el('option'); o.value = t; return o; }));
     var body = document.getElementById('ops');
@@ -235,7 +241,7 @@ export const OPERATIONS_JS = `'use strict';
   form.addEventListener('change', function () { offset = 0; slow = 1; });
   form.addEventListener('submit', function (e) { e.preventDefault(); });
   document.getElementById('prev').addEventListener('click', function () { offset = Math.max(0, offset - PAGE); });
-  document.getElementById('next').addEventListener('click', function () { if (offset + PAGE < total) offset += PAGE; });
+  document.getElementById('next').addEventListener('click', function () { if (more) offset += PAGE; });
   poll();
 })();
 `;
@@ -415,7 +421,7 @@ export const OPERATION_JS = `'use strict';
         if (!r.ok) throw new Error('HTTP ' + r.status);
         return r.json();
       })
-      .then(function (d) { render(d); setTimeout(poll, d.operation.finishedAt ? 5000 : 1000); })
+      .then(function (d) { render(d); setTimeout(poll, d.operation.finishedAt ? 5000 : 2000); })
       .catch(function (e) { document.getElementById('meta').textContent = 'error: ' + e.message; setTimeout(poll, 3000); });
   }
   poll();

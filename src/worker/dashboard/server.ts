@@ -16,6 +16,7 @@ import { assertSafeBinding, basicAuth, type Credentials, loopbackHostOnly } from
 import { boardRouter } from './board.js';
 import { boardActions, sameOriginOnly } from './csrf.js';
 import {
+  JobFactsCache,
   JobSampler,
   progressEvents,
   type QueueReader,
@@ -24,7 +25,7 @@ import {
   rowsPerSecond,
   WINDOW_MS,
 } from './insights.js';
-import { readOperations } from './operations.js';
+import { type OperationView, readOperations } from './operations.js';
 import { CHARTS_JS, OPERATION_HTML, OPERATION_JS, OPERATIONS_HTML, OPERATIONS_JS } from './page.js';
 import { RateTracker } from './rates.js';
 import { readSignals } from './signals.js';
@@ -120,6 +121,19 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     );
   const rates = new RateTracker();
   const limit = o.operationsLimit ?? defaultOf('operationsLimit');
+  const jobCache = new JobFactsCache();
+  // A long list read once a second is shared by the viewers polling it, not read per viewer.
+  let lastList: { at: number; n: number; ops: Promise<OperationView[]> } | undefined;
+  const listed = (n: number): Promise<OperationView[]> => {
+    const now = Date.now();
+    if (lastList && now - lastList.at < 1000 && lastList.n >= n) return lastList.ops;
+    const ops = readOperations(states, rates, n);
+    lastList = { at: now, n, ops };
+    ops.catch(() => {
+      lastList = undefined;
+    });
+    return ops;
+  };
   const sampler = new JobSampler(queues as unknown as QueueReader[], async () => {
     const lists = await Promise.all(states.map((s) => s.records(limit)));
     return lists.flat().reduce((n, r) => n + r.retries, 0);
@@ -182,10 +196,9 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     const pageSize = Math.min(Math.max(Number(q.limit) || limit, 1), MAX_LISTED);
     const offset = Math.min(Math.max(Number(q.offset) || 0, 0), MAX_LISTED);
     const filtered = stateFilter !== undefined || tableFilter !== undefined;
-    const [all, signals] = await Promise.all([
-      readOperations(states, rates, filtered || offset > 0 ? MAX_LISTED : pageSize),
-      readSignals(states),
-    ]);
+    // Unfiltered, the page and one more (to know whether there are older ones) are enough.
+    const want = filtered ? MAX_LISTED : Math.min(offset + pageSize + 1, MAX_LISTED);
+    const [all, signals] = await Promise.all([listed(want), readSignals(states)]);
     const matching = all.filter(
       (op) =>
         (stateFilter === undefined || op.state === stateFilter) &&
@@ -196,7 +209,9 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
       queue: names.join(','),
       queues: names,
       time: Date.now(),
+      // The operations matching, of those read: exact with a filter, else a lower bound.
       total: matching.length,
+      more: matching.length > offset + pageSize,
       offset,
       operations: matching.slice(offset, offset + pageSize),
       tables: [...new Set(all.map((op) => op.table))].sort(),
@@ -217,7 +232,7 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
     res.set('Cache-Control', 'no-store');
     res.json({
       time: Date.now(),
-      workers: await readWorkers(queues as unknown as QueueReader[], Date.now()),
+      workers: await readWorkers(queues as unknown as QueueReader[], states, jobCache, Date.now()),
     });
   });
   app.get('/api/operation', async (req, res) => {
@@ -231,8 +246,9 @@ export async function startDashboard(o: DashboardOptions = {}): Promise<Dashboar
       return;
     }
     const now = Date.now();
+    const done = new Set(await states[i]!.doneChunks(id));
     const [chunks, events, workers] = await Promise.all([
-      readChunks(queues[i]!, rec),
+      readChunks(queues[i]!, rec, done, jobCache),
       progressEvents([states[i]!]),
       states[i]!.activeWorkers([id]),
     ]);
