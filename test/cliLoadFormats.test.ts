@@ -294,6 +294,8 @@ describe('--create and --dry-run', () => {
     expect(r.code, r.out).toBe(1);
     expect(r.out).toContain('dry run: nothing is written');
     expect(r.out).toMatch(/problem: +DATA_ERROR: .*dry\.csv line 3: .*column v/);
+    // Every problem of the sample, as --on-error skip would find them.
+    expect(r.out).toMatch(/problem: +CHECK_VIOLATION: .*dry\.csv line 5: .*nums_v_check/);
     expect(await rowsText(tdb.t('nums'))).toEqual(before);
     await writeFile(file, 'id,v\n1,1\n2,2\n');
     const ok = await cli(['load', `${tdb.schema}.never`, file, '--create', '--dry-run', ...pg]);
@@ -539,29 +541,27 @@ describe('refused before anything is written', () => {
     await writeFile(notGz, 'id,v\n1,1\n');
     const notArray = join(dir, 'obj.json');
     await writeFile(notArray, '\n\n{"id": 1}\n');
+    const existing = join(dir, 'for-existing.csv');
+    await writeFile(existing, 'id,v\n1,1\n');
+    const trailing = join(dir, 'trailing.json');
+    await writeFile(trailing, '[{"id": 1},\n]\n');
     const truncated = join(dir, 'cut.json.gz');
     await writeFile(truncated, gzipSync('[{"id": 1}, {"id": 2').subarray(0, 20));
     const before = await rowsText(tdb.t('nums'));
     const cases = await Promise.all([
       cli(['load', tdb.t('nums'), nd, '--null', 'NA', ...via]),
-      cli(['load', tdb.t('nums'), join(dir, 'semi.txt'), '--format', 'csv', '--no-header', ...via]),
+      cli(['load', tdb.t('nums'), existing, '--format', 'csv', '--no-header', ...via]),
       cli(['load', tdb.t('nums'), '-', ...via], ''),
-      cli([
-        'load',
-        tdb.t('nums'),
-        join(dir, 'semi.txt'),
-        '--format',
-        'csv',
-        '--delimiter',
-        'ab',
-        ...via,
-      ]),
-      cli(['load', tdb.t('hostile'), join(dir, 'dry.csv'), '--create', ...via]),
+      cli(['load', tdb.t('nums'), existing, '--format', 'csv', '--delimiter', 'ab', ...via]),
+      cli(['load', tdb.t('hostile'), existing, '--create', ...via]),
       cli(['load', tdb.t('nums'), notGz, ...via]),
       cli(['load', tdb.t('nums'), notArray, ...via]),
       cli(['load', tdb.t('nums'), truncated, ...via]),
+      cli(['load', tdb.t('nums'), trailing, ...via]),
     ]);
-    const [nullJson, noHeader, stdinNoFormat, delim, exists, fakeGz, obj, cut] = cases;
+    const [nullJson, noHeader, stdinNoFormat, delim, exists, fakeGz, obj, cut, comma] = cases;
+    expect(comma!.code, comma!.out).toBe(1);
+    expect(comma!.out).toMatch(/error INVALID_ROW: .*trailing\.json line 2: expected an object/);
     expect(nullJson!.code, nullJson!.out).toBe(2);
     expect(nullJson!.out).toContain('--null is for csv and tsv files');
     expect(noHeader!.code, noHeader!.out).toBe(2);

@@ -4,11 +4,24 @@ import { copyCsvOptions } from '../core/csvDialect.js';
 import { BulkError } from '../core/errors.js';
 import { redact } from '../core/logger.js';
 import { columnOf, loadTableMeta, type TableMeta } from '../core/meta.js';
-import { copyData, csvFileLine } from '../core/ops/copyText.js';
+import { copyData, copySkipping, type RejectedRecord } from '../core/ops/copyText.js';
 import type { Row } from '../core/signals.js';
 import { encodeCopyChunk } from '../producer/copyPayload.js';
 import { csvChunks, csvHead } from '../producer/csvChunks.js';
 import { atFileLine, type InputSpec, inputName, openInput, readRows } from './fileFormats.js';
+
+/** The most problems a dry run lists. */
+const MAX_SHOWN = 10;
+
+/** Several problems of a sample, each a line to print. */
+class Problems extends Error {
+  constructor(
+    readonly list: string[],
+    readonly more: boolean,
+  ) {
+    super(list.join('\n'));
+  }
+}
 
 export interface DryRun {
   database: string;
@@ -40,8 +53,9 @@ function show(spec: InputSpec): string {
  * `bulkmodel load --dry-run`: print what the load would do, then try the first `sample` rows
  * the way the load writes them (COPY of the file's own bytes for CSV and TSV, COPY of the
  * encoded rows otherwise) inside a transaction that is rolled back, with --create's table made
- * in it too. Prints the first problem found with its file line; writes nothing. Exit 0 when
- * the sample went in, 1 when it did not.
+ * in it too. Prints the problems found with their file lines (CSV: up to ten, each record
+ * Postgres refuses, as --on-error skip finds them; otherwise the first); writes nothing. Exit 0
+ * when the sample went in, 1 when it did not.
  */
 export async function dryRunLoad(o: DryRun): Promise<number> {
   const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -52,7 +66,7 @@ export async function dryRunLoad(o: DryRun): Promise<number> {
   const pool = new pg.Pool({ connectionString: o.database, options: SESSION_OPTIONS, max: 1 });
   pool.on('error', () => {});
   const client = await pool.connect();
-  let problem: string | undefined;
+  let problems: string[] = [];
   let tried = 0;
   try {
     await client.query('BEGIN');
@@ -61,16 +75,19 @@ export async function dryRunLoad(o: DryRun): Promise<number> {
     try {
       tried = await trySample(client, meta, o);
     } catch (err) {
-      if (!(err instanceof BulkError)) throw err;
-      problem = `${err.code}: ${redact(err.message)}`;
+      if (err instanceof Problems) {
+        problems = err.list.map(redact);
+        if (err.more) problems.push(`… and more (the first ${MAX_SHOWN} are shown)`);
+      } else if (err instanceof BulkError) problems = [`${err.code}: ${redact(err.message)}`];
+      else throw err;
     }
   } finally {
     await client.query('ROLLBACK').catch(() => {});
     client.release(true);
     await pool.end().catch(() => {});
   }
-  if (problem) {
-    out(`problem:  ${problem}`);
+  if (problems.length > 0) {
+    for (const p of problems) out(`problem:  ${p}`);
     return 1;
   }
   out(
@@ -98,18 +115,29 @@ async function trySample(client: pg.PoolClient, meta: TableMeta, o: DryRun): Pro
       firstLine: head.firstLine,
       path,
     })) {
-      const data = chunk.data.toString('utf8');
-      await copyData(
-        client,
-        `COPY ${meta.sqlName} (${cols.map((c) => c.sqlName).join(', ')}) FROM STDIN${copyCsvOptions(spec.csv)}`,
-        data,
-        {
-          table: meta.displayName,
-          fileLineOfLine: (line: number) => csvFileLine(data, chunk.firstLine, line),
-        },
-      ).catch((err) => {
-        throw err instanceof BulkError ? atFileLine(err, path, err.line) : err;
-      });
+      // Every problem of the sample, up to MAX_SHOWN, as --on-error skip would find them.
+      const rejected: RejectedRecord[] = [];
+      const sql = `COPY ${meta.sqlName} (${cols.map((c) => c.sqlName).join(', ')}) FROM STDIN${copyCsvOptions(spec.csv)}`;
+      let more = false;
+      try {
+        await copySkipping(
+          client,
+          sql,
+          chunk.data.toString('utf8'),
+          chunk.firstLine,
+          MAX_SHOWN,
+          meta.displayName,
+          rejected,
+        );
+      } catch (err) {
+        if (!(err instanceof BulkError)) throw err;
+        if (rejected.length < MAX_SHOWN) throw atFileLine(err, path, err.line);
+        more = true;
+      }
+      if (rejected.length > 0) {
+        const list = rejected.map((r) => `${r.code}: ${path} line ${r.line}: ${r.reason}`);
+        throw new Problems(list, more);
+      }
       return chunk.records;
     }
     return 0;

@@ -120,6 +120,7 @@ export async function* lines(chunks: AsyncIterable<Buffer>): AsyncGenerator<stri
   const decoder = new StringDecoder('utf8');
   // The unfinished line, in pieces: a long line is joined once, not once per chunk.
   let parts: string[] = [];
+  let partsLength = 0;
   for await (const chunk of chunks) {
     const text = decoder.write(chunk);
     let start = 0;
@@ -127,9 +128,18 @@ export async function* lines(chunks: AsyncIterable<Buffer>): AsyncGenerator<stri
       parts.push(text.slice(start, nl));
       yield parts.length === 1 ? parts[0]! : parts.join('');
       parts = [];
+      partsLength = 0;
       start = nl + 1;
     }
-    if (start < text.length) parts.push(text.slice(start));
+    if (start < text.length) {
+      parts.push(text.slice(start));
+      partsLength += text.length - start;
+      if (partsLength > MAX_RECORD)
+        throw new BulkError(
+          'INVALID_ROW',
+          `a line longer than ${MAX_RECORD} characters (is it NDJSON, one object per line?)`,
+        );
+    }
   }
   const end = decoder.end();
   if (end) parts.push(end);
@@ -200,8 +210,12 @@ async function* csvRows(
   });
   const source = openInput(spec, progress);
   const feed = (async () => {
-    for await (const b of source) if (!parser.write(b)) await once(parser, 'drain');
-    parser.end();
+    // Leaving the loop (a parser destroyed because its reader stopped) closes the source.
+    for await (const b of source) {
+      if (parser.destroyed) return;
+      if (!parser.write(b)) await Promise.race([once(parser, 'drain'), once(parser, 'close')]);
+    }
+    if (!parser.destroyed) parser.end();
   })();
   feed.catch((err) => parser.destroy(err));
   let lastLine = 0;
@@ -242,7 +256,8 @@ async function* csvRows(
       yield row;
     }
   } catch (err) {
-    if (err instanceof BulkError) throw err;
+    // A file that cannot be read stays a file error (FILE_ERROR in the CLI), not a bad row.
+    if (err instanceof BulkError || (err as { syscall?: unknown }).syscall) throw err;
     // csv-parse ends its messages with the field's text (`..., value is "..."`): row values
     // stay out of messages.
     const msg = String((err as Error)?.message ?? err)
@@ -406,6 +421,7 @@ async function* jsonArrayRecords(
   let parts: string[] = [];
   let size = 0;
   let bom = true;
+  let afterComma = false;
   const ws = (c: number) => c === 32 || c === 9 || c === 10 || c === 13;
   for await (const chunk of openInput(spec, progress)) {
     let t = decoder.write(chunk);
@@ -443,10 +459,13 @@ async function* jsonArrayRecords(
         if (c !== 91) throw bad(line, 'a JSON file must hold one array of objects ([{...}, ...])');
         state = 'item';
       } else if (state === 'item' || state === 'after') {
-        if (c === 93) state = 'end';
-        else if (state === 'after' && c === 44) state = 'item';
-        else if (state === 'item' && c === 123) {
+        if (c === 93 && !afterComma) state = 'end';
+        else if (state === 'after' && c === 44) {
+          state = 'item';
+          afterComma = true;
+        } else if (state === 'item' && c === 123) {
           state = 'inside';
+          afterComma = false;
           depth = 1;
           first = line;
           start = i;

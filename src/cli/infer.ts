@@ -161,6 +161,7 @@ async function inferCsv(spec: InputSpec, sample: number): Promise<Inference> {
       });
     }
   } catch (err) {
+    if (err instanceof BulkError || (err as { syscall?: unknown }).syscall) throw err;
     throw new BulkError(
       'INVALID_ROW',
       `${inputName(spec)}: cannot read it as CSV: ${(err as Error).message.replace(/,? value is ".*$/s, '')}`,

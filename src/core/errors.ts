@@ -161,12 +161,20 @@ export class BulkError extends Error {
   static fromJSON(value: unknown): BulkError {
     const v = (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
     const message = typeof v.message === 'string' ? v.message : 'unknown error';
+    // Only the detail fields, each of its own type: stored JSON is anyone's who can write it.
+    const details: Record<string, unknown> = {};
+    for (const k of DETAIL_KEYS) {
+      const x = v[k];
+      const numeric = k === 'row' || k === 'line' || k.startsWith('committed');
+      if (numeric ? typeof x === 'number' && Number.isFinite(x) : typeof x === 'string')
+        details[k] = x;
+    }
     if (typeof v.code === 'string' && Object.hasOwn(ERROR_CODES, v.code))
-      return new BulkError(v.code as BulkErrorCode, message, v as BulkErrorDetails);
+      return new BulkError(v.code as BulkErrorCode, message, details as BulkErrorDetails);
     return new BulkError(
       'INTERNAL_ERROR',
       `an error of unknown code ${JSON.stringify(String(v.code)).slice(0, 60)}: ${message}`,
-      v as BulkErrorDetails,
+      details as BulkErrorDetails,
     );
   }
 }

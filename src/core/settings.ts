@@ -190,7 +190,7 @@ export const SETTINGS = {
     commands: { load: {} },
     type: 'boolean',
     default: false,
-    doc: 'write nothing: print the plan, then try the first --sample rows in a rolled-back transaction and print the problems found',
+    doc: 'write nothing: print the plan, then try the first --sample rows in a rolled-back transaction and list the problems found (exit 1 if any)',
   },
   sample: {
     flag: 'sample',

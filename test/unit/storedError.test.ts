@@ -28,6 +28,21 @@ describe('the error an operation ended with, from what the queue keeps', () => {
       'INTERNAL_ERROR',
     );
     expect(BulkError.fromJSON(null).code).toBe('INTERNAL_ERROR');
+    // Only the detail fields, each of its own type.
+    const e = BulkError.fromJSON({
+      code: 'UNIQUE_VIOLATION',
+      message: 'm',
+      row: 'x',
+      line: 5,
+      table: 7,
+      column: 'c',
+      cause: { evil: true },
+      __proto__: { polluted: true },
+    });
+    expect(e).toMatchObject({ code: 'UNIQUE_VIOLATION', line: 5, column: 'c' });
+    expect(e.row).toBeUndefined();
+    expect(e.table).toBeUndefined();
+    expect(e.cause).toBeUndefined();
   });
 
   it('without a record: the job failure reason, coded by a worker or BullMQ’s own', () => {

@@ -201,7 +201,7 @@ function isRecordError(err: unknown): err is BulkError {
  * own (those before went in once already, and normally go in again; if not, they are split in
  * turn). At most maxErrors records are left out; one more fails the chunk with its own error.
  */
-async function copySkipping(
+export async function copySkipping(
   client: DbClient,
   sql: string,
   data: string,
