@@ -498,6 +498,59 @@ describe('--on-error skip', () => {
     expect(inputAgain.out).toContain('--rejects names the input file');
   });
 
+  for (const format of ['ndjson', 'json'] as const) {
+    it(`${format}: skips records that do not read, that the encoder refuses and that Postgres refuses, by file line`, async () => {
+      await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
+      const records = [
+        '{"id": 1, "v": 1}',
+        '{"id": 2,\n  "v": "x"}', // lines 2-3: not a number (the encoder refuses it)
+        '{"id": 3, "v": {"a": 1}}', // line 4: an object for a number (the reader refuses it)
+        '{"id": 4, "v": 99999999999}', // line 5: the CHECK refuses it (Postgres)
+        '{"id": 5, "v": 5}',
+        '{"id": 6,\n "v": 5000, "note": "tab\\there"}', // lines 7-8: the CHECK again
+        '{"id": 7, "v": 7}',
+      ];
+      const text = format === 'json' ? `[\n${records.join(',\n')}\n]\n` : `${records.join('\n')}\n`;
+      // The JSON array's opening bracket is line 1: every record is one line further down.
+      const at = (l: number) => (format === 'json' ? l + 1 : l);
+      const file = join(dir, `skip-rows.${format}`);
+      await writeFile(file, text);
+      const r = await cli([
+        'load',
+        tdb.t('nums'),
+        file,
+        '--on-error',
+        'skip',
+        '--batch-size',
+        '2',
+        ...via,
+      ]);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toContain(
+        `rejected 4 records (file lines ${at(2)}, ${at(4)}, ${at(5)} and ${at(7)})`,
+      );
+      const ids = (await tdb.pool.query(`SELECT id FROM ${tdb.t('nums')} ORDER BY id`)).rows;
+      expect(ids.map((x) => x.id)).toEqual([1, 5, 7]);
+      const rejects = await readFile(join(dir, `skip-rows.rejects.${format}`), 'utf8');
+      const kept = [records[1], records[2], records[3], records[5]];
+      expect(rejects).toBe(
+        format === 'json' ? `[\n${kept.join(',\n')}\n]\n` : `${kept.join('\n')}\n`,
+      );
+      // The rejects file is the input's format: it reads back as four records.
+      if (format === 'json') expect(JSON.parse(rejects)).toHaveLength(4);
+      const log = (await readFile(join(dir, `skip-rows.rejects.${format}.log`), 'utf8'))
+        .split('\n')
+        .filter(Boolean);
+      expect(log.map((l) => l.split(':').slice(0, 2).join(':'))).toEqual([
+        `line ${at(2)}: INVALID_VALUE`,
+        `line ${at(4)}: INVALID_VALUE`,
+        `line ${at(5)}: CHECK_VIOLATION`,
+        `line ${at(7)}: CHECK_VIOLATION`,
+      ]);
+      expect(log.join('\n')).not.toMatch(/99999999999|5000|tab/);
+    });
+  }
+
   it('--max-errors bounds what one chunk may skip: one more stops the load as --on-error stop does', async () => {
     await tdb.pool.query(`TRUNCATE ${tdb.t('nums')}`);
     const file = join(dir, 'many-bad.csv');
@@ -520,16 +573,18 @@ describe('--on-error skip', () => {
     expect(
       (await tdb.pool.query(`SELECT count(*)::int AS n FROM ${tdb.t('nums')}`)).rows[0].n,
     ).toBe(0);
-    const json = await cli([
+    const upsert = await cli([
       'load',
       tdb.t('nums'),
-      join(dir, 'x.ndjson'),
+      file,
       '--on-error',
       'skip',
+      '--on-conflict',
+      'ignore',
       ...via,
     ]);
-    expect(json.code, json.out).toBe(2);
-    expect(json.out).toContain('--on-error skip reads csv and tsv files');
+    expect(upsert.code, upsert.out).toBe(2);
+    expect(upsert.out).toContain('--on-error skip is for plain inserts');
   });
 });
 

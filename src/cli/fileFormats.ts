@@ -345,6 +345,7 @@ async function* ndjsonRecords(
   spec: InputSpec,
   progress: ReadProgress,
   table: string | undefined,
+  lenient: boolean,
 ): AsyncGenerator<JsonRecord> {
   const path = inputName(spec);
   let n = 0;
@@ -380,12 +381,29 @@ async function* ndjsonRecords(
         framer.feed(text);
         continue;
       }
-      rec = scanRecord(text, where, table); // throws, naming the line
+      try {
+        rec = scanRecord(text, where, table); // throws, naming the line
+      } catch (bad) {
+        if (!lenient) throw bad;
+        yield { fields: new Map(), line: first, text, bad: bad as BulkError };
+        text = '';
+        framer = undefined;
+        continue;
+      }
     }
-    if (skipWs(text, rec.end) !== text.length) scanRecord(text, where, table);
+    try {
+      if (skipWs(text, rec.end) !== text.length) scanRecord(text, where, table);
+    } catch (bad) {
+      if (!lenient) throw bad;
+      yield { fields: new Map(), line: first, text, bad: bad as BulkError };
+      text = '';
+      framer = undefined;
+      continue;
+    }
+    const whole = text;
     text = '';
     framer = undefined;
-    yield { fields: rec.fields, line: first };
+    yield { fields: rec.fields, line: first, text: whole };
   }
   if (text !== '')
     throw new BulkError(
@@ -406,6 +424,7 @@ async function* jsonArrayRecords(
   spec: InputSpec,
   progress: ReadProgress,
   table: string | undefined,
+  lenient: boolean,
 ): AsyncGenerator<JsonRecord> {
   const path = inputName(spec);
   const bad = (line: number, what: string) =>
@@ -448,7 +467,16 @@ async function* jsonArrayRecords(
           const text = parts.length === 1 ? parts[0]! : parts.join('');
           parts = [];
           size = 0;
-          yield { fields: scanRecord(text, `${path} line ${first}`, table).fields, line: first };
+          let fields: JsonRecord['fields'];
+          try {
+            fields = scanRecord(text, `${path} line ${first}`, table).fields;
+          } catch (bad) {
+            if (!lenient) throw bad;
+            yield { fields: new Map(), line: first, text, bad: bad as BulkError };
+            state = 'after';
+            continue;
+          }
+          yield { fields, line: first, text };
           state = 'after';
         }
         continue;
@@ -490,6 +518,10 @@ async function* jsonArrayRecords(
 export interface JsonRecord {
   fields: ReturnType<typeof scanObject>['fields'];
   line: number;
+  /** The record's text, as in the file. */
+  text: string;
+  /** Lenient reading: why this record is not a JSON object (its fields are then empty). */
+  bad?: BulkError;
 }
 
 /** The objects of an NDJSON or JSON-array file, in order. */
@@ -497,10 +529,11 @@ export function jsonRecords(
   spec: InputSpec,
   progress: ReadProgress,
   table?: string,
+  lenient = false,
 ): AsyncGenerator<JsonRecord> {
   return spec.format === 'json'
-    ? jsonArrayRecords(spec, progress, table)
-    : ndjsonRecords(spec, progress, table);
+    ? jsonArrayRecords(spec, progress, table, lenient)
+    : ndjsonRecords(spec, progress, table, lenient);
 }
 
 /** Rows of an NDJSON or JSON-array file: each object's keys are columns. */
@@ -509,24 +542,44 @@ async function* jsonRows(
   meta: TableMeta,
   progress: ReadProgress,
   onRecord: RecordHook | undefined,
+  onBad: BadHook | undefined,
 ): AsyncGenerator<Row> {
   const colOf = columnCache(meta);
   const pick = spec.columns ? new Set(spec.columns) : undefined;
   const path = inputName(spec);
-  for await (const r of jsonRecords(spec, progress, meta.displayName)) {
-    const row = rowOfFields(r.fields, `${path} line ${r.line}`, meta, colOf, pick);
+  for await (const r of jsonRecords(spec, progress, meta.displayName, onBad !== undefined)) {
+    if (r.bad) {
+      onBad!(r.bad, r.line);
+      continue;
+    }
+    let row: Row;
+    try {
+      row = rowOfFields(r.fields, `${path} line ${r.line}`, meta, colOf, pick);
+    } catch (err) {
+      if (!onBad || !(err instanceof BulkError)) throw err;
+      onBad(err, r.line);
+      continue;
+    }
     onRecord?.(progress.rows, r.line);
     progress.rows++;
     yield row;
   }
 }
 
-/** The rows of a file, streamed, with values shaped for the table's columns. */
+/** Told a record a skipping read left out (JSON formats): why, and its file line. */
+export type BadHook = (err: BulkError, line: number) => void;
+
+/**
+ * The rows of a file, streamed, with values shaped for the table's columns. With `onBad`
+ * (JSON formats), a record that is not an object or holds a value its column cannot take is
+ * handed to it and left out, instead of stopping the read.
+ */
 export function readRows(
   spec: InputSpec,
   meta: TableMeta,
   progress: ReadProgress,
   onRecord?: RecordHook,
+  onBad?: BadHook,
 ): AsyncGenerator<Row> {
   switch (spec.format) {
     case 'csv':
@@ -534,7 +587,7 @@ export function readRows(
       return csvRows(spec, meta, progress, onRecord);
     case 'ndjson':
     case 'json':
-      return jsonRows(spec, meta, progress, onRecord);
+      return jsonRows(spec, meta, progress, onRecord, onBad);
   }
 }
 

@@ -9,7 +9,9 @@ import { silentLogger } from '../core/logger.js';
 import { columnOf, type TableMeta } from '../core/meta.js';
 import type { RejectedRecord } from '../core/ops/copyText.js';
 import { defaultOf } from '../core/settings.js';
+import type { Row } from '../core/signals.js';
 import type { OnConflict } from '../core/sql/insert.js';
+import { encodeCopyChunk } from '../producer/copyPayload.js';
 import { csvChunks, csvHead, recordEnds } from '../producer/csvChunks.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import {
@@ -26,6 +28,7 @@ import {
   type InputSpec,
   inputName,
   isGzip,
+  jsonRecords,
   openInput,
   type ReadProgress,
   readRows,
@@ -75,9 +78,11 @@ ${optionsHelp('load')}
 Each chunk commits on its own: if a chunk fails (a bad value, a constraint), the operation
 fails with the error's code, table, column and file line, and chunks committed before stay
 written: the load says how many rows had committed and which file lines they came from.
-With --on-error skip (csv, tsv) a chunk leaves out the records Postgres refuses and writes
-the rest in the same transaction (exactly once still); the skipped records go verbatim, after
-the header, to --rejects (load it again once fixed), their lines and reasons to <rejects>.log.
+With --on-error skip a chunk leaves out the records Postgres refuses and writes the rest in
+the same transaction (exactly once still); an NDJSON or JSON record that does not read (not an
+object, a value its column cannot take) is left out before it is sent. The skipped records go
+verbatim (after the header, for csv and tsv) to --rejects, in the input's format: load it
+again once fixed. Their lines and reasons go to <rejects>.log.
 (A foreign key is checked once the whole chunk is in, with no line to name: its violation
 stops the load even with skip.)
 
@@ -201,8 +206,6 @@ export async function runLoad(argv: string[]): Promise<number> {
   const skip = onError === 'skip';
   if (!skip && (str(p, 'max-errors') !== undefined || str(p, 'rejects') !== undefined))
     throw usage('--max-errors and --rejects go with --on-error skip');
-  if (skip && !(spec.format === 'csv' || spec.format === 'tsv'))
-    throw usage('--on-error skip reads csv and tsv files (their records go to COPY as they are)');
   if (skip && (fields || conflictFlag))
     throw usage('--on-error skip is for plain inserts: not with --update-fields or --on-conflict');
   const maxErrors = int(p, 'maxErrors', 'load');
@@ -316,6 +319,19 @@ export async function runLoad(argv: string[]): Promise<number> {
   const progress: ReadProgress = { bytes: 0, rows: 0 };
   // The file lines of each chunk (first and last record), to say which committed if it stops.
   const chunkLines: [number, number][] = [];
+  // A skipping load of JSON records: the file line of each row sent, and the records the
+  // reader (or the encoder) left out before sending.
+  const rowLines: number[] = [];
+  const readerSkips: Skipped[] = [];
+  const toSkipped = (rejected: RejectedRecord[]): Skipped[] =>
+    [
+      ...readerSkips,
+      ...rejected.map((r) => ({
+        line: r.line ?? (r.row !== undefined ? rowLines[r.row] : undefined) ?? 0,
+        code: r.code,
+        reason: r.reason,
+      })),
+    ].sort((a, b) => a.line - b.line);
   const t0 = Date.now();
   const id = str(p, 'operation-id') ?? randomUUID();
   try {
@@ -341,16 +357,44 @@ export async function runLoad(argv: string[]): Promise<number> {
           },
         });
       }
-      const rows = readRows(spec, meta, progress, (index, line) => {
+      // The file line of each row the operation gets (skip: only the ones that read well).
+      const placeRow = (index: number, line: number) => {
         const c = Math.floor(index / batchSize);
         if (index % batchSize === 0) chunkLines[c] = [line, line];
         else chunkLines[c]![1] = line;
-      });
+        if (skip) rowLines[index] = line;
+      };
+      let lastLine = 0;
+      const rows = skip
+        ? keepEncodable(
+            readRows(
+              spec,
+              meta,
+              progress,
+              (_i, line) => {
+                lastLine = line;
+              },
+              (err, line) => readerSkips.push({ line, code: err.code, reason: err.message }),
+            ),
+            meta,
+            (index) => placeRow(index, lastLine),
+            (err) =>
+              readerSkips.push({
+                line: lastLine,
+                code: err.code,
+                reason: err.message.replace(/, row \d+/, ''),
+              }),
+          )
+        : readRows(spec, meta, progress, placeRow);
       if (fields) {
         const o: QueueUpdateFieldsOptions = { ...common, fields, ...(key ? { key } : {}) };
         return producer.updateFields(table, rows, o);
       }
-      const o: QueueInsertOptions = { ...common, ...(onConflict ? { onConflict } : {}) };
+      const o: QueueInsertOptions = {
+        ...common,
+        ...(onConflict ? { onConflict } : {}),
+        ...(skip ? { onError: 'skip' as const, maxErrors } : {}),
+      };
       return flag(p, 'copy')
         ? producer.copyFrom(table, rows, o)
         : producer.bulkCreate(table, rows, o);
@@ -379,12 +423,16 @@ export async function runLoad(argv: string[]): Promise<number> {
         if (line !== undefined) err.line = line;
       }
       atFileLine(err, source, err.line);
-      await reportCommitted(op, chunkLines, progress, skip ? rejectsPath : undefined, spec).catch(
-        () => {},
-      );
+      await reportCommitted(
+        op,
+        chunkLines,
+        progress,
+        skip ? { path: rejectsPath, toSkipped } : undefined,
+        spec,
+      ).catch(() => {});
       throw err;
     });
-    const rejected = result.rejected ?? [];
+    const rejected = skip ? toSkipped(result.rejected ?? []) : [];
     const wrote = rejected.length > 0 ? await writeRejects(spec, rejectsPath, rejected) : '';
     const secs = (Date.now() - t0) / 1000;
     const what = fields ? 'updated' : 'loaded';
@@ -413,7 +461,7 @@ async function reportCommitted(
   op: Operation,
   chunkLines: [number, number][],
   progress: ReadProgress,
-  rejectsPath: string | undefined,
+  skipping: { path: string; toSkipped: (r: RejectedRecord[]) => Skipped[] } | undefined,
   spec: InputSpec,
 ): Promise<void> {
   // Chunks in flight when it failed still commit or roll back: count once they have.
@@ -426,7 +474,7 @@ async function reportCommitted(
   const done = await op.committedChunks();
   // With --on-error skip, the committed chunks' skipped records are not in the table: they
   // go to the rejects file, and out of the lines reported.
-  const rejected = rejectsPath ? await op.rejectedRecords() : [];
+  const rejected = skipping ? skipping.toSkipped(await op.rejectedRecords()) : [];
   const skipped = [...new Set(rejected.map((r) => r.line))].sort((a, b) => a - b);
   const spans: [number, number][] = [];
   const add = (from: number, to: number) => {
@@ -449,8 +497,8 @@ async function reportCommitted(
   process.stderr.write(
     `${rows} rows${of} had committed before it stopped and stay in the table${spans.length ? ` (file lines ${ranges(spans)})` : ''}\n`,
   );
-  if (rejectsPath && rejected.length > 0) {
-    const wrote = await writeRejects(spec, rejectsPath, rejected);
+  if (skipping && rejected.length > 0) {
+    const wrote = await writeRejects(spec, skipping.path, rejected);
     process.stderr.write(
       `those chunks skipped ${rejected.length.toLocaleString('en-US')} records (file lines ${ranges(rejected.map((r) => [r.line, r.line]))}): ${wrote}\n`,
     );
@@ -478,7 +526,7 @@ async function lineOfRow(
 
 /** Where skipped records go by default: items.csv(.gz) gives items.rejects.csv beside it. */
 function defaultRejects(file: string, spec: InputSpec): string {
-  const ext = spec.format === 'tsv' ? '.tsv' : '.csv';
+  const ext = `.${spec.format}`;
   if (file === '-') return `stdin.rejects${ext}`;
   const base = file.replace(/\.gz$/i, '').replace(/\.[^./]*$/, '');
   return `${base}.rejects${ext}`;
@@ -490,16 +538,23 @@ function defaultRejects(file: string, spec: InputSpec): string {
  * records are read again from the file (the queue never carries row values); from stdin only
  * the log can be written.
  */
-async function writeRejects(
-  spec: InputSpec,
-  path: string,
-  rejected: RejectedRecord[],
-): Promise<string> {
+async function writeRejects(spec: InputSpec, path: string, rejected: Skipped[]): Promise<string> {
   const log = rejected.map((r) => `line ${r.line}: ${r.code}: ${r.reason}\n`).join('');
   await writeFile(`${path}.log`, log);
   if (spec.path === '-')
     return `lines and reasons in ${path}.log (stdin cannot be read again for the records)`;
   const want = new Set(rejected.map((r) => r.line));
+  if (spec.format === 'ndjson' || spec.format === 'json') {
+    // The records' own text, read again (lenient: a record that is not JSON is one of them).
+    const texts: string[] = [];
+    for await (const r of jsonRecords(spec, { bytes: 0, rows: 0 }, undefined, true))
+      if (want.has(r.line)) texts.push(r.text);
+    await writeFile(
+      path,
+      spec.format === 'json' ? `[\n${texts.join(',\n')}\n]\n` : `${texts.join('\n')}\n`,
+    );
+    return `${path}, reasons in ${path}.log`;
+  }
   const out: Buffer[] = [];
   const head = await csvHead(openInput(spec, { bytes: 0, rows: 0 }), {
     header: spec.header,
@@ -517,6 +572,38 @@ async function writeRejects(
   }
   await writeFile(path, Buffer.concat(out));
   return `${path}, reasons in ${path}.log`;
+}
+
+/** A record a skipping load left out, by its file line. */
+interface Skipped {
+  line: number;
+  code: string;
+  reason: string;
+}
+
+/**
+ * Rows whose values the producer's encoder takes (as COPY text): a row it refuses (a number
+ * out of its column's range, say) is handed to `onBad` and left out, so that a skipping load
+ * goes on; `onKept` is told each kept row's index in what goes to the operation.
+ */
+async function* keepEncodable(
+  rows: AsyncIterable<Row>,
+  meta: TableMeta,
+  onKept: (index: number) => void,
+  onBad: (err: BulkError) => void,
+): AsyncGenerator<Row> {
+  let index = 0;
+  for await (const row of rows) {
+    try {
+      encodeCopyChunk(meta, [row], 0);
+    } catch (err) {
+      if (!(err instanceof BulkError)) throw err;
+      onBad(err);
+      continue;
+    }
+    onKept(index++);
+    yield row;
+  }
 }
 
 /** The input's header record, as its bytes (BOM left out). */

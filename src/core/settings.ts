@@ -158,7 +158,7 @@ export const SETTINGS = {
     type: 'choice',
     choices: ['stop', 'skip'],
     default: 'stop',
-    doc: 'stop at the first record Postgres refuses, or skip such records (csv/tsv): loaded in the same transaction as the rest of their chunk, written to --rejects',
+    doc: 'stop at the first record Postgres refuses, or skip such records (and, in NDJSON/JSON, records that do not read), writing them to --rejects',
   },
   maxErrors: {
     flag: 'max-errors',
@@ -175,8 +175,8 @@ export const SETTINGS = {
     arg: '<file>',
     commands: { load: {} },
     type: 'string',
-    defaultText: '<file>.rejects.csv beside the input (stdin: ./stdin.rejects.csv)',
-    doc: 'with --on-error skip: where the skipped records go, verbatim after the header; <file>.log beside it gives each one’s line and reason',
+    defaultText: '<file>.rejects.<format> beside the input (stdin: ./stdin.rejects.<format>)',
+    doc: 'with --on-error skip: where the skipped records go, verbatim (csv/tsv: after the header); <file>.log beside it gives each one’s line and reason',
   },
   create: {
     flag: 'create',

@@ -64,6 +64,11 @@ export interface OperationResult {
   rejected?: RejectedRecord[];
 }
 
+/** Skipped records in input order: by file line, else by row index. */
+function byPlace(a: RejectedRecord, b: RejectedRecord): number {
+  return (a.line ?? a.row ?? 0) - (b.line ?? b.row ?? 0);
+}
+
 function noOperation(id: string, q: OperationQueue): BulkError {
   return new BulkError('UNKNOWN_OPERATION', `no operation ${id} on queue ${q.name}`);
 }
@@ -192,9 +197,7 @@ export class Operation extends EventEmitter {
     const q = await this.q();
     const parent = await Job.fromId(q.bull, jobIds.parent(this.id));
     if (!parent) return [];
-    return (await chunkReturns(parent))
-      .flatMap((c) => c.rejected ?? [])
-      .sort((a, b) => a.line - b.line);
+    return (await chunkReturns(parent)).flatMap((c) => c.rejected ?? []).sort(byPlace);
   }
 
   /** The operation's counters and state as stored beside the queue. */
@@ -288,8 +291,7 @@ export class Operation extends EventEmitter {
     const out: OperationResult = { count: ret.count };
     if (ret.missing !== undefined) out.missing = decodeValue(ret.missing, 'missing') as Row[];
     if (ret.path !== undefined) out.path = ret.path;
-    if (ret.rejected !== undefined)
-      out.rejected = [...ret.rejected].sort((a, b) => a.line - b.line);
+    if (ret.rejected !== undefined) out.rejected = [...ret.rejected].sort(byPlace);
     const data = job.data as { options?: { returning?: unknown } };
     if (data.options?.returning) out.rows = await this.gatherRows(job);
     return out;

@@ -24,6 +24,15 @@ export interface QueueWriteOptions {
 }
 
 export interface QueueInsertOptions extends QueueWriteOptions {
+  /**
+   * bulkCreate and copyFrom: 'skip' leaves out the rows Postgres refuses (each chunk at most
+   * `maxErrors`, default 100) and writes the rest in the chunk's own transaction; the result's
+   * `rejected` lists them by row index, code and reason. Rows travel as COPY text (payload
+   * version 2) for it: not with returning or onConflict, and a worker must have published the
+   * table's catalog (the producer waits up to 30 s for one). Default 'stop'.
+   */
+  onError?: 'stop' | 'skip';
+  maxErrors?: number;
   returning?: boolean | Columns;
   onConflict?: OnConflictOption;
   key?: Columns;
@@ -96,6 +105,8 @@ const KNOWN = new Set([
   'key',
   'fields',
   'transaction',
+  'onError',
+  'maxErrors',
 ]);
 
 /** Column names as options take them: one name, or a non-empty array of names. */
@@ -118,6 +129,26 @@ export function payloadOptions(o: QueueInsertOptions & QueueUpdateFieldsOptions)
   }
   checkOperationId(o.operationId);
   const out: PayloadOptions = {};
+  if (o.onError !== undefined && o.onError !== 'stop' && o.onError !== 'skip')
+    throw new BulkError(
+      'INVALID_OPTION',
+      `onError must be 'stop' or 'skip', got ${String(o.onError)}`,
+    );
+  if (
+    o.maxErrors !== undefined &&
+    (!Number.isInteger(o.maxErrors) || o.maxErrors < 0 || o.maxErrors > 1_000_000)
+  )
+    throw new BulkError('INVALID_OPTION', 'maxErrors must be an integer from 0 to 1000000');
+  if (o.onError === 'skip') {
+    if (o.onConflict !== undefined || o.returning)
+      throw new BulkError(
+        'INVALID_OPTION',
+        "onError 'skip' does not go with onConflict or returning",
+      );
+    out.onError = 'skip';
+    out.maxErrors = o.maxErrors ?? 100;
+  } else if (o.maxErrors !== undefined)
+    throw new BulkError('INVALID_OPTION', "maxErrors goes with onError 'skip'");
   if (o.batchSize !== undefined) {
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > MAX_BATCH_SIZE) {
       throw new BulkError(

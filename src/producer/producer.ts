@@ -15,7 +15,7 @@ import { chunked } from '../core/runner.js';
 import { declaredOptions, defaultOf, fromEnv } from '../core/settings.js';
 import type { Row } from '../core/signals.js';
 import { type BackendKind, openBackend, type QueueBackend } from '../queue/backend.js';
-import { SnapshotCache } from '../queue/catalog.js';
+import { parseSnapshot, SnapshotCache } from '../queue/catalog.js';
 import type { RedisInput } from '../queue/connection.js';
 import { BulkEvents } from '../queue/events.js';
 import { jobIds, queueNames } from '../queue/keys.js';
@@ -384,6 +384,24 @@ export class BulkProducer {
       popts.returning === undefined;
     const { id, h } = this.place(options.operationId, kind, table);
     let snap = v2 ? await h.snapshots.get(table) : null;
+    // Skipping rows Postgres refuses needs COPY text: wait a while for a worker's snapshot.
+    if (popts.onError === 'skip') {
+      if (!v2)
+        throw new BulkError(
+          'INVALID_OPTION',
+          `onError 'skip' is for bulkCreate and copyFrom without returning, as COPY text (payload version 2)`,
+        );
+      for (let waited = 0; !snap && waited < 30_000; waited += 500) {
+        await new Promise((r) => setTimeout(r, 500));
+        const raw = await h.state.snapshot(table).catch(() => null);
+        if (raw) snap = parseSnapshot(raw);
+      }
+      if (!snap)
+        throw new BulkError(
+          'INVALID_OPTION',
+          `onError 'skip' needs the column types a worker publishes for ${table}: start one that allows the table`,
+        );
+    }
     // The same id enqueued again encodes as it did the first time (a snapshot published since
     // must not turn version 1 chunks into version 2 ones, which would differ).
     if (snap && options.operationId !== undefined)
@@ -397,6 +415,12 @@ export class BulkProducer {
           rows: chunk.length,
           payload(index, offset) {
             const copy = copyMeta ? encodeCopyChunk(copyMeta, chunk, offset) : undefined;
+            if (!copy && popts.onError === 'skip')
+              throw new BulkError(
+                'INVALID_ROW',
+                `${table}: rows that name no column (all defaults) cannot be sent as COPY text, which onError 'skip' needs`,
+                { table },
+              );
             if (copy)
               return {
                 v: 2,

@@ -38,7 +38,7 @@ export class SnapshotCache {
   }
 }
 
-function parseSnapshot(v: string): TableSnapshot | null {
+export function parseSnapshot(v: string): TableSnapshot | null {
   try {
     const s = JSON.parse(v) as TableSnapshot;
     return typeof s?.schema === 'string' && Array.isArray(s.columns) ? s : null;

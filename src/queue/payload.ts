@@ -26,7 +26,7 @@ export interface PayloadOptions {
   fields?: string[];
   signals?: boolean;
   batchSize?: number;
-  /** v2 CSV chunks, without onConflict: leave out records Postgres refuses, up to maxErrors. */
+  /** v2 chunks, without onConflict: leave out records Postgres refuses, up to maxErrors. */
   onError?: 'skip';
   maxErrors?: number;
 }
@@ -154,10 +154,10 @@ export function validatePayload(
   if (expect !== jobName)
     throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: payload is for a '${expect}' job`);
   if ('chunk' in p && p.v === 2) {
-    if (p.options.onError !== undefined && (p.format !== 'csv' || p.options.onConflict))
+    if (p.options.onError !== undefined && p.options.onConflict)
       throw new BulkError(
         'INVALID_PAYLOAD',
-        `job ${jobName}: onError 'skip' goes with format 'csv' and no onConflict`,
+        `job ${jobName}: onError 'skip' does not go with onConflict`,
       );
     if (p.csv !== undefined) {
       if (p.format !== 'csv')

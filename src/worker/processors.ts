@@ -217,6 +217,12 @@ export async function processChunk(
       ctx.maxNesting,
     );
   }
+  if (p.options.onError !== undefined)
+    throw new BulkError(
+      'INVALID_PAYLOAD',
+      `${checked.table}: onError 'skip' is for chunks of COPY data (payload version 2)`,
+      { table: checked.table },
+    );
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;
   // The table as the allowlist resolved it (schema-qualified, quoted): no search_path again.
   const res = await executeChunk(ctx.db, p.kind, checked.table, rows, p.chunk, {
@@ -469,7 +475,7 @@ export async function processOperation(
     const parts = await chunkReturns(job);
     out.missing = parts.flatMap((c) => (c.missing as unknown[] | undefined) ?? []);
   }
-  if (p.kind === 'copyFrom' && p.options.onError === 'skip') {
+  if (p.options.onError === 'skip') {
     const rejected = (await chunkReturns(job)).flatMap((c) => c.rejected ?? []);
     if (rejected.length > 0) out.rejected = rejected;
   }

@@ -29,7 +29,7 @@ export interface CopyTextGroup {
 
 export interface CopyTextPlan {
   meta: TableMeta;
-  /** CSV without onConflict: leave out the records Postgres refuses, up to maxErrors. */
+  /** Without onConflict: leave out the records Postgres refuses, up to maxErrors. */
   onError?: 'skip' | undefined;
   maxErrors?: number | undefined;
   format: 'text' | 'csv';
@@ -174,9 +174,13 @@ export function csvRecordOfLine(
   return undefined;
 }
 
-/** A record a load skipped (onError 'skip'): its file line, and why, without its values. */
+/**
+ * A record a load skipped (onError 'skip'), and why, without its values: by its file line (CSV
+ * from a file) or by its row index in the operation's input (rows a producer encoded).
+ */
 export interface RejectedRecord {
-  line: number;
+  line?: number;
+  row?: number;
   code: string;
   reason: string;
 }
@@ -193,37 +197,72 @@ function isRecordError(err: unknown): err is BulkError {
   return err instanceof BulkError && /^2[23]/.test(err.pgCode ?? '');
 }
 
+/** Where a group's records come from, to name a skipped one. */
+export type SkipPlace =
+  /** CSV from a file: the file line of the group's first record. */
+  | { firstLine: number }
+  /** COPY text a producer encoded: the operation's row index of the group's k-th record. */
+  | { rowOf: (k: number) => number };
+
+/** The text-format record holding COPY line `pgLine` (one line per record). */
+function textRecordOfLine(
+  data: string,
+  pgLine: number,
+): { index: number; start: number; end: number } | undefined {
+  let start = 0;
+  for (let k = 1; k < pgLine; k++) {
+    const nl = data.indexOf('\n', start);
+    if (nl === -1) return undefined;
+    start = nl + 1;
+  }
+  const nl = data.indexOf('\n', start);
+  if (nl === -1) return undefined;
+  return { index: pgLine - 1, start, end: nl + 1 };
+}
+
 /**
- * COPY a CSV group, leaving out the records Postgres refuses (onError 'skip'), in the chunk's
+ * COPY a group, leaving out the records Postgres refuses (onError 'skip'), in the chunk's
  * transaction. The data is a queue of segments, first the whole group; each is copied under a
  * savepoint. When Postgres refuses a record (its COPY line says which), the attempt is rolled
- * back, the record is set aside, and the records before and after it become segments of their
- * own (those before went in once already, and normally go in again; if not, they are split in
- * turn). At most maxErrors records are left out; one more fails the chunk with its own error.
+ * back, the record is set aside (CSV: by file line; COPY text: by the operation's row index),
+ * and the records before and after it become segments of their own (those before went in once
+ * already, and normally go in again; if not, they are split in turn). At most maxErrors
+ * records are left out; one more fails the chunk with its own error.
  */
 export async function copySkipping(
   client: DbClient,
   sql: string,
   data: string,
-  firstLine: number,
+  format: 'text' | 'csv',
+  place: SkipPlace,
   maxErrors: number,
   table: string,
   rejected: RejectedRecord[],
 ): Promise<number> {
-  const segments: { data: string; line: number }[] = [{ data, line: firstLine }];
+  const first = 'firstLine' in place ? place.firstLine : 1;
+  const segments: { data: string; line: number; base: number }[] = [{ data, line: first, base: 0 }];
   let count = 0;
   for (let seg = segments.shift(); seg !== undefined; seg = segments.shift()) {
     if (seg.data.length === 0) continue;
-    const { data: rest, line: restLine } = seg;
+    const { data: rest, line: restLine, base } = seg;
     let pgLine: number | undefined;
     await client.query({ text: 'SAVEPOINT bulkmodel_skip' });
     try {
       count += await copyData(client, sql, rest, {
         table,
-        fileLineOfLine: (l: number) => {
-          pgLine = l;
-          return csvFileLine(rest, restLine, l);
-        },
+        ...('rowOf' in place
+          ? {
+              rowIndexOfLine: (l: number) => {
+                pgLine = l;
+                return place.rowOf(base + l - 1);
+              },
+            }
+          : {
+              fileLineOfLine: (l: number) => {
+                pgLine = l;
+                return csvFileLine(rest, restLine, l);
+              },
+            }),
       });
       await client.query({ text: 'RELEASE SAVEPOINT bulkmodel_skip' });
     } catch (err) {
@@ -234,18 +273,28 @@ export async function copySkipping(
           throw err;
         });
       if (!isRecordError(err) || pgLine === undefined) throw err;
-      const rec = csvRecordOfLine(rest, pgLine);
+      const rec = format === 'csv' ? csvRecordOfLine(rest, pgLine) : textRecordOfLine(rest, pgLine);
       // A line no record of the segment holds: not a record to leave out.
       if (rec === undefined) throw err;
-      const line = restLine + rec.lineOffset;
       if (rejected.length >= maxErrors) {
         err.message = `${err.message} (after ${maxErrors} skipped records, the most one chunk may skip)`;
         throw err;
       }
-      rejected.push({ line, code: err.code, reason: err.message.replace(`; line ${line}`, '') });
+      const reason = err.message.replace(/; (?:line|row) \d+$/, '');
+      const lineOffset = 'lineOffset' in rec ? (rec.lineOffset as number) : 0;
+      const line = restLine + lineOffset;
+      rejected.push(
+        'rowOf' in place
+          ? { row: place.rowOf(base + rec.index), code: err.code, reason }
+          : { line, code: err.code, reason },
+      );
       segments.unshift(
-        { data: rest.slice(0, rec.start), line: restLine },
-        { data: rest.slice(rec.end), line: line + 1 + newlinesIn(rest, rec.start, rec.end - 1) },
+        { data: rest.slice(0, rec.start), line: restLine, base },
+        {
+          data: rest.slice(rec.end),
+          line: line + 1 + newlinesIn(rest, rec.start, rec.end - 1),
+          base: base + rec.index + 1,
+        },
       );
     }
   }
@@ -357,12 +406,15 @@ export function copyTextSteps(
         };
         const names = columns.map((c) => c.sqlName).join(', ');
         if (gi === p.groups.length - 1) setImmediate(hooks.busy);
-        if (plan.onError === 'skip' && plan.format === 'csv' && plan.onConflict === undefined) {
+        if (plan.onError === 'skip' && plan.onConflict === undefined) {
           count += await copySkipping(
             client,
             `COPY ${meta.sqlName} (${names}) FROM STDIN${opts}`,
             g.data,
-            plan.firstLine ?? 1,
+            plan.format,
+            plan.format === 'csv'
+              ? { firstLine: plan.firstLine ?? 1 }
+              : { rowOf: (k: number) => offset + (g.rowIdx ? (g.rowIdx[k] ?? k) : k) },
             plan.maxErrors ?? 0,
             table,
             rejected,
