@@ -57,11 +57,31 @@ async function table(prefill = 0): Promise<string> {
 const rows = (count: number): Row[] =>
   Array.from({ length: count }, (_, i) => ({ n: i, name: `row ${i} ${'x'.repeat(40)}` }));
 
+/**
+ * Hold a COPY into `t` for a second at the row whose n is `at` (a row trigger sleeps there),
+ * so that the COPY is surely mid-stream when the test looks: without it, a fast machine can
+ * copy past the point between two looks, and the abort would never come.
+ */
+async function pauseCopyAt(t: string, at: number): Promise<void> {
+  const fn = `${t}_pause`;
+  await tdb.pool.query(
+    `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN IF NEW.n = ${at} THEN PERFORM pg_sleep(1); END IF; RETURN NEW; END $$;
+     CREATE TRIGGER pause BEFORE INSERT ON ${t} FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
+  );
+}
+
 /** Terminate the backend running a COPY into `t` once it has read `after` rows of it. */
-async function abortCopyMidStream(t: string, after: number): Promise<number> {
+async function abortCopyMidStream(
+  t: string,
+  after: number,
+  ended: () => boolean = () => false,
+): Promise<number> {
   const pid = await until(
     'a COPY part way through',
     async () => {
+      // Fail at once, saying why, rather than wait out the deadline.
+      if (ended()) throw new Error('the copy ended before it was seen part way through');
       const r = await admin.query(
         `SELECT p.pid FROM pg_stat_progress_copy p
           WHERE p.relid = $1::regclass AND p.tuples_processed >= $2`,
@@ -123,9 +143,19 @@ describe('COPY aborted mid-stream by the server', () => {
 
   it('direct mode: one large copyFrom chunk, its backend terminated mid-COPY: retried, every row once', async () => {
     const t = await table();
+    await pauseCopyAt(t, 20_000);
     const { db, retries } = directClient();
     const copying = db.model(t).copyFrom(rows(ROWS), { batchSize: ROWS, returning: ['id'] });
-    await abortCopyMidStream(t, 20_000);
+    let ended = false;
+    copying.then(
+      () => {
+        ended = true;
+      },
+      () => {
+        ended = true;
+      },
+    );
+    await abortCopyMidStream(t, 20_000, () => ended);
     const res = await copying;
     expect(retries.length).toBeGreaterThan(0);
     expect(res.count).toBe(ROWS);
@@ -137,6 +167,7 @@ describe('COPY aborted mid-stream by the server', () => {
 
   it('through the queue: the worker retries the chunk; every row once; the worker serves on', async () => {
     const t = await table();
+    await pauseCopyAt(t, 20_000);
     const queue = queueName('abort');
     const producer = new BulkProducer({ redis: REDIS_URL, queue, prefix });
     const w = await startWorkerAt({ tables: [t], queue, prefix, redis: REDIS_URL, name: 'abort' });
