@@ -412,6 +412,9 @@ export async function runLoad(argv: string[]): Promise<number> {
       if (!(err instanceof BulkError)) throw err;
       // Where it stopped, as an editor counts lines: a value Postgres refused in the file's
       // own bytes carries its line; a row of a parsed file, its index.
+      // (A skipping load sent only the rows that read: its own map says where each came from.)
+      if (err.line === undefined && err.row !== undefined && skip && rowLines[err.row])
+        err.line = rowLines[err.row];
       if (
         err.line === undefined &&
         err.row !== undefined &&
