@@ -371,7 +371,7 @@ async function* ndjsonRecords(
       if (!framer!.feed(line)) continue;
     }
     const where = `${path} line ${first}`;
-    let rec: ReturnType<typeof scanObject>;
+    let rec: ReturnType<typeof scanObject> | undefined;
     try {
       rec = scanObject(text, 0);
     } catch (err) {
@@ -381,29 +381,22 @@ async function* ndjsonRecords(
         framer.feed(text);
         continue;
       }
-      try {
-        rec = scanRecord(text, where, table); // throws, naming the line
-      } catch (bad) {
-        if (!lenient) throw bad;
-        yield { fields: new Map(), line: first, text, bad: bad as BulkError };
-        text = '';
-        framer = undefined;
-        continue;
-      }
-    }
-    try {
-      if (skipWs(text, rec.end) !== text.length) scanRecord(text, where, table);
-    } catch (bad) {
-      if (!lenient) throw bad;
-      yield { fields: new Map(), line: first, text, bad: bad as BulkError };
-      text = '';
-      framer = undefined;
-      continue;
     }
     const whole = text;
     text = '';
     framer = undefined;
-    yield { fields: rec.fields, line: first, text: whole };
+    // Not an object, or more after it: scanRecord says which, naming the line.
+    let bad: BulkError | undefined;
+    try {
+      if (rec === undefined || skipWs(whole, rec.end) !== whole.length)
+        rec = scanRecord(whole, where, table);
+    } catch (err) {
+      if (!lenient) throw err;
+      bad = err as BulkError;
+    }
+    yield bad || !rec
+      ? { fields: new Map(), line: first, text: whole, ...(bad ? { bad } : {}) }
+      : { fields: rec.fields, line: first, text: whole };
   }
   if (text !== '')
     throw new BulkError(

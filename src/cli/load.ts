@@ -12,7 +12,7 @@ import { defaultOf } from '../core/settings.js';
 import type { Row } from '../core/signals.js';
 import type { OnConflict } from '../core/sql/insert.js';
 import { encodeCopyChunk } from '../producer/copyPayload.js';
-import { csvChunks, csvHead, recordEnds } from '../producer/csvChunks.js';
+import { csvChunks, csvHead } from '../producer/csvChunks.js';
 import type { Operation, OperationResult } from '../producer/operation.js';
 import {
   BulkProducer,
@@ -565,7 +565,7 @@ async function writeRejects(spec: InputSpec, path: string, rejected: Skipped[]):
     path: inputName(spec),
     delimiter: spec.csv.delimiter,
   });
-  if (spec.header) out.push(await headerBytes(spec));
+  if (head.header) out.push(head.header);
   for await (const c of csvChunks(head.body, {
     batchSize: 1,
     firstLine: head.firstLine,
@@ -607,22 +607,6 @@ async function* keepEncodable(
     onKept(index++);
     yield row;
   }
-}
-
-/** The input's header record, as its bytes (BOM left out). */
-async function headerBytes(spec: InputSpec): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  for await (const b of openInput(spec, { bytes: 0, rows: 0 })) {
-    pieces.push(b);
-    const all = Buffer.concat(pieces);
-    const ends = recordEnds(all, 0, false).ends;
-    if (ends.length > 0) {
-      let h = all.subarray(0, ends[0]);
-      if (h[0] === 0xef && h[1] === 0xbb && h[2] === 0xbf) h = h.subarray(3);
-      return h;
-    }
-  }
-  return Buffer.concat(pieces);
 }
 
 /** CREATE TABLE, or a clear error when it cannot (it exists: drop --create). */

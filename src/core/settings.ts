@@ -167,7 +167,7 @@ export const SETTINGS = {
     type: 'integer',
     default: 100,
     min: 0,
-    max: 1_000_000,
+    max: 10_000,
     doc: 'with --on-error skip: the most records one chunk (--batch-size rows) may skip; one more stops the load as --on-error stop would',
   },
   rejects: {

@@ -189,7 +189,13 @@ export async function csvHead(
     path: string;
     delimiter?: string | undefined;
   },
-): Promise<{ columns: string[]; body: AsyncIterable<Buffer>; firstLine: number }> {
+): Promise<{
+  columns: string[];
+  body: AsyncIterable<Buffer>;
+  firstLine: number;
+  /** The header record as in the file (BOM left out, its line end kept); none without one. */
+  header?: Buffer;
+}> {
   const it = source[Symbol.asyncIterator]();
   if (!o.header) {
     if (!o.columns)
@@ -273,5 +279,5 @@ export async function csvHead(
       yield next.value;
     }
   }
-  return { columns: names, body: body(), firstLine: 1 + headerLines };
+  return { columns: names, body: body(), firstLine: 1 + headerLines, header: headerBytes };
 }

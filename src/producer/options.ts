@@ -1,5 +1,13 @@
 import { checkOnConflictShape, columnList } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
+import { defaultOf, SETTINGS } from '../core/settings.js';
+
+/**
+ * The most records one chunk may skip: each costs a subtransaction and a copy of the records
+ * around it again, so a job (anyone's who can write the queue) must not ask for a million.
+ */
+const MAX_SKIPPED: number = SETTINGS.maxErrors.max;
+
 import {
   type Columns,
   checkOperationId,
@@ -136,9 +144,9 @@ export function payloadOptions(o: QueueInsertOptions & QueueUpdateFieldsOptions)
     );
   if (
     o.maxErrors !== undefined &&
-    (!Number.isInteger(o.maxErrors) || o.maxErrors < 0 || o.maxErrors > 1_000_000)
+    (!Number.isInteger(o.maxErrors) || o.maxErrors < 0 || o.maxErrors > MAX_SKIPPED)
   )
-    throw new BulkError('INVALID_OPTION', 'maxErrors must be an integer from 0 to 1000000');
+    throw new BulkError('INVALID_OPTION', `maxErrors must be an integer from 0 to ${MAX_SKIPPED}`);
   if (o.onError === 'skip') {
     if (o.onConflict !== undefined || o.returning)
       throw new BulkError(
@@ -146,7 +154,7 @@ export function payloadOptions(o: QueueInsertOptions & QueueUpdateFieldsOptions)
         "onError 'skip' does not go with onConflict or returning",
       );
     out.onError = 'skip';
-    out.maxErrors = o.maxErrors ?? 100;
+    out.maxErrors = o.maxErrors ?? defaultOf('maxErrors');
   } else if (o.maxErrors !== undefined)
     throw new BulkError('INVALID_OPTION', "maxErrors goes with onError 'skip'");
   if (o.batchSize !== undefined) {

@@ -492,29 +492,11 @@ export class BulkProducer {
       onEnqueued,
       delimiter,
       null: nullText,
-      onError,
-      maxErrors,
       ...rest
     } = options ?? {};
     const csv = checkCsvDialect({ delimiter, null: nullText }, 'copyFromCsv');
+    // (onError and maxErrors are checked with the other write options.)
     const popts = copyOptions(payloadOptions(rest));
-    if (onError !== undefined && onError !== 'stop' && onError !== 'skip')
-      throw new BulkError(
-        'INVALID_OPTION',
-        `onError must be 'stop' or 'skip', got ${String(onError)}`,
-      );
-    if (
-      maxErrors !== undefined &&
-      (!Number.isInteger(maxErrors) || maxErrors < 0 || maxErrors > 1_000_000)
-    )
-      throw new BulkError('INVALID_OPTION', 'maxErrors must be an integer from 0 to 1000000');
-    if (onError === 'skip') {
-      if (popts.onConflict !== undefined)
-        throw new BulkError('INVALID_OPTION', "onError 'skip' does not go with onConflict");
-      popts.onError = 'skip';
-      popts.maxErrors = maxErrors ?? 100;
-    } else if (maxErrors !== undefined)
-      throw new BulkError('INVALID_OPTION', "maxErrors goes with onError 'skip'");
     const batchSize = popts.batchSize ?? QUEUE_DEFAULT_BATCH_SIZE;
     const { id, h } = this.place(options.operationId, 'copyFrom', table);
     const { columns, body, firstLine } = await csvHead(source, {

@@ -103,7 +103,7 @@ export const PAYLOAD_SCHEMA = {
             "copyFrom of CSV: 'skip' leaves out the records Postgres refuses (each chunk at most maxErrors), in the chunk's own transaction",
           enum: ['skip'],
         },
-        maxErrors: { type: 'integer', minimum: 0, maximum: 1000000 },
+        maxErrors: { type: 'integer', minimum: 0, maximum: 10000 },
       },
     },
     chunk: {
