@@ -147,8 +147,17 @@ describe('several queues', () => {
     });
     try {
       await events.waitUntilReady();
+      // Ids that the hash spreads over two queues at least (six random ones can all land on
+      // one queue, 3 times in 729): the test is about hearing every queue, not about chance.
+      const ids: string[] = [];
+      for (let i = 0; ids.length < 6; i++) {
+        const id = `${names[0]}-heard-${i}`;
+        const q = hashPick(id, names.length);
+        if (ids.length < 5 || ids.some((x) => hashPick(x, names.length) !== q)) ids.push(id);
+      }
       const ops: Operation[] = [];
-      for (let k = 0; k < 6; k++) ops.push(await producer.bulkCreate(T, rows(6000 + k * 10, 10)));
+      for (let k = 0; k < 6; k++)
+        ops.push(await producer.bulkCreate(T, rows(6000 + k * 10, 10), { operationId: ids[k]! }));
       await Promise.all(ops.map((op) => op.done({ timeoutMs: 30_000 })));
       await until('every end event', () => ops.every((op) => heard.get(op.id) === 10));
       expect(new Set(await Promise.all(ops.map((op) => op.queueName()))).size).toBeGreaterThan(1);
