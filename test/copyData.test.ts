@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countRecords, csvFileLine, csvRecordOfLine } from '../src/core/ops/copyText.js';
@@ -15,7 +15,7 @@ import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
 import { deleteKeys, obliterate, queueName, REDIS_URL, runPrefix, until } from './queueHelpers.js';
 
 /**
- * Payload version 2 (rows as COPY data) against hand-written jobs: data that Postgres would read
+ * Payload versions 2 and 3 (rows as COPY data, in the job or beside it) against hand-written jobs: data that Postgres would read
  * as other rows than the job declares (escaped newlines, end-of-data markers, carriage returns,
  * missing or extra fields, a wrong row count, row indexes that are not a permutation, lone
  * surrogates) is refused with INVALID_PAYLOAD and writes nothing, with and without a listener
@@ -65,28 +65,63 @@ interface Group {
   rowIdx?: number[];
 }
 
-/** Add a v2 chunk job (with its operation's place as id) and wait for it to end. */
+/** A group's data as bytes: text as UTF-8, except that a lone surrogate becomes CESU-8 bytes. */
+function bytesOf(data: string): Buffer {
+  if (data.isWellFormed()) return Buffer.from(data);
+  // (Buffer.from would write U+FFFD: these are the bytes a careless encoder would send.)
+  const parts = data.split(/[\ud800-\udfff]/);
+  return Buffer.concat(
+    parts.flatMap((p, i) =>
+      i === 0 ? [Buffer.from(p)] : [Buffer.from([0xed, 0xa0, 0x80]), Buffer.from(p)],
+    ),
+  );
+}
+
+/** What a version 3 job may get wrong about its data (the data stored, its sha256, its length). */
+interface Tamper {
+  stored?: Buffer | null;
+  sha256?: string;
+  bytes?: number;
+}
+
+/**
+ * Add a chunk job (with its operation's place as id), version 2 (data in the job) or 3 (data
+ * beside it, stored first as a producer does), and wait for it to end.
+ */
 async function run(
   q: string,
   format: 'text' | 'csv',
   groups: Group[],
+  version: 2 | 3 = 2,
+  tamper: Tamper = {},
 ): Promise<{ state: string; reason: string }> {
   const operationId = `cd-${++seq}-${randomBytes(3).toString('hex')}`;
   const queue = queues[q]!;
-  const job = await queue.add(
-    'chunk',
-    {
-      v: 2,
-      kind: 'copyFrom',
-      operationId,
-      table: T,
-      chunk: { index: 0, offset: 0 },
-      options: {},
-      format,
-      groups,
-    },
-    { jobId: `${operationId}-c0`, attempts: 3 },
-  );
+  const common = {
+    kind: 'copyFrom',
+    operationId,
+    table: T,
+    chunk: { index: 0, offset: 0 },
+    options: {},
+    format,
+  };
+  let payload: object = { v: 2, ...common, groups };
+  if (version === 3) {
+    const parts = groups.map((g) => bytesOf(g.data));
+    const data = Buffer.concat(parts);
+    const stored = tamper.stored === undefined ? data : tamper.stored;
+    if (stored) await backend.state(q).putChunkData(operationId, 0, stored);
+    payload = {
+      v: 3,
+      ...common,
+      data: {
+        bytes: tamper.bytes ?? data.length,
+        sha256: tamper.sha256 ?? createHash('sha256').update(data).digest('base64url'),
+      },
+      groups: groups.map(({ data: _d, ...g }, i) => ({ ...g, bytes: parts[i]!.length })),
+    };
+  }
+  const job = await queue.add('chunk', payload, { jobId: `${operationId}-c0`, attempts: 3 });
   const state = await until(
     `job ${job.id} to end`,
     async () => {
@@ -182,12 +217,14 @@ const HOSTILE: [string, 'text' | 'csv', Group[], BulkErrorCode][] = [
 ];
 
 describe.each([
-  ['a worker that streams the data into COPY', () => plainQ],
-  ['a worker whose process listens (it decodes the rows)', () => seenQ],
-])('%s', (_label, q) => {
+  ['version 2, a worker that streams the data into COPY', () => plainQ, 2 as const],
+  ['version 2, a worker whose process listens (it decodes the rows)', () => seenQ, 2 as const],
+  ['version 3, a worker that streams the data into COPY', () => plainQ, 3 as const],
+  ['version 3, a worker whose process listens (it decodes the rows)', () => seenQ, 3 as const],
+])('%s', (_label, q, version) => {
   it.each(HOSTILE)('refuses %s, writing nothing', async (_what, format, groups, code) => {
     const before = await rows();
-    const r = await run(q(), format, groups);
+    const r = await run(q(), format, groups, version);
     expect({ state: r.state, code: r.reason.split(':')[0] }, r.reason).toEqual({
       state: 'failed',
       code,
@@ -198,7 +235,7 @@ describe.each([
   it('refuses a record whose fields do not match the columns, writing nothing', async () => {
     const before = await rows();
     for (const data of ['77\n', '78,a,zzz\n']) {
-      const r = await run(q(), 'csv', [{ columns: cols, rows: 1, data }]);
+      const r = await run(q(), 'csv', [{ columns: cols, rows: 1, data }], version);
       expect(r.state, r.reason).toBe('failed');
       // COPY's own refusal (missing or extra data) or the listener path's INVALID_PAYLOAD
       expect(r.reason).toMatch(/^(INVALID_PAYLOAD|INVALID_ROW|DATA_ERROR|DATABASE_ERROR):/);
@@ -208,15 +245,108 @@ describe.each([
 
   it('writes good data exactly, quotes and newlines in fields included', async () => {
     const id = 1000 + seq;
-    const r = await run(q(), 'csv', [
-      { columns: cols, rows: 2, data: `${id},"a ""q""\nb"\n${id + 1},"\\.\r\n"\n` },
-    ]);
+    const r = await run(
+      q(),
+      'csv',
+      [{ columns: cols, rows: 2, data: `${id},"a ""q""\nb"\n${id + 1},"\\.\r\n"\n` }],
+      version,
+    );
     expect(r.state, r.reason).toBe('completed');
     const got = await tdb.pool.query(`SELECT id, name FROM ${T} WHERE id >= $1 ORDER BY id`, [id]);
     expect(got.rows).toEqual([
       { id, name: 'a "q"\nb' },
       { id: id + 1, name: '\\.\r\n' },
     ]);
+  });
+});
+
+describe('version 3: the data beside the job', () => {
+  const good = (id: number): Group[] => [{ columns: cols, rows: 1, data: `${id}\tok\n` }];
+
+  it.each([
+    ['data that is not stored', { stored: null }, 'INVALID_PAYLOAD', 'not in the queue'],
+    ['a length its groups do not add up to', { bytes: 4 }, 'INVALID_PAYLOAD', 'the groups hold'],
+    [
+      'stored data longer than the job says',
+      { stored: Buffer.from('5000\tok\n5001\tok\n') },
+      'INVALID_PAYLOAD',
+      'bytes, and the job says',
+    ],
+    ["data whose sha256 is not the job's", { sha256: 'A'.repeat(43) }, 'INVALID_PAYLOAD', 'sha256'],
+    [
+      'the same length and another content',
+      { stored: Buffer.from('6666\tno\n') },
+      'INVALID_PAYLOAD',
+      'sha256',
+    ],
+  ] as [string, Tamper, BulkErrorCode, string][])(
+    'refuses %s, writing nothing',
+    async (_what, tamper, code, says) => {
+      const before = await rows();
+      const r = await run(plainQ, 'text', good(5000 + seq), 3, tamper);
+      expect({ state: r.state, code: r.reason.split(':')[0] }, r.reason).toEqual({
+        state: 'failed',
+        code,
+      });
+      expect(r.reason).toContain(says);
+      expect(await rows()).toBe(before);
+    },
+  );
+
+  it('refuses data over its limit, claimed or stored, without reading it', async () => {
+    const q = queueName('cd-small');
+    const small = new BulkWorker({
+      redis: REDIS_URL,
+      prefix,
+      queue: q,
+      tables: [T],
+      database: DATABASE_URL,
+      logger: silentLogger,
+      limits: { maxPayloadBytes: 2000 },
+    });
+    queues[q] = backend.queue(q);
+    try {
+      await small.waitUntilReady();
+      const before = await rows();
+      const big = Buffer.from(`7000\t${'x'.repeat(3000)}\n`);
+      // Stored over the limit (the job says 8 bytes), and claimed over it by the job.
+      const cases: [Group[], Tamper][] = [
+        [good(7000), { stored: big }],
+        [[{ columns: cols, rows: 1, data: big.toString() }], {}],
+      ];
+      for (const [groups, tamper] of cases) {
+        const r = await run(q, 'text', groups, 3, tamper);
+        expect({ state: r.state, code: r.reason.split(':')[0] }, r.reason).toEqual({
+          state: 'failed',
+          code: 'PAYLOAD_TOO_LARGE',
+        });
+      }
+      expect(await rows()).toBe(before);
+    } finally {
+      await small.close();
+      await queues[q]!.close();
+      delete queues[q];
+      await obliterate(q, prefix).catch(() => {});
+    }
+  });
+
+  it("a producer's operation keeps its data out of its jobs, and drops it once it ends", async () => {
+    const id = 8000 + seq;
+    const names = ['zq-tab\there', 'nl\nhere', 'back\\slash', '"quoted"', 'ünï 🙂', '', '\\N'];
+    const input = names.map((name, i) => ({ id: id + i, name }));
+    const op = await producer.copyFrom(T, input, { batchSize: 3 });
+    expect(await op.done()).toEqual({ count: names.length });
+    const got = await tdb.pool.query(`SELECT name FROM ${T} WHERE id >= $1 ORDER BY id`, [id]);
+    expect(got.rows.map((r) => r.name)).toEqual(names);
+    const job = await queues[plainQ]!.getJob(`${op.id}-c0`);
+    expect(job?.data.v).toBe(3);
+    expect(JSON.stringify(job?.data)).not.toContain('zq-');
+    for (const index of [0, 1, 2])
+      expect(await backend.state(plainQ).chunkData(op.id, index, 1e9)).toBeNull();
+    // A failed operation's data goes too (its chunks are refused from then on).
+    const bad = await producer.copyFrom(T, [{ id, name: 'duplicate key' }]);
+    await expect(bad.done()).rejects.toMatchObject({ code: 'UNIQUE_VIOLATION' });
+    expect(await backend.state(plainQ).chunkData(bad.id, 0, 1e9)).toBeNull();
   });
 });
 

@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BulkWorker, silentLogger, validatePayload } from '../src/index.js';
 import { DATABASE_URL, type TestDb, testDb } from './helpers.js';
@@ -86,11 +88,20 @@ describe('guides', async () => {
 describe('payload.md', () => {
   it('its JSON example is a valid chunk, and a worker writes it when added as other languages do', async () => {
     const md = await readFile(join(ROOT, 'docs/payload.md'), 'utf8');
-    const [v2json, json] = blocks(md, 'json');
+    const [v2json, v3json, json] = blocks(md, 'json');
     const payload = JSON.parse(json!);
     expect(validatePayload(payload, 'chunk')).toEqual(payload);
     const v2 = JSON.parse(v2json!);
     expect(validatePayload(v2, 'chunk')).toEqual(v2);
+    const v3 = JSON.parse(v3json!);
+    expect(validatePayload(v3, 'chunk')).toEqual(v3);
+    // The version 3 example's data, as the text under it gives it.
+    const v3data = Buffer.from('c-1,"tab\there",19.99\nc-2,"",0.5\n');
+    expect(md).toContain('c-1,"tab\\there",19.99\\nc-2,"",0.5\\n');
+    expect(v3.data).toEqual({
+      bytes: v3data.length,
+      sha256: createHash('sha256').update(v3data).digest('base64url'),
+    });
 
     await tdb.pool.query(`CREATE TABLE ${tdb.t('items')} (
       id bigserial PRIMARY KEY, sku text UNIQUE NOT NULL, name text NOT NULL, price numeric(12,2),
@@ -126,6 +137,19 @@ describe('payload.md', () => {
         { jobId: `${v2.operationId}-c0`, attempts: 8 },
       );
       expect(await job2.waitUntilFinished(events)).toMatchObject({ index: 0, count: 2 });
+      // and the version 3 example: its data stored first, where the text says, with HSET
+      const redis = new Redis(REDIS_URL);
+      try {
+        await redis.hset(`${prefix}:${queue}:bm:op:${v3.operationId}:data`, '0', v3data);
+      } finally {
+        redis.disconnect();
+      }
+      const job3 = await q.add(
+        'chunk',
+        { ...v3, table: tdb.t('items') },
+        { jobId: `${v3.operationId}-c0`, attempts: 8 },
+      );
+      expect(await job3.waitUntilFinished(events)).toMatchObject({ index: 0, count: 2 });
     } finally {
       await events.close();
       await q.close();
@@ -135,6 +159,13 @@ describe('payload.md', () => {
     const v2rows = await tdb.pool.query(
       `SELECT sku, name, price::text, tags FROM ${tdb.t('items')} WHERE sku LIKE 'b-%' ORDER BY sku`,
     );
+    const v3rows = await tdb.pool.query(
+      `SELECT sku, name, price::text FROM ${tdb.t('items')} WHERE sku LIKE 'c-%' ORDER BY sku`,
+    );
+    expect(v3rows.rows).toEqual([
+      { sku: 'c-1', name: 'tab\there', price: '19.99' },
+      { sku: 'c-2', name: '', price: '0.50' },
+    ]);
     expect(v2rows.rows).toEqual([
       { sku: 'b-1', name: 'tab\there, "quoted"', price: '19.99', tags: ['x', null] },
       { sku: 'b-2', name: '', price: '0.50', tags: [] },

@@ -223,7 +223,7 @@ describe('bad input through the queue', () => {
     const job = await q.add(
       'chunk',
       {
-        v: 3,
+        v: 4,
         kind: 'bulkCreate',
         operationId: opId,
         table: tdb.t('items'),
@@ -242,7 +242,7 @@ describe('bad input through the queue', () => {
     // the worker recorded the failure under the operation id the job named
     const err = await rejection(producer.operation(opId).done());
     expect(err.code).toBe('INVALID_PAYLOAD');
-    expect(err.message).toContain('version 3');
+    expect(err.message).toContain('version 4');
     expect(await count('items')).toBe(0);
     await sameWorkerStillServes();
   });

@@ -366,9 +366,9 @@ export const SETTINGS = {
   payloadVersion: {
     options: { BulkProducer: 'payloadVersion' },
     type: 'choice',
-    choices: ['1', '2'],
-    default: 2,
-    doc: '2: rows travel as COPY text where they can (docs/payload.md); 1: always as JSON values',
+    choices: ['1', '2', '3'],
+    default: 3,
+    doc: '3: rows travel as COPY text where they can, beside the job (docs/payload.md); 2: COPY text inside the job; 1: always as JSON values',
   },
 
   // BulkWorker.

@@ -1,9 +1,16 @@
+import { createHash } from 'node:crypto';
 import { kindsFingerprint } from '../core/catalog.js';
+import { BulkError } from '../core/errors.js';
 import type { TableMeta } from '../core/meta.js';
 import { copyLines } from '../core/ops/copyFrom.js';
 import { groupRows } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
-import type { CopyGroupPayload, PayloadOptions } from '../queue/payload.js';
+import type {
+  CopyChunkPayload,
+  CopyGroupPayload,
+  DataChunkPayload,
+  PayloadOptions,
+} from '../queue/payload.js';
 
 /**
  * A chunk's rows encoded as COPY text by the producer (payload version 2), with the core's own
@@ -17,13 +24,13 @@ export function encodeCopyChunk(
   meta: TableMeta,
   rows: readonly Row[],
   offset: number,
-): { groups: CopyGroupPayload[]; catalog: string } | undefined {
+): { groups: (CopyGroupPayload & { data: string })[]; catalog: string } | undefined {
   const groups = groupRows(meta, rows, offset);
   if (groups.some((g) => g.columns.length === 0)) return undefined;
   const out = groups.map((g) => {
     let data = '';
     for (const piece of copyLines({ meta, rows, group: g, offset, ordinal: false })) data += piece;
-    const p: CopyGroupPayload = {
+    const p: CopyGroupPayload & { data: string } = {
       columns: g.columns.map((c) => c.name),
       rows: g.rowIdx.length,
       data,
@@ -43,4 +50,56 @@ export function copyOptions(o: PayloadOptions): PayloadOptions {
   if (o.onError !== undefined) out.onError = o.onError;
   if (o.maxErrors !== undefined) out.maxErrors = o.maxErrors;
   return out;
+}
+
+/** A group's data as bytes (UTF-8), refusing text that UTF-8 cannot carry. */
+function bytesOf(data: string | Buffer, table: string): Buffer {
+  if (typeof data !== 'string') return data;
+  // (The encoders refuse lone surrogates already; Buffer.from would turn one into U+FFFD.)
+  if (!data.isWellFormed())
+    throw new BulkError('INVALID_ROW', `${table}: a value holds a lone UTF-16 surrogate`, {
+      table,
+    });
+  return Buffer.from(data, 'utf8');
+}
+
+/**
+ * A version 2 chunk as version 3: the same groups, their data taken out of the job into one
+ * buffer (stored beside the job), named in the job by its length and sha256.
+ */
+export function besideJob(p: CopyChunkPayload): { payload: DataChunkPayload; data: Buffer } {
+  const parts = p.groups.map((g) => bytesOf(g.data, p.table));
+  const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  const { v: _v, groups, ...rest } = p;
+  return {
+    payload: {
+      ...rest,
+      v: 3,
+      data: { bytes: data.length, sha256: sha256(data) },
+      groups: groups.map((g, i) => ({
+        columns: g.columns,
+        rows: g.rows,
+        bytes: parts[i]!.length,
+        ...(g.rowIdx ? { rowIdx: g.rowIdx } : {}),
+      })),
+    },
+    data,
+  };
+}
+
+/** A version 2 chunk whose data is all text (as a job's JSON must hold it). */
+export function inlineJob(p: CopyChunkPayload): CopyChunkPayload {
+  if (p.groups.every((g) => typeof g.data === 'string')) return p;
+  return {
+    ...p,
+    groups: p.groups.map((g) => ({
+      ...g,
+      data: typeof g.data === 'string' ? g.data : g.data.toString('utf8'),
+    })),
+  };
+}
+
+/** sha256 of a chunk's data as payload version 3 names it: base64url, no padding. */
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('base64url');
 }

@@ -142,6 +142,8 @@ export async function abandon(
       state: 'failed',
       error: { code: bulk.code, message: bulk.message },
     });
+  // Its chunks are refused from now on: their data (version 3) is not needed.
+  await state.dropChunkData(op.id).catch(() => {});
   // The seal now fails (never sealed), failing the parent job and releasing it.
   await promoteSeal(queue, op.id);
 }

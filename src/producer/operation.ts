@@ -354,5 +354,7 @@ export class Operation extends EventEmitter {
         );
       }
     }
+    // Chunks that have not started are refused now (CANCELLED): their data is not needed.
+    await q.state.dropChunkData(this.id).catch(() => {});
   }
 }

@@ -32,7 +32,7 @@ import {
 } from '../queue/payload.js';
 import { type OperationStatus, statusOf } from '../queue/state.js';
 import { type Encoded, encodeRows, encodeValue, jsonSizeBound } from '../queue/values.js';
-import { copyOptions, encodeCopyChunk } from './copyPayload.js';
+import { besideJob, copyOptions, encodeCopyChunk, inlineJob } from './copyPayload.js';
 import { csvChunks, csvHead } from './csvChunks.js';
 import { Operation, type OperationQueue } from './operation.js';
 import {
@@ -101,12 +101,13 @@ export interface BulkProducerOptions {
    */
   decode?: DecodeOptions;
   /**
-   * 2 (default): bulkCreate and copyFrom without returning send their rows as COPY text
-   * (docs/payload.md), encoded here with the column kinds workers publish beside the queue;
-   * when none is published yet for the table, or with returning, rows go as version 1. 1:
-   * always version 1 (for workers older than version 2).
+   * 3 (default): bulkCreate and copyFrom without returning send their rows as COPY text
+   * (docs/payload.md), encoded here with the column kinds workers publish beside the queue,
+   * and kept beside the job rather than in its JSON; when no catalog is published yet for the
+   * table, or with returning, rows go as version 1. 2: the COPY text inside the job (for
+   * workers older than version 3). 1: always JSON values (for workers older than version 2).
    */
-  payloadVersion?: 1 | 2;
+  payloadVersion?: 1 | 2 | 3;
   logger?: Logger;
 }
 
@@ -144,7 +145,9 @@ function sha1(text: string): string {
 
 /**
  * A COPY chunk's fingerprint without serializing its data into JSON (the data is most of it):
- * the rest of the payload as JSON, then each group's columns and data.
+ * the rest of the payload as JSON, then each group's columns and data. The same whether the
+ * data then travels in the job (version 2) or beside it (version 3), and whether it is text or
+ * its UTF-8 bytes, so that enqueueing an id again after an upgrade finds the same chunks.
  */
 function fingerprintCopyChunk(p: CopyChunkPayload): string {
   const h = createHash('sha1').update(JSON.stringify({ ...p, groups: p.groups.length }));
@@ -539,7 +542,7 @@ export class BulkProducer {
             `${path} line ${c.firstLine}: the file is not valid UTF-8 in the ${c.records} records from here`,
             { table },
           );
-        const data = c.data.toString('utf8');
+        const data = c.data; // the file's bytes, as they are
         yield {
           rows: c.records,
           payload: (index, offset) => ({
@@ -628,16 +631,24 @@ export class BulkProducer {
             `${table}: more than ${MAX_CHUNKS} chunks in one operation (workers refuse more): raise batchSize or split the input`,
             { table, row: offset },
           );
-        const data = src.payload(index, offset);
-        data.operationId = id;
+        const built = src.payload(index, offset);
+        built.operationId = id;
+        // COPY data travels beside the job (version 3) unless version 2 was asked for.
+        const beside =
+          built.v === 2 && this.options.payloadVersion !== 2 ? besideJob(built) : undefined;
+        const data = beside?.payload ?? (built.v === 2 ? inlineJob(built) : built);
         // Serialized here only when a cheap bound cannot rule out the size limit (BullMQ
         // serializes it anyway to store it), or to fingerprint a version 1 chunk.
-        const copyData = data.v === 2;
+        const copyData = built.v === 2;
         const json =
-          (givenId && !copyData) || jsonSizeBound(data) > maxBytes
+          beside === undefined && ((givenId && !copyData) || jsonSizeBound(data) > maxBytes)
             ? JSON.stringify(data)
             : undefined;
-        const bytes = json === undefined ? 0 : Buffer.byteLength(json);
+        const bytes = beside
+          ? beside.data.length
+          : json === undefined
+            ? 0
+            : Buffer.byteLength(json);
         if (bytes > maxBytes) {
           throw new BulkError(
             'PAYLOAD_TOO_LARGE',
@@ -651,7 +662,7 @@ export class BulkProducer {
         let fp: string | undefined;
         let state: string | null = null;
         if (givenId) {
-          fp = json !== undefined ? sha1(json) : fingerprintCopyChunk(data as CopyChunkPayload);
+          fp = copyData ? fingerprintCopyChunk(built as CopyChunkPayload) : sha1(json!);
           ({ fp: prevFp, state } = await h.state.chunkFingerprint(id, index));
           if (prevFp !== null && prevFp !== fp) throw conflict(`chunk ${index} differs from`);
           if (sealed && prevFp === null) throw conflict('the input is longer than');
@@ -661,6 +672,8 @@ export class BulkProducer {
         // A worker failed the operation (bad input): enqueueing more would only be skipped.
         if (state === 'failed' || state === 'cancelled') break;
         if (prevFp === null) {
+          // The data first: a worker that takes the job finds it.
+          if (beside) await h.state.putChunkData(id, index, beside.data);
           await h.bull.add('chunk', data, chunkJobOptions(id, index, qualified, attempts));
           if (fp) await h.state.setChunkFingerprint(id, index, fp);
         }

@@ -100,6 +100,10 @@ export class QueueKeys {
   opActive(id: string): string {
     return `${this.base}:op:${id}:active`;
   }
+  /** Hash of the operation's chunk data (payload version 3): chunk index to its COPY data. */
+  opData(id: string): string {
+    return `${this.base}:op:${id}:data`;
+  }
   /** Sorted set of operation ids by creation time. */
   get ops(): string {
     return `${this.base}:ops`;

@@ -8,10 +8,13 @@ import { defaultOf } from '../core/settings.js';
 import { PAYLOAD_SCHEMA } from './schema.js';
 import { type Encoded, isJsonColumnValue } from './values.js';
 
-/** The newest payload version: chunks as COPY data (v2). Version 1 stays accepted. */
-export const PAYLOAD_VERSION = 2;
+/**
+ * The newest payload version: chunks as COPY data kept beside the job (v3). Versions 1 (rows as
+ * JSON values) and 2 (COPY data inside the job) stay accepted.
+ */
+export const PAYLOAD_VERSION = 3;
 /** Versions a worker reads. */
-export const PAYLOAD_VERSIONS: readonly number[] = [1, 2];
+export const PAYLOAD_VERSIONS: readonly number[] = [1, 2, 3];
 
 /** Chunks in one operation: chunk indexes run below this (a worker's default limit too). */
 export const MAX_CHUNKS = defaultOf('maxChunks');
@@ -45,11 +48,14 @@ export interface ChunkPayload {
   jsonColumns?: number[];
 }
 
-/** One COPY's worth of a v2 chunk: columns in order, the number of rows, their COPY data. */
+/**
+ * One COPY's worth of a v2 chunk: columns in order, the number of rows, their COPY data (a
+ * string in a v2 job; the bytes of a v3 chunk's data once a worker has read them).
+ */
 export interface CopyGroupPayload {
   columns: string[];
   rows: number;
-  data: string;
+  data: string | Buffer;
   /** The rows' indexes within the chunk, when it has several groups. */
   rowIdx?: number[];
 }
@@ -72,6 +78,27 @@ export interface CopyChunkPayload {
   csv?: CsvDialect;
   catalog?: string;
   groups: CopyGroupPayload[];
+}
+
+/** One COPY's worth of a v3 chunk: its columns, rows and the length of its part of the data. */
+export interface DataGroupPayload {
+  columns: string[];
+  rows: number;
+  /** Bytes of the chunk's data that are this group's, in group order. */
+  bytes: number;
+  rowIdx?: number[];
+}
+
+/**
+ * Job 'chunk', version 3: version 2 with the COPY data kept beside the job instead of inside
+ * its JSON (the queue state's chunk data, under the operation id and chunk index), so that no
+ * one serializes, parses or measures it as JSON. `data` gives its length and sha256; the worker
+ * reads at most its limit, checks both, and cuts it into the groups by their `bytes`.
+ */
+export interface DataChunkPayload extends Omit<CopyChunkPayload, 'v' | 'groups'> {
+  v: 3;
+  data: { bytes: number; sha256: string };
+  groups: DataGroupPayload[];
 }
 
 /** Job 'operation': the parent of an operation's chunks; for update and copyTo, the whole job. */
@@ -98,7 +125,12 @@ export interface SealPayload {
   seal: true;
 }
 
-export type Payload = ChunkPayload | CopyChunkPayload | OperationPayload | SealPayload;
+export type Payload =
+  | ChunkPayload
+  | CopyChunkPayload
+  | DataChunkPayload
+  | OperationPayload
+  | SealPayload;
 
 const Ajv = (AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule;
 const ajv = new (Ajv as unknown as new (opts: object) => { compile(s: object): ValidateFn })({
@@ -139,7 +171,7 @@ export function validatePayload(
   if (typeof v !== 'number' || !PAYLOAD_VERSIONS.includes(v)) {
     throw new BulkError(
       'INVALID_PAYLOAD',
-      `job ${jobName}: payload version ${JSON.stringify(v)} is not supported (this worker reads versions ${PAYLOAD_VERSIONS.join(' and ')})`,
+      `job ${jobName}: payload version ${JSON.stringify(v)} is not supported (this worker reads versions ${PAYLOAD_VERSIONS.slice(0, -1).join(', ')} and ${PAYLOAD_VERSIONS.at(-1)})`,
     );
   }
   if (!validateFn(data)) {
@@ -153,7 +185,15 @@ export function validatePayload(
   const expect = 'seal' in p ? 'seal' : 'chunk' in p ? 'chunk' : 'operation';
   if (expect !== jobName)
     throw new BulkError('INVALID_PAYLOAD', `job ${jobName}: payload is for a '${expect}' job`);
-  if ('chunk' in p && p.v === 2) {
+  if ('chunk' in p && p.v === 3) {
+    const sum = p.groups.reduce((n, g) => n + g.bytes, 0);
+    if (sum !== p.data.bytes)
+      throw new BulkError(
+        'INVALID_PAYLOAD',
+        `job ${jobName}: the groups hold ${sum} bytes of the chunk's ${p.data.bytes}`,
+      );
+  }
+  if ('chunk' in p && (p.v === 2 || p.v === 3)) {
     if (p.options.onError !== undefined && p.options.onConflict)
       throw new BulkError(
         'INVALID_PAYLOAD',

@@ -206,6 +206,24 @@ BEGIN
 END $$;
 `,
   },
+  {
+    version: 2,
+    name: 'chunk data beside the jobs (payload version 3)',
+    // Additive: workers of schema version 1 never read it, and keep running.
+    minCodeVersion: 1,
+    sql: (s) => `
+-- A chunk's COPY data (payload version 3), kept out of the job's JSON. Stored as it is: no
+-- compression (it is written once, read once, and dropped when its operation ends).
+CREATE TABLE ${s}.bm_chunk_data (
+  queue text NOT NULL,
+  op_id text NOT NULL,
+  idx integer NOT NULL,
+  data bytea NOT NULL,
+  PRIMARY KEY (queue, op_id, idx)
+);
+ALTER TABLE ${s}.bm_chunk_data ALTER COLUMN data SET STORAGE EXTERNAL;
+`,
+  },
 ];
 
 export const QUEUE_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

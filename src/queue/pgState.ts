@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
+import { to as copyToStdout } from 'pg-copy-streams';
 import { quoteIdent } from '../core/ident.js';
 import { defaultOf } from '../core/settings.js';
 import { EVENTS_CHANNEL } from './pgSchema.js';
@@ -103,6 +104,30 @@ function toEvent(row: EventRow): StoredEvent {
     operationId: row.op_id,
     data: row.data,
   };
+}
+
+/** A string as an SQL literal, whatever standard_conforming_strings says (COPY takes no parameters). */
+function quoteLiteral(s: string): string {
+  return `E'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/**
+ * The one row of a binary COPY of (size, data): the data, null when no row came, or the size
+ * when the data is NULL (over the limit). The format: an 11-byte signature, flags, a header
+ * extension; then per row a field count, and per field its length (-1: NULL) and bytes.
+ */
+function binaryCopyRow(buf: Buffer): Buffer | null | { bytes: number } {
+  let at = 11 + 4;
+  at += 4 + buf.readInt32BE(at);
+  const fields = buf.readInt16BE(at);
+  if (fields === -1) return null;
+  at += 2;
+  const sizeLen = buf.readInt32BE(at);
+  const size = buf.readInt32BE(at + 4);
+  at += 4 + sizeLen;
+  const dataLen = buf.readInt32BE(at);
+  if (dataLen === -1) return { bytes: size };
+  return buf.subarray(at + 4, at + 4 + dataLen);
 }
 
 export class PostgresQueueState implements QueueState {
@@ -346,11 +371,55 @@ export class PostgresQueueState implements QueueState {
     const r = await this.q(
       `WITH d AS (DELETE FROM ${this.s}.bm_op WHERE queue = $1 AND indexed_at <= $2 RETURNING id),
             c AS (DELETE FROM ${this.s}.bm_chunk WHERE queue = $1 AND op_id IN (SELECT id FROM d)),
-            a AS (DELETE FROM ${this.s}.bm_active WHERE queue = $1 AND op_id IN (SELECT id FROM d))
+            a AS (DELETE FROM ${this.s}.bm_active WHERE queue = $1 AND op_id IN (SELECT id FROM d)),
+            x AS (DELETE FROM ${this.s}.bm_chunk_data WHERE queue = $1 AND op_id IN (SELECT id FROM d))
        SELECT count(*)::int AS n FROM d`,
       [this.queue, cutoffMs],
     );
     return r.rows[0].n as number;
+  }
+
+  async putChunkData(id: string, index: number, data: Buffer): Promise<void> {
+    // (A Buffer goes as a binary parameter: no hex text either way.)
+    await this.q(
+      `INSERT INTO ${this.s}.bm_chunk_data (queue, op_id, idx, data) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (queue, op_id, idx) DO UPDATE SET data = EXCLUDED.data`,
+      [this.queue, id, index, data],
+    );
+  }
+
+  async chunkData(
+    id: string,
+    index: number,
+    maxBytes: number,
+  ): Promise<Buffer | null | { bytes: number }> {
+    // COPY ... (FORMAT binary): the bytes as they are stored. (A query's results come as text,
+    // hex or base64 to decode, 2-4 times slower; node-postgres reads binary results as UTF-8.)
+    const client = await this.pool.connect();
+    let out: Buffer;
+    try {
+      const stream = client.query(
+        copyToStdout(
+          `COPY (SELECT octet_length(data), CASE WHEN octet_length(data) <= ${Math.floor(maxBytes)} THEN data END
+                   FROM ${this.s}.bm_chunk_data
+                  WHERE queue = ${quoteLiteral(this.queue)} AND op_id = ${quoteLiteral(id)} AND idx = ${Math.floor(index)})
+             TO STDOUT (FORMAT binary)`,
+        ),
+      );
+      const parts: Buffer[] = [];
+      for await (const part of stream) parts.push(part as Buffer);
+      out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    } finally {
+      client.release();
+    }
+    return binaryCopyRow(out);
+  }
+
+  async dropChunkData(id: string): Promise<void> {
+    await this.q(`DELETE FROM ${this.s}.bm_chunk_data WHERE queue = $1 AND op_id = $2`, [
+      this.queue,
+      id,
+    ]);
   }
 
   async publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void> {

@@ -17,8 +17,8 @@ import {
 /**
  * QueueState in Redis, beside BullMQ's keys and in the same hash slot (QueueKeys): a hash per
  * operation (`…:bm:op:<id>`), a bitmap of counted chunks (`…:done`), a hash of running jobs
- * (`…:active`), a sorted set indexing operations by creation time (`…:bm:ops`), a hash of
- * catalog snapshots and a stream of events. Every step that reads and writes is one script, so
+ * (`…:active`), a hash of its chunks' data (`…:data`, payload version 3), a sorted set indexing
+ * operations by creation time (`…:bm:ops`), a hash of catalog snapshots and a stream of events. Every step that reads and writes is one script, so
  * that it is atomic; every script touches only one queue's keys (one slot on a cluster).
  */
 
@@ -66,6 +66,13 @@ if redis.call('setbit', KEYS[2], ARGV[1], 1) == 0 then
   if not final(redis.call('hget', KEYS[1], 'state')) then redis.call('hset', KEYS[1], 'state', 'running') end
 end
 return redis.call('hmget', KEYS[1], 'rowsDone', 'chunksDone', 'totalRows', 'totalChunks')`;
+
+// A chunk's data unless it is missing (nil) or over the limit (its size, not read).
+const CHUNK_DATA = `
+local n = redis.call('hstrlen', KEYS[1], ARGV[1])
+if n == 0 then return false end
+if n > tonumber(ARGV[2]) then return n end
+return redis.call('hget', KEYS[1], ARGV[1])`;
 
 const FIELDS = [
   'kind',
@@ -322,13 +329,40 @@ export class RedisQueueState implements QueueState {
       if (ids.length === 0) return removed;
       const m = this.redis.multi();
       for (const id of ids)
-        m.del(this.keys.op(id), this.keys.opDone(id), this.keys.opActive(id)).zrem(
-          this.keys.ops,
-          id,
-        );
+        m.del(
+          this.keys.op(id),
+          this.keys.opDone(id),
+          this.keys.opActive(id),
+          this.keys.opData(id),
+        ).zrem(this.keys.ops, id);
       await m.exec();
       removed += ids.length;
     }
+  }
+
+  async putChunkData(id: string, index: number, data: Buffer): Promise<void> {
+    await this.redis.hset(this.keys.opData(id), String(index), data);
+  }
+
+  async chunkData(
+    id: string,
+    index: number,
+    maxBytes: number,
+  ): Promise<Buffer | null | { bytes: number }> {
+    const r = (await this.redis.callBuffer(
+      'eval',
+      CHUNK_DATA,
+      '1',
+      this.keys.opData(id),
+      String(index),
+      String(maxBytes),
+    )) as Buffer | number | null;
+    if (r === null) return null;
+    return typeof r === 'number' ? { bytes: r } : r;
+  }
+
+  async dropChunkData(id: string): Promise<void> {
+    await this.redis.del(this.keys.opData(id));
   }
 
   async publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void> {

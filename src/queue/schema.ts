@@ -9,12 +9,13 @@ const names = { type: 'array', items: name, minItems: 1, maxItems: 1600 } as con
 export const PAYLOAD_SCHEMA = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://bulkmodel.dev/schemas/payload.json',
-  title: 'bulkmodel job payload, versions 1 and 2',
+  title: 'bulkmodel job payload, versions 1, 2 and 3',
   description:
     "Data of the BullMQ jobs bulkmodel enqueues. Job name 'chunk': one chunk of rows. Job name 'operation': the parent job of an operation (and the whole job for update and copyTo). Job name 'seal': closes enqueueing of an operation.",
   oneOf: [
     { $ref: '#/definitions/chunk' },
     { $ref: '#/definitions/copyChunk' },
+    { $ref: '#/definitions/dataChunk' },
     { $ref: '#/definitions/operation' },
     { $ref: '#/definitions/seal' },
   ],
@@ -204,6 +205,61 @@ export const PAYLOAD_SCHEMA = {
                 items: { type: 'integer', minimum: 0, maximum: 1_000_000 },
                 maxItems: 1_000_000,
               },
+            },
+          },
+        },
+      },
+    },
+    dataChunk: {
+      description:
+        "Version 3 of a 'chunk' job: version 2 with the COPY data kept beside the job, not in it. The data is stored under the job's operation id and chunk index (Redis: field <index> of the hash <prefix>:<queue>:bm:op:<operationId>:data; Postgres backend: table bm_chunk_data of the queue schema) before the job is added; `data` gives its length in bytes and its sha256 (base64url, no padding), which the worker checks before it writes anything. The groups' data follow each other in it, `bytes` each, in group order.",
+      type: 'object',
+      required: [
+        'v',
+        'kind',
+        'operationId',
+        'table',
+        'chunk',
+        'options',
+        'format',
+        'data',
+        'groups',
+      ],
+      additionalProperties: false,
+      properties: {
+        v: { const: 3 },
+        kind: { $ref: '#/definitions/copyChunk/properties/kind' },
+        operationId: { $ref: '#/definitions/operationId' },
+        table: name,
+        chunk: { $ref: '#/definitions/copyChunk/properties/chunk' },
+        options: { $ref: '#/definitions/copyChunk/properties/options' },
+        format: { $ref: '#/definitions/copyChunk/properties/format' },
+        csv: { $ref: '#/definitions/copyChunk/properties/csv' },
+        catalog: { $ref: '#/definitions/copyChunk/properties/catalog' },
+        data: {
+          type: 'object',
+          required: ['bytes', 'sha256'],
+          additionalProperties: false,
+          properties: {
+            bytes: { type: 'integer', minimum: 1, maximum: 2147483647 },
+            sha256: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' },
+          },
+        },
+        groups: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 1000,
+          items: {
+            type: 'object',
+            required: ['columns', 'rows', 'bytes'],
+            additionalProperties: false,
+            properties: {
+              columns: {
+                $ref: '#/definitions/copyChunk/properties/groups/items/properties/columns',
+              },
+              rows: { type: 'integer', minimum: 1 },
+              bytes: { type: 'integer', minimum: 1, maximum: 2147483647 },
+              rowIdx: { $ref: '#/definitions/copyChunk/properties/groups/items/properties/rowIdx' },
             },
           },
         },

@@ -232,6 +232,21 @@ export interface QueueState {
   /** Forget records created before `cutoffMs` (epoch ms); returns how many. */
   prune(cutoffMs: number): Promise<number>;
 
+  // Chunk data (payload version 3): a chunk's COPY data, kept beside its job.
+  /** Store a chunk's data; the producer does so before it adds the chunk's job. */
+  putChunkData(id: string, index: number, data: Buffer): Promise<void>;
+  /**
+   * A chunk's data: its bytes, null when none is stored, or its size when it is over
+   * `maxBytes` (then not read). One round trip.
+   */
+  chunkData(
+    id: string,
+    index: number,
+    maxBytes: number,
+  ): Promise<Buffer | null | { bytes: number }>;
+  /** Forget an operation's chunk data (it ended; prune forgets what is left). */
+  dropChunkData(id: string): Promise<void>;
+
   // Catalog snapshots (workers publish, producers read).
   publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void>;
   snapshot(table: string): Promise<string | null>;

@@ -2,7 +2,7 @@ import { MAX_NESTING } from '../core/checks.js';
 import { BulkError } from '../core/errors.js';
 import { MAX_BATCH_SIZE } from '../core/options.js';
 import { defaultOf } from '../core/settings.js';
-import type { ChunkPayload, CopyChunkPayload } from '../queue/payload.js';
+import type { ChunkPayload, CopyChunkPayload, DataChunkPayload } from '../queue/payload.js';
 
 /**
  * What a worker accepts from a job, enforced by the worker itself (a job may come from anyone
@@ -87,7 +87,10 @@ export function checkDepth(data: unknown, jobName: string, limits: WorkerLimits)
 }
 
 /** A valid chunk's numbers within the worker's limits: its index, offset and rows. */
-export function checkChunk(p: ChunkPayload | CopyChunkPayload, limits: WorkerLimits): void {
+export function checkChunk(
+  p: ChunkPayload | CopyChunkPayload | DataChunkPayload,
+  limits: WorkerLimits,
+): void {
   // (v2: the rows declared; the worker checks the data holds exactly that many before COPY.)
   const rows = 'groups' in p ? p.groups.reduce((n, g) => n + g.rows, 0) : p.rows.length;
   if (rows === 0) throw new BulkError('INVALID_PAYLOAD', 'a chunk holds no rows');
@@ -98,6 +101,12 @@ export function checkChunk(p: ChunkPayload | CopyChunkPayload, limits: WorkerLim
     );
   if (!Number.isSafeInteger(p.chunk.offset))
     throw new BulkError('LIMIT_EXCEEDED', 'chunk offset is beyond 2^53');
+  // v3: its data is beside the job, read only when within the limit.
+  if ('data' in p && p.data.bytes > limits.maxPayloadBytes)
+    throw new BulkError(
+      'PAYLOAD_TOO_LARGE',
+      `chunk data is ${p.data.bytes} bytes, over this worker's limit of ${limits.maxPayloadBytes} (--max-payload-bytes)`,
+    );
   const most = Math.min(limits.maxChunkRows, p.options.batchSize ?? limits.maxChunkRows);
   if (rows > most)
     throw new BulkError(

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { kindsFingerprint } from '../core/catalog.js';
@@ -8,7 +9,7 @@ import { EXACT } from '../core/decode.js';
 import { BulkError, storedError } from '../core/errors.js';
 import { columnOf, type TableMeta } from '../core/meta.js';
 import { fromTextField } from '../core/ndjson.js';
-import { checkCopyGroups } from '../core/ops/copyText.js';
+import { checkCopyGroups, textOf } from '../core/ops/copyText.js';
 import { CopyTextParser } from '../core/ops/copyTo.js';
 import { QUEUE_DEFAULT_BATCH_SIZE } from '../core/options.js';
 import { setOwn } from '../core/rows.js';
@@ -21,6 +22,7 @@ import {
   type ChunkPayload,
   type CopyChunkPayload,
   chunkReturns,
+  type DataChunkPayload,
   type OperationJobReturn,
   type OperationPayload,
   type SealPayload,
@@ -40,6 +42,8 @@ export interface ProcessorContext {
   showValues: boolean;
   /** Deepest nesting of a value in a job (the worker's --max-nesting). */
   maxNesting: number;
+  /** Most bytes of a job's data, and of a version 3 chunk's data (--max-payload-bytes). */
+  maxPayloadBytes: number;
 }
 
 /** What the worker checked of a job before running it. */
@@ -115,7 +119,9 @@ export async function failOperation(
   err: BulkError,
 ): Promise<void> {
   // Row values (Postgres's detail, the value refused) stay out unless the operator opted in.
-  if (await ctx.state.fail(operationId, JSON.stringify(err.toJSON({ values: ctx.showValues }))))
+  if (await ctx.state.fail(operationId, JSON.stringify(err.toJSON({ values: ctx.showValues })))) {
+    // Its chunks that have not run are refused now: their data is no longer needed.
+    await ctx.state.dropChunkData(operationId).catch(() => {});
     await publish(ctx, 'failed', {
       operationId,
       table,
@@ -123,6 +129,7 @@ export async function failOperation(
       state: 'failed',
       error: { code: err.code, message: err.toJSON().message },
     });
+  }
 }
 
 /**
@@ -171,9 +178,11 @@ const SIGNALS_OF = {
 /** A 'chunk' job: write its rows with the core, exactly once. */
 export async function processChunk(
   ctx: ProcessorContext,
-  p: ChunkPayload | CopyChunkPayload,
+  job: ChunkPayload | CopyChunkPayload | DataChunkPayload,
   checked: Checked,
 ): Promise<ChunkJobReturn> {
+  // Version 3: the data beside the job, read and checked, makes it a version 2 chunk.
+  const p = job.v === 3 ? await readChunkData(ctx, job) : job;
   // json values stay JSON text, written as they came without being parsed into objects, unless
   // a listener in this process sees the rows (and may read or change them as objects).
   const [pre, post] = SIGNALS_OF[p.kind];
@@ -246,6 +255,52 @@ export async function processChunk(
 }
 
 /**
+ * A version 3 chunk's data, read from beside the queue: at most the worker's payload limit (a
+ * larger one is not read), exactly the length and sha256 its job gives, then cut into its
+ * groups. The chunk becomes the version 2 chunk it stands for, its data as bytes.
+ */
+async function readChunkData(
+  ctx: ProcessorContext,
+  p: DataChunkPayload,
+): Promise<CopyChunkPayload> {
+  const table = p.table;
+  const where = `${table}: chunk ${p.chunk.index} of operation ${p.operationId}`;
+  const bad = (message: string) =>
+    new BulkError('INVALID_PAYLOAD', `${where}: ${message}: nothing written`, { table });
+  const got = await ctx.state.chunkData(p.operationId, p.chunk.index, ctx.maxPayloadBytes);
+  if (got === null) {
+    // An operation's data goes when it ends: a chunk of a failed or cancelled one says so.
+    await assertLive(ctx, p.operationId, table);
+    throw bad(
+      'its data is not in the queue (it goes when the operation ends, and with its record when that is pruned)',
+    );
+  }
+  if (!Buffer.isBuffer(got))
+    throw new BulkError(
+      'PAYLOAD_TOO_LARGE',
+      `${where}: its data is ${got.bytes} bytes, over this worker's limit of ${ctx.maxPayloadBytes} (--max-payload-bytes): not read`,
+      { table },
+    );
+  if (got.length !== p.data.bytes)
+    throw bad(`its data is ${got.length} bytes, and the job says ${p.data.bytes}`);
+  if (createHash('sha256').update(got).digest('base64url') !== p.data.sha256)
+    throw bad('its data does not have the sha256 the job gives (it was written for another job)');
+  let at = 0;
+  const groups = p.groups.map((g) => {
+    const data = got.subarray(at, at + g.bytes);
+    at += g.bytes;
+    return {
+      columns: g.columns,
+      rows: g.rows,
+      data,
+      ...(g.rowIdx ? { rowIdx: g.rowIdx } : {}),
+    };
+  });
+  const { v: _v, data: _data, groups: _groups, ...rest } = p;
+  return { ...rest, v: 2, groups };
+}
+
+/**
  * A v2 chunk encoded as COPY text must have been encoded for the column kinds this worker's
  * catalog has: otherwise (a column's type changed since the producer's snapshot) its text may
  * mean something else now. The worker publishes its current snapshot, so that producers
@@ -282,7 +337,7 @@ function decodeCopyGroups(meta: TableMeta, p: CopyChunkPayload): Row[] {
       const parser = new CopyTextParser(cols, EXACT);
       rows = [];
       try {
-        parser.push(g.data, rows);
+        parser.push(textOf(g.data), rows);
         parser.end();
       } catch (err) {
         throw bad(`COPY data does not match its ${cols.length} columns: ${(err as Error).message}`);
@@ -290,7 +345,7 @@ function decodeCopyGroups(meta: TableMeta, p: CopyChunkPayload): Row[] {
     } else {
       let records: (string | null)[][];
       try {
-        records = parseCsv(g.data, {
+        records = parseCsv(textOf(g.data), {
           delimiter: p.csv?.delimiter ?? ',',
           cast: (value, c) => (isCsvNull(p.csv, value, c.quoting) ? null : value) as string,
           relax_column_count: true,
@@ -397,6 +452,8 @@ export async function finishOperation(
   count: number,
 ): Promise<void> {
   const moved = await ctx.state.finish(p.operationId, 'completed', { rowsDone: count });
+  // Every chunk has committed: their data (version 3) is no longer needed.
+  await ctx.state.dropChunkData(p.operationId).catch(() => {});
   // cancelled meanwhile: it stays cancelled
   if (!moved) return;
   await publish(ctx, 'completed', {

@@ -242,6 +242,7 @@ export class BulkWorker {
       eventsMaxLen: options.eventsMaxLen ?? DEFAULT_EVENTS_MAX_LEN,
       showValues: options.showValues === true,
       maxNesting: this.limits.maxNesting,
+      maxPayloadBytes: this.limits.maxPayloadBytes,
     };
     const observer = new JobObserver(state, this.logger, options.metrics, this.name);
     const lane: Lane = {

@@ -114,7 +114,7 @@ describe('error codes', () => {
         },
       ],
       ['INVALID_IDENTIFIER', () => parseTableName('public.items.price')],
-      ['INVALID_PAYLOAD', () => validatePayload({ v: 3 }, 'chunk')],
+      ['INVALID_PAYLOAD', () => validatePayload({ v: 4 }, 'chunk')],
       [
         'INTERNAL_ERROR',
         () => fromPgError(new RangeError('Maximum call stack size exceeded'), { table: 'items' }),

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFromStdin } from 'pg-copy-streams';
@@ -21,8 +22,11 @@ export interface CopyTextGroup {
   columns: string[];
   /** Rows (records) in `data`, checked before it is written (see countRecords). */
   rows: number;
-  /** COPY text format (tab-separated, COPY escapes, \N for NULL) or CSV; every row ends with \n. */
-  data: string;
+  /**
+   * COPY text format (tab-separated, COPY escapes, \N for NULL) or CSV; every row ends with \n.
+   * As text, or as its UTF-8 bytes (written as they are).
+   */
+  data: string | Buffer;
   /** The rows' indexes within the chunk, when the chunk has several groups. */
   rowIdx?: number[];
 }
@@ -61,21 +65,35 @@ export interface RecordScan {
   bareCR: boolean;
 }
 
+const CHAR: Record<number, string> = { 10: '\n', 13: '\r', 34: '"', 92: '\\' };
+
+/** COPY data as text (a chunk's bytes are decoded only where an error must name a line). */
+export function textOf(data: string | Buffer): string {
+  return typeof data === 'string' ? data : data.toString('utf8');
+}
+
 /**
  * Count the records of COPY data as Postgres reads them, in one pass over its characters (no
  * field parsing, linear in the data whatever it holds). Text format: a record ends at an
  * unescaped newline; a backslash escapes the character after it (a backslash-newline is data).
  * CSV: a newline inside quotes does not end a record; `\r\n` ends one as `\n` does.
  */
-export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
+export function countRecords(data: string | Buffer, format: 'text' | 'csv'): RecordScan {
   // The next backslash or quote, newline and carriage return at or after i (-1: none left,
   // -2: not searched yet): each is searched for once per occurrence, with the engine's own
   // string search, so the scan is linear and fast whatever the data holds.
+  // Text or its UTF-8 bytes: the characters that matter are ASCII, which UTF-8 never uses
+  // inside another character, so the scan is the same over both.
+  const text = typeof data === 'string' ? data : undefined;
+  const bytes = typeof data === 'string' ? undefined : data;
+  const code = (i: number): number => (text !== undefined ? text.charCodeAt(i) : bytes![i]!);
+  const find = (c: number, from: number): number =>
+    text !== undefined ? text.indexOf(CHAR[c]!, from) : bytes!.indexOf(c, from);
   let records = 0;
   let endMarker = false;
   let bareCR = false;
   const n = data.length;
-  const special = format === 'text' ? '\\' : '"';
+  const special = format === 'text' ? 92 : 34; // backslash, quote
   let ns = -2;
   let nl = -2;
   let cr = -2;
@@ -83,14 +101,14 @@ export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
   let end = 0; // just past the last record's newline
   let inQuote = false;
   for (;;) {
-    if (format === 'csv' && i === end && i < n && data.charCodeAt(i) === 92) {
+    if (format === 'csv' && i === end && i < n && code(i) === 92) {
       // `\.` then a line end (or the end of the data) at a record's start ends COPY data.
-      if (data.charCodeAt(i + 1) === 46) {
-        const after = data.charCodeAt(i + 2);
+      if (code(i + 1) === 46) {
+        const after = code(i + 2);
         if (i + 2 >= n || after === 10 || after === 13) endMarker = true;
       }
     }
-    if (ns !== -1 && ns < i) ns = data.indexOf(special, i);
+    if (ns !== -1 && ns < i) ns = find(special, i);
     if (inQuote) {
       // CSV inside quotes: only the closing quote matters.
       if (ns === -1) break;
@@ -98,8 +116,8 @@ export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
       i = ns + 1;
       continue;
     }
-    if (nl !== -1 && nl < i) nl = data.indexOf('\n', i);
-    if (cr !== -1 && cr < i) cr = data.indexOf('\r', i);
+    if (nl !== -1 && nl < i) nl = find(10, i);
+    if (cr !== -1 && cr < i) cr = find(13, i);
     let next = ns;
     if (nl >= 0 && (next < 0 || nl < next)) next = nl;
     if (cr >= 0 && (next < 0 || cr < next)) next = cr;
@@ -112,14 +130,14 @@ export function countRecords(data: string, format: 'text' | 'csv'): RecordScan {
       }
       // text: a backslash escapes the next character, whatever it is (a newline included)
       if (next + 1 >= n) return { records: -1, endMarker, bareCR };
-      if (data.charCodeAt(next + 1) === 46) endMarker = true;
+      if (code(next + 1) === 46) endMarker = true;
       i = next + 2;
     } else if (next === nl) {
       records++;
       i = end = next + 1;
     } else {
       // text: an unescaped CR ends a line for COPY; CSV: outside quotes, unless before \n
-      if (format === 'text' || data.charCodeAt(next + 1) !== 10) bareCR = true;
+      if (format === 'text' || code(next + 1) !== 10) bareCR = true;
       i = next + 1;
     }
   }
@@ -301,14 +319,14 @@ export async function copySkipping(
   return count;
 }
 
-/** Stream a string into COPY in 64 KB pieces; errors name the row (or the file line). */
+/** Stream COPY data into COPY in 64 KB pieces; errors name the row (or the file line). */
 export async function copyData(
   client: DbClient,
   sql: string,
-  data: string,
+  data: string | Buffer,
   errorAt: Parameters<typeof fromPgError>[1],
 ): Promise<number> {
-  const buf = Buffer.from(data, 'utf8');
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   function* pieces() {
     for (let at = 0; at < buf.length; at += 1 << 16) yield buf.subarray(at, at + (1 << 16));
   }
@@ -396,7 +414,7 @@ export function copyTextSteps(
             ? {
                 fileLineOfLine: (line: number) =>
                   plan.format === 'csv'
-                    ? csvFileLine(g.data, plan.firstLine!, line)
+                    ? csvFileLine(textOf(g.data), plan.firstLine!, line)
                     : plan.firstLine! + line - 1,
               }
             : {
@@ -410,7 +428,7 @@ export function copyTextSteps(
           count += await copySkipping(
             client,
             `COPY ${meta.sqlName} (${names}) FROM STDIN${opts}`,
-            g.data,
+            textOf(g.data),
             plan.format,
             plan.format === 'csv'
               ? { firstLine: plan.firstLine ?? 1 }
@@ -493,7 +511,12 @@ export function checkCopyGroups(
   for (const g of groups) {
     if (new Set(g.columns).size !== g.columns.length)
       throw bad('a COPY group names a column twice');
-    if (!g.data.isWellFormed()) throw bad('COPY data holds a lone UTF-16 surrogate (not Unicode)');
+    if (typeof g.data === 'string' ? !g.data.isWellFormed() : !isUtf8(g.data))
+      throw bad(
+        typeof g.data === 'string'
+          ? 'COPY data holds a lone UTF-16 surrogate (not Unicode)'
+          : 'COPY data is not valid UTF-8',
+      );
     const { records, endMarker, bareCR } = countRecords(g.data, format);
     if (endMarker)
       throw bad(
