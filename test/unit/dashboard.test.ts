@@ -60,6 +60,21 @@ describe('job summaries', () => {
     const parent = { v: 1, kind: 'update', operationId: 'op', table: 't', options: {} };
     expect(summarizeJobData(parent)).toBe(parent);
     expect(summarizeJobData(null)).toBeNull();
+    // COPY data (version 2) shows as its size; a version 3 job holds none and stays whole.
+    const copy = {
+      v: 2,
+      operationId: 'op',
+      format: 'text',
+      groups: [{ columns: ['a'], rows: 2, data: 'secret ü\nx\n' }],
+    };
+    expect(summarizeJobData(copy)).toEqual({
+      v: 2,
+      operationId: 'op',
+      format: 'text',
+      groups: [{ columns: ['a'], rows: 2, bytes: 12 }],
+    });
+    const v3 = { v: 3, data: { bytes: 9, sha256: 'x' }, groups: [{ columns: ['a'], rows: 1 }] };
+    expect(summarizeJobData(v3)).toBe(v3);
   });
 
   it('returned rows and missing keys are counted', () => {

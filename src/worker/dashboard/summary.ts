@@ -14,7 +14,8 @@ function namesOf(o: unknown): string[] | undefined {
 }
 
 /**
- * A chunk's data becomes { table, kind, chunk, rows: n, columns, bytes }; an update's or a
+ * A chunk's data becomes { table, kind, chunk, rows: n, columns, bytes } (COPY groups: their
+ * columns, rows and bytes); an update's or a
  * copyTo's filter and values show as column names only. Row values are never shown.
  */
 export function summarizeJobData(data: unknown): unknown {
@@ -34,6 +35,15 @@ export function summarizeJobData(data: unknown): unknown {
     const { where, ...rest } = d.copyTo as Record<string, unknown>;
     return { ...d, copyTo: { ...rest, ...(where ? { whereColumns: namesOf(where) } : {}) } };
   }
+  // Version 2: each group's COPY data becomes its size (version 3 jobs hold none).
+  if (Array.isArray(d.groups) && d.groups.some((g) => typeof g?.data === 'string'))
+    return {
+      ...d,
+      groups: (d.groups as Record<string, unknown>[]).map(({ data: text, ...g }) => ({
+        ...g,
+        bytes: typeof text === 'string' ? Buffer.byteLength(text) : 0,
+      })),
+    };
   if (!Array.isArray(d.rows)) return data;
   const { rows, columns, ...rest } = d;
   return {
