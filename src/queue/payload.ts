@@ -133,15 +133,26 @@ export type Payload =
   | SealPayload;
 
 const Ajv = (AjvModule as unknown as { default?: typeof AjvModule }).default ?? AjvModule;
-const ajv = new (Ajv as unknown as new (opts: object) => { compile(s: object): ValidateFn })({
-  allErrors: false,
-  strict: false,
-});
 interface ValidateFn {
   (data: unknown): boolean;
   errors?: { instancePath: string; message?: string }[] | null;
 }
-const validateAll = ajv.compile(PAYLOAD_SCHEMA);
+
+/**
+ * The schema's validators, compiled on first use: compiling takes tens of milliseconds, which
+ * a process that never validates a job (a producer, most CLI commands) should not pay at start.
+ */
+let validators: { all: ValidateFn; envelope: ValidateFn } | undefined;
+function compiled(): { all: ValidateFn; envelope: ValidateFn } {
+  if (!validators) {
+    const ajv = new (Ajv as unknown as new (opts: object) => { compile(s: object): ValidateFn })({
+      allErrors: false,
+      strict: false,
+    });
+    validators = { all: ajv.compile(PAYLOAD_SCHEMA), envelope: ajv.compile(ENVELOPE_SCHEMA) };
+  }
+  return validators;
+}
 
 /**
  * The same schema with a chunk's row values left unchecked: the worker decodes every value
@@ -155,7 +166,6 @@ const ENVELOPE_SCHEMA = (() => {
   s.$id = `${s.$id.replace(/\.json$/, '')}-envelope.json`;
   return s;
 })();
-const validateEnvelopeFn = ajv.compile(ENVELOPE_SCHEMA);
 
 /**
  * Validate a job's data against payload v1; INVALID_PAYLOAD says where it is wrong. With
@@ -166,7 +176,7 @@ export function validatePayload(
   jobName: string,
   options: { values?: boolean } = {},
 ): Payload {
-  const validateFn = options.values === false ? validateEnvelopeFn : validateAll;
+  const validateFn = options.values === false ? compiled().envelope : compiled().all;
   const v = (data as { v?: unknown } | null)?.v;
   if (typeof v !== 'number' || !PAYLOAD_VERSIONS.includes(v)) {
     throw new BulkError(
