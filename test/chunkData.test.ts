@@ -62,9 +62,10 @@ describe.each(['redis', 'postgres'])('%s', (name) => {
     await state.putChunkData("op-'q\\e", 0, small);
     expect(await state.chunkData("op-'q\\e", 0, 1000)).toEqual(small);
     expect(await state.chunkData("op-'q\\", 0, 1000)).toBeNull();
-    // Stored again under the same place: the last one is read.
+    // Stored again under the same place: the first one stays (as BullMQ keeps a job id's first
+    // job, which names the first data's sha256).
     await state.putChunkData('op-a', 7, Buffer.from('2\tb\n'));
-    expect(await state.chunkData('op-a', 7, 1000)).toEqual(Buffer.from('2\tb\n'));
+    expect(await state.chunkData('op-a', 7, 1000)).toEqual(small);
   });
 
   it('data over the limit is not read: its size is returned', async () => {
@@ -74,9 +75,13 @@ describe.each(['redis', 'postgres'])('%s', (name) => {
     expect(Buffer.isBuffer(at) && at.length).toBe(5000);
   });
 
-  it("an operation's data is dropped as a whole, and no other's", async () => {
+  it("a chunk's data is dropped alone, an operation's as a whole, and no other's", async () => {
     for (const i of [0, 1, 2]) await state.putChunkData('op-c', i, Buffer.from(`${i}\n`));
     await state.putChunkData('op-d', 0, Buffer.from('d\n'));
+    // One chunk's (its job completed), then the rest (the operation ended).
+    await state.dropChunkData('op-c', 1);
+    expect(await state.chunkData('op-c', 1, 100)).toBeNull();
+    expect(await state.chunkData('op-c', 2, 100)).toEqual(Buffer.from('2\n'));
     await state.dropChunkData('op-c');
     for (const i of [0, 1, 2]) expect(await state.chunkData('op-c', i, 100)).toBeNull();
     expect(await state.chunkData('op-d', 0, 100)).toEqual(Buffer.from('d\n'));

@@ -635,7 +635,7 @@ export class BulkProducer {
         built.operationId = id;
         // COPY data travels beside the job (version 3) unless version 2 was asked for.
         const beside =
-          built.v === 2 && this.options.payloadVersion !== 2 ? besideJob(built) : undefined;
+          built.v === 2 && (this.options.payloadVersion ?? 3) === 3 ? besideJob(built) : undefined;
         const data = beside?.payload ?? (built.v === 2 ? inlineJob(built) : built);
         // Serialized here only when a cheap bound cannot rule out the size limit (BullMQ
         // serializes it anyway to store it), or to fingerprint a version 1 chunk.
@@ -670,7 +670,11 @@ export class BulkProducer {
           state = await h.state.stateOf(id);
         }
         // A worker failed the operation (bad input): enqueueing more would only be skipped.
-        if (state === 'failed' || state === 'cancelled') break;
+        // (Data stored since it ended, before this call saw it, goes too.)
+        if (state === 'failed' || state === 'cancelled') {
+          await h.state.dropChunkData(id).catch(() => {});
+          break;
+        }
         if (prevFp === null) {
           // The data first: a worker that takes the job finds it.
           if (beside) await h.state.putChunkData(id, index, beside.data);

@@ -383,7 +383,7 @@ export class PostgresQueueState implements QueueState {
     // (A Buffer goes as a binary parameter: no hex text either way.)
     await this.q(
       `INSERT INTO ${this.s}.bm_chunk_data (queue, op_id, idx, data) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (queue, op_id, idx) DO UPDATE SET data = EXCLUDED.data`,
+       ON CONFLICT (queue, op_id, idx) DO NOTHING`,
       [this.queue, id, index, data],
     );
   }
@@ -415,11 +415,17 @@ export class PostgresQueueState implements QueueState {
     return binaryCopyRow(out);
   }
 
-  async dropChunkData(id: string): Promise<void> {
-    await this.q(`DELETE FROM ${this.s}.bm_chunk_data WHERE queue = $1 AND op_id = $2`, [
-      this.queue,
-      id,
-    ]);
+  async dropChunkData(id: string, index?: number): Promise<void> {
+    if (index === undefined)
+      await this.q(`DELETE FROM ${this.s}.bm_chunk_data WHERE queue = $1 AND op_id = $2`, [
+        this.queue,
+        id,
+      ]);
+    else
+      await this.q(
+        `DELETE FROM ${this.s}.bm_chunk_data WHERE queue = $1 AND op_id = $2 AND idx = $3`,
+        [this.queue, id, index],
+      );
   }
 
   async publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void> {

@@ -341,7 +341,7 @@ export class RedisQueueState implements QueueState {
   }
 
   async putChunkData(id: string, index: number, data: Buffer): Promise<void> {
-    await this.redis.hset(this.keys.opData(id), String(index), data);
+    await this.redis.hsetnx(this.keys.opData(id), String(index), data);
   }
 
   async chunkData(
@@ -361,8 +361,9 @@ export class RedisQueueState implements QueueState {
     return typeof r === 'number' ? { bytes: r } : r;
   }
 
-  async dropChunkData(id: string): Promise<void> {
-    await this.redis.del(this.keys.opData(id));
+  async dropChunkData(id: string, index?: number): Promise<void> {
+    if (index === undefined) await this.redis.del(this.keys.opData(id));
+    else await this.redis.hdel(this.keys.opData(id), String(index));
   }
 
   async publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void> {

@@ -233,7 +233,10 @@ export interface QueueState {
   prune(cutoffMs: number): Promise<number>;
 
   // Chunk data (payload version 3): a chunk's COPY data, kept beside its job.
-  /** Store a chunk's data; the producer does so before it adds the chunk's job. */
+  /**
+   * Store a chunk's data unless some is stored for it already (the first enqueue's stays, as
+   * BullMQ keeps the first job of an id); the producer does so before it adds the chunk's job.
+   */
   putChunkData(id: string, index: number, data: Buffer): Promise<void>;
   /**
    * A chunk's data: its bytes, null when none is stored, or its size when it is over
@@ -244,8 +247,11 @@ export interface QueueState {
     index: number,
     maxBytes: number,
   ): Promise<Buffer | null | { bytes: number }>;
-  /** Forget an operation's chunk data (it ended; prune forgets what is left). */
-  dropChunkData(id: string): Promise<void>;
+  /**
+   * Forget a chunk's data (its job completed, or was refused), or with no index all of the
+   * operation's (it ended); prune forgets what is left.
+   */
+  dropChunkData(id: string, index?: number): Promise<void>;
 
   // Catalog snapshots (workers publish, producers read).
   publishSnapshot(names: readonly string[], snapshotJson: string): Promise<void>;

@@ -119,9 +119,14 @@ export async function failOperation(
   err: BulkError,
 ): Promise<void> {
   // Row values (Postgres's detail, the value refused) stay out unless the operator opted in.
-  if (await ctx.state.fail(operationId, JSON.stringify(err.toJSON({ values: ctx.showValues })))) {
-    // Its chunks that have not run are refused now: their data is no longer needed.
-    await ctx.state.dropChunkData(operationId).catch(() => {});
+  const moved = await ctx.state.fail(
+    operationId,
+    JSON.stringify(err.toJSON({ values: ctx.showValues })),
+  );
+  // The operation has ended (now, or before: a chunk refused as CANCELLED): its chunks that
+  // have not run are refused, so their data (version 3) is no longer needed.
+  await ctx.state.dropChunkData(operationId).catch(() => {});
+  if (moved) {
     await publish(ctx, 'failed', {
       operationId,
       table,

@@ -17,6 +17,7 @@ import { DEFAULT_EVENTS_MAX_LEN, publishEvent } from '../queue/events.js';
 import { jobIds, queueNames } from '../queue/keys.js';
 import {
   type ChunkPayload,
+  type DataChunkPayload,
   type OperationPayload,
   type Payload,
   type SealPayload,
@@ -276,6 +277,15 @@ export class BulkWorker {
       ),
     );
     worker.on('completed', (job, ret) => {
+      // A completed chunk is never run again (a stall replays only running jobs): its data
+      // (version 3) goes now, so that a queue holds the data of chunks not yet written only.
+      const data = job.data as Partial<DataChunkPayload> | null;
+      if (job.name === 'chunk' && data?.v === 3 && typeof data.operationId === 'string')
+        void ctx.state
+          .dropChunkData(data.operationId, data.chunk!.index)
+          .catch((err) =>
+            this.logger.warn({ err, jobId: shownId(job.id) }, "could not drop a chunk's data"),
+          );
       if (job.name !== 'operation') return;
       const count = (ret as { count?: number } | undefined)?.count ?? 0;
       void finishOperation(ctx, job.data as OperationPayload, count).catch((err) =>

@@ -35,15 +35,21 @@ export function summarizeJobData(data: unknown): unknown {
     const { where, ...rest } = d.copyTo as Record<string, unknown>;
     return { ...d, copyTo: { ...rest, ...(where ? { whereColumns: namesOf(where) } : {}) } };
   }
-  // Version 2: each group's COPY data becomes its size (version 3 jobs hold none).
-  if (Array.isArray(d.groups) && d.groups.some((g) => typeof g?.data === 'string'))
+  // COPY groups: version 2's data becomes its size; version 3's data digest (of row values)
+  // is left out. (Whatever a hostile job holds there: anything but an object stays as it is.)
+  if (Array.isArray(d.groups)) {
+    const { sha256: _digest, ...dataRef } =
+      d.data !== null && typeof d.data === 'object' ? (d.data as Record<string, unknown>) : {};
     return {
       ...d,
-      groups: (d.groups as Record<string, unknown>[]).map(({ data: text, ...g }) => ({
-        ...g,
-        bytes: typeof text === 'string' ? Buffer.byteLength(text) : 0,
-      })),
+      ...(d.data !== undefined ? { data: dataRef } : {}),
+      groups: (d.groups as unknown[]).map((g) => {
+        if (g === null || typeof g !== 'object' || Array.isArray(g)) return g;
+        const { data: text, ...rest } = g as Record<string, unknown>;
+        return typeof text === 'string' ? { ...rest, bytes: Buffer.byteLength(text) } : rest;
+      }),
     };
+  }
   if (!Array.isArray(d.rows)) return data;
   const { rows, columns, ...rest } = d;
   return {
