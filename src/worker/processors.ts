@@ -277,7 +277,7 @@ async function readChunkData(
     // An operation's data goes when it ends: a chunk of a failed or cancelled one says so.
     await assertLive(ctx, p.operationId, table);
     throw bad(
-      'its data is not in the queue (it goes when the operation ends, and with its record when that is pruned)',
+      'its data is not in the queue (it goes when its job completes or its operation ends, and with its record when that is pruned)',
     );
   }
   if (!Buffer.isBuffer(got))
