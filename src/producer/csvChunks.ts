@@ -111,7 +111,16 @@ export async function* csvChunks(
   let carryBytes = 0;
   let inQuote = false;
   const maxRecord = options.maxRecordBytes ?? MAX_RECORD_BYTES;
+  // Records that follow one another in one buffer are kept as one run, not one piece each.
+  let run: Buffer | undefined;
+  let runStart = 0;
+  let runEnd = 0;
+  const endRun = () => {
+    if (run) pending.push(run.subarray(runStart, runEnd));
+    run = undefined;
+  };
   const take = (): CsvChunk => {
+    endRun();
     const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
     const out = { data, records, firstLine: chunkLine, lastLine: line - 1 };
     pending = [];
@@ -129,10 +138,16 @@ export async function* csvChunks(
     // A record ending in CRLF is given to COPY ending in LF: COPY wants one line ending per
     // file, and files mix them (a CRLF inside quotes is data, and stays).
     const crlf = to - from >= 2 && buf[to - 2] === CR && buf[to - 1] === NL;
-    const piece = buf.subarray(from, crlf ? to - 2 : to);
-    pending.push(piece);
-    pendingBytes += piece.length;
+    const end = crlf ? to - 2 : to;
+    if (run !== buf || runEnd !== from) {
+      endRun();
+      run = buf;
+      runStart = from;
+    }
+    runEnd = end;
+    pendingBytes += end - from;
     if (crlf) {
+      endRun();
       pending.push(LF);
       pendingBytes += 1;
     }
