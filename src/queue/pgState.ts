@@ -409,9 +409,12 @@ export class PostgresQueueState implements QueueState {
       const parts: Buffer[] = [];
       for await (const part of stream) parts.push(part as Buffer);
       out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    } finally {
-      client.release();
+    } catch (err) {
+      // A COPY that broke off may leave the connection mid-protocol: it is not reused.
+      client.release(err as Error);
+      throw err;
     }
+    client.release();
     return binaryCopyRow(out);
   }
 
