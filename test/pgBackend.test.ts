@@ -159,6 +159,37 @@ describe('the queue schema is explicit and versioned', () => {
     await admin.query(`DROP SCHEMA ${schema} CASCADE`);
   });
 
+  it('a schema of version 1 (before chunk data) is QUEUE_SCHEMA until migrated, then holds data', async () => {
+    const schema = schemaName('v1');
+    const make = (migrate: boolean) =>
+      new PostgresBackend({ database: DATABASE_URL, schema, migrate, poolSize: 1 });
+    let b = make(true);
+    await b.prepare();
+    await b.close();
+    // As the previous release left it: version 1, no bm_chunk_data.
+    await admin.query(`DROP TABLE ${schema}.bm_chunk_data`);
+    await admin.query(`DELETE FROM ${schema}.bm_version WHERE version > 1`);
+    b = make(false);
+    try {
+      const err = await rejection(b.prepare());
+      expect(err.code).toBe('QUEUE_SCHEMA');
+      expect(err.message).toContain('at version 1');
+      expect(err.message).toContain('bulkmodel migrate');
+    } finally {
+      await b.close();
+    }
+    b = make(true);
+    try {
+      await b.prepare();
+      const state = b.state('v1q');
+      await state.putChunkData('op', 0, Buffer.from('1\tx\n'));
+      expect(await state.chunkData('op', 0, 100)).toEqual(Buffer.from('1\tx\n'));
+    } finally {
+      await b.close();
+    }
+    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+  });
+
   it("BullMQ's own tables at an older version are QUEUE_SCHEMA until migrated", async () => {
     const schema = schemaName('oldbull');
     const b = new PostgresBackend({ database: DATABASE_URL, schema, migrate: true, poolSize: 1 });
