@@ -2,7 +2,7 @@ import { checkOnConflictShape, columnList } from '../checks.js';
 import type { DbClient } from '../db.js';
 import { type DecodeOptions, type Decoder, decoderFor, RAW_TEXT_TYPES } from '../decode.js';
 import { BulkError } from '../errors.js';
-import { type ColumnMeta, columnOf, type TableMeta } from '../meta.js';
+import { type ColumnMeta, columnOf, type TableMeta, type ValueKind } from '../meta.js';
 import type { InsertLikeOptions } from '../options.js';
 import { type EncodedGroup, encodeRows, groupRows, type RowGroup, setOwn } from '../rows.js';
 import { type Chunk, type ChunkSteps, type Engine, queryWithRetry } from '../runner.js';
@@ -256,16 +256,25 @@ function lackingKeys(plan: InsertPlan, rows: Row[], offset: number): number[] {
   return col ? lacking : [];
 }
 
+/** Key types whose text never holds a comma: their keys travel as one comma-separated text. */
+const COMMA_FREE: ReadonlySet<ValueKind> = new Set(['int2', 'int4', 'int8', 'numeric', 'uuid']);
+
 /** Evaluate the reserve column's default `n` times: the keys of rows that lack one, as text. */
 export async function drawKeys(client: DbClient, plan: InsertPlan, n: number): Promise<string[]> {
-  // One row holding a JSON array: parsing one value beats parsing n result rows.
+  // One row holding every key: parsing one value beats parsing n result rows. Integers and
+  // uuids as one comma-separated text (half the time of a JSON array, on the server and here).
+  const col = plan.reserve!;
+  const plain = COMMA_FREE.has(col.kind);
   const r = await client.query({
-    text: `SELECT json_agg((${plan.reserve!.defaultExpr})::text)::text FROM generate_series(1, $1::int)`,
+    text: plain
+      ? `SELECT string_agg((${col.defaultExpr})::text, ',') FROM generate_series(1, $1::int)`
+      : `SELECT json_agg((${col.defaultExpr})::text)::text FROM generate_series(1, $1::int)`,
     values: [n],
     rowMode: 'array',
     types: RAW_TEXT_TYPES,
   });
-  const keys = JSON.parse((r.rows as string[][])[0]![0]!) as string[];
+  const text = (r.rows as (string | null)[][])[0]![0] ?? '';
+  const keys = plain ? (text === '' ? [] : text.split(',')) : (JSON.parse(text || '[]') as string[]);
   if (keys.length !== n) throw new Error(`drew ${keys.length} keys, expected ${n}`);
   return keys;
 }
