@@ -274,7 +274,11 @@ export async function drawKeys(client: DbClient, plan: InsertPlan, n: number): P
     types: RAW_TEXT_TYPES,
   });
   const text = (r.rows as (string | null)[][])[0]![0] ?? '';
-  const keys = plain ? (text === '' ? [] : text.split(',')) : (JSON.parse(text || '[]') as string[]);
+  const keys = plain
+    ? text === ''
+      ? []
+      : text.split(',')
+    : (JSON.parse(text || '[]') as string[]);
   if (keys.length !== n) throw new Error(`drew ${keys.length} keys, expected ${n}`);
   return keys;
 }
