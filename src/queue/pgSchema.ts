@@ -213,7 +213,8 @@ END $$;
     minCodeVersion: 1,
     sql: (s) => `
 -- A chunk's COPY data (payload version 3), kept out of the job's JSON. Stored as it is: no
--- compression (it is written once, read once, and dropped when its operation ends).
+-- compression (it is written once, read once or twice, and dropped once its chunk job has
+-- completed or its operation has ended).
 CREATE TABLE ${s}.bm_chunk_data (
   queue text NOT NULL,
   op_id text NOT NULL,

@@ -17,9 +17,10 @@ import {
 /**
  * QueueState in Redis, beside BullMQ's keys and in the same hash slot (QueueKeys): a hash per
  * operation (`…:bm:op:<id>`), a bitmap of counted chunks (`…:done`), a hash of running jobs
- * (`…:active`), a hash of its chunks' data (`…:data`, payload version 3), a sorted set indexing
- * operations by creation time (`…:bm:ops`), a hash of catalog snapshots and a stream of events. Every step that reads and writes is one script, so
- * that it is atomic; every script touches only one queue's keys (one slot on a cluster).
+ * (`…:active`), a hash of its chunks' data (`…:data`, payload version 3), a sorted set
+ * indexing operations by creation time (`…:bm:ops`), a hash of catalog snapshots and a stream
+ * of events. Every step that reads and writes is one script, so that it is atomic; every
+ * script touches only one queue's keys (one slot on a cluster).
  */
 
 const FINAL = `local function final(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
