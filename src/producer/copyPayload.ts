@@ -13,12 +13,12 @@ import type {
 } from '../queue/payload.js';
 
 /**
- * A chunk's rows encoded as COPY text by the producer (payload version 2), with the core's own
- * encoders, for the column kinds of the table's catalog snapshot: the worker streams the text
- * into COPY without decoding a value. Rows are checked here (unknown and read-only columns,
- * values their columns refuse), so bad input fails at enqueue. Undefined when the chunk has
- * rows that carry no column at all (all defaults): COPY needs a column, so such a chunk goes as
- * version 1.
+ * A chunk's rows encoded as COPY text by the producer (payload versions 2 and 3), with the
+ * core's own encoders, for the column kinds of the table's catalog snapshot: the worker streams
+ * the text into COPY without decoding a value. Rows are checked here (unknown and read-only
+ * columns, values their columns refuse), so bad input fails at enqueue. Undefined when the
+ * chunk has rows that carry no column at all (all defaults): COPY needs a column, so such a
+ * chunk goes as version 1.
  */
 export function encodeCopyChunk(
   meta: TableMeta,

@@ -36,7 +36,7 @@ export interface QueueInsertOptions extends QueueWriteOptions {
    * bulkCreate and copyFrom: 'skip' leaves out the rows Postgres refuses (each chunk at most
    * `maxErrors`, default 100) and writes the rest in the chunk's own transaction; the result's
    * `rejected` lists them by row index, code and reason. Rows travel as COPY text (payload
-   * version 2) for it: not with returning or onConflict, and a worker must have published the
+   * versions 2 and 3) for it: not with returning or onConflict, and a worker must have published the
    * table's catalog (the producer waits up to 30 s for one). Default 'stop'.
    */
   onError?: 'stop' | 'skip';

@@ -392,7 +392,7 @@ export class BulkProducer {
       if (!v2)
         throw new BulkError(
           'INVALID_OPTION',
-          `onError 'skip' is for bulkCreate and copyFrom without returning, as COPY text (payload version 2)`,
+          `onError 'skip' is for bulkCreate and copyFrom without returning, as COPY text (payload versions 2 and 3)`,
         );
       for (let waited = 0; !snap && waited < 30_000; waited += 500) {
         await new Promise((r) => setTimeout(r, 500));
@@ -474,7 +474,7 @@ export class BulkProducer {
   /**
    * Enqueue a CSV file (or any stream of CSV bytes) with COPY semantics, without parsing a
    * field: the stream is split into chunks of whole records by a byte scan (quotes and
-   * newlines only), and each chunk travels as the file's own bytes (payload version 2, format
+   * newlines only), and each chunk travels as the file's own bytes (payload version 3, format
    * csv) for Postgres to parse, as `COPY ... CSV` (an unquoted empty field is NULL, `""` the
    * empty string). The first record names the columns unless `columns` is given with
    * `header: false`. A value Postgres refuses fails the operation with the file's line

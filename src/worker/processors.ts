@@ -234,7 +234,7 @@ export async function processChunk(
   if (p.options.onError !== undefined)
     throw new BulkError(
       'INVALID_PAYLOAD',
-      `${checked.table}: onError 'skip' is for chunks of COPY data (payload version 2)`,
+      `${checked.table}: onError 'skip' is for chunks of COPY data (payload versions 2 and 3)`,
       { table: checked.table },
     );
   const { returning, onConflict, key, fields, signals, batchSize } = p.options;

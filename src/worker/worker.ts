@@ -361,7 +361,7 @@ export class BulkWorker {
         .catch((err) =>
           this.logger.warn({ err }, 'could not announce this worker to the dashboard'),
         );
-    // Producers encode rows as COPY text with these (docs/payload.md, version 2).
+    // Producers encode rows as COPY text with these (docs/payload.md, versions 2 and 3).
     for (const t of this.opts.tables) {
       if (t === '*' || missing.includes(t)) continue;
       const meta = await this.db.meta(t).catch(() => undefined);
