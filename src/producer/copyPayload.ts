@@ -1,15 +1,16 @@
-import { createHash } from 'node:crypto';
 import { kindsFingerprint } from '../core/catalog.js';
 import { BulkError } from '../core/errors.js';
 import type { TableMeta } from '../core/meta.js';
 import { copyLines } from '../core/ops/copyFrom.js';
+import { textOf } from '../core/ops/copyText.js';
 import { groupRows } from '../core/rows.js';
 import type { Row } from '../core/signals.js';
-import type {
-  CopyChunkPayload,
-  CopyGroupPayload,
-  DataChunkPayload,
-  PayloadOptions,
+import {
+  type CopyChunkPayload,
+  type CopyGroupPayload,
+  chunkDataDigest,
+  type DataChunkPayload,
+  type PayloadOptions,
 } from '../queue/payload.js';
 
 /**
@@ -75,7 +76,7 @@ export function besideJob(p: CopyChunkPayload): { payload: DataChunkPayload; dat
     payload: {
       ...rest,
       v: 3,
-      data: { bytes: data.length, sha256: sha256(data) },
+      data: { bytes: data.length, sha256: chunkDataDigest(data) },
       groups: groups.map((g, i) => ({
         columns: g.columns,
         rows: g.rows,
@@ -94,12 +95,7 @@ export function inlineJob(p: CopyChunkPayload): CopyChunkPayload {
     ...p,
     groups: p.groups.map((g) => ({
       ...g,
-      data: typeof g.data === 'string' ? g.data : g.data.toString('utf8'),
+      data: textOf(g.data),
     })),
   };
-}
-
-/** sha256 of a chunk's data as payload version 3 names it: base64url, no padding. */
-export function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('base64url');
 }

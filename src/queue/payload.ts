@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import AjvModule from 'ajv';
 import type { Job } from 'bullmq';
 import { type CsvDialect, checkCsvDialect } from '../core/csvDialect.js';
@@ -99,6 +100,11 @@ export interface DataChunkPayload extends Omit<CopyChunkPayload, 'v' | 'groups'>
   v: 3;
   data: { bytes: number; sha256: string };
   groups: DataGroupPayload[];
+}
+
+/** A v3 chunk's data digest as its job names it: sha256, base64url without padding. */
+export function chunkDataDigest(data: Buffer): string {
+  return createHash('sha256').update(data).digest('base64url');
 }
 
 /** Job 'operation': the parent of an operation's chunks; for update and copyTo, the whole job. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { kindsFingerprint } from '../core/catalog.js';
@@ -21,6 +20,7 @@ import {
   type ChunkJobReturn,
   type ChunkPayload,
   type CopyChunkPayload,
+  chunkDataDigest,
   chunkReturns,
   type DataChunkPayload,
   type OperationJobReturn,
@@ -288,7 +288,7 @@ async function readChunkData(
     );
   if (got.length !== p.data.bytes)
     throw bad(`its data is ${got.length} bytes, and the job says ${p.data.bytes}`);
-  if (createHash('sha256').update(got).digest('base64url') !== p.data.sha256)
+  if (chunkDataDigest(got) !== p.data.sha256)
     throw bad('its data does not have the sha256 the job gives (it was written for another job)');
   let at = 0;
   const groups = p.groups.map((g) => {
